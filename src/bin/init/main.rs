@@ -1,0 +1,2 @@
+//! The appliance init.
+fn main() {}

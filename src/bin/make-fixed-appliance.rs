@@ -1,0 +1,2 @@
+//! Drop-in replacement for libguestfs-make-fixed-appliance.
+fn main() {}

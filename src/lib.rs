@@ -1,0 +1,35 @@
+//! guestfs-appliance: build and look after libguestfs fixed appliances.
+//!
+//! Architecture map (dependencies point downwards):
+//!
+//! ```text
+//! main.rs, bin/make-fixed-appliance.rs   parse args, dispatch, exit codes
+//! cli.rs                                 clap types only
+//! commands/                              one file per subcommand: glue only
+//!   build.rs                             the build pipeline, wires everything
+//! appliance.rs                           inputs + packages + modules -> FileTree
+//! input/                                 supermin.d: classify, lists, base tarballs
+//! package/                               PackageDb trait; dpkg.rs reads /var/lib/dpkg
+//! kernel.rs                              kernel + modules directory selection
+//! image/files.rs                         FileTree: the shared in-memory tree
+//! image/ext2.rs                          ext2 writer (FileTree -> root image)
+//! image/cpio.rs, image/initrd.rs         newc writer, initrd module selection
+//! image/tarball.rs                       sparse-aware .tar.gz/.tar.xz output
+//! output.rs                              staging dir, lock, atomic swap
+//! manifest.rs                            manifest.toml and the fingerprint
+//! printer.rs                             quiet/verbose/progress on stderr
+//! process.rs                             the only place that runs external tools
+//! bin/init/                              the appliance's static PID 1
+//! ```
+
+pub mod appliance;
+pub mod cli;
+pub mod commands;
+pub mod image;
+pub mod input;
+pub mod kernel;
+pub mod manifest;
+pub mod output;
+pub mod package;
+pub mod printer;
+pub mod process;

@@ -1,0 +1,2 @@
+//! The `guestfs-appliance` command.
+fn main() {}
