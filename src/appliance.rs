@@ -1,1 +1,294 @@
-//! Placeholder until this module lands.
+//! Composing the appliance's file tree from its sources, in supermin's
+//! order and with supermin's precedence (reference §2.1, §4.2):
+//!
+//! 1. base archives from the inputs (they win for directories);
+//! 2. package files, minus config files (every regular file under `/etc/`:
+//!    their pristine copies come from the base archives) and minus
+//!    excludefiles matches;
+//! 3. hostfiles (glob-expanded);
+//! 4. the kernel's modules directory, as `/lib/modules/<version>`.
+//!
+//! Host entries become [`Node`]s from `lstat` of the host path; regular files
+//! keep only their host path (their bytes are copied later by the writer, so
+//! each host file is read once). Missing parents are taken from the host as
+//! supermin's "munge" does, including directory symlinks such as
+//! `/lib -> usr/lib` on merged-/usr hosts, whose targets are created first.
+//! This module knows the sources but no on-disk format.
+
+use std::ffi::OsString;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::image::files::{Content, Data, FileTree, Metadata, Node, TreeError};
+use crate::input::{ExcludePattern, Inputs};
+use crate::kernel::KernelChoice;
+use crate::package::PackageFile;
+
+/// Errors composing the tree.
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    /// The tree refused an entry.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// A host path needed for the tree could not be inspected.
+    #[error("{path}: {source}")]
+    Host {
+        /// The host path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Base archives could not be unpacked.
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
+}
+
+/// Counts of what went into the tree, for the summary and `-v`.
+#[derive(Debug, Clone, Default)]
+pub struct ComposeStats {
+    /// Paths listed by the packages of the closure.
+    pub package_paths: usize,
+    /// Package regular files under /etc dropped as config files.
+    pub config_files: usize,
+    /// Package paths dropped by excludefiles.
+    pub excluded: usize,
+    /// Paths added by hostfiles.
+    pub hostfiles: usize,
+    /// Listed paths missing on the host (dropped, as supermin does).
+    pub missing_on_host: usize,
+    /// Files under the kernel modules directory.
+    pub module_files: usize,
+    /// Reachable entries in the final tree.
+    pub entries: usize,
+    /// Bytes of regular-file data in the final tree.
+    pub data_bytes: u64,
+}
+
+/// What to put into the tree.
+pub struct ComposeSources<'a> {
+    /// Host root that package and host paths are relative to.
+    pub root: &'a Path,
+    /// Parsed inputs (base archives, excludes).
+    pub inputs: &'a Inputs,
+    /// Files of the package closure.
+    pub package_files: &'a [PackageFile],
+    /// Expanded hostfiles (appliance paths).
+    pub hostfiles: &'a [PathBuf],
+    /// The kernel whose modules go in.
+    pub kernel: &'a KernelChoice,
+    /// Time for entries we invent (missing parents of archive members).
+    pub default_time: i64,
+}
+
+/// Build the appliance tree. Errors name the path involved.
+pub fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), ComposeError> {
+    let mut stats = ComposeStats::default();
+    let root_meta = Metadata::new(0o755, 0, 0, src.default_time);
+    let mut tree = FileTree::new(root_meta);
+    src.inputs.unpack_base(&mut tree, src.default_time)?;
+
+    // Package files: (destination, source) pairs.
+    let mut entries: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(src.package_files.len());
+    stats.package_paths = src.package_files.len();
+    for f in src.package_files {
+        if f.path.starts_with("/etc") && f.path != Path::new("/etc") {
+            let host = host_path(src.root, &f.path);
+            if std::fs::symlink_metadata(&host).map(|m| m.is_file()).unwrap_or(false) {
+                stats.config_files += 1;
+                continue;
+            }
+        }
+        if is_excluded(&src.inputs.excludes, &f.path) {
+            stats.excluded += 1;
+            continue;
+        }
+        entries.push((f.path.clone(), f.source.clone()));
+    }
+    stats.hostfiles = src.hostfiles.len();
+    entries.extend(src.hostfiles.iter().map(|p| (p.clone(), p.clone())));
+    // Stable sort by destination: parents come before children, and for a
+    // duplicated path the later (hostfiles) entry is inserted last and wins.
+    entries.sort_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
+
+    let mut composer = HostComposer { tree, root: src.root };
+    for (dest, source) in &entries {
+        let source_host = host_path(src.root, source);
+        let chosen = match std::fs::symlink_metadata(&source_host) {
+            Ok(md) if md.is_file() => Some((source_host, md)),
+            _ => {
+                let dest_host = host_path(src.root, dest);
+                std::fs::symlink_metadata(&dest_host).ok().map(|md| (dest_host, md))
+            }
+        };
+        let Some((host, md)) = chosen else {
+            stats.missing_on_host += 1;
+            continue;
+        };
+        let node = node_from_host(&host, &md)?;
+        composer.add(dest, &host, node, 0)?;
+    }
+
+    // Kernel modules: /lib/modules from the host (a symlinked /lib resolves
+    // through the tree), then the whole modules directory under the version.
+    let lib_modules = Path::new("/lib/modules");
+    if std::fs::symlink_metadata(host_path(src.root, lib_modules)).is_ok() {
+        composer.ensure_host_path(lib_modules, 0)?;
+    } else {
+        // SUPERMIN_MODULES elsewhere on a host without /lib/modules.
+        composer.tree.create_dir_all(lib_modules, root_meta)?;
+    }
+    let modules_dest = PathBuf::from("/lib/modules").join(&src.kernel.version);
+    let mut walk = walkdir::WalkDir::new(&src.kernel.modules_dir)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(item) = walk.next() {
+        let item = item.map_err(|e| ComposeError::Host {
+            path: e.path().map(Path::to_path_buf).unwrap_or_else(|| src.kernel.modules_dir.clone()),
+            source: e.into(),
+        })?;
+        let rel = item.path().strip_prefix(&src.kernel.modules_dir).unwrap_or(item.path());
+        let dest = if rel.as_os_str().is_empty() { modules_dest.clone() } else { modules_dest.join(rel) };
+        let md = std::fs::symlink_metadata(item.path())
+            .map_err(|source| ComposeError::Host { path: item.path().to_path_buf(), source })?;
+        let node = node_from_host(item.path(), &md)?;
+        composer.tree.insert(&dest, node)?;
+        if !md.is_dir() {
+            stats.module_files += 1;
+        }
+    }
+
+    let tree = composer.tree;
+    for (_, id) in tree.walk() {
+        stats.entries += 1;
+        if let Content::Regular(data) = &tree.node(id).content {
+            stats.data_bytes += data.len();
+        }
+    }
+    Ok((tree, stats))
+}
+
+fn is_excluded(excludes: &[ExcludePattern], path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    excludes.iter().any(|p| p.matches(bytes))
+}
+
+/// `root` + absolute `path`.
+pub fn host_path(root: &Path, path: &Path) -> PathBuf {
+    match path.strip_prefix("/") {
+        Ok(rel) => root.join(rel),
+        Err(_) => root.join(path),
+    }
+}
+
+/// Turn a host `lstat` result into a tree node. Directories lose setuid (as
+/// supermin); symlinks keep their exact target text.
+pub fn node_from_host(host: &Path, md: &std::fs::Metadata) -> Result<Node, ComposeError> {
+    let ft = md.file_type();
+    let mut meta = Metadata::from_std(md);
+    let content = if ft.is_dir() {
+        meta.perm &= 0o3777;
+        Content::Directory
+    } else if ft.is_file() {
+        Content::Regular(Data::Host { path: host.to_path_buf(), len: md.len() })
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(host)
+            .map_err(|source| ComposeError::Host { path: host.to_path_buf(), source })?;
+        Content::Symlink(OsString::from(target))
+    } else if ft.is_char_device() {
+        Content::CharDevice(md.rdev())
+    } else if ft.is_block_device() {
+        Content::BlockDevice(md.rdev())
+    } else if ft.is_fifo() {
+        Content::Fifo
+    } else {
+        Content::Socket
+    };
+    Ok(Node { meta, content })
+}
+
+/// Adds host paths to the tree, creating missing parents from the host.
+struct HostComposer<'a> {
+    tree: FileTree,
+    root: &'a Path,
+}
+
+/// Guard against symlink cycles on a broken host.
+const MAX_DEPTH: usize = 40;
+
+impl HostComposer<'_> {
+    /// Make sure every ancestor of `path` exists in the tree as a directory.
+    fn ensure_parents(&mut self, path: &Path, depth: usize) -> Result<(), ComposeError> {
+        match path.parent() {
+            Some(parent) if parent != Path::new("/") => self.ensure_host_path(parent, depth),
+            _ => Ok(()),
+        }
+    }
+
+    /// Insert a host entry at `dest`, creating its parents first and, for a
+    /// symlink to a directory, the link's target (supermin's munge).
+    fn add(&mut self, dest: &Path, host: &Path, node: Node, depth: usize) -> Result<(), ComposeError> {
+        self.ensure_parents(dest, depth + 1)?;
+        if let Content::Symlink(target) = &node.content {
+            if std::fs::metadata(host).map(|m| m.is_dir()).unwrap_or(false) {
+                let target = link_target(dest, target);
+                self.ensure_host_path(&target, depth + 1)?;
+            }
+        }
+        self.tree.insert(dest, node)?;
+        Ok(())
+    }
+
+    /// Make sure `path` exists in the tree and, if it is a symlink, that its
+    /// target does too, copying missing pieces from the host.
+    fn ensure_host_path(&mut self, path: &Path, depth: usize) -> Result<(), ComposeError> {
+        if depth > MAX_DEPTH {
+            return Err(TreeError::SymlinkLoop { path: path.to_path_buf() }.into());
+        }
+        self.ensure_parents(path, depth + 1)?;
+        if let Some(id) = self.tree.lookup(path) {
+            if let Content::Symlink(target) = &self.tree.node(id).content {
+                let target = link_target(path, target);
+                self.ensure_host_path(&target, depth + 1)?;
+            }
+            return Ok(());
+        }
+        let host = host_path(self.root, path);
+        let md = std::fs::symlink_metadata(&host)
+            .map_err(|source| ComposeError::Host { path: host.clone(), source })?;
+        let node = node_from_host(&host, &md)?;
+        self.add(path, &host, node, depth + 1)
+    }
+}
+
+/// Where a symlink at `link` with text `target` points, inside the image.
+fn link_target(link: &Path, target: &std::ffi::OsStr) -> PathBuf {
+    crate::image::files::lexical_normalize(&link.parent().unwrap_or(Path::new("/")).join(target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_parents_come_from_the_host_through_symlinks() {
+        let host = tempfile::tempdir().unwrap();
+        let r = host.path();
+        std::fs::create_dir_all(r.join("usr/lib/x")).unwrap();
+        std::fs::write(r.join("usr/lib/x/libfoo.so"), b"elf").unwrap();
+        std::os::unix::fs::symlink("usr/lib", r.join("lib")).unwrap();
+        let mut c = HostComposer { tree: FileTree::new(Metadata::new(0o755, 0, 0, 0)), root: r };
+        c.ensure_host_path(Path::new("/lib/x/libfoo.so"), 0).unwrap();
+        let id = c.tree.lookup(Path::new("/usr/lib/x/libfoo.so")).expect("file under usr");
+        assert!(matches!(c.tree.node(id).content, Content::Regular(Data::Host { len: 3, .. })));
+        let lib = c.tree.lookup(Path::new("/lib")).unwrap();
+        assert_eq!(c.tree.node(lib).content, Content::Symlink("usr/lib".into()));
+    }
+
+    #[test]
+    fn host_path_joins_under_root() {
+        assert_eq!(host_path(Path::new("/r"), Path::new("/etc/x")), PathBuf::from("/r/etc/x"));
+        assert_eq!(host_path(Path::new("/"), Path::new("/etc/x")), PathBuf::from("/etc/x"));
+    }
+}

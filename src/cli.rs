@@ -1,1 +1,131 @@
-//! Placeholder until this module lands.
+//! Command-line types (clap derive) for both binaries. No logic lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::printer::ColorChoice;
+
+/// Build and look after libguestfs fixed appliances.
+#[derive(Debug, Parser)]
+#[command(name = "guestfs-appliance", version, about, max_term_width = 80)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output options shared by every command.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Show stages and timings (-v), or details too (-vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Show only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// When to colour messages.
+    #[arg(long, value_enum, default_value_t, global = true, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+impl GlobalArgs {
+    /// Verbosity level for the printer: -1 quiet, 0 normal, 1.. verbose.
+    pub fn verbosity(&self) -> i8 {
+        if self.quiet {
+            -1
+        } else {
+            self.verbose.min(3) as i8
+        }
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a fixed appliance (kernel, initrd, root, README.fixed) into DIR.
+    Build(BuildArgs),
+}
+
+/// Options of `build`.
+#[derive(Debug, Args, Clone)]
+pub struct BuildArgs {
+    /// Output directory, e.g. /dev/shm/appliance (replaced atomically).
+    #[arg(value_name = "DIR", required_unless_present = "tar")]
+    pub dir: Option<PathBuf>,
+    /// A supermin.d input directory or file (repeatable). Default:
+    /// libguestfs's installed supermin.d, else the built-in minimal appliance.
+    #[arg(long = "input", value_name = "PATH")]
+    pub inputs: Vec<PathBuf>,
+    /// Use the built-in minimal appliance (bash, coreutils, util-linux).
+    #[arg(long, conflicts_with = "inputs")]
+    pub minimal: bool,
+    /// Size of the sparse root image (e.g. 4G, 1.5G, 800M; supermin syntax).
+    #[arg(long, value_name = "SIZE", default_value = "4G")]
+    pub size: String,
+    /// Fail when a package named in the input is not installed.
+    #[arg(long)]
+    pub strict: bool,
+    /// Also (or, without DIR, only) write the appliance as a .tar.gz, or a
+    /// .tar.xz if FILE ends in .xz.
+    #[arg(long, value_name = "FILE")]
+    pub tar: Option<PathBuf>,
+    /// Host root holding the package database, files and kernels.
+    #[arg(long = "root", visible_alias = "dpkg-root", value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// CPU the appliance is for (kernel selection), as supermin's --host-cpu.
+    #[arg(long, value_name = "CPU", default_value = std::env::consts::ARCH)]
+    pub host_cpu: String,
+    /// Give up waiting for another build of DIR after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub lock_timeout: u64,
+}
+
+/// Drop-in replacement for libguestfs-make-fixed-appliance: build the
+/// libguestfs appliance into OUTPUTDIR, or as appliance-VERSION.tar.xz
+/// in the current directory with --xz.
+#[derive(Debug, Parser)]
+#[command(
+    name = "make-fixed-appliance",
+    version,
+    max_term_width = 80,
+    override_usage = "make-fixed-appliance [--tar FILE] OUTPUTDIR\n       make-fixed-appliance --tar FILE\n       make-fixed-appliance --xz"
+)]
+pub struct MakeFixedCli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Write appliance-VERSION.tar.xz in the current directory.
+    #[arg(long, conflicts_with_all = ["tar", "outputdir"])]
+    pub xz: bool,
+    /// Write the appliance as a .tar.gz (.tar.xz if FILE ends in .xz) to
+    /// FILE, besides OUTPUTDIR if one is given.
+    #[arg(long, value_name = "FILE")]
+    pub tar: Option<PathBuf>,
+    /// Where to put kernel, initrd, root and README.fixed.
+    #[arg(value_name = "OUTPUTDIR", required_unless_present_any = ["xz", "tar"])]
+    pub outputdir: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        Cli::command().debug_assert();
+        MakeFixedCli::command().debug_assert();
+    }
+
+    #[test]
+    fn make_fixed_usage_matches_libguestfs() {
+        assert!(MakeFixedCli::try_parse_from(["m", "--xz"]).is_ok());
+        assert!(MakeFixedCli::try_parse_from(["m", "--xz", "dir"]).is_err());
+        assert!(MakeFixedCli::try_parse_from(["m"]).is_err());
+        assert!(MakeFixedCli::try_parse_from(["m", "dir"]).is_ok());
+    }
+}

@@ -33,3 +33,23 @@ pub mod output;
 pub mod package;
 pub mod printer;
 pub mod process;
+
+/// Map a command's outcome to the process exit code, printing the error
+/// chain on stderr (`{:#}`). A broken pipe on stdout exits quietly.
+pub fn exit_code(result: anyhow::Result<()>, printer: &printer::Printer) -> std::process::ExitCode {
+    printer.clear_progress();
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            let broken_pipe = err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return std::process::ExitCode::SUCCESS;
+            }
+            let label = printer.paint("31", "error:");
+            eprintln!("guestfs-appliance: {label} {err:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

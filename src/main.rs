@@ -1,2 +1,19 @@
-//! The `guestfs-appliance` command.
-fn main() {}
+//! The `guestfs-appliance` command: parse arguments, set up the printer,
+//! dispatch to a command, and map the outcome to an exit code (0 ok,
+//! 1 checked and found a problem, 2 error).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use guestfs_appliance::cli::{Cli, Command};
+use guestfs_appliance::commands;
+use guestfs_appliance::printer::Printer;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let printer = Printer::new(cli.global.verbosity(), cli.global.color);
+    let result = match &cli.command {
+        Command::Build(args) => commands::build::run(args, &printer),
+    };
+    guestfs_appliance::exit_code(result, &printer)
+}

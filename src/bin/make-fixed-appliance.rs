@@ -1,2 +1,16 @@
-//! Drop-in replacement for libguestfs-make-fixed-appliance.
-fn main() {}
+//! `make-fixed-appliance`: drop-in replacement for
+//! libguestfs-make-fixed-appliance (see `commands::make_fixed`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use guestfs_appliance::cli::MakeFixedCli;
+use guestfs_appliance::commands;
+use guestfs_appliance::printer::Printer;
+
+fn main() -> ExitCode {
+    let cli = MakeFixedCli::parse();
+    let printer = Printer::new(cli.global.verbosity(), cli.global.color);
+    let result = commands::make_fixed::run(&cli, &printer);
+    guestfs_appliance::exit_code(result, &printer)
+}

@@ -1,1 +1,5 @@
-//! Placeholder until this module lands.
+//! One module per subcommand. Commands are glue: they parse nothing (see
+//! `cli`) and own no format (see `image`, `package`, `input`).
+
+pub mod build;
+pub mod make_fixed;

@@ -1,1 +1,9 @@
-//! Integration tests.
+//! Integration tests: the real binaries, real host tools (e2fsck, debugfs,
+//! cpio, qemu, guestfish) and the host's real package database. One test
+//! binary (`autotests = false`) so the binaries are built once.
+
+mod bad_input;
+mod build;
+mod cli;
+mod qemu;
+mod util;

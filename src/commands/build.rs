@@ -1,0 +1,598 @@
+//! `build`: the whole pipeline, wired in one place (as supermin's
+//! `mode_build.ml`): inputs → packages → kernel → tree → kernel/initrd/root
+//! in a staging directory → atomic swap. Only this file knows both the
+//! package database and the writers.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::appliance::{self, ComposeSources};
+use crate::cli::BuildArgs;
+use crate::image::{ext2, initrd, tarball};
+use crate::input::{self, Inputs};
+use crate::kernel::{self, KernelChoice, KernelEnv};
+use crate::manifest::{self, Manifest, ManifestInput, ManifestKernel, ManifestOptions, ManifestPackage};
+use crate::output::{self, OutputLock, Staging};
+use crate::package;
+use crate::printer::{human_bytes, Printer};
+
+/// The README.fixed template; see [`render_readme`].
+const README_TEMPLATE: &str = include_str!("../../templates/README.fixed");
+
+/// Space we keep free beyond the estimate, so a build never fills a disk
+/// to the last block.
+const SPACE_MARGIN: u64 = 64 << 20;
+
+/// Environment variable naming the init binary, overriding the search.
+pub const INIT_ENV: &str = "GUESTFS_APPLIANCE_INIT";
+
+/// What a finished build reports.
+#[derive(Debug, Clone)]
+pub struct BuildSummary {
+    /// Where the appliance went (directory), if any.
+    pub dir: Option<PathBuf>,
+    /// Tarball written, if any.
+    pub tarball: Option<PathBuf>,
+    /// The manifest as written.
+    pub manifest: Manifest,
+    /// Entries in the root image.
+    pub files: usize,
+    /// Bytes of file data in the root image.
+    pub data_bytes: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+impl BuildSummary {
+    /// The one-line summary printed at the end.
+    pub fn line(&self) -> String {
+        let what = match (&self.dir, &self.tarball) {
+            (Some(d), Some(t)) => format!("{} and {}", d.display(), t.display()),
+            (Some(d), None) => d.display().to_string(),
+            (None, Some(t)) => t.display().to_string(),
+            (None, None) => "nothing".into(),
+        };
+        format!(
+            "built {what}: {} packages, {} files, {} in {:.1} s (kernel {})",
+            self.manifest.packages.len(),
+            self.files,
+            human_bytes(self.data_bytes),
+            self.seconds,
+            self.manifest.kernel.version
+        )
+    }
+}
+
+/// What to build, independent of how the command line said it.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// Output directory (replaced atomically), if any.
+    pub dir: Option<PathBuf>,
+    /// Tarball to write, if any.
+    pub tar: Option<PathBuf>,
+    /// Explicit inputs; empty = default.
+    pub inputs: Vec<PathBuf>,
+    /// Force the embedded minimal appliance.
+    pub minimal: bool,
+    /// Root image size in bytes.
+    pub size: u64,
+    /// Missing packages are errors.
+    pub strict: bool,
+    /// Host root.
+    pub root: PathBuf,
+    /// Host CPU for kernel selection.
+    pub host_cpu: String,
+    /// Lock wait limit.
+    pub lock_timeout: std::time::Duration,
+}
+
+impl BuildRequest {
+    /// From `build`'s arguments.
+    pub fn from_args(args: &BuildArgs) -> Result<Self> {
+        Ok(BuildRequest {
+            dir: args.dir.clone(),
+            tar: args.tar.clone(),
+            inputs: args.inputs.clone(),
+            minimal: args.minimal,
+            size: parse_size(&args.size)?,
+            strict: args.strict,
+            root: args.root.clone(),
+            host_cpu: args.host_cpu.clone(),
+            lock_timeout: std::time::Duration::from_secs(args.lock_timeout),
+        })
+    }
+}
+
+/// Run `build` and print its summary.
+pub fn run(args: &BuildArgs, printer: &Printer) -> Result<()> {
+    let req = BuildRequest::from_args(args)?;
+    let summary = build(&req, printer)?;
+    printer.info(summary.line());
+    Ok(())
+}
+
+/// Parse a size in supermin's syntax: digits (and a decimal point) followed
+/// by `b`, `K`, `M` or `G` (binary multiples), e.g. `4G`, `1.5G`, `800M`.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let bad = || anyhow::anyhow!("invalid --size {text:?}: use a number followed by b, K, M or G, e.g. 4G or 1.5G");
+    let (num, unit) = text.split_at(text.len().saturating_sub(1));
+    let mult: u64 = match unit {
+        "b" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(bad());
+    }
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let bytes = (value * mult as f64) as u64;
+    if bytes < (16 << 20) {
+        bail!("--size {text} is too small: the root image needs at least 16M");
+    }
+    Ok(bytes)
+}
+
+/// Find the static init binary that goes into the initrd: `$GUESTFS_APPLIANCE_INIT`,
+/// else `guestfs-appliance-init` beside the running executable, else the
+/// packaged locations.
+pub fn find_init() -> Result<(PathBuf, Vec<u8>)> {
+    let mut candidates = Vec::new();
+    if let Some(p) = std::env::var_os(INIT_ENV) {
+        candidates.push(PathBuf::from(p));
+    } else {
+        if let Ok(exe) = std::env::current_exe() {
+            if let Some(dir) = exe.parent() {
+                candidates.push(dir.join("guestfs-appliance-init"));
+            }
+        }
+        candidates.push(PathBuf::from("/usr/libexec/guestfs-appliance/init"));
+        candidates.push(PathBuf::from("/usr/lib/guestfs-appliance/init"));
+    }
+    for c in &candidates {
+        if let Ok(bytes) = std::fs::read(c) {
+            if !initrd::is_static_elf(&bytes) {
+                bail!(
+                    "{}: the appliance init must be a statically linked executable; rebuild it with this repository's cargo configuration",
+                    c.display()
+                );
+            }
+            return Ok((c.clone(), bytes));
+        }
+    }
+    let looked: Vec<_> = candidates.iter().map(|c| c.display().to_string()).collect();
+    bail!(
+        "cannot find the appliance init program (looked in: {}); install guestfs-appliance-init beside guestfs-appliance, or set {INIT_ENV}",
+        looked.join(", ")
+    )
+}
+
+/// Choose the inputs: explicit ones, else libguestfs's installed supermin.d,
+/// else the embedded minimal appliance.
+fn load_inputs(req: &BuildRequest, printer: &Printer) -> Result<Inputs> {
+    if req.minimal {
+        printer.stage("inputs: built-in minimal appliance (--minimal)");
+        return Ok(input::embedded_minimal());
+    }
+    if !req.inputs.is_empty() {
+        printer.stage(format!("inputs: {} given on the command line", req.inputs.len()));
+        return Ok(input::read_inputs(&req.inputs)?);
+    }
+    let defaults = input::default_input_dirs(&req.root);
+    if defaults.is_empty() {
+        printer.info(
+            "no libguestfs supermin.d found on this host; building the built-in minimal appliance (install libguestfs0 for the full one)",
+        );
+        return Ok(input::embedded_minimal());
+    }
+    printer.stage(format!("inputs: {} (libguestfs's installed supermin.d)", defaults[0].display()));
+    Ok(input::read_inputs(&defaults)?)
+}
+
+/// Refuse an output directory that sits inside one of the input directories:
+/// the next build would read our own output as input.
+fn check_not_inside_inputs(dir: &Path, inputs: &Inputs) -> Result<()> {
+    let dir_abs = absolute(dir);
+    for f in &inputs.files {
+        let Some(parent) = f.path.parent() else { continue };
+        if parent.as_os_str().is_empty() || f.path.starts_with("<embedded>") {
+            continue;
+        }
+        let parent_abs = absolute(parent);
+        if dir_abs.starts_with(&parent_abs) {
+            bail!(
+                "output directory {} is inside the input directory {}: choose an output directory outside the inputs",
+                dir.display(),
+                parent_abs.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Canonical form of a path that may not exist yet (its existing ancestor
+/// canonicalised, the rest appended).
+fn absolute(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = path.to_path_buf();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(&cur) {
+            let mut out = c;
+            for r in rest.iter().rev() {
+                out.push(r);
+            }
+            return out;
+        }
+        match (cur.file_name().map(|n| n.to_owned()), cur.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                cur = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() };
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// Time for entries the writers must invent: `SOURCE_DATE_EPOCH` when set,
+/// else the newest modification time among the input files (a property of
+/// the host state, so two builds from the same state agree).
+fn invented_time(inputs: &Inputs) -> i64 {
+    if let Some(t) = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()) {
+        return t;
+    }
+    use std::os::unix::fs::MetadataExt;
+    inputs
+        .files
+        .iter()
+        .filter_map(|f| std::fs::metadata(&f.path).ok())
+        .map(|m| m.mtime())
+        .max()
+        .unwrap_or(0)
+}
+
+fn input_kind_name(kind: &input::InputKind) -> &'static str {
+    match kind {
+        input::InputKind::Packages => "packages",
+        input::InputKind::BaseArchive(input::Compression::None) => "base-tar",
+        input::InputKind::BaseArchive(input::Compression::Gzip) => "base-tar.gz",
+        input::InputKind::BaseArchive(input::Compression::Xz) => "base-tar.xz",
+        input::InputKind::Hostfiles => "hostfiles",
+        input::InputKind::Excludefiles => "excludefiles",
+        input::InputKind::Empty => "empty",
+    }
+}
+
+/// Everything that decides the appliance's content, resolved from the host.
+pub struct Plan {
+    /// Parsed inputs.
+    pub inputs: Inputs,
+    /// The package database.
+    pub db: Box<dyn package::PackageDb>,
+    /// Resolved closure and missing names.
+    pub resolution: package::Resolution,
+    /// Chosen kernel.
+    pub kernel: KernelChoice,
+    /// The manifest (fingerprint filled, output part empty).
+    pub manifest: Manifest,
+}
+
+/// Resolve inputs, packages and kernel, and compute the fingerprint.
+/// Cheap relative to a build; `check` uses it too.
+pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
+    let inputs = load_inputs(req, printer)?;
+    let db = package::detect(&req.root)?;
+    let resolution = db.resolve(&inputs.packages)?;
+    if !resolution.missing.is_empty() {
+        let list = resolution.missing.join(", ");
+        if req.strict {
+            bail!(
+                "{} package(s) named in the input are not installed: {list}; install them, or build without --strict",
+                resolution.missing.len()
+            );
+        }
+        printer.warn(format!(
+            "{} package(s) named in the input are not installed and were left out: {list} (use --strict to make this an error)",
+            resolution.missing.len()
+        ));
+    }
+    for u in &resolution.unsatisfied {
+        printer.stage(format!("packages: {} depends on {}: not installed, skipped", u.package, u.dependency));
+    }
+    printer.stage(format!(
+        "packages: {} requested, {} in the closure ({})",
+        inputs.packages.len(),
+        resolution.packages.len(),
+        db.handler()
+    ));
+
+    let kernel = kernel::select_kernel(&KernelEnv::from_env(), &req.root, &req.host_cpu)?;
+    printer.stage(format!("kernel: picked {} ({})", kernel.version, kernel.reason));
+    let kernel_sha = manifest::sha256_file(&kernel.path)
+        .with_context(|| format!("reading kernel {}", kernel.path.display()))?;
+    let dep = kernel.modules_dir.join("modules.dep");
+    let dep_sha = manifest::sha256_file(&dep).with_context(|| format!("reading {}", dep.display()))?;
+
+    let mut manifest = Manifest {
+        format_version: manifest::FORMAT_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        fingerprint: String::new(),
+        built_at: 0,
+        package_handler: db.handler().to_string(),
+        options: ManifestOptions {
+            size: req.size,
+            host_cpu: req.host_cpu.clone(),
+            root: req.root.display().to_string(),
+            strict: req.strict,
+        },
+        kernel: ManifestKernel {
+            version: kernel.version.clone(),
+            path: kernel.path.display().to_string(),
+            sha256: kernel_sha,
+            modules_dir: kernel.modules_dir.display().to_string(),
+            modules_dep_sha256: dep_sha,
+        },
+        inputs: inputs
+            .files
+            .iter()
+            .map(|f| ManifestInput {
+                path: f.path.display().to_string(),
+                kind: input_kind_name(&f.kind).to_string(),
+                sha256: manifest::hex(&f.sha256),
+            })
+            .collect(),
+        hostfiles: inputs.hostfiles.clone(),
+        missing_packages: resolution.missing.clone(),
+        packages: resolution
+            .packages
+            .iter()
+            .map(|p| ManifestPackage { name: p.name.clone(), version: p.version.clone(), arch: p.arch.clone() })
+            .collect(),
+        output: Default::default(),
+    };
+    manifest.fingerprint = manifest.compute_fingerprint();
+    Ok(Plan { inputs, db, resolution, kernel, manifest })
+}
+
+/// Build the appliance described by `req`.
+pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
+    let started = Instant::now();
+    let target = match &req.dir {
+        Some(d) => Some(output::resolve_target(d)?),
+        None => None,
+    };
+    if let Some(dir) = &target {
+        output::check_target(dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating parent directory {}", parent.display()))?;
+        }
+    }
+    if let Some(tar) = &req.tar {
+        if tar.is_dir() {
+            bail!("--tar {}: is a directory; give a file name such as appliance.tar.gz", tar.display());
+        }
+    }
+    // The lock serialises builds of one target; with only --tar, the tar
+    // file's name is the target.
+    let lock_target = target.clone().or_else(|| req.tar.clone()).context("nothing to build: give DIR or --tar FILE")?;
+    let lock_path = output::lock_path_for(&lock_target)?;
+    let _lock = OutputLock::acquire(&lock_path, req.lock_timeout, || {
+        printer.info(format!("waiting for another build holding {}", lock_path.display()))
+    })?;
+    for old in output::clean_leftovers(&lock_target)? {
+        printer.stage(format!("output: removed leftover {} (from an interrupted build)", old.display()));
+    }
+
+    let plan = plan(req, printer)?;
+    if let Some(dir) = &target {
+        check_not_inside_inputs(dir, &plan.inputs)?;
+    }
+    let default_time = invented_time(&plan.inputs);
+    let mut manifest = plan.manifest;
+
+    printer.progress("listing package files...");
+    let package_files = plan.db.files(&plan.resolution.packages)?;
+    let hostfiles = input::expand_hostfiles(&plan.inputs.hostfiles, &req.root);
+    printer.progress("composing the appliance tree...");
+    let (tree, stats) = appliance::compose(&ComposeSources {
+        root: &req.root,
+        inputs: &plan.inputs,
+        package_files: &package_files,
+        hostfiles: &hostfiles,
+        kernel: &plan.kernel,
+        default_time,
+    })?;
+    printer.stage(format!(
+        "tree: {} package paths, {} config files dropped, {} excluded, {} hostfiles, {} missing on host, {} module files -> {} entries, {}",
+        stats.package_paths,
+        stats.config_files,
+        stats.excluded,
+        stats.hostfiles,
+        stats.missing_on_host,
+        stats.module_files,
+        stats.entries,
+        human_bytes(stats.data_bytes)
+    ));
+
+    let staging = Staging::create(&lock_target)?;
+    let kernel_len = std::fs::metadata(&plan.kernel.path).map(|m| m.len()).unwrap_or(0);
+    let need = estimate_bytes(stats.data_bytes, stats.entries as u64) + kernel_len + SPACE_MARGIN;
+    let have = output::available_bytes(staging.path())?;
+    if have < need {
+        bail!(
+            "not enough free space in {}: the appliance needs about {}, {} is available; free some space or choose a directory on another filesystem",
+            staging.path().parent().unwrap_or(staging.path()).display(),
+            human_bytes(need),
+            human_bytes(have)
+        );
+    }
+
+    // Kernel: copied, never symlinked, so the appliance survives kernel
+    // removal from /boot.
+    printer.progress("copying kernel...");
+    let kernel_out = staging.path().join("kernel");
+    std::fs::copy(&plan.kernel.path, &kernel_out)
+        .with_context(|| format!("copying kernel {} to {}", plan.kernel.path.display(), kernel_out.display()))?;
+    set_mode(&kernel_out, 0o644)?;
+
+    // Initrd.
+    printer.progress("writing initrd...");
+    let (init_path, init_bytes) = find_init()?;
+    printer.stage(format!("initrd: init from {}", init_path.display()));
+    let modules = initrd::select_modules(&plan.kernel.modules_dir)?;
+    let initrd_out = staging.path().join("initrd");
+    let initrd_stats = {
+        let file = std::fs::File::create(&initrd_out)
+            .with_context(|| format!("creating {}", initrd_out.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        let s = initrd::write_initrd(&mut w, &init_bytes, &modules, default_time)?;
+        use std::io::Write;
+        w.flush().with_context(|| format!("writing {}", initrd_out.display()))?;
+        s
+    };
+    printer.stage(format!("initrd: {} modules, {}", initrd_stats.modules, human_bytes(initrd_stats.bytes)));
+
+    // Root image.
+    printer.progress(format!("writing root image ({} of files)...", human_bytes(stats.data_bytes)));
+    let root_out = staging.path().join("root");
+    let uuid = manifest.root_uuid();
+    let ext2_stats = {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&root_out)
+            .with_context(|| format!("creating {}", root_out.display()))?;
+        ext2::write_image(&tree, &file, &ext2::Ext2Options { size: req.size, uuid, timestamp: default_time, label: None })
+            .with_context(|| format!("writing root image {}", root_out.display()))?
+    };
+    set_mode(&root_out, 0o644)?;
+    for (path, err) in &ext2_stats.unreadable {
+        printer.warn(format!("{}: {err} (copied as an empty file, as supermin does)", path.display()));
+    }
+    printer.stage(format!(
+        "root: {} inodes, {} blocks of {} bytes, UUID {}",
+        ext2_stats.inodes,
+        ext2_stats.blocks_used,
+        ext2_stats.block_size,
+        ext2::format_uuid(&uuid)
+    ));
+
+    use std::os::unix::fs::MetadataExt;
+    manifest.built_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    manifest.output = manifest::ManifestOutput {
+        root_uuid: ext2::format_uuid(&uuid),
+        files: stats.entries as u64,
+        root_allocated_bytes: std::fs::metadata(&root_out).map(|m| m.blocks() * 512).unwrap_or(0),
+        initrd_bytes: initrd_stats.bytes,
+        initrd_modules: initrd_stats.modules as u64,
+    };
+    let readme = render_readme(&manifest, target.as_deref().unwrap_or(Path::new("DIR")));
+    write_file(&staging.path().join("README.fixed"), readme.as_bytes())?;
+    write_file(&staging.path().join(manifest::MANIFEST_NAME), manifest.to_toml().as_bytes())?;
+
+    if let Some(tar) = &req.tar {
+        printer.progress("compressing tarball...");
+        let compression =
+            if tar.extension().is_some_and(|e| e == "xz") { tarball::Compression::Xz } else { tarball::Compression::Gzip };
+        let files = ["kernel", "initrd", "root", "README.fixed", manifest::MANIFEST_NAME];
+        let t = tarball::write_tarball(
+            staging.path(),
+            &files,
+            tar,
+            &tarball::TarballOptions { compression, prefix: "appliance".into(), mtime: default_time, threads: 0 },
+        )?;
+        printer.stage(format!("tarball: {} ({})", tar.display(), human_bytes(t.compressed_bytes)));
+    }
+
+    match &target {
+        Some(_) => {
+            printer.progress("publishing...");
+            staging.commit()?;
+        }
+        None => drop(staging),
+    }
+    printer.clear_progress();
+    Ok(BuildSummary {
+        dir: target,
+        tarball: req.tar.clone(),
+        manifest,
+        files: stats.entries,
+        data_bytes: stats.data_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Bytes the root image will allocate: data rounded to blocks plus inode
+/// tables and directory blocks, with slack for indirect blocks.
+fn estimate_bytes(data: u64, entries: u64) -> u64 {
+    data + data / 64 + entries * (4096 + 256) + (8 << 20)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting mode of {}", path.display()))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    set_mode(path, 0o644)
+}
+
+/// Fill the README.fixed template.
+pub fn render_readme(m: &Manifest, dir: &Path) -> String {
+    let inputs: String = m.inputs.iter().map(|i| format!("  {} ({})\n", i.path, i.kind)).collect();
+    README_TEMPLATE
+        .replace("@VERSION@", &m.tool_version)
+        .replace("@KERNEL_VERSION@", &m.kernel.version)
+        .replace("@KERNEL_PATH@", &m.kernel.path)
+        .replace("@INITRD_MODULES@", &m.output.initrd_modules.to_string())
+        .replace("@ROOT_SIZE@", &human_bytes(m.options.size))
+        .replace("@ROOT_UUID@", &m.output.root_uuid)
+        .replace("@PACKAGE_COUNT@", &m.packages.len().to_string())
+        .replace("@PACKAGE_HANDLER@", &m.package_handler)
+        .replace("@INPUTS@", inputs.trim_end_matches('\n'))
+        .replace("@FINGERPRINT@", &m.fingerprint)
+        .replace("@DIR@", &dir.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_use_supermin_syntax() {
+        assert_eq!(parse_size("4G").unwrap(), 4 << 30);
+        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_size("800M").unwrap(), 800 << 20);
+        for bad in ["4", "4T", "4g", "G", "-1G", "1M"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn readme_has_no_placeholders_left() {
+        let mut m = crate::manifest::tests::sample();
+        m.fingerprint = m.compute_fingerprint();
+        let text = render_readme(&m, Path::new("/dev/shm/appliance"));
+        assert!(!text.contains('@'), "{text}");
+        assert!(text.contains("export LIBGUESTFS_PATH=/dev/shm/appliance"));
+        assert!(text.contains("6.1.0-56-amd64"));
+    }
+
+    #[test]
+    fn absolute_handles_missing_tails() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("a/b");
+        let abs = absolute(&p);
+        assert!(abs.ends_with("a/b"));
+        assert!(abs.is_absolute());
+    }
+}

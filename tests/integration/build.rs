@@ -1,0 +1,209 @@
+//! Issue 2 end to end: build real appliances from this host, validate them
+//! with e2fsprogs, cpio and file, boot them in qemu, and drive the
+//! libguestfs one with real guestfish.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use guestfs_appliance::manifest::Manifest;
+
+use crate::qemu;
+use crate::util::*;
+
+/// Build into `dir` with extra args; panics with full context on failure.
+fn build(cwd: &Path, args: &[&str], dir: &Path) -> Run {
+    let mut all = vec!["build"];
+    all.extend_from_slice(args);
+    all.push(dir.to_str().unwrap());
+    ga(cwd, &all).success()
+}
+
+fn tool_output(argv: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn prerequisites() -> bool {
+    crate::bad_input::host_kernel().is_some()
+        && have_tool("e2fsck")
+        && have_tool("debugfs")
+        && have_tool("cpio")
+        && have_tool("file")
+}
+
+#[test]
+fn minimal_appliance_is_valid_and_boots_its_init() {
+    if !prerequisites() || !have_tool("qemu-system-x86_64") {
+        return;
+    }
+    let tmp = scratch();
+    let dir = tmp.path().join("appliance");
+    let run = build(tmp.path(), &["--minimal"], &dir);
+    assert!(run.stderr().contains("built "), "summary line missing\n{}", run.shown_all());
+
+    for f in ["kernel", "initrd", "root", "README.fixed", "manifest.toml"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    assert!(!std::fs::symlink_metadata(dir.join("kernel")).unwrap().file_type().is_symlink());
+    let m = Manifest::read(&dir).unwrap();
+    assert_eq!(m.fingerprint, m.compute_fingerprint());
+    assert!(m.packages.iter().any(|p| p.name == "bash"), "{:?}", m.packages);
+
+    // The root: 4 GiB sparse, clean for e2fsck, holds /init from the base.
+    let root = dir.join("root");
+    assert_eq!(std::fs::metadata(&root).unwrap().len(), 4 << 30);
+    assert!(allocated(&root) < 2 << 30, "root is not sparse");
+    let (code, text) = tool_output(&["e2fsck", "-fn", root.to_str().unwrap()]);
+    assert_eq!(code, 0, "e2fsck: {text}");
+    let (_, stat) = tool_output(&["debugfs", "-R", "stat /init", root.to_str().unwrap()]);
+    assert!(stat.contains("Type: regular"), "{stat}");
+    let (_, uuid) = tool_output(&["debugfs", "-R", "stats", root.to_str().unwrap()]);
+    assert!(uuid.contains(&m.output.root_uuid), "UUID {} not in: {uuid}", m.output.root_uuid);
+    let (_, ls) = tool_output(&["debugfs", "-R", &format!("ls -p /usr/lib/modules/{}", m.kernel.version), root.to_str().unwrap()]);
+    assert!(ls.contains("modules.dep"), "{ls}");
+
+    // The initrd: newc, our static init, the module list.
+    let initrd = dir.join("initrd");
+    let (_, kind) = tool_output(&["file", "-b", initrd.to_str().unwrap()]);
+    assert!(kind.contains("ASCII cpio archive (SVR4 with no CRC)"), "{kind}");
+    let listing = std::process::Command::new("cpio")
+        .args(["-it", "--quiet"])
+        .stdin(std::fs::File::open(&initrd).unwrap())
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout);
+    for needed in ["init", "modules", "virtio_scsi.ko", "sd_mod.ko", "ext4.ko"] {
+        assert!(names.lines().any(|l| l == needed), "{needed} not in initrd: {names}");
+    }
+
+    let log = qemu::boot(
+        &dir.join("kernel"),
+        &initrd,
+        &[&root],
+        &format!("console=ttyS0 panic=1 root=UUID={}", m.output.root_uuid),
+        Duration::from_secs(300),
+    );
+    assert!(log.contains(guestfs_appliance::input::MINIMAL_INIT_MARKER), "{log}");
+}
+
+#[test]
+fn same_host_state_gives_byte_identical_appliances() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = scratch();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    build(tmp.path(), &["-q", "--minimal", "--size", "1G"], &a);
+    build(tmp.path(), &["-q", "--minimal", "--size", "1G"], &b);
+    for f in ["kernel", "initrd", "root"] {
+        assert_eq!(sha256(&a.join(f)), sha256(&b.join(f)), "{f} differs between builds");
+    }
+    let ma = Manifest::read(&a).unwrap();
+    let mb = Manifest::read(&b).unwrap();
+    assert_eq!(ma.fingerprint, mb.fingerprint);
+    assert_eq!(ma.output.root_uuid, mb.output.root_uuid);
+}
+
+#[test]
+fn rebuild_replaces_the_appliance_and_leaves_nothing_behind() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = scratch();
+    let dir = tmp.path().join("appliance");
+    build(tmp.path(), &["-q", "--minimal", "--size", "1G"], &dir);
+    build(tmp.path(), &["-q", "--minimal", "--size", "2G"], &dir);
+    assert_eq!(std::fs::metadata(dir.join("root")).unwrap().len(), 2 << 30);
+    let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![".appliance.lock".to_string(), "appliance".into()]);
+}
+
+#[test]
+fn tarball_keeps_the_root_sparse() {
+    if !prerequisites() || !have_tool("tar") {
+        return;
+    }
+    let tmp = scratch();
+    let dir = tmp.path().join("appliance");
+    let tar = tmp.path().join("appliance.tar.gz");
+    build(tmp.path(), &["-q", "--minimal", "--tar", tar.to_str().unwrap()], &dir);
+    let out = tmp.path().join("x");
+    std::fs::create_dir(&out).unwrap();
+    let (code, text) = tool_output(&["tar", "-C", out.to_str().unwrap(), "-xzf", tar.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    let root = out.join("appliance/root");
+    assert_eq!(std::fs::metadata(&root).unwrap().len(), 4 << 30);
+    assert!(allocated(&root) < 2 << 30, "extracted root is not sparse");
+    for f in ["kernel", "initrd", "root", "README.fixed"] {
+        assert_eq!(sha256(&out.join("appliance").join(f)), sha256(&dir.join(f)), "{f}");
+    }
+}
+
+/// libguestfs's own supermin.d, if installed.
+fn libguestfs_input() -> Option<PathBuf> {
+    let dirs = guestfs_appliance::input::default_input_dirs(Path::new("/"));
+    if dirs.is_empty() {
+        assert!(!in_ci(), "CI must install libguestfs (libguestfs-tools)");
+        eprintln!("skipping: libguestfs's supermin.d is not installed");
+    }
+    dirs.into_iter().next()
+}
+
+#[test]
+fn libguestfs_appliance_runs_a_real_guestfish_session() {
+    if !prerequisites() || !have_tool("guestfish") || libguestfs_input().is_none() {
+        return;
+    }
+    let tmp = scratch();
+    let dir = tmp.path().join("appliance");
+    build(tmp.path(), &[], &dir);
+    let (code, text) = tool_output(&["e2fsck", "-fn", dir.join("root").to_str().unwrap()]);
+    assert_eq!(code, 0, "e2fsck: {text}");
+
+    let disk = tmp.path().join("disk.img");
+    let script = "sparse disk.img 64M\n\
+                  run\n\
+                  part-disk /dev/sda mbr\n\
+                  mkfs ext4 /dev/sda1\n\
+                  mount /dev/sda1 /\n\
+                  write /hello \"written through our appliance\"\n\
+                  cat /hello\n\
+                  umount /\n";
+    let out = std::process::Command::new("guestfish")
+        .current_dir(tmp.path())
+        .env("LIBGUESTFS_PATH", &dir)
+        .env("LIBGUESTFS_BACKEND", "direct")
+        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
+        .env("LIBGUESTFS_DEBUG", "1")
+        .env("LIBGUESTFS_CACHEDIR", tmp.path())
+        .arg("--")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(script.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("run guestfish");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: String = stderr.lines().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    assert!(out.status.success(), "guestfish failed: {:?}\nstdout:\n{stdout}\nstderr tail:\n{tail}", out.status);
+    assert!(stdout.contains("written through our appliance"), "stdout:\n{stdout}\nstderr tail:\n{tail}");
+    // libguestfs booted our kernel, not a supermin-built one.
+    let our_kernel = dir.join("kernel");
+    assert!(stderr.contains(&*our_kernel.to_string_lossy()), "libguestfs did not use {}", our_kernel.display());
+    assert!(!stderr.contains("supermin: build"), "libguestfs ran supermin");
+    assert!(disk.exists());
+}
