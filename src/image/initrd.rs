@@ -370,20 +370,17 @@ fn add_module<W: Write>(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let decoded = if file_name.ends_with(".xz") {
-        Some(decompress(
-            path,
-            xz2::read::XzDecoder::new_multi_decoder(file),
-        )?)
+    let data = if file_name.ends_with(".xz") {
+        decompress(path, xz2::read::XzDecoder::new_multi_decoder(file))?
     } else if file_name.ends_with(".zst") {
         let decoder =
             zstd::stream::read::Decoder::new(file).map_err(|source| InitrdError::Decompress {
                 path: path.clone(),
                 source,
             })?;
-        Some(decompress(path, decoder)?)
+        decompress(path, decoder)?
     } else if file_name.ends_with(".gz") {
-        Some(decompress(path, flate2::read::MultiGzDecoder::new(file))?)
+        decompress(path, flate2::read::MultiGzDecoder::new(file))?
     } else {
         let len = file.metadata().map_err(read_err)?.len();
         // A short read here means the file changed under us: report it
@@ -395,7 +392,6 @@ fn add_module<W: Write>(
                 _ => InitrdError::Write(e),
             });
     };
-    let data = decoded.unwrap_or_default();
     cpio.add_file(&module.name, 0o644, &data)
         .map_err(InitrdError::Write)
 }
