@@ -1,1 +1,944 @@
-//! Placeholder until this module lands.
+//! The appliance initrd: which kernel modules go in, in which order, and the
+//! cpio archive that holds them with the init (reference §5, trap 4).
+//!
+//! Selection follows supermin (`src/format_ext2_initrd.ml`): the modules
+//! whose basename matches [`MODULE_WHITELIST`] (minus [`MODULE_BLACKLIST`]),
+//! plus everything they depend on according to `modules.dep`, ordered
+//! dependencies-first so the init can load them one by one with
+//! `init_module`. Compressed modules are decompressed here, in-process,
+//! because the init uses `init_module`, which only takes raw ELF.
+//!
+//! This module does not choose the kernel or the modules directory
+//! (`crate::kernel` does) and does not build the init (it is the
+//! `guestfs-appliance-init` binary, passed in as bytes).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::image::cpio::CpioWriter;
+
+/// Basename patterns (fnmatch `*` only) of the modules the appliance needs
+/// before its root file system is mounted. Same list as supermin's, with the
+/// reason for each entry.
+pub const MODULE_WHITELIST: &[(&str, &str)] = &[
+    (
+        "ext2.ko*",
+        "the root image is mounted as ext2 (older kernels have a separate driver)",
+    ),
+    ("ext4.ko*", "modern kernels mount ext2 with the ext4 driver"),
+    (
+        "virtio*.ko*",
+        "virtio-scsi, virtio-blk, virtio-pci, virtio-serial: the appliance's disks and channel",
+    ),
+    ("libata*.ko*", "IDE/SATA disks on machines without virtio"),
+    (
+        "piix*.ko*",
+        "the PIIX IDE controller of qemu's default PC machine",
+    ),
+    (
+        "sd_mod.ko*",
+        "SCSI disk driver: the root disk is a scsi-hd behind virtio-scsi",
+    ),
+    ("ata_piix.ko*", "PIIX ATA driver for qemu's IDE emulation"),
+    ("crc*.ko*", "checksums needed by ext4 and the block layer"),
+    (
+        "libcrc*.ko*",
+        "libcrc32c, needed by ext4 metadata checksums",
+    ),
+    (
+        "ibmvscsic.ko*",
+        "POWER virtual SCSI client (ppc64 guests), older name",
+    ),
+    ("ibmvscsi.ko*", "POWER virtual SCSI client (ppc64 guests)"),
+    (
+        "libnvdimm.ko*",
+        "persistent memory root devices (root=/dev/pmem*)",
+    ),
+    ("nd_pmem.ko*", "persistent memory block devices"),
+    (
+        "nd_btt.ko*",
+        "block translation table for persistent memory",
+    ),
+    ("nfit.ko*", "ACPI NFIT: discovers NVDIMMs"),
+];
+
+/// Basename patterns excluded even when whitelisted, with the reason.
+pub const MODULE_BLACKLIST: &[(&str, &str)] = &[(
+    "virtio-gpu.ko*",
+    "matches virtio*.ko* but is a large DRM driver the appliance never needs at boot (supermin excludes it)",
+)];
+
+/// Compression suffixes the kernel may use for modules, removed from the name
+/// written to the initrd.
+const COMPRESSION_SUFFIXES: &[&str] = &[".xz", ".zst", ".gz"];
+
+/// Errors from selecting modules and writing the initrd.
+#[derive(Debug, thiserror::Error)]
+pub enum InitrdError {
+    /// The modules directory has no `modules.dep`.
+    #[error("{path}: not found; the modules directory has not been indexed: run `depmod {version}` (as root) and try again")]
+    NoModulesDep {
+        /// The missing `modules.dep`.
+        path: PathBuf,
+        /// The kernel version (last component of the modules directory), for the hint.
+        version: String,
+    },
+    /// Reading a file failed.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A compressed module could not be decompressed.
+    #[error("decompressing kernel module {path}: {source}; the file may be truncated: reinstall the kernel package")]
+    Decompress {
+        /// The module file.
+        path: PathBuf,
+        /// The decoder's error.
+        source: io::Error,
+    },
+    /// Two selected modules would have the same file name in the flat initrd.
+    #[error("kernel modules {first} and {second} have the same name {name}; the initrd is flat and cannot hold both: check modules.dep (run depmod)")]
+    DuplicateName {
+        /// The name in the initrd.
+        name: String,
+        /// The module kept first.
+        first: PathBuf,
+        /// The clashing module.
+        second: PathBuf,
+    },
+    /// The init is not a static ELF executable.
+    #[error("the appliance init ({len} bytes) is not a statically linked ELF executable; the initramfs holds no libc: build it with the repository's .cargo/config.toml (crt-static)")]
+    InitNotStatic {
+        /// Size of the rejected init.
+        len: usize,
+    },
+    /// Writing the archive failed.
+    #[error("writing the initrd: {0}")]
+    Write(#[source] io::Error),
+}
+
+/// A kernel module chosen for the initrd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitrdModule {
+    /// The module file on the host (possibly compressed).
+    pub source: PathBuf,
+    /// Its file name in the initrd: the basename with any compression
+    /// suffix removed (e.g. `ext4.ko`).
+    pub name: String,
+}
+
+/// What [`write_initrd`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitrdStats {
+    /// Number of modules in the archive.
+    pub modules: usize,
+    /// Size of the archive in bytes.
+    pub bytes: u64,
+}
+
+/// Chooses the initrd modules of `modules_dir` (e.g. `/lib/modules/6.1.0-56-amd64`)
+/// and returns them in load order: every module after all of its
+/// dependencies, each once.
+///
+/// Whitelisted modules are visited in byte order of their `modules.dep`
+/// path; each visit first visits its dependencies (also sorted), then appends
+/// the module (supermin's order, reference §5.3). Dependencies are included
+/// even when not whitelisted. Lines without `:` are ignored. An empty result
+/// is not an error (a kernel may have everything built in).
+///
+/// # Errors
+/// [`InitrdError::NoModulesDep`] when `modules.dep` is missing,
+/// [`InitrdError::Read`] when it cannot be read, and
+/// [`InitrdError::DuplicateName`] when two selected modules share a name.
+pub fn select_modules(modules_dir: &Path) -> Result<Vec<InitrdModule>, InitrdError> {
+    let dep_path = modules_dir.join("modules.dep");
+    let text = match std::fs::read_to_string(&dep_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let version = modules_dir
+                .file_name()
+                .map(|v| v.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return Err(InitrdError::NoModulesDep {
+                path: dep_path,
+                version,
+            });
+        }
+        Err(source) => {
+            return Err(InitrdError::Read {
+                path: dep_path,
+                source,
+            })
+        }
+    };
+    let deps = parse_modules_dep(&text);
+    let order = dependency_order(&deps);
+
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    let mut modules = Vec::with_capacity(order.len());
+    for path in order {
+        let source = modules_dir.join(path);
+        let name = initrd_name(path);
+        if let Some(first) = seen.get(&name) {
+            return Err(InitrdError::DuplicateName {
+                name,
+                first: first.clone(),
+                second: source,
+            });
+        }
+        seen.insert(name.clone(), source.clone());
+        modules.push(InitrdModule { source, name });
+    }
+    Ok(modules)
+}
+
+/// Parses `modules.dep` into module path -> dependency paths. Lines without
+/// `:` are skipped (supermin 5.2.2 crashed on them; HEAD ignores them).
+fn parse_modules_dep(text: &str) -> BTreeMap<&str, Vec<&str>> {
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(module, deps)| (module.trim(), deps.split_whitespace().collect()))
+        .filter(|(module, _)| !module.is_empty())
+        .collect()
+}
+
+/// The dependency-first DFS over the whitelisted modules of `deps`.
+fn dependency_order<'a>(deps: &BTreeMap<&'a str, Vec<&'a str>>) -> Vec<&'a str> {
+    let mut visited = BTreeSet::new();
+    let mut order = Vec::new();
+    // BTreeMap keys iterate in byte order, as supermin's sorted list.
+    for &module in deps.keys().filter(|m| is_wanted(basename(m))) {
+        visit(module, deps, &mut visited, &mut order);
+    }
+    order
+}
+
+fn visit<'a>(
+    module: &'a str,
+    deps: &BTreeMap<&'a str, Vec<&'a str>>,
+    visited: &mut BTreeSet<&'a str>,
+    order: &mut Vec<&'a str>,
+) {
+    // Marking before recursing makes a (malformed) dependency cycle finite.
+    if !visited.insert(module) {
+        return;
+    }
+    if let Some(module_deps) = deps.get(module) {
+        let mut sorted = module_deps.clone();
+        sorted.sort_unstable();
+        for dep in sorted {
+            visit(dep, deps, visited, order);
+        }
+    }
+    order.push(module);
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn is_wanted(name: &str) -> bool {
+    MODULE_WHITELIST
+        .iter()
+        .any(|(pat, _)| fnmatch_star(pat, name))
+        && !MODULE_BLACKLIST
+            .iter()
+            .any(|(pat, _)| fnmatch_star(pat, name))
+}
+
+/// `fnmatch` for patterns whose only wildcard is `*`, which is all the
+/// module lists use. Basenames hold no `/`, so FNM_PATHNAME changes nothing.
+fn fnmatch_star(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*` at all: an exact match.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// The module's file name in the initrd: basename minus compression suffix.
+fn initrd_name(path: &str) -> String {
+    let base = basename(path);
+    COMPRESSION_SUFFIXES
+        .iter()
+        .find_map(|suffix| base.strip_suffix(suffix))
+        .unwrap_or(base)
+        .to_owned()
+}
+
+/// Writes the initrd to `out`: an uncompressed newc archive holding `.`,
+/// `init` (mode 0755), `modules` (the module names in the given order, one a
+/// line) and each module's uncompressed `.ko`, all entries after `.` in byte
+/// order of their names, every entry with uid/gid 0 and `mtime`.
+///
+/// `modules` must be in load order (as returned by [`select_modules`]);
+/// compressed sources (`.xz`, `.zst`, `.gz`) are decompressed here.
+///
+/// # Errors
+/// [`InitrdError::InitNotStatic`] if `init` is not a static ELF (see
+/// [`is_static_elf`]); [`InitrdError::Read`] / [`InitrdError::Decompress`]
+/// naming the module that failed; [`InitrdError::DuplicateName`];
+/// [`InitrdError::Write`] for errors from `out` (including an mtime outside
+/// the 32-bit newc range).
+pub fn write_initrd(
+    out: &mut impl Write,
+    init: &[u8],
+    modules: &[InitrdModule],
+    mtime: i64,
+) -> Result<InitrdStats, InitrdError> {
+    if !is_static_elf(init) {
+        return Err(InitrdError::InitNotStatic { len: init.len() });
+    }
+    let mut by_name: BTreeMap<&str, &InitrdModule> = BTreeMap::new();
+    for module in modules {
+        if let Some(first) = by_name.insert(&module.name, module) {
+            return Err(InitrdError::DuplicateName {
+                name: module.name.clone(),
+                first: first.source.clone(),
+                second: module.source.clone(),
+            });
+        }
+    }
+    let list: String = modules.iter().map(|m| format!("{}\n", m.name)).collect();
+
+    // Byte order over all names, as `ls -1` under LANG=C in supermin. The
+    // fixed entries cannot clash with module names, which end in `.ko`.
+    enum Entry<'a> {
+        Bytes(&'a [u8], u32),
+        Module(&'a InitrdModule),
+    }
+    let mut entries: BTreeMap<&str, Entry> = BTreeMap::new();
+    entries.insert("init", Entry::Bytes(init, 0o755));
+    entries.insert("modules", Entry::Bytes(list.as_bytes(), 0o644));
+    for (name, module) in &by_name {
+        entries.insert(name, Entry::Module(module));
+    }
+
+    let mut counter = CountingWriter {
+        inner: out,
+        count: 0,
+    };
+    let mut cpio = CpioWriter::new(&mut counter, mtime);
+    cpio.add_dir(".", 0o755).map_err(InitrdError::Write)?;
+    for (name, entry) in entries {
+        match entry {
+            Entry::Bytes(data, perm) => cpio
+                .add_file(name, perm, data)
+                .map_err(InitrdError::Write)?,
+            Entry::Module(module) => add_module(&mut cpio, module)?,
+        }
+    }
+    cpio.finish().map_err(InitrdError::Write)?;
+    Ok(InitrdStats {
+        modules: modules.len(),
+        bytes: counter.count,
+    })
+}
+
+/// Adds one module, streaming an uncompressed file and decompressing a
+/// compressed one into memory (modules are at most a few MiB).
+fn add_module<W: Write>(
+    cpio: &mut CpioWriter<W>,
+    module: &InitrdModule,
+) -> Result<(), InitrdError> {
+    let path = &module.source;
+    let read_err = |source| InitrdError::Read {
+        path: path.clone(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read_err)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let data = if file_name.ends_with(".xz") {
+        decompress(path, xz2::read::XzDecoder::new_multi_decoder(file))?
+    } else if file_name.ends_with(".zst") {
+        let decoder =
+            zstd::stream::read::Decoder::new(file).map_err(|source| InitrdError::Decompress {
+                path: path.clone(),
+                source,
+            })?;
+        decompress(path, decoder)?
+    } else if file_name.ends_with(".gz") {
+        decompress(path, flate2::read::MultiGzDecoder::new(file))?
+    } else {
+        let len = file.metadata().map_err(read_err)?.len();
+        // A short read here means the file changed under us: report it
+        // against the module, not as a generic write error.
+        return cpio
+            .add_file_from(&module.name, 0o644, len, &mut file)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => read_err(e),
+                _ => InitrdError::Write(e),
+            });
+    };
+    cpio.add_file(&module.name, 0o644, &data)
+        .map_err(InitrdError::Write)
+}
+
+fn decompress(path: &Path, mut decoder: impl Read) -> Result<Vec<u8>, InitrdError> {
+    let mut data = Vec::new();
+    decoder
+        .read_to_end(&mut data)
+        .map_err(|source| InitrdError::Decompress {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(data)
+}
+
+struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// ELF program header types and dynamic tags we look at.
+const PT_DYNAMIC: u32 = 2;
+const PT_INTERP: u32 = 3;
+const DT_NULL: u64 = 0;
+const DT_NEEDED: u64 = 1;
+
+/// Returns whether `bytes` is an ELF file that needs no dynamic loader and no
+/// shared library: no `PT_INTERP` program header and no `DT_NEEDED` entry in
+/// its dynamic section. That accepts both classic static executables and
+/// static-pie ones (which do have a `PT_DYNAMIC`, for self-relocation).
+///
+/// Handles 32- and 64-bit, little- and big-endian ELF. Anything malformed or
+/// truncated (including non-ELF data) gives `false`.
+pub fn is_static_elf(bytes: &[u8]) -> bool {
+    check_static_elf(bytes).unwrap_or(false)
+}
+
+fn check_static_elf(bytes: &[u8]) -> Option<bool> {
+    if bytes.get(..4)? != b"\x7fELF" {
+        return None;
+    }
+    let wide = match bytes.get(4)? {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let big = match bytes.get(5)? {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let elf = ElfReader { bytes, wide, big };
+    let (phoff, phentsize, phnum) = if wide {
+        (elf.u64(0x20)?, elf.u16(0x36)?, elf.u16(0x38)?)
+    } else {
+        (u64::from(elf.u32(0x1c)?), elf.u16(0x2a)?, elf.u16(0x2c)?)
+    };
+    for i in 0..u64::from(phnum) {
+        let ph = usize::try_from(phoff.checked_add(i * u64::from(phentsize))?).ok()?;
+        // A program header cut off by the end of the file means a truncated
+        // binary, which the kernel would refuse to run anyway.
+        bytes.get(ph..ph.checked_add(usize::from(phentsize))?)?;
+        match elf.u32(ph)? {
+            PT_INTERP => return Some(false),
+            PT_DYNAMIC => {
+                let (offset, size) = if wide {
+                    (elf.u64(ph + 8)?, elf.u64(ph + 32)?)
+                } else {
+                    (u64::from(elf.u32(ph + 4)?), u64::from(elf.u32(ph + 16)?))
+                };
+                if elf.dynamic_has_needed(
+                    usize::try_from(offset).ok()?,
+                    usize::try_from(size).ok()?,
+                )? {
+                    return Some(false);
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(true)
+}
+
+struct ElfReader<'a> {
+    bytes: &'a [u8],
+    wide: bool,
+    big: bool,
+}
+
+impl ElfReader<'_> {
+    fn take<const N: usize>(&self, at: usize) -> Option<[u8; N]> {
+        self.bytes.get(at..at.checked_add(N)?)?.try_into().ok()
+    }
+    fn u16(&self, at: usize) -> Option<u16> {
+        let b = self.take(at)?;
+        Some(if self.big {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    }
+    fn u32(&self, at: usize) -> Option<u32> {
+        let b = self.take(at)?;
+        Some(if self.big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    }
+    fn u64(&self, at: usize) -> Option<u64> {
+        let b = self.take(at)?;
+        Some(if self.big {
+            u64::from_be_bytes(b)
+        } else {
+            u64::from_le_bytes(b)
+        })
+    }
+    /// Scans the dynamic section at `offset` (`size` bytes) for DT_NEEDED.
+    fn dynamic_has_needed(&self, offset: usize, size: usize) -> Option<bool> {
+        let entry = if self.wide { 16 } else { 8 };
+        for at in (offset..offset.checked_add(size)?).step_by(entry) {
+            let tag = if self.wide {
+                self.u64(at)?
+            } else {
+                u64::from(self.u32(at)?)
+            };
+            match tag {
+                DT_NULL => break,
+                DT_NEEDED => return Some(true),
+                _ => {}
+            }
+        }
+        Some(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::cpio::read_newc;
+    use std::fs;
+
+    /// A minimal little-endian ELF64 executable header with one program
+    /// header of type `pt`, and, when `dynamic` is given, a PT_DYNAMIC
+    /// segment holding those (tag, value) entries.
+    pub(crate) fn fake_elf(interp: bool, dynamic: Option<&[(u64, u64)]>) -> Vec<u8> {
+        let mut phdrs: Vec<(u32, u64, u64)> = vec![(1, 0, 0)]; // PT_LOAD
+        if interp {
+            phdrs.push((PT_INTERP, 0, 0));
+        }
+        let dyn_off = 64 + 56 * (phdrs.len() as u64 + 1);
+        let dyn_bytes: Vec<u8> = dynamic
+            .unwrap_or(&[])
+            .iter()
+            .chain(std::iter::once(&(DT_NULL, 0)))
+            .flat_map(|(t, v)| t.to_le_bytes().into_iter().chain(v.to_le_bytes()))
+            .collect();
+        if dynamic.is_some() {
+            phdrs.push((PT_DYNAMIC, dyn_off, dyn_bytes.len() as u64));
+        }
+        let mut elf = vec![0u8; 64];
+        elf[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+        elf[0x10] = 2; // ET_EXEC
+        elf[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&(phdrs.len() as u16).to_le_bytes());
+        for (pt, off, size) in phdrs {
+            let mut ph = vec![0u8; 56];
+            ph[..4].copy_from_slice(&pt.to_le_bytes());
+            ph[8..16].copy_from_slice(&off.to_le_bytes());
+            ph[32..40].copy_from_slice(&size.to_le_bytes());
+            elf.extend(ph);
+        }
+        elf.resize(dyn_off as usize, 0);
+        if dynamic.is_some() {
+            elf.extend(dyn_bytes);
+        }
+        elf
+    }
+
+    #[test]
+    fn static_elf_detection() {
+        assert!(is_static_elf(&fake_elf(false, None)));
+        // static-pie: PT_DYNAMIC with relocation tags only.
+        assert!(is_static_elf(&fake_elf(false, Some(&[(7, 0), (8, 0)]))));
+        assert!(!is_static_elf(&fake_elf(true, None)));
+        assert!(!is_static_elf(&fake_elf(
+            false,
+            Some(&[(7, 0), (DT_NEEDED, 1)])
+        )));
+        assert!(!is_static_elf(b"#!/bin/sh\n"));
+        let mut truncated = fake_elf(false, None);
+        truncated.truncate(80);
+        assert!(!is_static_elf(&truncated));
+    }
+
+    #[test]
+    fn static_elf_detection_on_host_binaries() {
+        // /bin/sh is dynamically linked on every Debian-like host.
+        if let Ok(sh) = fs::read("/bin/sh") {
+            assert!(!is_static_elf(&sh));
+        }
+        // This test binary is linked with crt-static (see .cargo/config.toml).
+        let me = fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(is_static_elf(&me));
+    }
+
+    #[test]
+    fn fnmatch_star_matches_like_fnmatch() {
+        assert!(fnmatch_star("virtio*.ko*", "virtio_scsi.ko"));
+        assert!(fnmatch_star("virtio*.ko*", "virtio.ko.xz"));
+        assert!(fnmatch_star("sd_mod.ko*", "sd_mod.ko"));
+        assert!(!fnmatch_star("sd_mod.ko*", "xsd_mod.ko"));
+        assert!(!fnmatch_star("ext4.ko*", "ext4x.ko"));
+        assert!(fnmatch_star("exact", "exact"));
+        assert!(!fnmatch_star("exact", "exact2"));
+        assert!(fnmatch_star("a*b*c", "abc"));
+        assert!(!fnmatch_star("a*bc*c", "abc"));
+    }
+
+    const FIXTURE_DEP: &str = "\
+kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
+kernel/fs/mbcache.ko:
+kernel/fs/jbd2/jbd2.ko:
+kernel/lib/crc16.ko:
+kernel/drivers/scsi/sd_mod.ko: kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko
+kernel/drivers/scsi/scsi_mod.ko: kernel/drivers/scsi/scsi_common.ko
+kernel/drivers/scsi/scsi_common.ko:
+kernel/drivers/gpu/virtio-gpu.ko: kernel/drivers/virtio/virtio.ko
+kernel/drivers/virtio/virtio.ko:
+kernel/drivers/net/e1000.ko:
+this line has no colon and is ignored
+";
+
+    fn fixture_dir(dep: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("modules.dep"), dep).unwrap();
+        dir
+    }
+
+    #[test]
+    fn selection_is_dependency_first_each_once_and_honours_the_lists() {
+        let dir = fixture_dir(FIXTURE_DEP);
+        let mods = select_modules(dir.path()).unwrap();
+        let names: Vec<_> = mods.iter().map(|m| m.name.as_str()).collect();
+        // Sorted whitelisted paths: drivers/scsi/sd_mod, drivers/virtio/virtio, fs/ext4.
+        // e1000 is not whitelisted, virtio-gpu is blacklisted.
+        assert_eq!(
+            names,
+            [
+                "scsi_common.ko",
+                "scsi_mod.ko",
+                "sd_mod.ko",
+                "virtio.ko",
+                "jbd2.ko",
+                "mbcache.ko",
+                "crc16.ko",
+                "ext4.ko"
+            ]
+        );
+        assert_eq!(
+            mods[0].source,
+            dir.path().join("kernel/drivers/scsi/scsi_common.ko")
+        );
+    }
+
+    #[test]
+    fn missing_modules_dep_says_run_depmod() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = select_modules(dir.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("modules.dep") && msg.contains("run `depmod"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn cycles_terminate_and_duplicates_are_refused() {
+        let dir = fixture_dir("a/virtio_a.ko: b/virtio_b.ko\nb/virtio_b.ko: a/virtio_a.ko\n");
+        let names: Vec<_> = select_modules(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(names, ["virtio_b.ko", "virtio_a.ko"]);
+        let dir = fixture_dir("a/virtio.ko:\nb/virtio.ko.xz:\n");
+        assert!(matches!(
+            select_modules(dir.path()),
+            Err(InitrdError::DuplicateName { .. })
+        ));
+    }
+
+    /// Host modules directory of Debian's 6.1 kernel, if installed.
+    fn host_modules_dir() -> Option<PathBuf> {
+        let found = fs::read_dir("/lib/modules").ok().and_then(|rd| {
+            let mut dirs: Vec<_> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                    n.starts_with("6.1.0-")
+                        && n.ends_with("-amd64")
+                        && p.join("modules.dep").exists()
+                })
+                .collect();
+            dirs.sort();
+            dirs.pop()
+        });
+        if found.is_none() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but /lib/modules/6.1.0-*-amd64 is missing"
+            );
+            eprintln!("skipping: no /lib/modules/6.1.0-*-amd64 on this host");
+        }
+        found
+    }
+
+    /// The `modules` list supermin 5.2.2 produced on Debian 12 (reference §5.3).
+    const OBSERVED_DEBIAN_61: &str = "crc32-pclmul crc32c-intel crct10dif_common crct10dif-pclmul \
+        crc32_generic crc32c_generic crc64 crc64_rocksoft_generic crct10dif_generic libnvdimm nfit \
+        scsi_common scsi_mod libata ata_piix virtio_ring virtio virtio_blk virtio-rng virtio_console \
+        crypto_engine virtio_crypto failover net_failover virtio_net nd_btt nd_pmem nd_virtio \
+        virtio_pmem crc-t10dif crc64-rocksoft t10-pi sd_mod virtio_scsi virtio_balloon virtio_dma_buf \
+        virtio_input virtio_mem virtio_mmio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci \
+        jbd2 mbcache crc16 ext4 fuse virtiofs crc-itu-t crc7 crc8 libcrc32c";
+
+    #[test]
+    fn host_kernel_selection_matches_supermin() {
+        let Some(dir) = host_modules_dir() else {
+            return;
+        };
+        let names: Vec<_> = select_modules(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        let expected: Vec<_> = OBSERVED_DEBIAN_61
+            .split_whitespace()
+            .map(|n| format!("{n}.ko"))
+            .collect();
+        assert_eq!(names.len(), 52);
+        assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn compressed_modules_are_decompressed_and_renamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw: Vec<u8> = (0..5000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let plain = dir.path().join("virtio.ko");
+        fs::write(&plain, b"plain module").unwrap();
+        let xz = dir.path().join("virtio_ring.ko.xz");
+        let mut enc = xz2::write::XzEncoder::new(Vec::new(), 6);
+        enc.write_all(&raw).unwrap();
+        fs::write(&xz, enc.finish().unwrap()).unwrap();
+        let zst = dir.path().join("virtio_scsi.ko.zst");
+        fs::write(&zst, zstd::stream::encode_all(&raw[..], 3).unwrap()).unwrap();
+        let gz = dir.path().join("sd_mod.ko.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&raw).unwrap();
+        fs::write(&gz, enc.finish().unwrap()).unwrap();
+        fs::write(
+            dir.path().join("modules.dep"),
+            "virtio.ko:\nvirtio_ring.ko.xz:\nvirtio_scsi.ko.zst: virtio_ring.ko.xz virtio.ko\nsd_mod.ko.gz:\n",
+        )
+        .unwrap();
+
+        let mods = select_modules(dir.path()).unwrap();
+        let names: Vec<_> = mods.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["sd_mod.ko", "virtio.ko", "virtio_ring.ko", "virtio_scsi.ko"]
+        );
+
+        let mut out = Vec::new();
+        let init = fake_elf(false, None);
+        let stats = write_initrd(&mut out, &init, &mods, 1_000).unwrap();
+        assert_eq!(
+            stats,
+            InitrdStats {
+                modules: 4,
+                bytes: out.len() as u64
+            }
+        );
+        let entries = read_newc(&out).unwrap();
+        let listed: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            listed,
+            [
+                ".",
+                "init",
+                "modules",
+                "sd_mod.ko",
+                "virtio.ko",
+                "virtio_ring.ko",
+                "virtio_scsi.ko"
+            ]
+        );
+        let data = |name: &str| &entries.iter().find(|e| e.name == name).unwrap().data;
+        assert_eq!(data("init"), &init);
+        assert_eq!(
+            data("modules"),
+            b"sd_mod.ko\nvirtio.ko\nvirtio_ring.ko\nvirtio_scsi.ko\n"
+        );
+        assert_eq!(data("virtio.ko"), b"plain module");
+        for name in ["sd_mod.ko", "virtio_ring.ko", "virtio_scsi.ko"] {
+            assert_eq!(data(name), &raw, "{name}");
+        }
+        let init_entry = entries.iter().find(|e| e.name == "init").unwrap();
+        assert_eq!(init_entry.mode, 0o100_755);
+        assert!(entries.iter().all(|e| e.mtime == 1_000 && e.uid == 0));
+    }
+
+    #[test]
+    fn corrupt_compressed_module_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("virtio.ko.xz");
+        fs::write(&bad, b"not xz at all").unwrap();
+        let mods = [InitrdModule {
+            source: bad.clone(),
+            name: "virtio.ko".into(),
+        }];
+        let err = write_initrd(&mut Vec::new(), &fake_elf(false, None), &mods, 0).unwrap_err();
+        assert!(
+            matches!(&err, InitrdError::Decompress { path, .. } if *path == bad),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dynamic_init_is_refused() {
+        let err = write_initrd(&mut Vec::new(), &fake_elf(true, None), &[], 0).unwrap_err();
+        assert!(matches!(err, InitrdError::InitNotStatic { .. }));
+    }
+
+    /// Tool lookup for tests: `None` (with a printed reason) when missing,
+    /// a failure when CI=true.
+    fn tool(name: &str) -> Option<PathBuf> {
+        let found = std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        });
+        if found.is_none() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but {name} is not installed"
+            );
+            eprintln!("skipping: {name} not found in PATH");
+        }
+        found
+    }
+
+    #[test]
+    fn file_and_cpio_read_the_initrd() {
+        let (Some(file), Some(cpio)) = (tool("file"), tool("cpio")) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("b.ko"), b"module b").unwrap();
+        fs::write(dir.path().join("a.ko.gz"), {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(b"module a").unwrap();
+            enc.finish().unwrap()
+        })
+        .unwrap();
+        let mods = [
+            InitrdModule {
+                source: dir.path().join("b.ko"),
+                name: "b.ko".into(),
+            },
+            InitrdModule {
+                source: dir.path().join("a.ko.gz"),
+                name: "a.ko".into(),
+            },
+        ];
+        let initrd = dir.path().join("initrd");
+        let init = fake_elf(false, None);
+        write_initrd(
+            &mut File::create(&initrd).unwrap(),
+            &init,
+            &mods,
+            1_600_000_000,
+        )
+        .unwrap();
+
+        let out = std::process::Command::new(file)
+            .arg("-b")
+            .arg(&initrd)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ASCII cpio archive (SVR4 with no CRC)"
+        );
+
+        let out = std::process::Command::new(&cpio)
+            .arg("-t")
+            .stdin(File::open(&initrd).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            ".\na.ko\nb.ko\ninit\nmodules\n"
+        );
+
+        let extract = dir.path().join("x");
+        fs::create_dir(&extract).unwrap();
+        let out = std::process::Command::new(&cpio)
+            .args(["-i", "--quiet", "--no-absolute-filenames"])
+            .current_dir(&extract)
+            .stdin(File::open(&initrd).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(fs::read(extract.join("init")).unwrap(), init);
+        assert_eq!(fs::read(extract.join("a.ko")).unwrap(), b"module a");
+        assert_eq!(fs::read(extract.join("modules")).unwrap(), b"b.ko\na.ko\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(extract.join("init"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755
+        );
+    }
+}

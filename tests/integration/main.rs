@@ -5,5 +5,6 @@
 mod bad_input;
 mod build;
 mod cli;
+mod initrd;
 mod qemu;
 mod util;
