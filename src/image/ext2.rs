@@ -70,7 +70,9 @@ pub struct Ext2Stats {
     pub data_bytes: u64,
     /// Host files that could not be read, with the reason, sorted by path.
     /// They are empty files in the image (as supermin does, with a warning):
-    /// the caller decides how loudly to report them.
+    /// the caller decides how loudly to report them. A file that could be
+    /// opened when the layout was made but not when its data was copied
+    /// (it vanished in between) keeps its listed size and reads as zeros.
     pub unreadable: Vec<(PathBuf, io::Error)>,
 }
 
