@@ -1,0 +1,191 @@
+//! Copying host file data into the image: data regions only (holes stay
+//! holes), with `copy_file_range` so the bytes never pass through user
+//! space, on all cores. Where the blocks go was decided by `layout`; this
+//! module only moves bytes.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use nix::errno::Errno;
+use nix::unistd::{lseek, Whence};
+
+use super::disk::BLOCK_SIZE;
+use super::layout::Extent;
+
+/// One host file to copy: at most `len` bytes of `path` into `extents`.
+pub(super) struct Job<'a> {
+    pub path: &'a Path,
+    pub len: u64,
+    pub extents: &'a [Extent],
+}
+
+/// What went wrong with one job.
+pub(super) enum JobError {
+    /// The file could not be opened any more (it was readable in the
+    /// first pass): its blocks stay zero.
+    Open(io::Error),
+    /// Reading the host file or writing the image failed.
+    Copy(io::Error),
+}
+
+/// Copy every job on `threads` threads. Returns the failures with the job
+/// index, sorted by index so the caller reports deterministically.
+pub(super) fn copy_all(image: &File, jobs: &[Job], threads: usize) -> Vec<(usize, JobError)> {
+    // Biggest files first so one large file does not end up last on one core.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].len));
+    let next = AtomicUsize::new(0);
+    let errors = Mutex::new(Vec::new());
+    let threads = threads.clamp(1, jobs.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut buf = Vec::new();
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&i) = order.get(k) else { break };
+                    if let Err(e) = copy_one(image, &jobs[i], &mut buf) {
+                        if let Ok(mut errs) = errors.lock() {
+                            errs.push((i, e));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let mut errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
+    errors.sort_by_key(|(i, _)| *i);
+    errors
+}
+
+fn copy_one(image: &File, job: &Job, buf: &mut Vec<u8>) -> Result<(), JobError> {
+    let src = File::open(job.path).map_err(JobError::Open)?;
+    let fd = src.as_raw_fd();
+    let mut pos = 0u64;
+    while pos < job.len {
+        // Find the next data region; ENXIO means only a hole is left.
+        let start = match lseek(fd, pos as i64, Whence::SeekData) {
+            Ok(s) => s as u64,
+            Err(Errno::ENXIO) => break,
+            // No SEEK_DATA support: treat everything as data.
+            Err(_) => pos,
+        };
+        if start >= job.len {
+            break;
+        }
+        let end = match lseek(fd, start as i64, Whence::SeekHole) {
+            Ok(e) => (e as u64).min(job.len),
+            Err(_) => job.len,
+        };
+        if end <= start {
+            break;
+        }
+        let copied =
+            copy_range(&src, image, job.extents, start, end, buf).map_err(JobError::Copy)?;
+        if copied < end - start {
+            // The file shrank since it was listed: the rest stays zero.
+            break;
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
+/// Copy file bytes `[from, to)` to where the extents put them. Returns the
+/// number of bytes copied (short only at end of file).
+fn copy_range(
+    src: &File,
+    image: &File,
+    extents: &[Extent],
+    from: u64,
+    to: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<u64> {
+    let mut file_off = 0u64; // file offset where the current extent starts
+    let mut done = 0u64;
+    for e in extents {
+        let ext_bytes = e.len * BLOCK_SIZE;
+        let lo = from.max(file_off);
+        let hi = to.min(file_off + ext_bytes);
+        if lo < hi {
+            let img = e.start * BLOCK_SIZE + (lo - file_off);
+            let n = copy_bytes(src, image, lo, img, hi - lo, buf)?;
+            done += n;
+            if n < hi - lo {
+                return Ok(done);
+            }
+        }
+        file_off += ext_bytes;
+        if file_off >= to {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// Copy `len` bytes from `src` at `src_off` to `dst` at `dst_off`, with
+/// `copy_file_range` and a read/write fallback when the kernel refuses it
+/// (cross-device on some kernels, or file systems without support).
+fn copy_bytes(
+    src: &File,
+    dst: &File,
+    mut src_off: u64,
+    mut dst_off: u64,
+    len: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<u64> {
+    let mut left = len;
+    while left > 0 {
+        let mut si = src_off as i64;
+        let mut di = dst_off as i64;
+        let chunk = left.min(1 << 30) as usize;
+        match nix::fcntl::copy_file_range(src, Some(&mut si), dst, Some(&mut di), chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                src_off += n as u64;
+                dst_off += n as u64;
+                left -= n as u64;
+            }
+            Err(Errno::EINTR) => {}
+            Err(Errno::EXDEV | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EINVAL) => {
+                return Ok(len - left + fallback(src, dst, src_off, dst_off, left, buf)?);
+            }
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+    Ok(len - left)
+}
+
+fn fallback(
+    src: &File,
+    dst: &File,
+    mut src_off: u64,
+    mut dst_off: u64,
+    len: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<u64> {
+    buf.resize(1 << 20, 0);
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = match src.read_at(&mut buf[..want], src_off) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        dst.write_all_at(&buf[..n], dst_off)?;
+        src_off += n as u64;
+        dst_off += n as u64;
+        left -= n as u64;
+    }
+    Ok(len - left)
+}
+
+/// A host path paired with an error, for reporting.
+pub(super) type Failure = (PathBuf, io::Error);
