@@ -47,9 +47,14 @@
 //!   diverted path lives at the diversion target, and that is what the
 //!   appliance wants. supermin ignores them. A diversion is *not* applied to
 //!   the diverting package's own copy of the path: dpkg only redirects the
-//!   files of *other* packages. supermin applies it to everyone, which breaks
-//!   e.g. Debian 12's `/bin/sh` (dash lists `/bin/sh` and diverts it to
-//!   `/bin/sh.distrib`, which does not exist on the host). When a diverted
+//!   files of *other* packages. supermin applies it to everyone and is
+//!   saved only by a later fallback (reference §2.6: the diversion target
+//!   is used only if it is a regular file): Debian 12's dash lists `/bin/sh`
+//!   and diverts it to `/bin/sh.distrib`, which does not exist, so the
+//!   fallback happens to pick `/bin/sh`. But postgresql-common lists and
+//!   diverts `/usr/bin/pg_config`, and libpq-dev's copy sits at the target
+//!   `/usr/bin/pg_config.libpq-dev`, so supermin gives postgresql-common's
+//!   path libpq-dev's content. Here `source` is simply right. When a diverted
 //!   path is listed both by the diverter and by another closure package, the
 //!   diverter's copy wins, as it does on the host.
 //!
