@@ -138,11 +138,8 @@ pub fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), Com
         composer.tree.create_dir_all(lib_modules, root_meta)?;
     }
     let modules_dest = PathBuf::from("/lib/modules").join(&src.kernel.version);
-    let mut walk = walkdir::WalkDir::new(&src.kernel.modules_dir)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(item) = walk.next() {
+    let walk = walkdir::WalkDir::new(&src.kernel.modules_dir).follow_links(false).sort_by_file_name();
+    for item in walk {
         let item = item.map_err(|e| ComposeError::Host {
             path: e.path().map(Path::to_path_buf).unwrap_or_else(|| src.kernel.modules_dir.clone()),
             source: e.into(),

@@ -77,7 +77,7 @@ pub enum OutputError {
     },
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> OutputError + 'a {
     move |source| OutputError::Io { action, path: path.to_owned(), source }
 }
 
