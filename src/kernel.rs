@@ -32,9 +32,9 @@ const MIN_KERNEL_SIZE: u64 = 10_000;
 pub enum KernelError {
     /// No candidate kernel with a modules directory was found.
     #[error(
-        "no usable kernel (host cpu {host_cpu})\n  looked in: {}{}\n  hint: install a kernel package (linux-image-amd64), or set SUPERMIN_KERNEL and SUPERMIN_MODULES",
+        "no usable kernel (host cpu {host_cpu}); looked in: {}{}; install a kernel package (linux-image-amd64), or set SUPERMIN_KERNEL and SUPERMIN_MODULES",
         .looked.join(", "),
-        .rejected.iter().map(|r| format!("\n  skipped: {r}")).collect::<String>()
+        .rejected.iter().map(|r| format!("; skipped: {r}")).collect::<String>()
     )]
     NoKernel {
         /// The host cpu the `/boot` patterns were built for.
@@ -46,23 +46,23 @@ pub enum KernelError {
     },
     /// The selected kernel exists but this user cannot read it.
     #[error(
-        "kernel {} is not readable by this user ({source})\n  hint: run as root, or make it readable: sudo chmod 0644 {0}\n  (on Debian/Ubuntu keep that across kernel updates with: sudo dpkg-statoverride --update --add root root 0644 {0})",
+        "kernel {0} is not readable by this user ({cause}); run as root, or make it readable with `sudo chmod 0644 {0}` (keep that across kernel updates with `sudo dpkg-statoverride --update --add root root 0644 {0}`)",
         .path.display()
     )]
     Unreadable {
         /// The kernel file.
         path: PathBuf,
-        /// The error from opening it.
-        source: std::io::Error,
+        /// The error from opening it (not a `source`: the message says it).
+        cause: std::io::Error,
     },
     /// The selected kernel cannot be opened for another reason (typically a
     /// `SUPERMIN_KERNEL` naming a missing file).
-    #[error("kernel {}: {source}\n  hint: check SUPERMIN_KERNEL, or unset it to use the newest kernel in /boot", .path.display())]
+    #[error("kernel {}: {cause}; check SUPERMIN_KERNEL, or unset it to use the newest kernel in /boot", .path.display())]
     Open {
         /// The kernel file.
         path: PathBuf,
-        /// The error from opening it.
-        source: std::io::Error,
+        /// The error from opening it (not a `source`: the message says it).
+        cause: std::io::Error,
     },
 }
 
@@ -179,10 +179,10 @@ fn modules_root(root: &Path) -> PathBuf {
 fn check_readable(path: &Path) -> Result<(), KernelError> {
     match std::fs::File::open(path) {
         Ok(_) => Ok(()),
-        Err(source) if source.kind() == std::io::ErrorKind::PermissionDenied => {
-            Err(KernelError::Unreadable { path: path.to_owned(), source })
+        Err(cause) if cause.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(KernelError::Unreadable { path: path.to_owned(), cause })
         }
-        Err(source) => Err(KernelError::Open { path: path.to_owned(), source }),
+        Err(cause) => Err(KernelError::Open { path: path.to_owned(), cause }),
     }
 }
 
@@ -568,7 +568,7 @@ mod tests {
         let r = f.root().display().to_string();
         assert_eq!(
             e.replace(&r, "ROOT"),
-            "no usable kernel (host cpu x86_64)\n  looked in: $SUPERMIN_KERNEL (unset), ROOT/lib/modules/*/vmlinuz, ROOT/boot\n  skipped: ROOT/boot/vmlinuz-6.2.0-1-amd64: no ROOT/lib/modules/6.2.0-1-amd64/modules.dep (install the matching modules, or run depmod)\n  hint: install a kernel package (linux-image-amd64), or set SUPERMIN_KERNEL and SUPERMIN_MODULES"
+            "no usable kernel (host cpu x86_64); looked in: $SUPERMIN_KERNEL (unset), ROOT/lib/modules/*/vmlinuz, ROOT/boot; skipped: ROOT/boot/vmlinuz-6.2.0-1-amd64: no ROOT/lib/modules/6.2.0-1-amd64/modules.dep (install the matching modules, or run depmod); install a kernel package (linux-image-amd64), or set SUPERMIN_KERNEL and SUPERMIN_MODULES"
         );
         let empty = tempfile::tempdir().unwrap();
         let e = select_kernel(&KernelEnv::default(), empty.path(), "aarch64").unwrap_err();

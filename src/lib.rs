@@ -48,8 +48,36 @@ pub fn exit_code(result: anyhow::Result<()>, printer: &printer::Printer) -> std:
                 return std::process::ExitCode::SUCCESS;
             }
             let label = printer.paint("31", "error:");
-            eprintln!("guestfs-appliance: {label} {err:#}");
+            eprintln!("guestfs-appliance: {label} {}", error_line(&err));
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+/// The error chain on one line, outermost first, joined with ": ". A cause
+/// whose text the message already contains (errors that quote their
+/// source) is not repeated; newlines are folded so the error stays one line.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_line_skips_quoted_causes_and_folds_lines() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let err = anyhow::Error::new(io).context("reading /x: gone").context("building\nDIR");
+        assert_eq!(super::error_line(&err), "building; DIR: reading /x: gone");
     }
 }

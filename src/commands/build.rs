@@ -359,10 +359,12 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
 /// Build the appliance described by `req`.
 pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
     let started = Instant::now();
+    // Absolute paths from here on, so every message names a real place.
     let target = match &req.dir {
-        Some(d) => Some(output::resolve_target(d)?),
+        Some(d) => Some(output::resolve_target(&absolute(d))?),
         None => None,
     };
+    let tar_path = req.tar.as_deref().map(absolute);
     if let Some(dir) = &target {
         output::check_target(dir)?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -370,14 +372,14 @@ pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
                 .with_context(|| format!("creating parent directory {}", parent.display()))?;
         }
     }
-    if let Some(tar) = &req.tar {
+    if let Some(tar) = &tar_path {
         if tar.is_dir() {
             bail!("--tar {}: is a directory; give a file name such as appliance.tar.gz", tar.display());
         }
     }
     // The lock serialises builds of one target; with only --tar, the tar
     // file's name is the target.
-    let lock_target = target.clone().or_else(|| req.tar.clone()).context("nothing to build: give DIR or --tar FILE")?;
+    let lock_target = target.clone().or_else(|| tar_path.clone()).context("nothing to build: give DIR or --tar FILE")?;
     let lock_path = output::lock_path_for(&lock_target)?;
     let _lock = OutputLock::acquire(&lock_path, req.lock_timeout, || {
         printer.info(format!("waiting for another build holding {}", lock_path.display()))
@@ -497,7 +499,7 @@ pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
     write_file(&staging.path().join("README.fixed"), readme.as_bytes())?;
     write_file(&staging.path().join(manifest::MANIFEST_NAME), manifest.to_toml().as_bytes())?;
 
-    if let Some(tar) = &req.tar {
+    if let Some(tar) = &tar_path {
         printer.progress("compressing tarball...");
         let compression =
             if tar.extension().is_some_and(|e| e == "xz") { tarball::Compression::Xz } else { tarball::Compression::Gzip };
@@ -521,7 +523,7 @@ pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
     printer.clear_progress();
     Ok(BuildSummary {
         dir: target,
-        tarball: req.tar.clone(),
+        tarball: tar_path,
         manifest,
         files: stats.entries,
         data_bytes: stats.data_bytes,
