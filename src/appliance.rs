@@ -243,7 +243,8 @@ impl HostComposer<'_> {
         if depth > MAX_DEPTH {
             return Err(TreeError::SymlinkLoop { path: path.to_path_buf() }.into());
         }
-        self.ensure_parents(path, depth + 1)?;
+        // Look the path up first: for the common case (parent already in the
+        // tree) this is one lookup, not one per ancestor.
         if let Some(id) = self.tree.lookup(path) {
             if let Content::Symlink(target) = &self.tree.node(id).content {
                 let target = link_target(path, target);

@@ -27,6 +27,10 @@ pub struct GlobalArgs {
     /// Show only warnings and errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Configuration file (default: $GUESTFS_APPLIANCE_CONFIG, else
+    /// /etc/guestfs-appliance/config.toml if it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// When to colour messages.
     #[arg(long, value_enum, default_value_t, global = true, value_name = "WHEN")]
     pub color: ColorChoice,
@@ -54,7 +58,9 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct BuildArgs {
     /// Output directory, e.g. /dev/shm/appliance (replaced atomically).
-    #[arg(value_name = "DIR", required_unless_present = "tar")]
+    /// Default: appliance.dir from the config file
+    /// (/usr/local/lib/guestfs/appliance).
+    #[arg(value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// A supermin.d input directory or file (repeatable). Default:
     /// libguestfs's installed supermin.d, else the built-in minimal appliance.
@@ -64,8 +70,9 @@ pub struct BuildArgs {
     #[arg(long, conflicts_with = "inputs")]
     pub minimal: bool,
     /// Size of the sparse root image (e.g. 4G, 1.5G, 800M; supermin syntax).
-    #[arg(long, value_name = "SIZE", default_value = "4G")]
-    pub size: String,
+    /// Default: appliance.size from the config file (4G).
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<String>,
     /// Fail when a package named in the input is not installed.
     #[arg(long)]
     pub strict: bool,

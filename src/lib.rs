@@ -25,6 +25,7 @@
 pub mod appliance;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod image;
 pub mod input;
 pub mod kernel;

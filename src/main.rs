@@ -7,13 +7,16 @@ use std::process::ExitCode;
 use clap::Parser;
 use guestfs_appliance::cli::{Cli, Command};
 use guestfs_appliance::commands;
+use guestfs_appliance::config::Config;
 use guestfs_appliance::printer::Printer;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let printer = Printer::new(cli.global.verbosity(), cli.global.color);
-    let result = match &cli.command {
-        Command::Build(args) => commands::build::run(args, &printer),
-    };
+    let result = Config::load(cli.global.config.as_deref())
+        .map_err(anyhow::Error::from)
+        .and_then(|config| match &cli.command {
+            Command::Build(args) => commands::build::run(args, &config, &printer),
+        });
     guestfs_appliance::exit_code(result, &printer)
 }

@@ -94,6 +94,12 @@ pub struct ManifestOptions {
     pub root: String,
     /// Whether missing packages were errors.
     pub strict: bool,
+    /// Packages added by the config file.
+    #[serde(default)]
+    pub extra_packages: Vec<String>,
+    /// Exclude patterns added by the config file.
+    #[serde(default)]
+    pub extra_excludes: Vec<String>,
 }
 
 /// Sizes of what was written (informational; not fingerprinted).
@@ -157,6 +163,12 @@ impl Manifest {
         line("option.host_cpu", &self.options.host_cpu);
         line("option.root", &self.options.root);
         line("option.strict", &self.options.strict.to_string());
+        for p in &self.options.extra_packages {
+            line("option.extra_package", p);
+        }
+        for e in &self.options.extra_excludes {
+            line("option.extra_exclude", e);
+        }
         line("kernel.version", &self.kernel.version);
         line("kernel.path", &self.kernel.path);
         line("kernel.sha256", &self.kernel.sha256);
@@ -246,7 +258,14 @@ pub(crate) mod tests {
             fingerprint: String::new(),
             built_at: 1,
             package_handler: "dpkg".into(),
-            options: ManifestOptions { size: 4 << 30, host_cpu: "x86_64".into(), root: "/".into(), strict: false },
+            options: ManifestOptions {
+                size: 4 << 30,
+                host_cpu: "x86_64".into(),
+                root: "/".into(),
+                strict: false,
+                extra_packages: vec![],
+                extra_excludes: vec![],
+            },
             kernel: ManifestKernel {
                 version: "6.1.0-56-amd64".into(),
                 path: "/boot/vmlinuz-6.1.0-56-amd64".into(),

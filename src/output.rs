@@ -220,7 +220,9 @@ pub fn is_locked(path: &Path) -> Result<bool, OutputError> {
 }
 
 /// Remove staging and old directories a killed build left beside `target`.
-/// Call only while holding the target's lock. Returns what was removed.
+/// A directory whose PID suffix names a live process is kept (that build is
+/// still running, e.g. a lock-free tarball-only build). Returns what was
+/// removed.
 pub fn clean_leftovers(target: &Path) -> Result<Vec<PathBuf>, OutputError> {
     let (parent, name) = split_target(target)?;
     let prefixes = [format!(".{name}.{STAGING_TAG}-"), format!(".{name}.{OLD_TAG}-")];
@@ -233,13 +235,28 @@ pub fn clean_leftovers(target: &Path) -> Result<Vec<PathBuf>, OutputError> {
     for entry in entries {
         let entry = entry.map_err(io_err("listing", parent))?;
         let fname = entry.file_name().to_string_lossy().into_owned();
-        if prefixes.iter().any(|p| fname.starts_with(p.as_str())) {
+        let Some(pid) = prefixes.iter().find_map(|p| fname.strip_prefix(p.as_str())) else {
+            continue;
+        };
+        if pid.parse::<i32>().is_ok_and(is_alive) {
+            continue;
+        }
+        {
             let path = entry.path();
             remove_tree(&path)?;
             removed.push(path);
         }
     }
     Ok(removed)
+}
+
+/// Whether a process with this PID exists (signal 0 probes without sending).
+fn is_alive(pid: i32) -> bool {
+    pid > 0
+        && !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(Errno::ESRCH)
+        )
 }
 
 fn remove_tree(path: &Path) -> Result<(), OutputError> {
@@ -391,12 +408,16 @@ mod tests {
     fn leftovers_are_cleaned() {
         let tmp = tempfile::tempdir().unwrap();
         let target = tmp.path().join("app");
-        std::fs::create_dir(tmp.path().join(".app.build-999999")).unwrap();
-        std::fs::write(tmp.path().join(".app.build-999999/root"), b"x").unwrap();
+        std::fs::create_dir(tmp.path().join(".app.build-999999999")).unwrap();
+        std::fs::write(tmp.path().join(".app.build-999999999/root"), b"x").unwrap();
+        // A live build's staging directory (ours) is kept.
+        let live = tmp.path().join(format!(".app.build-{}", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
         std::fs::create_dir(tmp.path().join(".other.build-1")).unwrap();
         let removed = clean_leftovers(&target).unwrap();
-        assert_eq!(removed.len(), 1);
+        assert_eq!(removed, vec![tmp.path().join(".app.build-999999999")]);
         assert!(tmp.path().join(".other.build-1").exists());
+        assert!(live.exists());
     }
 
     #[test]

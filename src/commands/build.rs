@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::appliance::{self, ComposeSources};
 use crate::cli::BuildArgs;
+use crate::config::Config;
 use crate::image::{ext2, initrd, tarball};
 use crate::input::{self, Inputs};
 use crate::kernel::{self, KernelChoice, KernelEnv};
@@ -86,28 +87,58 @@ pub struct BuildRequest {
     pub host_cpu: String,
     /// Lock wait limit.
     pub lock_timeout: std::time::Duration,
+    /// Packages added to the inputs' lists (config `extra_packages`).
+    pub extra_packages: Vec<String>,
+    /// Patterns added to the inputs' excludefiles (config `extra_excludes`).
+    pub extra_excludes: Vec<String>,
 }
 
 impl BuildRequest {
-    /// From `build`'s arguments.
-    pub fn from_args(args: &BuildArgs) -> Result<Self> {
+    /// From `build`'s arguments, with the config file filling what the
+    /// command line leaves out.
+    pub fn from_args(args: &BuildArgs, config: &Config) -> Result<Self> {
+        let app = &config.appliance;
+        let dir = match (&args.dir, &args.tar) {
+            (Some(d), _) => Some(d.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(app.dir.clone()),
+        };
+        let inputs = if args.inputs.is_empty() && !args.minimal { app.inputs.clone() } else { args.inputs.clone() };
         Ok(BuildRequest {
-            dir: args.dir.clone(),
+            dir,
             tar: args.tar.clone(),
-            inputs: args.inputs.clone(),
+            inputs,
             minimal: args.minimal,
-            size: parse_size(&args.size)?,
-            strict: args.strict,
+            size: parse_size(args.size.as_deref().unwrap_or(&app.size))?,
+            strict: args.strict || app.strict,
             root: args.root.clone(),
             host_cpu: args.host_cpu.clone(),
             lock_timeout: std::time::Duration::from_secs(args.lock_timeout),
+            extra_packages: app.extra_packages.clone(),
+            extra_excludes: app.extra_excludes.clone(),
         })
+    }
+
+    /// Defaults for a build of `dir` from the default inputs.
+    pub fn for_dir(dir: Option<PathBuf>, config: &Config) -> Result<Self> {
+        let args = BuildArgs {
+            dir,
+            inputs: Vec::new(),
+            minimal: false,
+            size: None,
+            strict: false,
+            tar: None,
+            root: PathBuf::from("/"),
+            host_cpu: std::env::consts::ARCH.to_string(),
+            lock_timeout: 3600,
+        };
+        Self::from_args(&args, config)
     }
 }
 
 /// Run `build` and print its summary.
-pub fn run(args: &BuildArgs, printer: &Printer) -> Result<()> {
-    let req = BuildRequest::from_args(args)?;
+pub fn run(args: &BuildArgs, config: &Config, printer: &Printer) -> Result<()> {
+    let req = BuildRequest::from_args(args, config)?;
     let summary = build(&req, printer)?;
     printer.info(summary.line());
     Ok(())
@@ -282,7 +313,14 @@ pub struct Plan {
 /// Resolve inputs, packages and kernel, and compute the fingerprint.
 /// Cheap relative to a build; `check` uses it too.
 pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
-    let inputs = load_inputs(req, printer)?;
+    let mut inputs = load_inputs(req, printer)?;
+    inputs.packages.extend(req.extra_packages.iter().cloned());
+    for pattern in &req.extra_excludes {
+        let line = format!("-{}", pattern.strip_prefix('-').unwrap_or(pattern));
+        let parsed = input::ExcludePattern::parse(&line)
+            .with_context(|| format!("config appliance.extra_excludes: invalid pattern {pattern:?}"))?;
+        inputs.excludes.push(parsed);
+    }
     let db = package::detect(&req.root)?;
     let resolution = db.resolve(&inputs.packages)?;
     if !resolution.missing.is_empty() {
@@ -326,6 +364,8 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
             host_cpu: req.host_cpu.clone(),
             root: req.root.display().to_string(),
             strict: req.strict,
+            extra_packages: req.extra_packages.clone(),
+            extra_excludes: req.extra_excludes.clone(),
         },
         kernel: ManifestKernel {
             version: kernel.version.clone(),
@@ -377,13 +417,19 @@ pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
             bail!("--tar {}: is a directory; give a file name such as appliance.tar.gz", tar.display());
         }
     }
-    // The lock serialises builds of one target; with only --tar, the tar
-    // file's name is the target.
+    // The lock serialises builds of one directory. A tarball-only build
+    // takes none (the tarball is renamed into place atomically, and staging
+    // names carry the PID), so it leaves no lock file in the user's cwd.
     let lock_target = target.clone().or_else(|| tar_path.clone()).context("nothing to build: give DIR or --tar FILE")?;
-    let lock_path = output::lock_path_for(&lock_target)?;
-    let _lock = OutputLock::acquire(&lock_path, req.lock_timeout, || {
-        printer.info(format!("waiting for another build holding {}", lock_path.display()))
-    })?;
+    let _lock = match &target {
+        Some(dir) => {
+            let lock_path = output::lock_path_for(dir)?;
+            Some(OutputLock::acquire(&lock_path, req.lock_timeout, || {
+                printer.info(format!("waiting for another build holding {}", lock_path.display()))
+            })?)
+        }
+        None => None,
+    };
     for old in output::clean_leftovers(&lock_target)? {
         printer.stage(format!("output: removed leftover {} (from an interrupted build)", old.display()));
     }

@@ -40,6 +40,8 @@ pub fn run(cli: &MakeFixedCli, printer: &Printer) -> Result<()> {
         root,
         host_cpu: std::env::consts::ARCH.to_string(),
         lock_timeout: std::time::Duration::from_secs(3600),
+        extra_packages: Vec::new(),
+        extra_excludes: Vec::new(),
     };
     let summary = build::build(&req, printer)?;
     printer.info(summary.line());

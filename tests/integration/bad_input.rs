@@ -144,6 +144,8 @@ fn missing_package_without_strict_is_one_warning() {
         root: "/".into(),
         host_cpu: std::env::consts::ARCH.into(),
         lock_timeout: std::time::Duration::from_secs(5),
+        extra_packages: Vec::new(),
+        extra_excludes: Vec::new(),
     };
     if host_kernel().is_none() {
         return;

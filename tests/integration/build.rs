@@ -207,3 +207,105 @@ fn libguestfs_appliance_runs_a_real_guestfish_session() {
     assert!(!stderr.contains("supermin: build"), "libguestfs ran supermin");
     assert!(disk.exists());
 }
+
+#[test]
+fn killed_build_leaves_the_previous_appliance_and_next_build_cleans_up() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = scratch();
+    let dir = tmp.path().join("appliance");
+    build(tmp.path(), &["-q", "--minimal", "--size", "1G"], &dir);
+    let before: Vec<_> = ["kernel", "initrd", "root", "README.fixed", "manifest.toml"]
+        .iter()
+        .map(|f| (f.to_string(), sha256(&dir.join(f))))
+        .collect();
+
+    // Start a build and SIGKILL it once its staging directory exists.
+    let mut child = std::process::Command::new(bin("guestfs-appliance"))
+        .args(["build", "-q", "--minimal", "--size", "2G"])
+        .arg(&dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let staging = tmp.path().join(format!(".appliance.build-{}", child.id()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !staging.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(staging.exists(), "the build never created {}", staging.display());
+    std::thread::sleep(Duration::from_millis(50));
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "build finished before it could be killed");
+
+    for (f, sum) in &before {
+        assert_eq!(&sha256(&dir.join(f)), sum, "{f} changed after a killed build");
+    }
+    // The next build removes the leftovers and replaces the appliance.
+    build(tmp.path(), &["-q", "--minimal", "--size", "2G"], &dir);
+    assert!(!staging.exists(), "leftover {} not removed", staging.display());
+    assert_eq!(std::fs::metadata(dir.join("root")).unwrap().len(), 2 << 30);
+}
+
+#[test]
+fn concurrent_builds_of_one_dir_take_turns() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = scratch();
+    let dir = tmp.path().join("appliance");
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(bin("guestfs-appliance"))
+                .args(["build", "-q", "--minimal", "--size", "1G"])
+                .arg(&dir)
+                .output_spawn()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (code, text) = tool_output(&["e2fsck", "-fn", dir.join("root").to_str().unwrap()]);
+    assert_eq!(code, 0, "e2fsck: {text}");
+    let m = Manifest::read(&dir).unwrap();
+    assert_eq!(m.fingerprint, m.compute_fingerprint());
+}
+
+/// Spawn with stdout/stderr captured.
+trait OutputSpawn {
+    fn output_spawn(&mut self) -> std::process::Child;
+}
+
+impl OutputSpawn for std::process::Command {
+    fn output_spawn(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    }
+}
+
+#[test]
+fn make_fixed_appliance_xz_names_the_tarball_after_libguestfs() {
+    if !prerequisites() || !have_tool("xz") || !have_tool("tar") || libguestfs_input().is_none() {
+        return;
+    }
+    let tmp = scratch();
+    let run = run_in(tmp.path(), &bin("make-fixed-appliance"), ["-q", "--xz"], &[]).success();
+    let version = guestfs_appliance::commands::make_fixed::libguestfs_version(Path::new("/"));
+    let tarball = tmp.path().join(format!("appliance-{version}.tar.xz"));
+    assert!(tarball.is_file(), "{} missing\n{}", tarball.display(), run.shown_all());
+    let (code, text) = tool_output(&["xz", "-t", tarball.to_str().unwrap()]);
+    assert_eq!(code, 0, "xz -t: {text}");
+    let (code, listing) = tool_output(&["tar", "-tJf", tarball.to_str().unwrap()]);
+    assert_eq!(code, 0, "{listing}");
+    for member in ["appliance/kernel", "appliance/initrd", "appliance/root", "appliance/README.fixed"] {
+        assert!(listing.lines().any(|l| l == member), "{member} not in {listing}");
+    }
+    // Only the tarball is left in the current directory.
+    let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![format!("appliance-{version}.tar.xz")]);
+}

@@ -1,0 +1,246 @@
+//! The configuration file (`/etc/guestfs-appliance/config.toml`).
+//!
+//! Every command works without it: [`Config::default`] holds the defaults
+//! the README states. `--config FILE` or `$GUESTFS_APPLIANCE_CONFIG` names
+//! another file; a file named that way must exist, while the default path
+//! may be absent. Unknown keys and wrong types are errors naming the key and
+//! the line, so a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default location of the configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/guestfs-appliance/config.toml";
+
+/// Environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "GUESTFS_APPLIANCE_CONFIG";
+
+/// Default fixed appliance directory.
+pub const DEFAULT_APPLIANCE_DIR: &str = "/usr/local/lib/guestfs/appliance";
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The named file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid for us.
+    #[error("config file {path}, line {line}: {message}; see the README for the keys")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the problem (0 when unknown).
+        line: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// What to build and where.
+    pub appliance: ApplianceConfig,
+    /// Thresholds for `status`.
+    pub health: HealthConfig,
+    /// libguestfs per-user cache handling.
+    pub cache: CacheConfig,
+    /// Where the configuration came from (`None`: defaults only).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[appliance]`: the fixed appliance.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApplianceConfig {
+    /// The fixed appliance directory (`LIBGUESTFS_PATH`).
+    pub dir: PathBuf,
+    /// supermin.d inputs; empty = libguestfs's installed one.
+    pub inputs: Vec<PathBuf>,
+    /// Root image size, supermin syntax.
+    pub size: String,
+    /// Packages added to those the inputs name.
+    pub extra_packages: Vec<String>,
+    /// Extra excludefiles patterns (fnmatch, `*` crosses `/`), without the
+    /// leading `-` of the supermin file format.
+    pub extra_excludes: Vec<String>,
+    /// Missing packages are errors.
+    pub strict: bool,
+}
+
+impl Default for ApplianceConfig {
+    fn default() -> Self {
+        ApplianceConfig {
+            dir: PathBuf::from(DEFAULT_APPLIANCE_DIR),
+            inputs: Vec::new(),
+            size: "4G".into(),
+            extra_packages: Vec::new(),
+            extra_excludes: Vec::new(),
+            strict: false,
+        }
+    }
+}
+
+/// `[health]`: warning thresholds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Warn when a location has less free space than the appliance needs
+    /// times this factor.
+    pub space_margin: f64,
+    /// Warn below this many free inodes.
+    pub min_free_inodes: u64,
+    /// `--probe`: warn below this write speed (MB/s).
+    pub min_write_mb_per_s: f64,
+    /// `--probe`: warn above this fsync latency (ms).
+    pub max_fsync_ms: f64,
+    /// Warn when the appliance is older than this many days.
+    pub max_appliance_age_days: u64,
+    /// `--probe`: bytes written per location (at most 64 MiB).
+    pub probe_bytes: u64,
+    /// `--probe`: seconds to wait for a test boot.
+    pub probe_boot_timeout_s: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            space_margin: 1.5,
+            min_free_inodes: 20_000,
+            min_write_mb_per_s: 100.0,
+            max_fsync_ms: 50.0,
+            max_appliance_age_days: 90,
+            probe_bytes: 32 << 20,
+            probe_boot_timeout_s: 120,
+        }
+    }
+}
+
+/// `[cache]`: libguestfs per-user caches.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Extra directories to look for `.guestfs-UID` caches in.
+    pub extra_dirs: Vec<PathBuf>,
+}
+
+impl Config {
+    /// Load the configuration: `explicit` (from `--config`), else
+    /// `$GUESTFS_APPLIANCE_CONFIG`, else the default path if it exists, else
+    /// the defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let named = explicit.map(Path::to_path_buf).or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from));
+        match named {
+            Some(path) => Self::from_file(&path),
+            None => {
+                let path = Path::new(DEFAULT_CONFIG_PATH);
+                if path.exists() {
+                    Self::from_file(path)
+                } else {
+                    Ok(Config::default())
+                }
+            }
+        }
+    }
+
+    /// Parse one file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut config = Self::parse(&text, path)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// Parse text; `path` is only used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(0);
+            ConfigError::Invalid { path: path.to_owned(), line, message: e.message().trim().replace('\n', " ") }
+        })?;
+        if config.health.probe_bytes > 64 << 20 {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                line: line_of(text, "probe_bytes"),
+                message: "health.probe_bytes must be at most 67108864 (64 MiB)".into(),
+            });
+        }
+        for pattern in &config.appliance.extra_excludes {
+            if pattern.is_empty() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    line: line_of(text, "extra_excludes"),
+                    message: "appliance.extra_excludes must not contain an empty pattern".into(),
+                });
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// 1-based line of the first line mentioning `key` (0 if none).
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines().position(|l| l.contains(key)).map(|i| i + 1).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/x.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(Config::default().appliance.dir, PathBuf::from(DEFAULT_APPLIANCE_DIR));
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = parse(
+            "[appliance]\ndir = \"/dev/shm/appliance\"\nsize = \"2G\"\nextra_packages = [\"vim-tiny\"]\n\
+             [health]\nmin_write_mb_per_s = 10.5\n",
+        )
+        .unwrap();
+        assert_eq!(c.appliance.dir, PathBuf::from("/dev/shm/appliance"));
+        assert_eq!(c.appliance.extra_packages, vec!["vim-tiny".to_string()]);
+        assert_eq!(c.health.min_write_mb_per_s, 10.5);
+        assert_eq!(c.health.max_fsync_ms, HealthConfig::default().max_fsync_ms);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("[appliance]\nsize = \"2G\"\ndirr = \"/x\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("dirr"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let err = parse("[health]\n\nmin_free_inodes = \"many\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("min_free_inodes") || err.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn oversized_probe_is_refused() {
+        let err = parse("[health]\nprobe_bytes = 100000000\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("probe_bytes"), "{err}");
+    }
+
+    #[test]
+    fn named_file_must_exist() {
+        let err = Config::load(Some(Path::new("/nonexistent/config.toml"))).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/config.toml"), "{err}");
+    }
+}
