@@ -91,6 +91,12 @@ pub struct BuildRequest {
     pub extra_packages: Vec<String>,
     /// Patterns added to the inputs' excludefiles (config `extra_excludes`).
     pub extra_excludes: Vec<String>,
+    /// Lock file to take instead of `.DIR.lock` beside DIR (e.g. libguestfs's
+    /// `.guestfs-UID/lock`, which supermin's `--lock` uses).
+    pub lock_path: Option<PathBuf>,
+    /// uid and gid to give the output directory and its files before it is
+    /// published (e.g. a user's libguestfs cache).
+    pub owner: Option<(u32, u32)>,
 }
 
 impl BuildRequest {
@@ -116,6 +122,8 @@ impl BuildRequest {
             lock_timeout: std::time::Duration::from_secs(args.lock_timeout),
             extra_packages: app.extra_packages.clone(),
             extra_excludes: app.extra_excludes.clone(),
+            lock_path: None,
+            owner: None,
         })
     }
 
@@ -423,7 +431,10 @@ pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
     let lock_target = target.clone().or_else(|| tar_path.clone()).context("nothing to build: give DIR or --tar FILE")?;
     let _lock = match &target {
         Some(dir) => {
-            let lock_path = output::lock_path_for(dir)?;
+            let lock_path = match &req.lock_path {
+                Some(p) => p.clone(),
+                None => output::lock_path_for(dir)?,
+            };
             Some(OutputLock::acquire(&lock_path, req.lock_timeout, || {
                 printer.info(format!("waiting for another build holding {}", lock_path.display()))
             })?)
@@ -559,6 +570,9 @@ pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
         printer.stage(format!("tarball: {} ({})", tar.display(), human_bytes(t.compressed_bytes)));
     }
 
+    if let Some((uid, gid)) = req.owner {
+        chown_tree(staging.path(), uid, gid)?;
+    }
     match &target {
         Some(_) => {
             printer.progress("publishing...");
@@ -581,6 +595,18 @@ pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
 /// tables and directory blocks, with slack for indirect blocks.
 fn estimate_bytes(data: u64, entries: u64) -> u64 {
     data + data / 64 + entries * (4096 + 256) + (8 << 20)
+}
+
+/// Give a directory and the files directly in it to `uid:gid`.
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<()> {
+    let chown = |p: &Path| {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+            .with_context(|| format!("changing owner of {} to {uid}:{gid}", p.display()))
+    };
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        chown(&entry.with_context(|| format!("listing {}", dir.display()))?.path())?;
+    }
+    chown(dir)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {

@@ -42,6 +42,8 @@ pub fn run(cli: &MakeFixedCli, printer: &Printer) -> Result<()> {
         lock_timeout: std::time::Duration::from_secs(3600),
         extra_packages: Vec::new(),
         extra_excludes: Vec::new(),
+        lock_path: None,
+        owner: None,
     };
     let summary = build::build(&req, printer)?;
     printer.info(summary.line());

@@ -146,6 +146,8 @@ fn missing_package_without_strict_is_one_warning() {
         lock_timeout: std::time::Duration::from_secs(5),
         extra_packages: Vec::new(),
         extra_excludes: Vec::new(),
+        lock_path: None,
+        owner: None,
     };
     if host_kernel().is_none() {
         return;
