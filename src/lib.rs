@@ -17,12 +17,16 @@
 //! image/tarball.rs                       sparse-aware .tar.gz/.tar.xz output
 //! output.rs                              staging dir, lock, atomic swap
 //! manifest.rs                            manifest.toml and the fingerprint
+//! check.rs                               fresh or stale, and what changed
+//! stamp.rs                               stat-level shortcut for check
+//! config.rs                              /etc/guestfs-appliance/config.toml
 //! printer.rs                             quiet/verbose/progress on stderr
 //! process.rs                             the only place that runs external tools
 //! bin/init/                              the appliance's static PID 1
 //! ```
 
 pub mod appliance;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -34,6 +38,7 @@ pub mod output;
 pub mod package;
 pub mod printer;
 pub mod process;
+pub mod stamp;
 
 /// Map a command's outcome to the process exit code, printing the error
 /// chain on stderr (`{:#}`). A broken pipe on stdout exits quietly.
