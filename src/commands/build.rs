@@ -166,7 +166,7 @@ pub enum IfNeeded {
         /// Why, in a few words ("3 changes: package upgraded: ...").
         why: String,
         /// The build.
-        summary: BuildSummary,
+        summary: Box<BuildSummary>,
     },
 }
 
@@ -191,7 +191,7 @@ pub fn build_if_needed(req: &BuildRequest, printer: &Printer) -> Result<IfNeeded
         crate::check::Freshness::Unknown(why) => why.clone(),
     };
     let summary = build_locked(req, printer, Some(lock), eval.plan)?;
-    Ok(IfNeeded::Built { why, summary })
+    Ok(IfNeeded::Built { why, summary: Box::new(summary) })
 }
 
 fn lock_for(dir: &Path, req: &BuildRequest, printer: &Printer) -> Result<OutputLock> {
