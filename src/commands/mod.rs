@@ -4,3 +4,4 @@
 pub mod build;
 pub mod check;
 pub mod make_fixed;
+pub mod schedule;
