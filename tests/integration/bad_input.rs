@@ -199,9 +199,14 @@ fn unreadable_kernel_is_refused_with_a_fix() {
         return;
     }
     let Some(kernel) = host_kernel() else { return };
-    let tmp = scratch();
+    // Under /tmp, not the checkout: the unprivileged user must be able to
+    // reach the binaries, whatever the permissions above the checkout are.
+    let tmp = tempfile::Builder::new().prefix("ga-unreadable-").tempdir_in("/tmp").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ga_copy = tmp.path().join("guestfs-appliance");
+    std::fs::copy(bin("guestfs-appliance"), &ga_copy).unwrap();
+    std::fs::copy(bin("guestfs-appliance-init"), tmp.path().join("guestfs-appliance-init")).unwrap();
     let k = tmp.path().join("vmlinuz-test");
     std::fs::copy(&kernel.0, &k).unwrap();
     std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -215,7 +220,7 @@ fn unreadable_kernel_is_refused_with_a_fix() {
             "--reuid=65534".as_ref(),
             "--regid=65534".as_ref(),
             "--clear-groups".as_ref(),
-            bin("guestfs-appliance").as_os_str(),
+            ga_copy.as_os_str(),
             "build".as_ref(),
             "--minimal".as_ref(),
             "appliance".as_ref(),
