@@ -16,6 +16,7 @@
 //! image/cpio.rs, image/initrd.rs         newc writer, initrd module selection
 //! image/tarball.rs                       sparse-aware .tar.gz/.tar.xz output
 //! output.rs                              staging dir, lock, atomic swap
+//! cache.rs                               libguestfs .guestfs-UID caches: find, inspect, clean
 //! manifest.rs                            manifest.toml and the fingerprint
 //! printer.rs                             quiet/verbose/progress on stderr
 //! process.rs                             the only place that runs external tools
@@ -23,6 +24,7 @@
 //! ```
 
 pub mod appliance;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
