@@ -52,16 +52,15 @@ impl GlobalArgs {
 pub enum Command {
     /// Build a fixed appliance (kernel, initrd, root, README.fixed) into DIR.
     Build(BuildArgs),
+    /// Exit 0 if DIR matches the host, 1 if stale (and say what changed),
+    /// 2 if it cannot tell.
+    Check(CheckArgs),
 }
 
-/// Options of `build`.
-#[derive(Debug, Args, Clone)]
-pub struct BuildArgs {
-    /// Output directory, e.g. /dev/shm/appliance (replaced atomically).
-    /// Default: appliance.dir from the config file
-    /// (/usr/local/lib/guestfs/appliance).
-    #[arg(value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+/// What the appliance is built from: shared by `build` and `check`, so that
+/// `check` asks about the same appliance `build` would make.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SourceArgs {
     /// A supermin.d input directory or file (repeatable). Default:
     /// libguestfs's installed supermin.d, else the built-in minimal appliance.
     #[arg(long = "input", value_name = "PATH")]
@@ -76,19 +75,49 @@ pub struct BuildArgs {
     /// Fail when a package named in the input is not installed.
     #[arg(long)]
     pub strict: bool,
-    /// Also (or, without DIR, only) write the appliance as a .tar.gz, or a
-    /// .tar.xz if FILE ends in .xz.
-    #[arg(long, value_name = "FILE")]
-    pub tar: Option<PathBuf>,
     /// Host root holding the package database, files and kernels.
     #[arg(long = "root", visible_alias = "dpkg-root", value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// CPU the appliance is for (kernel selection), as supermin's --host-cpu.
     #[arg(long, value_name = "CPU", default_value = std::env::consts::ARCH)]
     pub host_cpu: String,
+}
+
+/// Options of `build`.
+#[derive(Debug, Args, Clone)]
+pub struct BuildArgs {
+    /// Output directory, e.g. /dev/shm/appliance (replaced atomically).
+    /// Default: appliance.dir from the config file
+    /// (/usr/local/lib/guestfs/appliance).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// What to build from.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Also (or, without DIR, only) write the appliance as a .tar.gz, or a
+    /// .tar.xz if FILE ends in .xz.
+    #[arg(long, value_name = "FILE")]
+    pub tar: Option<PathBuf>,
+    /// Build only if DIR is missing or stale (for cron and package hooks).
+    #[arg(long, conflicts_with = "tar")]
+    pub if_needed: bool,
     /// Give up waiting for another build of DIR after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub lock_timeout: u64,
+}
+
+/// Options of `check`.
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    /// Appliance directory. Default: appliance.dir from the config file.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// What the appliance should be built from.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Drop-in replacement for libguestfs-make-fixed-appliance: build the

@@ -18,6 +18,9 @@
 //! output.rs                              staging dir, lock, atomic swap
 //! cache.rs                               libguestfs .guestfs-UID caches: find, inspect, clean
 //! manifest.rs                            manifest.toml and the fingerprint
+//! check.rs                               fresh or stale, and what changed
+//! stamp.rs                               stat-level shortcut for check
+//! config.rs                              /etc/guestfs-appliance/config.toml
 //! printer.rs                             quiet/verbose/progress on stderr
 //! process.rs                             the only place that runs external tools
 //! bin/init/                              the appliance's static PID 1
@@ -25,6 +28,7 @@
 
 pub mod appliance;
 pub mod cache;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -36,6 +40,7 @@ pub mod output;
 pub mod package;
 pub mod printer;
 pub mod process;
+pub mod stamp;
 
 /// Map a command's outcome to the process exit code, printing the error
 /// chain on stderr (`{:#}`). A broken pipe on stdout exits quietly.

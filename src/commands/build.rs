@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::appliance::{self, ComposeSources};
-use crate::cli::BuildArgs;
+use crate::cli::{BuildArgs, SourceArgs};
 use crate::config::Config;
 use crate::image::{ext2, initrd, tarball};
 use crate::input::{self, Inputs};
@@ -100,26 +100,26 @@ pub struct BuildRequest {
 }
 
 impl BuildRequest {
-    /// From `build`'s arguments, with the config file filling what the
+    /// From the source options, with the config file filling what the
     /// command line leaves out.
-    pub fn from_args(args: &BuildArgs, config: &Config) -> Result<Self> {
+    pub fn from_source(dir: Option<PathBuf>, tar: Option<PathBuf>, src: &SourceArgs, config: &Config) -> Result<Self> {
         let app = &config.appliance;
-        let dir = match (&args.dir, &args.tar) {
-            (Some(d), _) => Some(d.clone()),
+        let dir = match (dir, &tar) {
+            (Some(d), _) => Some(d),
             (None, Some(_)) => None,
             (None, None) => Some(app.dir.clone()),
         };
-        let inputs = if args.inputs.is_empty() && !args.minimal { app.inputs.clone() } else { args.inputs.clone() };
+        let inputs = if src.inputs.is_empty() && !src.minimal { app.inputs.clone() } else { src.inputs.clone() };
         Ok(BuildRequest {
             dir,
-            tar: args.tar.clone(),
+            tar,
             inputs,
-            minimal: args.minimal,
-            size: parse_size(args.size.as_deref().unwrap_or(&app.size))?,
-            strict: args.strict || app.strict,
-            root: args.root.clone(),
-            host_cpu: args.host_cpu.clone(),
-            lock_timeout: std::time::Duration::from_secs(args.lock_timeout),
+            minimal: src.minimal,
+            size: parse_size(src.size.as_deref().unwrap_or(&app.size))?,
+            strict: src.strict || app.strict,
+            root: src.root.clone(),
+            host_cpu: src.host_cpu.clone(),
+            lock_timeout: std::time::Duration::from_secs(3600),
             extra_packages: app.extra_packages.clone(),
             extra_excludes: app.extra_excludes.clone(),
             lock_path: None,
@@ -129,27 +129,79 @@ impl BuildRequest {
 
     /// Defaults for a build of `dir` from the default inputs.
     pub fn for_dir(dir: Option<PathBuf>, config: &Config) -> Result<Self> {
-        let args = BuildArgs {
-            dir,
-            inputs: Vec::new(),
-            minimal: false,
-            size: None,
-            strict: false,
-            tar: None,
+        let src = SourceArgs {
             root: PathBuf::from("/"),
             host_cpu: std::env::consts::ARCH.to_string(),
-            lock_timeout: 3600,
+            ..Default::default()
         };
-        Self::from_args(&args, config)
+        Self::from_source(dir, None, &src, config)
     }
 }
 
-/// Run `build` and print its summary.
+/// Run `build` and print its summary. With `--if-needed`, a fresh
+/// appliance is left alone silently (one line with `-v`).
 pub fn run(args: &BuildArgs, config: &Config, printer: &Printer) -> Result<()> {
-    let req = BuildRequest::from_args(args, config)?;
-    let summary = build(&req, printer)?;
-    printer.info(summary.line());
+    let mut req = BuildRequest::from_source(args.dir.clone(), args.tar.clone(), &args.source, config)?;
+    req.lock_timeout = std::time::Duration::from_secs(args.lock_timeout);
+    if !args.if_needed {
+        let summary = build(&req, printer)?;
+        printer.info(summary.line());
+        return Ok(());
+    }
+    match build_if_needed(&req, printer)? {
+        IfNeeded::Fresh(dir) => printer.stage(format!("{} is fresh: nothing to do", dir.display())),
+        IfNeeded::Built { why, summary } => {
+            printer.info(format!("{} ({why})", summary.line()));
+        }
+    }
     Ok(())
+}
+
+/// What `build --if-needed` did.
+pub enum IfNeeded {
+    /// The appliance was fresh.
+    Fresh(PathBuf),
+    /// It was missing or stale and was rebuilt.
+    Built {
+        /// Why, in a few words ("3 changes: package upgraded: ...").
+        why: String,
+        /// The build.
+        summary: Box<BuildSummary>,
+    },
+}
+
+/// Build only when the appliance is missing or stale. The lock is taken
+/// before the check (as supermin's `--lock` before `--if-newer`), so
+/// concurrent callers wait for the one building and then find it fresh.
+pub fn build_if_needed(req: &BuildRequest, printer: &Printer) -> Result<IfNeeded> {
+    let dir = req.dir.as_deref().context("--if-needed needs an appliance directory")?;
+    let dir = output::resolve_target(&absolute(dir))?;
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating parent directory {}", parent.display()))?;
+    }
+    let lock = lock_for(&dir, req, printer)?;
+    let eval = crate::check::evaluate(&dir, req, printer);
+    let why = match &eval.freshness {
+        crate::check::Freshness::Fresh => return Ok(IfNeeded::Fresh(dir)),
+        crate::check::Freshness::Stale(changes) => {
+            let first: Vec<String> = changes.iter().take(3).map(|c| c.to_string()).collect();
+            let more = if changes.len() > 3 { format!(", and {} more", changes.len() - 3) } else { String::new() };
+            format!("stale: {}{more}", first.join("; "))
+        }
+        crate::check::Freshness::Unknown(why) => why.clone(),
+    };
+    let summary = build_locked(req, printer, Some(lock), eval.plan)?;
+    Ok(IfNeeded::Built { why, summary: Box::new(summary) })
+}
+
+fn lock_for(dir: &Path, req: &BuildRequest, printer: &Printer) -> Result<OutputLock> {
+    let lock_path = match &req.lock_path {
+        Some(p) => p.clone(),
+        None => output::lock_path_for(dir)?,
+    };
+    Ok(OutputLock::acquire(&lock_path, req.lock_timeout, || {
+        printer.info(format!("waiting for another build holding {}", lock_path.display()))
+    })?)
 }
 
 /// Parse a size in supermin's syntax: digits (and a decimal point) followed
@@ -316,6 +368,24 @@ pub struct Plan {
     pub kernel: KernelChoice,
     /// The manifest (fingerprint filled, output part empty).
     pub manifest: Manifest,
+    /// Host paths whose `stat` tells whether the fingerprint may have
+    /// changed (see `stamp`): the package database, input files and
+    /// directories, kernel, modules.dep, and the kernel search directories.
+    pub watched: Vec<PathBuf>,
+}
+
+impl Plan {
+    /// Warn once about packages named in the inputs but not installed.
+    pub fn warn_missing(&self, printer: &Printer) {
+        let missing = &self.resolution.missing;
+        if !missing.is_empty() {
+            printer.warn(format!(
+                "{} package(s) named in the input are not installed and were left out: {} (use --strict to make this an error)",
+                missing.len(),
+                missing.join(", ")
+            ));
+        }
+    }
 }
 
 /// Resolve inputs, packages and kernel, and compute the fingerprint.
@@ -339,10 +409,6 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
                 resolution.missing.len()
             );
         }
-        printer.warn(format!(
-            "{} package(s) named in the input are not installed and were left out: {list} (use --strict to make this an error)",
-            resolution.missing.len()
-        ));
     }
     for u in &resolution.unsatisfied {
         printer.stage(format!("packages: {} depends on {}: not installed, skipped", u.package, u.dependency));
@@ -401,11 +467,39 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
         output: Default::default(),
     };
     manifest.fingerprint = manifest.compute_fingerprint();
-    Ok(Plan { inputs, db, resolution, kernel, manifest })
+
+    let mut watched = db.database_files();
+    watched.extend(req.inputs.iter().cloned());
+    for f in &inputs.files {
+        if !f.path.starts_with("<embedded>") {
+            watched.push(f.path.clone());
+            if let Some(parent) = f.path.parent() {
+                watched.push(parent.to_path_buf());
+            }
+        }
+    }
+    watched.push(kernel.path.clone());
+    watched.push(dep);
+    watched.push(appliance::host_path(&req.root, Path::new("/boot")));
+    watched.push(appliance::host_path(&req.root, Path::new("/lib/modules")));
+    watched.sort();
+    watched.dedup();
+    Ok(Plan { inputs, db, resolution, kernel, manifest, watched })
 }
 
 /// Build the appliance described by `req`.
 pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
+    build_locked(req, printer, None, None)
+}
+
+/// Build, with the directory's lock already held (`held`) or taken here, and
+/// with a plan already computed under that lock, if any.
+fn build_locked(
+    req: &BuildRequest,
+    printer: &Printer,
+    held: Option<OutputLock>,
+    plan_done: Option<Plan>,
+) -> Result<BuildSummary> {
     let started = Instant::now();
     // Absolute paths from here on, so every message names a real place.
     let target = match &req.dir {
@@ -429,23 +523,20 @@ pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
     // takes none (the tarball is renamed into place atomically, and staging
     // names carry the PID), so it leaves no lock file in the user's cwd.
     let lock_target = target.clone().or_else(|| tar_path.clone()).context("nothing to build: give DIR or --tar FILE")?;
-    let _lock = match &target {
-        Some(dir) => {
-            let lock_path = match &req.lock_path {
-                Some(p) => p.clone(),
-                None => output::lock_path_for(dir)?,
-            };
-            Some(OutputLock::acquire(&lock_path, req.lock_timeout, || {
-                printer.info(format!("waiting for another build holding {}", lock_path.display()))
-            })?)
-        }
-        None => None,
+    let _lock = match (&target, held) {
+        (_, Some(lock)) => Some(lock),
+        (Some(dir), None) => Some(lock_for(dir, req, printer)?),
+        (None, None) => None,
     };
     for old in output::clean_leftovers(&lock_target)? {
         printer.stage(format!("output: removed leftover {} (from an interrupted build)", old.display()));
     }
 
-    let plan = plan(req, printer)?;
+    let plan = match plan_done {
+        Some(p) => p,
+        None => plan(req, printer)?,
+    };
+    plan.warn_missing(printer);
     if let Some(dir) = &target {
         check_not_inside_inputs(dir, &plan.inputs)?;
     }
@@ -576,7 +667,14 @@ pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
     match &target {
         Some(_) => {
             printer.progress("publishing...");
+            crate::stamp::clear(&lock_target);
             staging.commit()?;
+            // The new appliance is fresh by construction: record the stamp so
+            // the next `check` answers from stat alone.
+            let digest = crate::check::request_digest(req);
+            if let Err(e) = crate::stamp::record(&lock_target, &digest, &manifest.fingerprint, &plan.watched) {
+                printer.stage(format!("check: could not record the stamp ({e})"));
+            }
         }
         None => drop(staging),
     }

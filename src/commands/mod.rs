@@ -2,4 +2,5 @@
 //! `cli`) and own no format (see `image`, `package`, `input`).
 
 pub mod build;
+pub mod check;
 pub mod make_fixed;

@@ -27,6 +27,11 @@ fn tool_output(argv: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// For other test modules.
+pub fn prerequisites_pub() -> bool {
+    prerequisites()
+}
+
 fn prerequisites() -> bool {
     crate::bad_input::host_kernel().is_some()
         && have_tool("e2fsck")

@@ -1,0 +1,352 @@
+//! Is an appliance fresh? The exact answer, and what changed.
+//!
+//! Fresh means: recomputing the fingerprint from the host now (the resolved
+//! package set with versions and architectures, the inputs' content, the
+//! kernel and its modules.dep, the options, our format version) gives the
+//! fingerprint recorded in the appliance's manifest. File dates play no part,
+//! so `touch`ing the dpkg status file or reinstalling a package keeps an
+//! appliance fresh, while an upgrade inside the closure makes it stale.
+//!
+//! When nothing the fingerprint depends on changed since the last exact
+//! answer (see [`crate::stamp`]), the answer comes from `stat` alone.
+
+use std::path::Path;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::commands::build::{self, BuildRequest, Plan};
+use crate::manifest::{self, Manifest};
+use crate::printer::Printer;
+use crate::stamp;
+
+/// One difference between the appliance and the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Change {
+    /// A package joined the closure.
+    PackageAdded {
+        /// `name:arch`.
+        package: String,
+        /// Its version.
+        version: String,
+    },
+    /// A package left the closure.
+    PackageRemoved {
+        /// `name:arch`.
+        package: String,
+        /// The version the appliance has.
+        version: String,
+    },
+    /// A package's version changed.
+    PackageUpgraded {
+        /// `name:arch`.
+        package: String,
+        /// In the appliance.
+        old: String,
+        /// On the host.
+        new: String,
+    },
+    /// Another kernel would be used, or the same one changed.
+    KernelChanged {
+        /// In the appliance.
+        old: String,
+        /// On the host.
+        new: String,
+    },
+    /// An input file's content changed.
+    InputChanged {
+        /// The input file.
+        path: String,
+    },
+    /// An input file appeared.
+    InputAdded {
+        /// The input file.
+        path: String,
+    },
+    /// An input file disappeared.
+    InputRemoved {
+        /// The input file.
+        path: String,
+    },
+    /// A build option differs.
+    OptionChanged {
+        /// Which option.
+        option: String,
+        /// In the appliance.
+        old: String,
+        /// Requested now.
+        new: String,
+    },
+    /// The appliance was written by a tool with another output format.
+    FormatChanged {
+        /// In the appliance.
+        old: u32,
+        /// Ours.
+        new: u32,
+    },
+    /// The fingerprints differ for a reason not itemised above.
+    Other {
+        /// What differs.
+        what: String,
+    },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::PackageAdded { package, version } => write!(f, "package added: {package} {version}"),
+            Change::PackageRemoved { package, version } => write!(f, "package removed: {package} {version}"),
+            Change::PackageUpgraded { package, old, new } => write!(f, "package upgraded: {package} {old} → {new}"),
+            Change::KernelChanged { old, new } => write!(f, "kernel changed: {old} → {new}"),
+            Change::InputChanged { path } => write!(f, "input changed: {path}"),
+            Change::InputAdded { path } => write!(f, "input added: {path}"),
+            Change::InputRemoved { path } => write!(f, "input removed: {path}"),
+            Change::OptionChanged { option, old, new } => write!(f, "option changed: {option} {old} → {new}"),
+            Change::FormatChanged { old, new } => write!(f, "format changed: {old} → {new}"),
+            Change::Other { what } => write!(f, "changed: {what}"),
+        }
+    }
+}
+
+/// The verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// The appliance matches the host.
+    Fresh,
+    /// It does not; the changes, one per line when printed.
+    Stale(Vec<Change>),
+    /// We cannot tell (no appliance, unreadable manifest, broken host).
+    Unknown(String),
+}
+
+/// How the answer was reached, for `-v` and the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// From the stat-level stamp.
+    Stamp,
+    /// By recomputing the fingerprint.
+    Computed,
+    /// No comparison was possible.
+    None,
+}
+
+/// The full result of an evaluation.
+pub struct Evaluation {
+    /// The verdict.
+    pub freshness: Freshness,
+    /// How it was reached.
+    pub method: Method,
+    /// The appliance's recorded fingerprint, if readable.
+    pub appliance_fingerprint: Option<String>,
+    /// The host's fingerprint, if computed (or confirmed by the stamp).
+    pub host_fingerprint: Option<String>,
+    /// The plan, when the host was examined (a build can reuse it).
+    pub plan: Option<Plan>,
+}
+
+/// Digest of everything in the request that could change the answer
+/// without changing a watched file: options, `SUPERMIN_*` variables and our
+/// own version.
+pub fn request_digest(req: &BuildRequest) -> String {
+    let mut h = Sha256::new();
+    let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
+    let text = format!(
+        "{}\n{}\n{:?}\n{}\n{}\n{}\n{}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+        env!("CARGO_PKG_VERSION"),
+        manifest::FORMAT_VERSION,
+        req.inputs,
+        req.minimal,
+        req.size,
+        req.strict,
+        req.root.display(),
+        req.host_cpu,
+        req.extra_packages,
+        req.extra_excludes,
+        env("SUPERMIN_KERNEL"),
+        env("SUPERMIN_MODULES"),
+        env("SUPERMIN_KERNEL_VERSION"),
+    );
+    h.update(text.as_bytes());
+    manifest::hex(&h.finalize())
+}
+
+/// Check `dir` against the host as `req` describes it (quietly).
+pub fn check_appliance(dir: &Path, req: &BuildRequest) -> Freshness {
+    evaluate(dir, req, &Printer::quiet()).freshness
+}
+
+/// Evaluate `dir`: stamp first, then the exact computation. Records a new
+/// stamp when the computation finds it fresh.
+pub fn evaluate(dir: &Path, req: &BuildRequest, printer: &Printer) -> Evaluation {
+    let unknown = |why: String, fp: Option<String>| Evaluation {
+        freshness: Freshness::Unknown(why),
+        method: Method::None,
+        appliance_fingerprint: fp,
+        host_fingerprint: None,
+        plan: None,
+    };
+    let digest = request_digest(req);
+    if let Some(fp) = stamp::still_fresh(dir, &digest) {
+        printer.stage("check: nothing changed since the last check (stat-level stamp)");
+        return Evaluation {
+            freshness: Freshness::Fresh,
+            method: Method::Stamp,
+            appliance_fingerprint: Some(fp.clone()),
+            host_fingerprint: Some(fp),
+            plan: None,
+        };
+    }
+    if !dir.join(manifest::MANIFEST_NAME).exists() {
+        let why = if dir.is_dir() {
+            format!("{} has no {} (not built by guestfs-appliance)", dir.display(), manifest::MANIFEST_NAME)
+        } else {
+            format!("no appliance at {}", dir.display())
+        };
+        return unknown(why, None);
+    }
+    let old = match Manifest::read(dir) {
+        Ok(m) => m,
+        Err(e) => return unknown(e.to_string(), None),
+    };
+    let plan = match build::plan(req, printer) {
+        Ok(p) => p,
+        Err(e) => {
+            return unknown(
+                format!("cannot examine the host: {}", crate::error_line(&e)),
+                Some(old.fingerprint.clone()),
+            )
+        }
+    };
+    let new = &plan.manifest;
+    let freshness = if new.fingerprint == old.fingerprint {
+        if let Err(e) = stamp::record(dir, &digest, &new.fingerprint, &plan.watched) {
+            printer.stage(format!("check: could not record the stamp beside {} ({e})", dir.display()));
+        }
+        Freshness::Fresh
+    } else {
+        Freshness::Stale(diff(&old, new))
+    };
+    Evaluation {
+        freshness,
+        method: Method::Computed,
+        appliance_fingerprint: Some(old.fingerprint.clone()),
+        host_fingerprint: Some(new.fingerprint.clone()),
+        plan: Some(plan),
+    }
+}
+
+/// What differs between the appliance's manifest and the host's.
+pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if old.format_version != new.format_version {
+        changes.push(Change::FormatChanged { old: old.format_version, new: new.format_version });
+    }
+    let mut opt = |option: &str, o: String, n: String| {
+        if o != n {
+            changes.push(Change::OptionChanged { option: option.into(), old: o, new: n });
+        }
+    };
+    opt("size", old.options.size.to_string(), new.options.size.to_string());
+    opt("host-cpu", old.options.host_cpu.clone(), new.options.host_cpu.clone());
+    opt("root", old.options.root.clone(), new.options.root.clone());
+    opt("strict", old.options.strict.to_string(), new.options.strict.to_string());
+    opt("extra-packages", old.options.extra_packages.join(","), new.options.extra_packages.join(","));
+    opt("extra-excludes", old.options.extra_excludes.join(","), new.options.extra_excludes.join(","));
+    opt("package-handler", old.package_handler.clone(), new.package_handler.clone());
+
+    let (ok, nk) = (&old.kernel, &new.kernel);
+    if ok.version != nk.version || ok.path != nk.path {
+        changes.push(Change::KernelChanged {
+            old: format!("{} ({})", ok.version, ok.path),
+            new: format!("{} ({})", nk.version, nk.path),
+        });
+    } else if ok.sha256 != nk.sha256 || ok.modules_dep_sha256 != nk.modules_dep_sha256 || ok.modules_dir != nk.modules_dir
+    {
+        changes.push(Change::KernelChanged {
+            old: format!("{} (rebuilt or modules changed)", ok.version),
+            new: nk.version.clone(),
+        });
+    }
+
+    let old_inputs: std::collections::BTreeMap<_, _> = old.inputs.iter().map(|i| (&i.path, i)).collect();
+    let new_inputs: std::collections::BTreeMap<_, _> = new.inputs.iter().map(|i| (&i.path, i)).collect();
+    for (path, n) in &new_inputs {
+        match old_inputs.get(path) {
+            None => changes.push(Change::InputAdded { path: path.to_string() }),
+            Some(o) if o.sha256 != n.sha256 || o.kind != n.kind => {
+                changes.push(Change::InputChanged { path: path.to_string() })
+            }
+            _ => {}
+        }
+    }
+    for path in old_inputs.keys().filter(|p| !new_inputs.contains_key(*p)) {
+        changes.push(Change::InputRemoved { path: path.to_string() });
+    }
+    if old.hostfiles != new.hostfiles && changes.iter().all(|c| !matches!(c, Change::InputChanged { .. })) {
+        changes.push(Change::Other { what: "hostfiles patterns".into() });
+    }
+
+    let old_pkgs = old.package_map();
+    let new_pkgs = new.package_map();
+    for (name, version) in &new_pkgs {
+        match old_pkgs.get(name) {
+            None => changes.push(Change::PackageAdded { package: name.clone(), version: version.to_string() }),
+            Some(o) if o != version => changes.push(Change::PackageUpgraded {
+                package: name.clone(),
+                old: o.to_string(),
+                new: version.to_string(),
+            }),
+            _ => {}
+        }
+    }
+    for (name, version) in old_pkgs.iter().filter(|(n, _)| !new_pkgs.contains_key(*n)) {
+        changes.push(Change::PackageRemoved { package: name.clone(), version: version.to_string() });
+    }
+    if changes.is_empty() {
+        changes.push(Change::Other { what: "fingerprint (the appliance was built from other facts)".into() });
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{ManifestInput, ManifestPackage};
+
+    #[test]
+    fn diff_itemises_packages_kernel_inputs_options() {
+        let old = crate::manifest::tests::sample();
+        let mut new = old.clone();
+        new.packages[0].version = "5.3".into();
+        new.packages.push(ManifestPackage { name: "zsh".into(), version: "1".into(), arch: "amd64".into() });
+        new.kernel.version = "6.1.0-57-amd64".into();
+        new.inputs[0].sha256 = "dd".into();
+        new.inputs.push(ManifestInput { path: "/x/new".into(), kind: "packages".into(), sha256: "ee".into() });
+        new.options.size = 1 << 30;
+        let lines: Vec<String> = diff(&old, &new).iter().map(|c| c.to_string()).collect();
+        assert!(lines.contains(&"package upgraded: bash:amd64 5.2 → 5.3".to_string()), "{lines:?}");
+        assert!(lines.contains(&"package added: zsh:amd64 1".to_string()), "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("kernel changed: 6.1.0-56-amd64")), "{lines:?}");
+        assert!(lines.contains(&"input changed: /x/packages".to_string()), "{lines:?}");
+        assert!(lines.contains(&"input added: /x/new".to_string()), "{lines:?}");
+        assert!(lines.contains(&"option changed: size 4294967296 → 1073741824".to_string()), "{lines:?}");
+    }
+
+    #[test]
+    fn diff_of_removed_package() {
+        let old = crate::manifest::tests::sample();
+        let mut new = old.clone();
+        new.packages.clear();
+        let changes = diff(&old, &new);
+        assert_eq!(changes, vec![Change::PackageRemoved { package: "bash:amd64".into(), version: "5.2".into() }]);
+    }
+
+    #[test]
+    fn missing_appliance_is_unknown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let req = BuildRequest::for_dir(Some(tmp.path().join("none")), &Default::default()).unwrap();
+        assert!(matches!(check_appliance(&tmp.path().join("none"), &req), Freshness::Unknown(_)));
+    }
+}

@@ -1,0 +1,66 @@
+//! `check`: is the appliance fresh? Exit 0 fresh, 1 stale (with one line
+//! per change on stdout), 2 cannot tell.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::check::{self, Change, Freshness, Method};
+use crate::cli::CheckArgs;
+use crate::commands::build::BuildRequest;
+use crate::config::Config;
+use crate::printer::Printer;
+
+/// `check --json` output (schema version 1).
+#[derive(Debug, Serialize)]
+struct CheckJson<'a> {
+    version: u32,
+    dir: String,
+    status: &'static str,
+    reason: Option<&'a str>,
+    method: Method,
+    appliance_fingerprint: Option<&'a str>,
+    host_fingerprint: Option<&'a str>,
+    changes: &'a [Change],
+}
+
+/// Run `check`; returns the exit code.
+pub fn run(args: &CheckArgs, config: &Config, printer: &Printer) -> Result<ExitCode> {
+    let req = BuildRequest::from_source(args.dir.clone(), None, &args.source, config)?;
+    let dir = req.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
+    let eval = check::evaluate(&dir, &req, printer);
+    let (status, code, reason, changes): (_, u8, Option<&str>, &[Change]) = match &eval.freshness {
+        Freshness::Fresh => ("fresh", 0, None, &[]),
+        Freshness::Stale(c) => ("stale", 1, None, c),
+        Freshness::Unknown(why) => ("unknown", 2, Some(why.as_str()), &[]),
+    };
+    if args.json {
+        let out = CheckJson {
+            version: 1,
+            dir: dir.display().to_string(),
+            status,
+            reason,
+            method: eval.method,
+            appliance_fingerprint: eval.appliance_fingerprint.as_deref(),
+            host_fingerprint: eval.host_fingerprint.as_deref(),
+            changes,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        match &eval.freshness {
+            Freshness::Fresh => printer.info(format!("{} is fresh", dir.display())),
+            Freshness::Stale(changes) => {
+                printer.info(format!("{} is stale ({} changes):", dir.display(), changes.len()));
+                for c in changes {
+                    println!("{c}");
+                }
+            }
+            Freshness::Unknown(why) => {
+                let label = printer.paint("31", "error:");
+                eprintln!("guestfs-appliance: {label} cannot tell whether {} is fresh: {why}", dir.display());
+            }
+        }
+    }
+    Ok(ExitCode::from(code))
+}

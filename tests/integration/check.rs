@@ -1,0 +1,300 @@
+//! Issue 3: exact freshness. A fixture root shares the host's installed
+//! files and dpkg file lists but has its own copy of the status file, /boot
+//! and modules.dep, which the tests edit to simulate upgrades, removals,
+//! new packages and new kernels without touching the host.
+
+use std::path::{Path, PathBuf};
+
+use guestfs_appliance::commands::build::{self, BuildRequest};
+use guestfs_appliance::config::Config;
+use guestfs_appliance::printer::Printer;
+
+use crate::util::*;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    input: PathBuf,
+    dir: PathBuf,
+    kernel_version: String,
+}
+
+impl Fixture {
+    /// None (after printing why) when the host lacks a dpkg db or kernel.
+    fn new() -> Option<Fixture> {
+        let (kernel, version) = crate::bad_input::host_kernel()?;
+        let tmp = scratch();
+        let root = tmp.path().join("root");
+        let dpkg = root.join("var/lib/dpkg");
+        std::fs::create_dir_all(&dpkg).unwrap();
+        std::fs::copy("/var/lib/dpkg/status", dpkg.join("status")).unwrap();
+        if Path::new("/var/lib/dpkg/diversions").exists() {
+            std::fs::copy("/var/lib/dpkg/diversions", dpkg.join("diversions")).unwrap();
+        }
+        std::os::unix::fs::symlink("/var/lib/dpkg/info", dpkg.join("info")).unwrap();
+        std::fs::create_dir_all(root.join("boot")).unwrap();
+        std::fs::copy(&kernel, root.join("boot").join(format!("vmlinuz-{version}"))).unwrap();
+        let modules = root.join("lib/modules").join(&version);
+        std::fs::create_dir_all(&modules).unwrap();
+        std::fs::copy(Path::new("/lib/modules").join(&version).join("modules.dep"), modules.join("modules.dep"))
+            .unwrap();
+        let input = tmp.path().join("supermin.d");
+        std::fs::create_dir_all(&input).unwrap();
+        std::fs::write(input.join("packages"), "bash\n").unwrap();
+        let dir = tmp.path().join("appliance");
+        Some(Fixture { root, input, dir, kernel_version: version, _tmp: tmp })
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--root".into(),
+            self.root.display().to_string(),
+            "--input".into(),
+            self.input.display().to_string(),
+            self.dir.display().to_string(),
+        ]
+    }
+
+    /// What a build records, without writing images: the manifest of the
+    /// plan for this host state (the root image is irrelevant to `check`).
+    fn record_build(&self) {
+        let src = guestfs_appliance::cli::SourceArgs {
+            inputs: vec![self.input.clone()],
+            root: self.root.clone(),
+            host_cpu: std::env::consts::ARCH.into(),
+            ..Default::default()
+        };
+        let req = BuildRequest::from_source(Some(self.dir.clone()), None, &src, &Config::default()).unwrap();
+        let plan = build::plan(&req, &Printer::quiet()).unwrap();
+        std::fs::create_dir_all(&self.dir).unwrap();
+        std::fs::write(self.dir.join("manifest.toml"), plan.manifest.to_toml()).unwrap();
+    }
+
+    fn check(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["check".to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(self.args());
+        ga(self.dir.parent().unwrap(), &args)
+    }
+
+    fn status(&self) -> PathBuf {
+        self.root.join("var/lib/dpkg/status")
+    }
+
+    /// Rewrite the status file through `edit` (new inode, like dpkg does).
+    fn edit_status(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(self.status()).unwrap();
+        let tmp = self.status().with_extension("new");
+        std::fs::write(&tmp, edit(text)).unwrap();
+        std::fs::rename(&tmp, self.status()).unwrap();
+    }
+}
+
+/// The Version line of package `name` in a status text.
+fn version_of(status: &str, name: &str) -> String {
+    let stanza = status.split("\n\n").find(|s| s.lines().next() == Some(&format!("Package: {name}"))).unwrap();
+    stanza.lines().find_map(|l| l.strip_prefix("Version: ")).unwrap().to_string()
+}
+
+fn set_field(status: String, name: &str, field: &str, value: &str) -> String {
+    status
+        .split("\n\n")
+        .map(|stanza| {
+            if stanza.lines().next() == Some(&format!("Package: {name}")) {
+                let prefix = format!("{field}: ");
+                let mut found = false;
+                let mut lines: Vec<String> = stanza
+                    .lines()
+                    .map(|l| {
+                        if l.starts_with(&prefix) {
+                            found = true;
+                            format!("{prefix}{value}")
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect();
+                if !found {
+                    lines.insert(1, format!("{prefix}{value}"));
+                }
+                lines.join("\n")
+            } else {
+                stanza.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn remove_stanza(status: String, name: &str) -> String {
+    status
+        .split("\n\n")
+        .filter(|s| s.lines().next() != Some(&format!("Package: {name}")))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+const FAKE_PACKAGE: &str = "Package: zz-guestfs-appliance-test\nStatus: install ok installed\nPriority: optional\n\
+Section: misc\nInstalled-Size: 1\nMaintainer: nobody <nobody@example.org>\nArchitecture: all\nVersion: 1.0\n\
+Description: test package\n";
+
+#[test]
+fn untouched_touched_and_reinstalled_databases_stay_fresh() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.record_build();
+    fx.check(&[]).success();
+    // Second answer comes from the stamp; same verdict.
+    let run = fx.check(&["--json"]).success();
+    assert!(run.stdout().contains("\"method\": \"stamp\""), "{}", run.shown_all());
+    // touch: new times, same content.
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    let text = std::fs::read(fx.status()).unwrap();
+    std::fs::write(fx.status(), &text).unwrap();
+    let run = fx.check(&["--json"]).success();
+    assert!(run.stdout().contains("\"method\": \"computed\""), "{}", run.shown_all());
+    // Reinstall (dpkg rewrites the file: new inode, same content).
+    fx.edit_status(|s| s);
+    fx.check(&[]).success();
+}
+
+#[test]
+fn installing_a_package_outside_the_closure_stays_fresh() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.record_build();
+    fx.edit_status(|s| format!("{}\n\n{FAKE_PACKAGE}", s.trim_end()));
+    fx.check(&[]).success();
+}
+
+#[test]
+fn upgrading_a_package_inside_the_closure_is_stale_and_named() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.record_build();
+    let old = version_of(&std::fs::read_to_string(fx.status()).unwrap(), "bash");
+    let new = format!("{old}+test1");
+    fx.edit_status(|s| set_field(s, "bash", "Version", &new));
+    let run = fx.check(&[]).expect_code(1);
+    let line = format!("package upgraded: bash:amd64 {old} → {new}");
+    assert!(run.stdout().lines().any(|l| l == line), "want {line:?}\n{}", run.shown_all());
+    assert_eq!(run.stdout().lines().count(), 1, "{}", run.shown_all());
+}
+
+#[test]
+fn removing_and_adding_packages_inside_the_closure_is_stale() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.record_build();
+    // Add: bash gains a dependency on a newly installed package.
+    fx.edit_status(|s| {
+        let deps = s
+            .split("\n\n")
+            .find(|st| st.starts_with("Package: bash\n"))
+            .and_then(|st| st.lines().find_map(|l| l.strip_prefix("Depends: ")).map(str::to_string))
+            .unwrap_or_default();
+        let s = format!("{}\n\n{FAKE_PACKAGE}", s.trim_end());
+        let deps = if deps.is_empty() { "zz-guestfs-appliance-test".into() } else { format!("{deps}, zz-guestfs-appliance-test") };
+        set_field(s, "bash", "Depends", &deps)
+    });
+    let run = fx.check(&[]).expect_code(1);
+    assert!(
+        run.stdout().lines().any(|l| l == "package added: zz-guestfs-appliance-test:all 1.0"),
+        "{}",
+        run.shown_all()
+    );
+    // Remove: the requested package itself goes away.
+    fx.record_build();
+    let version = version_of(&std::fs::read_to_string(fx.status()).unwrap(), "bash");
+    fx.edit_status(|s| remove_stanza(s, "bash"));
+    let run = fx.check(&["--json"]).expect_code(1);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(json["status"], "stale");
+    let changes = json["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["kind"] == "package-removed" && c["package"] == "bash:amd64" && c["version"] == version),
+        "{}",
+        run.shown_all()
+    );
+}
+
+#[test]
+fn changed_input_and_newer_kernel_are_stale() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.record_build();
+    std::fs::write(fx.input.join("packages"), "bash\ncoreutils\n").unwrap();
+    let run = fx.check(&[]).expect_code(1);
+    let want = format!("input changed: {}", fx.input.join("packages").display());
+    assert!(run.stdout().lines().any(|l| l == want), "{}", run.shown_all());
+
+    fx.record_build();
+    // A newer kernel: same image with its version string patched, and its
+    // modules directory.
+    let newer = fx.kernel_version.replacen(|c: char| c.is_ascii_digit(), "9", 1);
+    assert_eq!(newer.len(), fx.kernel_version.len());
+    let mut image = std::fs::read(fx.root.join("boot").join(format!("vmlinuz-{}", fx.kernel_version))).unwrap();
+    let at = image.windows(fx.kernel_version.len()).position(|w| w == fx.kernel_version.as_bytes()).unwrap();
+    image[at..at + newer.len()].copy_from_slice(newer.as_bytes());
+    std::fs::write(fx.root.join("boot").join(format!("vmlinuz-{newer}")), image).unwrap();
+    let modules = fx.root.join("lib/modules").join(&newer);
+    std::fs::create_dir_all(&modules).unwrap();
+    std::fs::write(modules.join("modules.dep"), "").unwrap();
+    let run = fx.check(&[]).expect_code(1);
+    assert!(
+        run.stdout().lines().any(|l| l.starts_with("kernel changed: ") && l.contains(&newer)),
+        "{}",
+        run.shown_all()
+    );
+}
+
+#[test]
+fn missing_or_broken_appliance_cannot_be_told() {
+    let Some(fx) = Fixture::new() else { return };
+    let run = fx.check(&[]).expect_code(2);
+    assert!(run.stderr().contains("no appliance at"), "{}", run.shown_all());
+    std::fs::create_dir_all(&fx.dir).unwrap();
+    std::fs::write(fx.dir.join("manifest.toml"), "garbage = [").unwrap();
+    let run = fx.check(&[]).expect_code(2);
+    assert!(run.stderr().contains("manifest.toml"), "{}", run.shown_all());
+    // A broken host database.
+    fx.record_build();
+    std::fs::write(fx.status(), "Package bash\n").unwrap();
+    let run = fx.check(&[]).expect_code(2);
+    assert!(run.stderr().contains("status"), "{}", run.shown_all());
+}
+
+#[test]
+fn real_build_is_fresh_and_if_needed_builds_once() {
+    if !crate::build::prerequisites_pub() {
+        return;
+    }
+    let tmp = scratch();
+    let dir = tmp.path().join("appliance");
+    // Four concurrent cron/hook runs on a missing appliance: one builds, the
+    // others wait for the lock and find it fresh.
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(bin("guestfs-appliance"))
+                .args(["build", "--if-needed", "--minimal", "--size", "1G"])
+                .arg(&dir)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut built = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        built += stderr.lines().filter(|l| l.starts_with("built ")).count();
+    }
+    assert_eq!(built, 1, "exactly one of four concurrent runs must build");
+    ga(tmp.path(), ["check", "--minimal", "--size", "1G", dir.to_str().unwrap()]).success();
+    // Fresh: silent, and the appliance is not rebuilt.
+    let before = sha256(&dir.join("manifest.toml"));
+    let run = ga(tmp.path(), ["build", "--if-needed", "--minimal", "--size", "1G", dir.to_str().unwrap()]).success();
+    assert_eq!(run.stderr(), "", "{}", run.shown_all());
+    assert_eq!(sha256(&dir.join("manifest.toml")), before);
+    // A changed option makes it stale: it rebuilds and says why.
+    let run = ga(tmp.path(), ["build", "--if-needed", "--minimal", "--size", "2G", dir.to_str().unwrap()]).success();
+    assert!(run.stderr().contains("option changed: size"), "{}", run.shown_all());
+    assert_eq!(std::fs::metadata(dir.join("root")).unwrap().len(), 2 << 30);
+}
