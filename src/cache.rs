@@ -250,7 +250,7 @@ pub fn find_caches(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, CacheError> {
         }
         let entries = match std::fs::read_dir(&base) {
             Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => continue,
             Err(e) => return Err(CacheError::Io { action: "listing", path: base, source: e }),
         };
         let mut here = Vec::new();
@@ -788,6 +788,9 @@ pub fn remove_cache(path: &Path, reason: &CleanReason, dry_run: bool) -> Result<
 
 /// The entries `reason` removes, excluding the lock file.
 fn removal_targets(cache: &Path, reason: &CleanReason) -> Result<Vec<PathBuf>, CacheError> {
+    // `check`'s stat-level stamp describes the appliance, so it goes with it.
+    let stamp = crate::stamp::stamp_path(&cache.join(APPLIANCE_DIR));
+    let stamp_name = stamp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut targets = Vec::new();
     for entry in std::fs::read_dir(cache).map_err(io_err("listing", cache))? {
         let entry = entry.map_err(io_err("listing", cache))?;
@@ -795,7 +798,7 @@ fn removal_targets(cache: &Path, reason: &CleanReason) -> Result<Vec<PathBuf>, C
         let chosen = if reason.removes_whole_cache() {
             name != LOCK_NAME
         } else {
-            name == APPLIANCE_DIR || is_supermin_transient(&name)
+            name == APPLIANCE_DIR || name == stamp_name || is_supermin_transient(&name)
         };
         if chosen {
             targets.push(entry.path());
@@ -1050,9 +1053,11 @@ mod tests {
         std::fs::create_dir(c.join("appliance.d.ab12cd34")).unwrap();
         std::fs::create_dir(c.join("appliance.d.keepme-not-transient")).unwrap();
         std::fs::write(c.join(LOCK_NAME), b"").unwrap();
+        std::fs::write(c.join(".appliance.d.stamp"), b"{}").unwrap();
         assert!(matches!(remove_cache(&c, &CleanReason::Stale, false).unwrap(), CleanOutcome::Removed(n) if n > 0));
         assert!(!c.join(APPLIANCE_DIR).exists());
         assert!(!c.join("appliance.d.ab12cd34").exists());
+        assert!(!c.join(".appliance.d.stamp").exists());
         assert!(c.join("appliance.d.keepme-not-transient").exists());
         assert!(c.join(LOCK_NAME).is_file());
         assert!(c.join("qemu-1-2.stat").is_file());

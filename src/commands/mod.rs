@@ -2,5 +2,6 @@
 //! `cli`) and own no format (see `image`, `package`, `input`).
 
 pub mod build;
+pub mod cache;
 pub mod check;
 pub mod make_fixed;
