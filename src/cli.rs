@@ -75,6 +75,11 @@ pub enum CacheCommand {
     /// Build the appliance into a user's cache so libguestfs reuses it.
     Prime(CachePrimeArgs),
     /// Remove caches of users that are gone, and old or stale ones.
+    ///
+    /// Caches of uids missing from /etc/passwd are always removed; --older-than
+    /// and --stale add more. A cache whose lock is held (a libguestfs launch
+    /// is building) is skipped; a symlink, or a directory whose owner is not
+    /// the uid in its name, is never touched.
     Clean(CacheCleanArgs),
 }
 
@@ -105,8 +110,7 @@ pub struct CachePrimeArgs {
     pub force: bool,
 }
 
-/// Options of `cache clean`. Caches of users that no longer exist are
-/// always removed.
+/// Options of `cache clean`.
 #[derive(Debug, Args, Clone)]
 pub struct CacheCleanArgs {
     /// Also remove caches unused for longer than this (e.g. 30d, 12h, 2w).

@@ -249,6 +249,13 @@ fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()
         })?;
         cache::touch_outputs(&appliance, SystemTime::now())?;
     }
+    // check's stamp (written as us beside appliance.d) belongs to the user
+    // too, so their own `check` can refresh it.
+    let stamp = crate::stamp::stamp_path(&appliance);
+    if std::fs::symlink_metadata(&stamp).is_ok_and(|m| m.is_file()) {
+        std::os::unix::fs::lchown(&stamp, Some(uid), Some(gid))
+            .with_context(|| format!("changing owner of {} to {uid}:{gid}", stamp.display()))?;
+    }
     let inputs = cache::host_date_inputs(Path::new("/"));
     if inputs.is_empty() {
         printer.warn("libguestfs's supermin.d is not installed: nothing will use this cache until libguestfs is");
