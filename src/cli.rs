@@ -57,6 +57,9 @@ pub enum Command {
     Check(CheckArgs),
     /// List, prime or clean libguestfs's per-user appliance caches.
     Cache(CacheArgs),
+    /// Show or install cron, systemd and apt files that keep the appliance
+    /// fresh (`build --if-needed`).
+    Schedule(ScheduleArgs),
 }
 
 /// `cache`: libguestfs's per-user caches (`<base>/.guestfs-UID`).
@@ -191,6 +194,24 @@ pub struct CheckArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `schedule`.
+#[derive(Debug, Args, Clone)]
+pub struct ScheduleArgs {
+    /// Which files (repeatable). Default: systemd timer (or cron without
+    /// systemd) and the apt hook.
+    #[arg(long = "kind", value_enum, value_name = "KIND")]
+    pub kinds: Vec<crate::schedule::Kind>,
+    /// Write the files instead of printing them.
+    #[arg(long)]
+    pub install: bool,
+    /// Install under this directory instead of / (for images and tests).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub dest_root: PathBuf,
+    /// Path of guestfs-appliance to run (default: this executable).
+    #[arg(long, value_name = "PATH")]
+    pub bin: Option<PathBuf>,
 }
 
 /// Drop-in replacement for libguestfs-make-fixed-appliance: build the

@@ -21,6 +21,7 @@
 //! check.rs                               fresh or stale, and what changed
 //! stamp.rs                               stat-level shortcut for check
 //! config.rs                              /etc/guestfs-appliance/config.toml
+//! schedule.rs                            cron/systemd/apt templates
 //! printer.rs                             quiet/verbose/progress on stderr
 //! process.rs                             the only place that runs external tools
 //! bin/init/                              the appliance's static PID 1
@@ -40,6 +41,7 @@ pub mod output;
 pub mod package;
 pub mod printer;
 pub mod process;
+pub mod schedule;
 pub mod stamp;
 
 /// Map a command's outcome to the process exit code, printing the error

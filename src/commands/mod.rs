@@ -5,3 +5,4 @@ pub mod build;
 pub mod cache;
 pub mod check;
 pub mod make_fixed;
+pub mod schedule;

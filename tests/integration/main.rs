@@ -9,4 +9,5 @@ mod check;
 mod cli;
 mod initrd;
 mod qemu;
+mod schedule;
 mod util;
