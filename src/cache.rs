@@ -180,7 +180,8 @@ impl Passwd {
         if let Some(e) = self.by_name(spec) {
             return Ok(e.uid);
         }
-        spec.parse().map_err(|_| CacheError::UnknownUser { name: spec.to_string(), passwd: self.path.clone() })
+        spec.parse()
+            .map_err(|_| CacheError::UnknownUser { name: spec.to_string(), passwd: self.path.clone() })
     }
 
     /// The entry for a uid that must exist.
@@ -250,7 +251,9 @@ pub fn find_caches(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, CacheError> {
         }
         let entries = match std::fs::read_dir(&base) {
             Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
+                continue
+            }
             Err(e) => return Err(CacheError::Io { action: "listing", path: base, source: e }),
         };
         let mut here = Vec::new();
@@ -417,7 +420,10 @@ pub fn inspect(path: &Path, ctx: &InspectContext) -> CacheInfo {
     };
     match check_cache_dir(path) {
         Ok((_, md)) if md.mode() & 0o022 != 0 => {
-            info.problem = Some(format!("mode {:04o} is group/other writable (libguestfs refuses it)", md.mode() & 0o7777));
+            info.problem = Some(format!(
+                "mode {:04o} is group/other writable (libguestfs refuses it)",
+                md.mode() & 0o7777
+            ));
         }
         Ok(_) => {}
         Err(e) => {
@@ -432,7 +438,9 @@ pub fn inspect(path: &Path, ctx: &InspectContext) -> CacheInfo {
     let appliance = path.join(APPLIANCE_DIR);
     let appliance_is_dir = std::fs::symlink_metadata(&appliance).is_ok_and(|m| m.is_dir());
     info.has_appliance = appliance_is_dir
-        && DATED_OUTPUTS.iter().all(|f| std::fs::symlink_metadata(appliance.join(f)).is_ok_and(|m| m.is_file()));
+        && DATED_OUTPUTS
+            .iter()
+            .all(|f| std::fs::symlink_metadata(appliance.join(f)).is_ok_and(|m| m.is_file()));
     info.age = newest_mtime(path).and_then(|t| ctx.now.duration_since(t).ok().or(Some(Duration::ZERO)));
     info.locked = match check_lock_file(path) {
         Ok(true) => output::is_locked(&path.join(LOCK_NAME)).unwrap_or(false),
@@ -443,7 +451,9 @@ pub fn inspect(path: &Path, ctx: &InspectContext) -> CacheInfo {
     } else if appliance.join(crate::manifest::MANIFEST_NAME).is_file() {
         (ctx.manifest_check)(&appliance)
     } else if ctx.date_inputs.is_empty() {
-        ApplianceState::Unknown("libguestfs's supermin.d is not installed, so supermin's date rule has no inputs".into())
+        ApplianceState::Unknown(
+            "libguestfs's supermin.d is not installed, so supermin's date rule has no inputs".into(),
+        )
     } else {
         date_rule(&appliance, &ctx.date_inputs)
     };
@@ -455,7 +465,8 @@ pub fn inspect(path: &Path, ctx: &InspectContext) -> CacheInfo {
 pub fn tree_size(path: &Path) -> (u64, u64) {
     let mut apparent = 0;
     let mut allocated = 0;
-    for entry in walkdir::WalkDir::new(path).follow_links(false).same_file_system(true).into_iter().flatten() {
+    for entry in walkdir::WalkDir::new(path).follow_links(false).same_file_system(true).into_iter().flatten()
+    {
         if let Ok(md) = entry.metadata() {
             if !md.is_dir() {
                 apparent += md.len();
@@ -514,7 +525,13 @@ pub fn date_rule(appliance: &Path, inputs: &[PathBuf]) -> ApplianceState {
     let reasons: Vec<String> = ins
         .iter()
         .filter(|(_, idate)| *idate >= *odate)
-        .map(|(p, _)| format!("{} is not older than {} (supermin --if-newer rebuilds)", p.display(), oldest_out.display()))
+        .map(|(p, _)| {
+            format!(
+                "{} is not older than {} (supermin --if-newer rebuilds)",
+                p.display(),
+                oldest_out.display()
+            )
+        })
         .collect();
     if reasons.is_empty() {
         ApplianceState::FreshByDate
@@ -553,7 +570,8 @@ pub fn prepare_cache_dir(base: &Path, uid: u32, gid: u32) -> Result<PathBuf, Cac
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new().mode(0o755).create(&cache).map_err(io_err("creating", &cache))?;
-            std::os::unix::fs::lchown(&cache, Some(uid), Some(gid)).map_err(io_err("changing owner of", &cache))?;
+            std::os::unix::fs::lchown(&cache, Some(uid), Some(gid))
+                .map_err(io_err("changing owner of", &cache))?;
             set_mode(&cache, 0o755)?;
         }
         Err(e) => return Err(CacheError::Io { action: "inspecting", path: cache, source: e }),
@@ -572,7 +590,9 @@ fn check_lock_file(cache: &Path) -> Result<bool, CacheError> {
     let lock = cache.join(LOCK_NAME);
     match std::fs::symlink_metadata(&lock) {
         Ok(md) if md.is_file() => Ok(true),
-        Ok(md) if md.file_type().is_symlink() => Err(CacheError::Unexpected { path: lock, what: "a symlink" }),
+        Ok(md) if md.file_type().is_symlink() => {
+            Err(CacheError::Unexpected { path: lock, what: "a symlink" })
+        }
         Ok(_) => Err(CacheError::Unexpected { path: lock, what: "not a regular file" }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(CacheError::Io { action: "inspecting", path: lock, source: e }),
@@ -592,7 +612,8 @@ fn ensure_lock_file(cache: &Path, uid: u32, gid: u32) -> Result<PathBuf, CacheEr
             .custom_flags(libc::O_NOFOLLOW)
             .open(&lock);
         match file {
-            Ok(f) => std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io_err("changing owner of", &lock))?,
+            Ok(f) => std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+                .map_err(io_err("changing owner of", &lock))?,
             // Someone (supermin) created it meanwhile: fine, check it below.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(CacheError::Io { action: "creating", path: lock, source: e }),
@@ -608,7 +629,8 @@ fn ensure_lock_file(cache: &Path, uid: u32, gid: u32) -> Result<PathBuf, CacheEr
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), CacheError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err("setting mode of", path))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io_err("setting mode of", path))
 }
 
 /// Set the mtime (and atime) of `appliance` and its kernel, initrd and root
@@ -616,13 +638,24 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), CacheError> {
 /// outputs newer than its inputs (reference §7.3, §8.4).
 pub fn touch_outputs(appliance: &Path, when: SystemTime) -> Result<(), CacheError> {
     let since = when.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let ts = nix::sys::time::TimeSpec::new(since.as_secs() as libc::time_t, since.subsec_nanos() as libc::c_long);
+    let ts =
+        nix::sys::time::TimeSpec::new(since.as_secs() as libc::time_t, since.subsec_nanos() as libc::c_long);
     // Files first, the directory last: nothing below touches the dir again.
     let mut paths: Vec<PathBuf> = DATED_OUTPUTS.iter().map(|f| appliance.join(f)).collect();
     paths.push(appliance.to_path_buf());
     for p in &paths {
-        nix::sys::stat::utimensat(None, p.as_path(), &ts, &ts, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
-            .map_err(|e| CacheError::Io { action: "setting the date of", path: p.clone(), source: e.into() })?;
+        nix::sys::stat::utimensat(
+            None,
+            p.as_path(),
+            &ts,
+            &ts,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| CacheError::Io {
+            action: "setting the date of",
+            path: p.clone(),
+            source: e.into(),
+        })?;
     }
     Ok(())
 }
@@ -755,35 +788,78 @@ pub enum CleanOutcome {
 ///
 /// Errors: the checks fail, the lock cannot be opened, a removal fails.
 pub fn remove_cache(path: &Path, reason: &CleanReason, dry_run: bool) -> Result<CleanOutcome, CacheError> {
-    let (uid, md) = check_cache_dir(path)?;
-    let targets = removal_targets(path, reason)?;
+    check_cache_dir(path)?;
+    // From here on we work through the directory we checked, not its name:
+    // in a sticky world-writable base such as /var/tmp the cache's owner
+    // could rename it and put a symlink to /etc in its place between our
+    // check and the removals.
+    let (_dir, pinned, md) = pin_cache_dir(path)?;
+    let uid = md.uid();
+    let targets = removal_targets(&pinned, reason)?;
     let freed: u64 = targets.iter().map(|t| tree_size(t).1).sum::<u64>()
         + if reason.removes_whole_cache() { md.blocks() * 512 } else { 0 };
-    let lock_exists = check_lock_file(path)?;
+    let lock_exists = check_lock_file(&pinned)?;
     if dry_run {
-        let held = lock_exists && output::is_locked(&path.join(LOCK_NAME))?;
+        let held = lock_exists && output::is_locked(&pinned.join(LOCK_NAME))?;
         return Ok(if held { CleanOutcome::InUse } else { CleanOutcome::WouldRemove(freed) });
     }
-    let lock_path = ensure_lock_file(path, uid, md.gid())?;
+    let lock_path = ensure_lock_file(&pinned, uid, md.gid())?;
     let Some(lock) = OutputLock::try_acquire(&lock_path)? else {
         return Ok(CleanOutcome::InUse);
     };
     // Under the lock no supermin can be writing here; re-list in case one
     // finished just before we took it.
-    let targets = removal_targets(path, reason)?;
+    let targets = removal_targets(&pinned, reason)?;
     for t in &targets {
         remove_entry(t)?;
     }
     if reason.removes_whole_cache() {
-        // Unlink the lock file while still holding it, then the directory:
-        // a supermin that starts now finds no cache and makes a new one.
+        // Unlink the lock file while still holding it, then the directory
+        // (rmdir never follows a symlink): a supermin that starts now finds
+        // no cache and makes a new one.
         remove_entry(&lock_path)?;
         std::fs::remove_dir(path).map_err(io_err("removing", path))?;
     } else {
-        output::clean_leftovers(&path.join(APPLIANCE_DIR))?;
+        output::clean_leftovers(&pinned.join(APPLIANCE_DIR))?;
     }
     drop(lock);
     Ok(CleanOutcome::Removed(freed))
+}
+
+/// Open the cache directory itself (`O_NOFOLLOW|O_DIRECTORY`), check the
+/// opened directory's owner against the uid in the name, and return the
+/// open directory with a `/proc/self/fd/N` path that names exactly it
+/// whatever later happens to `path`.
+fn pin_cache_dir(path: &Path) -> Result<(std::fs::File, PathBuf, std::fs::Metadata), CacheError> {
+    use std::os::fd::AsRawFd;
+    let uid = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(cache_uid)
+        .ok_or_else(|| CacheError::NotACache { path: path.to_owned() })?;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+                CacheError::Unexpected { path: path.to_owned(), what: "not a real directory" }
+            }
+            _ => CacheError::Io { action: "opening", path: path.to_owned(), source: e },
+        })?;
+    let md = dir.metadata().map_err(io_err("inspecting", path))?;
+    if md.uid() != uid {
+        return Err(CacheError::OwnerMismatch { path: path.to_owned(), uid, owner: md.uid() });
+    }
+    let pinned = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    if !std::fs::metadata(&pinned).is_ok_and(|m| m.is_dir() && m.ino() == md.ino()) {
+        return Err(CacheError::Io {
+            action: "pinning (is /proc mounted?)",
+            path: path.to_owned(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        });
+    }
+    Ok((dir, pinned, md))
 }
 
 /// The entries `reason` removes, excluding the lock file.
@@ -857,7 +933,11 @@ mod tests {
         c
     }
 
-    fn ctx<'a>(p: &'a Passwd, check: &'a dyn Fn(&Path) -> ApplianceState, inputs: Vec<PathBuf>) -> InspectContext<'a> {
+    fn ctx<'a>(
+        p: &'a Passwd,
+        check: &'a dyn Fn(&Path) -> ApplianceState,
+        inputs: Vec<PathBuf>,
+    ) -> InspectContext<'a> {
         InspectContext { passwd: p, date_inputs: inputs, manifest_check: check, now: SystemTime::now() }
     }
 
@@ -918,7 +998,12 @@ mod tests {
         std::fs::create_dir(tmp.path().join(".guestfs-x")).unwrap();
         std::fs::create_dir(tmp.path().join("other")).unwrap();
         std::os::unix::fs::symlink(tmp.path(), tmp.path().join("other/alias")).unwrap();
-        let dirs = vec![tmp.path().to_path_buf(), tmp.path().join("other/alias"), c.clone(), tmp.path().join("absent")];
+        let dirs = vec![
+            tmp.path().to_path_buf(),
+            tmp.path().join("other/alias"),
+            c.clone(),
+            tmp.path().join("absent"),
+        ];
         let found = find_caches(&dirs).unwrap();
         let canon = std::fs::canonicalize(&c).unwrap();
         assert_eq!(found, vec![canon]);
@@ -941,7 +1026,11 @@ mod tests {
         assert!(info.problem.is_none(), "{:?}", info.problem);
         assert!(info.has_appliance);
         assert_eq!(info.user.as_deref(), Some("me"));
-        assert!(matches!(&info.state, ApplianceState::StaleByDate(r) if r[0].contains("supermin.d")), "{:?}", info.state);
+        assert!(
+            matches!(&info.state, ApplianceState::StaleByDate(r) if r[0].contains("supermin.d")),
+            "{:?}",
+            info.state
+        );
         assert_eq!(info.apparent_bytes, 3 * 5000 + 19);
         assert!(info.allocated_bytes >= 3 * 8192, "{}", info.allocated_bytes);
         assert!(!info.locked);
@@ -1046,6 +1135,29 @@ mod tests {
     }
 
     #[test]
+    fn removal_works_on_the_checked_directory_not_its_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (uid, _) = me();
+        let c = fake_cache(tmp.path(), uid);
+        let (_dir, pinned, _) = pin_cache_dir(&c).unwrap();
+        // The owner swaps the name for a symlink to a victim directory.
+        let victim = tmp.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("passwd"), b"keep").unwrap();
+        let moved = tmp.path().join("moved");
+        std::fs::rename(&c, &moved).unwrap();
+        std::os::unix::fs::symlink(&victim, &c).unwrap();
+        let targets = removal_targets(&pinned, &CleanReason::UserGone).unwrap();
+        assert!(targets.iter().any(|t| t.ends_with(APPLIANCE_DIR)), "{targets:?}");
+        for t in &targets {
+            remove_entry(t).unwrap();
+        }
+        assert!(victim.join("passwd").is_file(), "followed the swapped-in symlink");
+        assert!(!moved.join(APPLIANCE_DIR).exists());
+        assert!(pin_cache_dir(&c).is_err());
+    }
+
+    #[test]
     fn remove_stale_keeps_cache_and_lock() {
         let tmp = tempfile::tempdir().unwrap();
         let (uid, _) = me();
@@ -1054,7 +1166,9 @@ mod tests {
         std::fs::create_dir(c.join("appliance.d.keepme-not-transient")).unwrap();
         std::fs::write(c.join(LOCK_NAME), b"").unwrap();
         std::fs::write(c.join(".appliance.d.stamp"), b"{}").unwrap();
-        assert!(matches!(remove_cache(&c, &CleanReason::Stale, false).unwrap(), CleanOutcome::Removed(n) if n > 0));
+        assert!(
+            matches!(remove_cache(&c, &CleanReason::Stale, false).unwrap(), CleanOutcome::Removed(n) if n > 0)
+        );
         assert!(!c.join(APPLIANCE_DIR).exists());
         assert!(!c.join("appliance.d.ab12cd34").exists());
         assert!(!c.join(".appliance.d.stamp").exists());
@@ -1088,7 +1202,11 @@ mod tests {
         assert!(err.contains("symlink"), "{err}");
         // A symlinked cache dir: refused.
         let other = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(other.path(), tmp.path().join(format!(".guestfs-{}", uid.wrapping_add(1)))).unwrap();
+        std::os::unix::fs::symlink(
+            other.path(),
+            tmp.path().join(format!(".guestfs-{}", uid.wrapping_add(1))),
+        )
+        .unwrap();
         assert!(prepare_cache_dir(tmp.path(), uid.wrapping_add(1), gid).is_err());
     }
 

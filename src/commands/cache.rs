@@ -245,7 +245,10 @@ fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()
     // sees them half-touched.
     {
         let _lock = OutputLock::acquire(&lock_path, req.lock_timeout, || {
-            printer.info(format!("waiting for the lock {} (a libguestfs launch is building)", lock_path.display()))
+            printer.info(format!(
+                "waiting for the lock {} (a libguestfs launch is building)",
+                lock_path.display()
+            ))
         })?;
         cache::touch_outputs(&appliance, SystemTime::now())?;
     }
@@ -258,7 +261,9 @@ fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()
     }
     let inputs = cache::host_date_inputs(Path::new("/"));
     if inputs.is_empty() {
-        printer.warn("libguestfs's supermin.d is not installed: nothing will use this cache until libguestfs is");
+        printer.warn(
+            "libguestfs's supermin.d is not installed: nothing will use this cache until libguestfs is",
+        );
     } else if let ApplianceState::StaleByDate(reasons) = cache::date_rule(&appliance, &inputs) {
         printer.warn(format!(
             "supermin would still rebuild {}: {} (is an input dated in the future?)",
@@ -292,7 +297,11 @@ fn clean(args: &CacheCleanArgs, config: &Config, printer: &Printer) -> Result<()
             continue;
         }
         let Some(reason) = cache::clean_reason(info, &policy) else { continue };
-        let target = if reason.removes_whole_cache() { info.path.clone() } else { info.path.join(cache::APPLIANCE_DIR) };
+        let target = if reason.removes_whole_cache() {
+            info.path.clone()
+        } else {
+            info.path.join(cache::APPLIANCE_DIR)
+        };
         match cache::remove_cache(&info.path, &reason, args.dry_run) {
             Ok(CleanOutcome::Removed(n)) | Ok(CleanOutcome::WouldRemove(n)) => {
                 printer.info(format!("{verb} {} ({reason}, {} freed)", target.display(), human_bytes(n)));
@@ -300,7 +309,10 @@ fn clean(args: &CacheCleanArgs, config: &Config, printer: &Printer) -> Result<()
                 freed += n;
             }
             Ok(CleanOutcome::InUse) => {
-                printer.info(format!("skipped {} ({reason}, but in use: its lock is held)", info.path.display()));
+                printer.info(format!(
+                    "skipped {} ({reason}, but in use: its lock is held)",
+                    info.path.display()
+                ));
             }
             Err(e) => {
                 printer.warn(format!("could not clean {}: {e}", info.path.display()));
@@ -315,7 +327,10 @@ fn clean(args: &CacheCleanArgs, config: &Config, printer: &Printer) -> Result<()
         human_bytes(freed)
     ));
     if failed > 0 {
-        bail!("{failed} cache{} could not be cleaned (see the warnings above)", if failed == 1 { "" } else { "s" });
+        bail!(
+            "{failed} cache{} could not be cleaned (see the warnings above)",
+            if failed == 1 { "" } else { "s" }
+        );
     }
     Ok(())
 }
@@ -359,7 +374,10 @@ mod tests {
         assert_eq!(&lines[1][col..col + 13], "fresh-by-date", "{text}");
         assert_eq!(&lines[2][col..col + 13], "stale-by-date", "{text}");
         assert!(lines[2].contains("1001 (gone)"), "{text}");
-        assert!(lines[1].contains("4.0 GiB") && lines[1].contains("700.0 MiB") && lines[1].contains("3d"), "{text}");
+        assert!(
+            lines[1].contains("4.0 GiB") && lines[1].contains("700.0 MiB") && lines[1].contains("3d"),
+            "{text}"
+        );
         assert_eq!(lines[3], "    /var/lib/dpkg/status is not older than kernel");
         assert_eq!(lines.len(), 4);
         assert_eq!(render_table(&[]), "no libguestfs caches found\n");

@@ -86,8 +86,10 @@ fn fake_cache(base: &Path, uid: u32) -> PathBuf {
 /// The caches `cache list --json PATH` reports under `base`.
 fn listed(cwd: &Path, base: &Path) -> Vec<serde_json::Value> {
     use std::ffi::OsStr;
-    let run = ga(cwd, [OsStr::new("cache"), OsStr::new("list"), OsStr::new("--json"), base.as_os_str()]).success();
-    let doc: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap_or_else(|e| panic!("{e}\n{}", run.shown_all()));
+    let run =
+        ga(cwd, [OsStr::new("cache"), OsStr::new("list"), OsStr::new("--json"), base.as_os_str()]).success();
+    let doc: serde_json::Value =
+        serde_json::from_str(&run.stdout()).unwrap_or_else(|e| panic!("{e}\n{}", run.shown_all()));
     assert_eq!(doc["version"], 1, "{}", run.shown_all());
     let canon = std::fs::canonicalize(base).unwrap();
     doc["caches"]
@@ -123,8 +125,16 @@ fn primed_cache_is_reused_by_the_users_next_libguestfs_launch() {
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::lchown(&home, Some(user.uid), Some(user.gid)).unwrap();
 
-    let run = ga(tmp.path(), ["cache", "prime", "--user", &user.name, "--cachedir", base.to_str().unwrap()]).success();
-    assert!(run.stderr().contains(&format!("primed {}", base.join(format!(".guestfs-{}", user.uid)).join("appliance.d").display())), "{}", run.shown_all());
+    let run = ga(tmp.path(), ["cache", "prime", "--user", &user.name, "--cachedir", base.to_str().unwrap()])
+        .success();
+    assert!(
+        run.stderr().contains(&format!(
+            "primed {}",
+            base.join(format!(".guestfs-{}", user.uid)).join("appliance.d").display()
+        )),
+        "{}",
+        run.shown_all()
+    );
 
     // Everything libguestfs and supermin will open belongs to the user.
     let cache = base.join(format!(".guestfs-{}", user.uid));
@@ -144,11 +154,15 @@ fn primed_cache_is_reused_by_the_users_next_libguestfs_launch() {
     // (e.g. after `apt-get update` rewrote the dpkg status file) would be
     // rebuilt by supermin: a second prime leaves the content alone and
     // fixes the dates.
-    cache::touch_outputs(&cache.join("appliance.d"), std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
-        .unwrap();
+    cache::touch_outputs(
+        &cache.join("appliance.d"),
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000),
+    )
+    .unwrap();
     assert!(cache::date_rule(&cache.join("appliance.d"), &host_inputs).is_stale());
     let root_before = std::fs::metadata(cache.join("appliance.d/root")).unwrap();
-    let run = ga(tmp.path(), ["cache", "prime", "--user", &user.name, "--cachedir", base.to_str().unwrap()]).success();
+    let run = ga(tmp.path(), ["cache", "prime", "--user", &user.name, "--cachedir", base.to_str().unwrap()])
+        .success();
     assert!(run.stderr().contains("already fresh"), "{}", run.shown_all());
 
     // The user's first launch: supermin --if-newer must skip the rebuild.
@@ -179,7 +193,12 @@ fn primed_cache_is_reused_by_the_users_next_libguestfs_launch() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let supermin: Vec<&str> = stderr.lines().filter(|l| l.starts_with("supermin:")).collect();
     let tail: Vec<&str> = stderr.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-    assert!(out.status.success(), "guestfish failed: {:?}\nsupermin lines: {supermin:#?}\ntail:\n{}", out.status, tail.join("\n"));
+    assert!(
+        out.status.success(),
+        "guestfish failed: {:?}\nsupermin lines: {supermin:#?}\ntail:\n{}",
+        out.status,
+        tail.join("\n")
+    );
     assert!(
         supermin.contains(&"supermin: if-newer: output does not need rebuilding"),
         "supermin rebuilt the primed cache: {supermin:#?}"
@@ -202,7 +221,10 @@ fn primed_cache_is_reused_by_the_users_next_libguestfs_launch() {
     assert_eq!(c["locked"], false);
     assert!(c["allocated_bytes"].as_u64().unwrap() > 10 << 20, "{c:#}");
     // The qemu probe cache guestfish wrote is the user's, in the same dir.
-    assert!(std::fs::read_dir(&cache).unwrap().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".stat")));
+    assert!(std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(".stat")));
 }
 
 #[test]
@@ -251,7 +273,11 @@ fn clean_skips_locked_and_untrusted_caches_and_removes_orphans() {
     assert!(child.wait().unwrap().success());
 
     let run = clean(&["--dry-run"]);
-    assert!(run.stderr().contains(&format!("would remove {} (user gone,", cache.display())), "{}", run.shown_all());
+    assert!(
+        run.stderr().contains(&format!("would remove {} (user gone,", cache.display())),
+        "{}",
+        run.shown_all()
+    );
     assert!(cache.join("appliance.d/root").is_file(), "--dry-run removed something");
 
     // Untrusted neighbours: a symlinked cache and one whose owner is not
@@ -275,8 +301,16 @@ fn clean_skips_locked_and_untrusted_caches_and_removes_orphans() {
     let err = run.stderr();
     assert!(err.contains(&format!("removed {} (user gone,", cache.display())), "{}", run.shown_all());
     assert!(err.contains("removed 1 cache: freed"), "{}", run.shown_all());
-    assert!(err.contains(&format!("left {} alone", link.display())) && err.contains("symlink"), "{}", run.shown_all());
-    assert!(err.contains(&format!("left {} alone", liar.display())) && err.contains("belongs to uid"), "{}", run.shown_all());
+    assert!(
+        err.contains(&format!("left {} alone", link.display())) && err.contains("symlink"),
+        "{}",
+        run.shown_all()
+    );
+    assert!(
+        err.contains(&format!("left {} alone", liar.display())) && err.contains("belongs to uid"),
+        "{}",
+        run.shown_all()
+    );
     assert!(!cache.exists(), "the orphaned cache is still there");
     assert!(std::fs::symlink_metadata(&link).is_ok() && outside.join("precious").is_file());
     assert!(liar.join("appliance.d/root").is_file());
@@ -285,8 +319,10 @@ fn clean_skips_locked_and_untrusted_caches_and_removes_orphans() {
 #[test]
 fn clean_refuses_bad_durations_and_unknown_users() {
     let tmp = scratch();
-    let run = ga(tmp.path(), ["cache", "clean", "--older-than", "3 days", tmp.path().to_str().unwrap()]).expect_code(2);
+    let run = ga(tmp.path(), ["cache", "clean", "--older-than", "3 days", tmp.path().to_str().unwrap()])
+        .expect_code(2);
     assert!(run.stderr().contains("invalid duration \"3 days\""), "{}", run.shown_all());
-    let run = ga(tmp.path(), ["cache", "clean", "--user", "no-such-user-ga", tmp.path().to_str().unwrap()]).expect_code(2);
+    let run = ga(tmp.path(), ["cache", "clean", "--user", "no-such-user-ga", tmp.path().to_str().unwrap()])
+        .expect_code(2);
     assert!(run.stderr().contains("no user \"no-such-user-ga\""), "{}", run.shown_all());
 }
