@@ -55,9 +55,82 @@ pub enum Command {
     /// Exit 0 if DIR matches the host, 1 if stale (and say what changed),
     /// 2 if it cannot tell.
     Check(CheckArgs),
+    /// List, prime or clean libguestfs's per-user appliance caches.
+    Cache(CacheArgs),
     /// Show or install cron, systemd and apt files that keep the appliance
     /// fresh (`build --if-needed`).
     Schedule(ScheduleArgs),
+}
+
+/// `cache`: libguestfs's per-user caches (`<base>/.guestfs-UID`).
+#[derive(Debug, Args, Clone)]
+pub struct CacheArgs {
+    /// What to do with the caches.
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+/// The `cache` subcommands.
+#[derive(Debug, Subcommand, Clone)]
+pub enum CacheCommand {
+    /// Show every cache: owner, size, age, freshness, lock.
+    List(CacheListArgs),
+    /// Build the appliance into a user's cache so libguestfs reuses it.
+    Prime(CachePrimeArgs),
+    /// Remove caches of users that are gone, and old or stale ones.
+    ///
+    /// Caches of uids missing from /etc/passwd are always removed; --older-than
+    /// and --stale add more. A cache whose lock is held (a libguestfs launch
+    /// is building) is skipped; a symlink, or a directory whose owner is not
+    /// the uid in its name, is never touched.
+    Clean(CacheCleanArgs),
+}
+
+/// Options of `cache list`.
+#[derive(Debug, Args, Clone)]
+pub struct CacheListArgs {
+    /// Print JSON (with a "version" field) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also look in these directories (or at these .guestfs-UID caches),
+    /// besides $LIBGUESTFS_CACHEDIR, $TMPDIR, /var/tmp and cache.extra_dirs.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Options of `cache prime`.
+#[derive(Debug, Args, Clone)]
+pub struct CachePrimeArgs {
+    /// Whose cache (name or uid). Default: the current user.
+    #[arg(long, value_name = "NAME|UID")]
+    pub user: Option<String>,
+    /// Base directory holding .guestfs-UID. Default: libguestfs's rule
+    /// ($LIBGUESTFS_CACHEDIR, else $TMPDIR, else /var/tmp).
+    #[arg(long, value_name = "DIR")]
+    pub cachedir: Option<PathBuf>,
+    /// Rebuild even if the cache already holds a fresh appliance.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Options of `cache clean`.
+#[derive(Debug, Args, Clone)]
+pub struct CacheCleanArgs {
+    /// Also remove caches unused for longer than this (e.g. 30d, 12h, 2w).
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+    /// Also remove stale appliances (appliance.d only; the cache stays).
+    #[arg(long)]
+    pub stale: bool,
+    /// Only caches of this user (name or uid; repeatable).
+    #[arg(long, value_name = "NAME|UID")]
+    pub user: Vec<String>,
+    /// Say what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also look in these directories (or at these .guestfs-UID caches).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 }
 
 /// What the appliance is built from: shared by `build` and `check`, so that

@@ -16,6 +16,7 @@
 //! image/cpio.rs, image/initrd.rs         newc writer, initrd module selection
 //! image/tarball.rs                       sparse-aware .tar.gz/.tar.xz output
 //! output.rs                              staging dir, lock, atomic swap
+//! cache.rs                               libguestfs .guestfs-UID caches: find, inspect, clean
 //! manifest.rs                            manifest.toml and the fingerprint
 //! check.rs                               fresh or stale, and what changed
 //! stamp.rs                               stat-level shortcut for check
@@ -27,6 +28,7 @@
 //! ```
 
 pub mod appliance;
+pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod commands;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Build(args) => commands::build::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
             Command::Check(args) => commands::check::run(args, &config, &printer),
+            Command::Cache(args) => commands::cache::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
             Command::Schedule(args) => commands::schedule::run(args, &printer).map(|()| ExitCode::SUCCESS),
         }
     });

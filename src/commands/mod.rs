@@ -2,6 +2,7 @@
 //! `cli`) and own no format (see `image`, `package`, `input`).
 
 pub mod build;
+pub mod cache;
 pub mod check;
 pub mod make_fixed;
 pub mod schedule;

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod build;
+mod cache;
 mod check;
 mod cli;
 mod initrd;

@@ -1,0 +1,328 @@
+//! Issue 3, `cache`: prime a real user's libguestfs cache and prove with
+//! real libguestfs debug output that the next launch reuses it; clean
+//! leaves a cache whose lock another process holds alone, refuses caches it
+//! must not trust, and removes caches of users that are gone.
+//!
+//! These tests need root (they create a user and files owned by other
+//! uids); they print why and return early otherwise, except under CI.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use guestfs_appliance::cache::{self, ApplianceState, Passwd};
+
+use crate::util::*;
+
+/// Root is needed for useradd/chown; under CI tests run as root.
+fn need_root() -> bool {
+    if !is_root() {
+        assert!(!in_ci(), "cache tests run as root under CI");
+        eprintln!("skipping: needs root");
+    }
+    is_root()
+}
+
+/// A system user created for one test and deleted (with its group) on drop.
+struct TestUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl TestUser {
+    fn create(tag: &str) -> TestUser {
+        let name = format!("ga{tag}{}", std::process::id());
+        let out = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+            .output()
+            .expect("run useradd");
+        assert!(out.status.success(), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let passwd = Passwd::read(Path::new("/")).unwrap();
+        let e = passwd.by_name(&name).unwrap_or_else(|| panic!("{name} not in /etc/passwd after useradd"));
+        TestUser { name, uid: e.uid, gid: e.gid }
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        match Command::new("userdel").arg(&self.name).output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("warning: userdel {}: {}", self.name, String::from_utf8_lossy(&out.stderr)),
+            Err(e) => eprintln!("warning: userdel {}: {e}", self.name),
+        }
+    }
+}
+
+/// A uid with no passwd entry (a user that is "gone").
+fn unused_uid(from: u32) -> u32 {
+    let passwd = Passwd::read(Path::new("/")).unwrap();
+    (from..).find(|u| passwd.by_uid(*u).is_none()).unwrap()
+}
+
+/// A scratch dir every user can traverse (tempdirs are 0700).
+fn open_scratch() -> tempfile::TempDir {
+    let tmp = scratch();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    tmp
+}
+
+/// A fake supermin-built cache owned by `uid`, with a lock file.
+fn fake_cache(base: &Path, uid: u32) -> PathBuf {
+    let cache = base.join(format!(".guestfs-{uid}"));
+    std::fs::create_dir_all(cache.join("appliance.d")).unwrap();
+    for f in ["kernel", "initrd", "root"] {
+        std::fs::write(cache.join("appliance.d").join(f), vec![7u8; 64 << 10]).unwrap();
+    }
+    std::fs::write(cache.join("lock"), b"").unwrap();
+    for entry in walkdir::WalkDir::new(&cache) {
+        std::os::unix::fs::lchown(entry.unwrap().path(), Some(uid), Some(uid)).unwrap();
+    }
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+    cache
+}
+
+/// The caches `cache list --json PATH` reports under `base`.
+fn listed(cwd: &Path, base: &Path) -> Vec<serde_json::Value> {
+    use std::ffi::OsStr;
+    let run =
+        ga(cwd, [OsStr::new("cache"), OsStr::new("list"), OsStr::new("--json"), base.as_os_str()]).success();
+    let doc: serde_json::Value =
+        serde_json::from_str(&run.stdout()).unwrap_or_else(|e| panic!("{e}\n{}", run.shown_all()));
+    assert_eq!(doc["version"], 1, "{}", run.shown_all());
+    let canon = std::fs::canonicalize(base).unwrap();
+    doc["caches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| Path::new(c["path"].as_str().unwrap()).starts_with(&canon))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn primed_cache_is_reused_by_the_users_next_libguestfs_launch() {
+    if !need_root()
+        || !have_tool("guestfish")
+        || !have_tool("setpriv")
+        || !have_tool("useradd")
+        || crate::bad_input::host_kernel().is_none()
+    {
+        return;
+    }
+    if guestfs_appliance::input::default_input_dirs(Path::new("/")).is_empty() {
+        assert!(!in_ci(), "CI must install libguestfs (libguestfs-tools)");
+        eprintln!("skipping: libguestfs's supermin.d is not installed");
+        return;
+    }
+    let user = TestUser::create("prime");
+    let tmp = open_scratch();
+    let base = tmp.path().join("caches");
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&base).unwrap();
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::lchown(&home, Some(user.uid), Some(user.gid)).unwrap();
+
+    let run = ga(tmp.path(), ["cache", "prime", "--user", &user.name, "--cachedir", base.to_str().unwrap()])
+        .success();
+    assert!(
+        run.stderr().contains(&format!(
+            "primed {}",
+            base.join(format!(".guestfs-{}", user.uid)).join("appliance.d").display()
+        )),
+        "{}",
+        run.shown_all()
+    );
+
+    // Everything libguestfs and supermin will open belongs to the user.
+    let cache = base.join(format!(".guestfs-{}", user.uid));
+    let md = std::fs::symlink_metadata(&cache).unwrap();
+    assert!(md.is_dir());
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (user.uid, user.gid, 0o755));
+    for f in ["lock", "appliance.d", "appliance.d/kernel", "appliance.d/initrd", "appliance.d/root"] {
+        let m = std::fs::symlink_metadata(cache.join(f)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (user.uid, user.gid), "{f}");
+    }
+    let stamp = std::fs::symlink_metadata(cache.join(".appliance.d.stamp")).unwrap();
+    assert_eq!(stamp.uid(), user.uid, "check's stamp is not the user's");
+    let host_inputs = cache::host_date_inputs(Path::new("/"));
+    assert_eq!(cache::date_rule(&cache.join("appliance.d"), &host_inputs), ApplianceState::FreshByDate);
+
+    // An appliance that is fresh by content but dated before the inputs
+    // (e.g. after `apt-get update` rewrote the dpkg status file) would be
+    // rebuilt by supermin: a second prime leaves the content alone and
+    // fixes the dates.
+    cache::touch_outputs(
+        &cache.join("appliance.d"),
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000),
+    )
+    .unwrap();
+    assert!(cache::date_rule(&cache.join("appliance.d"), &host_inputs).is_stale());
+    let root_before = std::fs::metadata(cache.join("appliance.d/root")).unwrap();
+    let run = ga(tmp.path(), ["cache", "prime", "--user", &user.name, "--cachedir", base.to_str().unwrap()])
+        .success();
+    assert!(run.stderr().contains("already fresh"), "{}", run.shown_all());
+
+    // The user's first launch: supermin --if-newer must skip the rebuild.
+    let out = Command::new("setpriv")
+        .args([
+            &format!("--reuid={}", user.uid),
+            &format!("--regid={}", user.gid),
+            "--clear-groups",
+            "guestfish",
+            "-a",
+            "/dev/null",
+            "run",
+        ])
+        .current_dir(&home)
+        .env_remove("LIBGUESTFS_PATH")
+        .env_remove("SUPERMIN_KERNEL")
+        .env_remove("SUPERMIN_MODULES")
+        .env_remove("SUPERMIN_KERNEL_VERSION")
+        .env_remove("TMPDIR")
+        .env("HOME", &home)
+        .env("LIBGUESTFS_CACHEDIR", &base)
+        .env("LIBGUESTFS_BACKEND", "direct")
+        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
+        .env("LIBGUESTFS_DEBUG", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run guestfish as the test user");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let supermin: Vec<&str> = stderr.lines().filter(|l| l.starts_with("supermin:")).collect();
+    let tail: Vec<&str> = stderr.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+    assert!(
+        out.status.success(),
+        "guestfish failed: {:?}\nsupermin lines: {supermin:#?}\ntail:\n{}",
+        out.status,
+        tail.join("\n")
+    );
+    assert!(
+        supermin.contains(&"supermin: if-newer: output does not need rebuilding"),
+        "supermin rebuilt the primed cache: {supermin:#?}"
+    );
+    assert!(!supermin.iter().any(|l| l.starts_with("supermin: build:")), "{supermin:#?}");
+    let drive = format!("file={},snapshot=on", cache.join("appliance.d/root").display());
+    assert!(stderr.contains(&drive), "libguestfs did not boot the primed root ({drive})");
+    assert!(stderr.contains("init: guestfs-appliance-init"), "our init did not run");
+    let root_after = std::fs::metadata(cache.join("appliance.d/root")).unwrap();
+    assert_eq!(root_before.ino(), root_after.ino(), "root was replaced");
+
+    // list sees it: the user's, with an appliance, fresh by its manifest.
+    let caches = listed(tmp.path(), &base);
+    assert_eq!(caches.len(), 1, "{caches:#?}");
+    let c = &caches[0];
+    assert_eq!(c["user"], user.name.as_str());
+    assert_eq!(c["uid"], user.uid);
+    assert_eq!(c["appliance"], true);
+    assert_eq!(c["state"], "fresh", "{c:#}");
+    assert_eq!(c["locked"], false);
+    assert!(c["allocated_bytes"].as_u64().unwrap() > 10 << 20, "{c:#}");
+    // The qemu probe cache guestfish wrote is the user's, in the same dir.
+    assert!(std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(".stat")));
+}
+
+#[test]
+fn clean_skips_locked_and_untrusted_caches_and_removes_orphans() {
+    if !need_root() || !have_tool("python3") {
+        return;
+    }
+    let tmp = open_scratch();
+    let base = tmp.path().join("caches");
+    std::fs::create_dir(&base).unwrap();
+    let gone = unused_uid(3_900_000_000);
+    let cache = fake_cache(&base, gone);
+
+    // Another process holds the lock as supermin does (lockf, a POSIX
+    // record lock) and says so on stdout.
+    let holder = "import fcntl,sys\nf=open(sys.argv[1],'a')\nfcntl.lockf(f,fcntl.LOCK_EX)\nprint('locked',flush=True)\nsys.stdin.read()\n";
+    let mut child = Command::new("python3")
+        .args(["-c", holder])
+        .arg(cache.join("lock"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start lock holder");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let gone_s = gone.to_string();
+    let clean = |extra: &[&str]| {
+        let mut args = vec!["cache", "clean", "--user", &gone_s];
+        args.extend_from_slice(extra);
+        args.push(base.to_str().unwrap());
+        ga(tmp.path(), &args).success()
+    };
+    let listing = listed(tmp.path(), &base);
+    assert_eq!(listing.len(), 1, "{listing:#?}");
+    assert_eq!(listing[0]["locked"], true, "{:#}", listing[0]);
+    assert_eq!(listing[0]["user_exists"], false);
+
+    let run = clean(&[]);
+    assert!(run.stderr().contains("in use: its lock is held"), "{}", run.shown_all());
+    assert!(run.stderr().contains("removed 0 caches"), "{}", run.shown_all());
+    assert!(cache.join("appliance.d/root").is_file(), "a locked cache was touched");
+
+    drop(child.stdin.take()); // the holder exits and its lock goes
+    assert!(child.wait().unwrap().success());
+
+    let run = clean(&["--dry-run"]);
+    assert!(
+        run.stderr().contains(&format!("would remove {} (user gone,", cache.display())),
+        "{}",
+        run.shown_all()
+    );
+    assert!(cache.join("appliance.d/root").is_file(), "--dry-run removed something");
+
+    // Untrusted neighbours: a symlinked cache and one whose owner is not
+    // the uid in its name. Both are left alone, and so is what they name.
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("precious"), b"keep").unwrap();
+    let gone2 = unused_uid(gone + 1);
+    let link = base.join(format!(".guestfs-{gone2}"));
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let gone3 = unused_uid(gone2 + 1);
+    let liar = fake_cache(&base, gone3);
+    std::os::unix::fs::lchown(&liar, Some(gone3 + 1), None).unwrap();
+
+    let mut args = vec!["cache".to_string(), "clean".into()];
+    for u in [gone, gone2, gone3] {
+        args.extend(["--user".into(), u.to_string()]);
+    }
+    args.push(base.to_str().unwrap().into());
+    let run = ga(tmp.path(), &args).success();
+    let err = run.stderr();
+    assert!(err.contains(&format!("removed {} (user gone,", cache.display())), "{}", run.shown_all());
+    assert!(err.contains("removed 1 cache: freed"), "{}", run.shown_all());
+    assert!(
+        err.contains(&format!("left {} alone", link.display())) && err.contains("symlink"),
+        "{}",
+        run.shown_all()
+    );
+    assert!(
+        err.contains(&format!("left {} alone", liar.display())) && err.contains("belongs to uid"),
+        "{}",
+        run.shown_all()
+    );
+    assert!(!cache.exists(), "the orphaned cache is still there");
+    assert!(std::fs::symlink_metadata(&link).is_ok() && outside.join("precious").is_file());
+    assert!(liar.join("appliance.d/root").is_file());
+}
+
+#[test]
+fn clean_refuses_bad_durations_and_unknown_users() {
+    let tmp = scratch();
+    let run = ga(tmp.path(), ["cache", "clean", "--older-than", "3 days", tmp.path().to_str().unwrap()])
+        .expect_code(2);
+    assert!(run.stderr().contains("invalid duration \"3 days\""), "{}", run.shown_all());
+    let run = ga(tmp.path(), ["cache", "clean", "--user", "no-such-user-ga", tmp.path().to_str().unwrap()])
+        .expect_code(2);
+    assert!(run.stderr().contains("no user \"no-such-user-ga\""), "{}", run.shown_all());
+}
