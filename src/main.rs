@@ -17,6 +17,8 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Build(args) => commands::build::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
             Command::Check(args) => commands::check::run(args, &config, &printer),
+            Command::Status(args) => commands::status::run(args, &config, &printer),
+            Command::Env(args) => commands::env::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

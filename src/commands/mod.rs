@@ -3,4 +3,6 @@
 
 pub mod build;
 pub mod check;
+pub mod env;
 pub mod make_fixed;
+pub mod status;
