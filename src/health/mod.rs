@@ -261,11 +261,11 @@ pub fn run_probes(facts: &Facts, config: &HealthConfig, skip: &[String]) -> (Vec
             None
         };
         let subjects: Vec<(String, ProbeResult)> = match (probe.run, &skip_reason) {
-            (ProbeFn::Global(_), Some(_)) => vec![(global_subject(probe.name), Ok(Ok(())))],
+            (ProbeFn::Global(_), Some(_)) => vec![(global_subject(probe.name, facts), Ok(Ok(())))],
             (ProbeFn::PerLocation(_), Some(_)) => {
                 facts.locations.iter().map(|l| (l.path.display().to_string(), Ok(Ok(())))).collect()
             }
-            (ProbeFn::Global(f), None) => vec![(global_subject(probe.name), f(facts, config))],
+            (ProbeFn::Global(f), None) => vec![(global_subject(probe.name, facts), f(facts, config))],
             (ProbeFn::PerLocation(f), None) => {
                 facts.locations.iter().map(|l| (l.path.display().to_string(), f(l, facts, config))).collect()
             }
@@ -290,10 +290,11 @@ pub fn run_probes(facts: &Facts, config: &HealthConfig, skip: &[String]) -> (Vec
     (checks, findings)
 }
 
-/// The subject shown for a global probe: the thing its group is about.
-fn global_subject(name: &str) -> String {
+/// The subject shown for a global probe: the thing its group is about
+/// (the appliance directory, or what the virt probe looks at).
+fn global_subject(name: &str, facts: &Facts) -> String {
     match name.split('.').next() {
-        Some("appliance") => "appliance".into(),
+        Some("appliance") => facts.appliance.dir.display().to_string(),
         Some("virt") => name.strip_prefix("virt.").unwrap_or(name).into(),
         _ => name.into(),
     }

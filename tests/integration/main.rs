@@ -6,6 +6,8 @@ mod bad_input;
 mod build;
 mod check;
 mod cli;
+mod env;
 mod initrd;
 mod qemu;
+mod status;
 mod util;
