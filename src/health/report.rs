@@ -287,13 +287,16 @@ pub fn nagios(r: &Report) -> String {
         perf.push(format!("boot_{}={:.2}s", b.accel, b.seconds));
     }
     perf.push(format!("duration={:.3}s", r.duration_seconds));
+    // `|` starts the perfdata: keep it out of the text.
+    let text = text.replace('|', "/");
     let mut out = format!("GUESTFS-APPLIANCE {} - {text} | {}\n", nagios_word(r.status), perf.join(" "));
     for f in &r.findings {
         let sev = match f.severity {
             Severity::Critical => "CRITICAL",
             Severity::Warning => "WARNING",
         };
-        let _ = writeln!(out, "{sev}: {} ({}): {} Fix: {}", f.subject, f.probe, f.message, f.remedy);
+        let line = format!("{sev}: {} ({}): {} Fix: {}", f.subject, f.probe, f.message, f.remedy);
+        let _ = writeln!(out, "{}", line.replace('|', "/"));
     }
     out
 }
