@@ -55,6 +55,9 @@ pub enum Command {
     /// Exit 0 if DIR matches the host, 1 if stale (and say what changed),
     /// 2 if it cannot tell.
     Check(CheckArgs),
+    /// Show or install cron, systemd and apt files that keep the appliance
+    /// fresh (`build --if-needed`).
+    Schedule(ScheduleArgs),
     /// Report what makes libguestfs slow or fail here: storage, appliance,
     /// KVM, qemu. Exit 0 healthy, 1 problems found, 2 error.
     Status(StatusArgs),
@@ -193,6 +196,24 @@ pub struct CheckArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `schedule`.
+#[derive(Debug, Args, Clone)]
+pub struct ScheduleArgs {
+    /// Which files (repeatable). Default: systemd timer (or cron without
+    /// systemd) and the apt hook.
+    #[arg(long = "kind", value_enum, value_name = "KIND")]
+    pub kinds: Vec<crate::schedule::Kind>,
+    /// Write the files instead of printing them.
+    #[arg(long)]
+    pub install: bool,
+    /// Install under this directory instead of / (for images and tests).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub dest_root: PathBuf,
+    /// Path of guestfs-appliance to run (default: this executable).
+    #[arg(long, value_name = "PATH")]
+    pub bin: Option<PathBuf>,
 }
 
 /// Drop-in replacement for libguestfs-make-fixed-appliance: build the

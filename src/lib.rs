@@ -21,6 +21,7 @@
 //! check.rs                               fresh or stale, and what changed
 //! stamp.rs                               stat-level shortcut for check
 //! config.rs                              /etc/guestfs-appliance/config.toml
+//! schedule.rs                            cron/systemd/apt templates
 //! health/                                status: facts, probe table, report formats
 //!   location.rs appliance.rs virt.rs     one probe group each; report.rs renders
 //! printer.rs                             quiet/verbose/progress on stderr
@@ -42,6 +43,7 @@ pub mod output;
 pub mod package;
 pub mod printer;
 pub mod process;
+pub mod schedule;
 pub mod stamp;
 
 /// Map a command's outcome to the process exit code, printing the error

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
             Command::Check(args) => commands::check::run(args, &config, &printer),
             Command::Status(args) => commands::status::run(args, &config, &printer),
             Command::Env(args) => commands::env::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
+            Command::Schedule(args) => commands::schedule::run(args, &printer).map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

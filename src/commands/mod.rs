@@ -5,4 +5,5 @@ pub mod build;
 pub mod check;
 pub mod env;
 pub mod make_fixed;
+pub mod schedule;
 pub mod status;

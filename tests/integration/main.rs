@@ -9,5 +9,6 @@ mod cli;
 mod env;
 mod initrd;
 mod qemu;
+mod schedule;
 mod status;
 mod util;
