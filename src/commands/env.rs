@@ -56,11 +56,14 @@ pub struct EnvPlan {
 pub fn decide(app: &ApplianceFacts, locations: &[Location], margin: f64) -> EnvPlan {
     let mut plan = EnvPlan { appliance_dir: app.dir.display().to_string(), ..Default::default() };
     if app.bootable {
-        let kernel = app.manifest_kernel.as_deref().or(app.image_kernel.as_deref()).unwrap_or("unknown kernel");
+        let kernel =
+            app.manifest_kernel.as_deref().or(app.image_kernel.as_deref()).unwrap_or("unknown kernel");
         plan.vars.push(EnvVar {
             name: "LIBGUESTFS_PATH",
             value: plan.appliance_dir.clone(),
-            why: format!("boot the fixed appliance ({kernel}) directly instead of building one with supermin"),
+            why: format!(
+                "boot the fixed appliance ({kernel}) directly instead of building one with supermin"
+            ),
         });
     } else {
         plan.notes.push(format!(
@@ -84,7 +87,9 @@ pub fn decide(app: &ApplianceFacts, locations: &[Location], margin: f64) -> EnvP
         return plan;
     }
     let why_bad = match (slow, small) {
-        (true, true) => format!("is {} and has only {} free", active.class.name(), human_bytes(active.free_bytes)),
+        (true, true) => {
+            format!("is {} and has only {} free", active.class.name(), human_bytes(active.free_bytes))
+        }
         (true, false) => format!("is {}", active.class.name()),
         _ => format!("has only {} free", human_bytes(active.free_bytes)),
     };
@@ -194,7 +199,9 @@ pub fn render_environment_d(plan: &EnvPlan) -> Result<String> {
     for n in &plan.notes {
         body.push_str(&format!("# {n}\n"));
     }
-    Ok(ENVIRONMENT_D_TEMPLATE.replace("@VERSION@", env!("CARGO_PKG_VERSION")).replace("@BODY@", body.trim_end()))
+    Ok(ENVIRONMENT_D_TEMPLATE
+        .replace("@VERSION@", env!("CARGO_PKG_VERSION"))
+        .replace("@BODY@", body.trim_end()))
 }
 
 /// The shell named by `$SHELL`'s basename, else sh.
@@ -223,9 +230,14 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
             .mode(0o644)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        std::fs::File::open(parent).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", parent.display()))
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", parent.display()))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -313,7 +325,10 @@ mod tests {
             notes: vec!["note".into()],
             appliance_dir: "/x".into(),
         };
-        assert_eq!(render(&plan, Shell::Sh), "# LIBGUESTFS_PATH: because\nexport LIBGUESTFS_PATH='/x'\n# note\n");
+        assert_eq!(
+            render(&plan, Shell::Sh),
+            "# LIBGUESTFS_PATH: because\nexport LIBGUESTFS_PATH='/x'\n# note\n"
+        );
         assert!(render(&plan, Shell::Fish).contains("set -gx LIBGUESTFS_PATH '/x'\n"));
         assert!(render(&plan, Shell::Csh).contains("setenv LIBGUESTFS_PATH '/x';\n"));
     }

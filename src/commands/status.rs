@@ -47,10 +47,12 @@ pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<Exit
             config.health.probe_kvm_timeout_s + config.health.probe_boot_timeout_s
         ));
     }
-    let opts = GatherOptions { appliance_dir: dir, probe: args.probe, freshness: true, roots: HostRoots::default() };
+    let opts =
+        GatherOptions { appliance_dir: dir, probe: args.probe, freshness: true, roots: HostRoots::default() };
     let facts = health::gather(&opts, config);
     for l in &facts.locations {
-        let disks: Vec<String> = l.disks.iter().map(|d| format!("{} rotational={:?}", d.name, d.rotational)).collect();
+        let disks: Vec<String> =
+            l.disks.iter().map(|d| format!("{} rotational={:?}", d.name, d.rotational)).collect();
         printer.stage(format!(
             "location: {} is {} ({} on {}, disks [{}])",
             l.path.display(),
@@ -69,7 +71,9 @@ pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<Exit
             let paint = |code: &str, t: &str| if colour { printer.paint(code, t) } else { t.to_string() };
             (report::human(&report, &paint), u8::from(findings))
         }
-        StatusFormat::Json => (report::json(&report).context("rendering the JSON report")?, u8::from(findings)),
+        StatusFormat::Json => {
+            (report::json(&report).context("rendering the JSON report")?, u8::from(findings))
+        }
         StatusFormat::Nagios => (report::nagios(&report), report::nagios_code(report.status)),
         StatusFormat::Prometheus => (report::prometheus(&report), 0),
     };

@@ -142,7 +142,9 @@ pub fn gather(dir: &Path, config: &Config, freshness: bool) -> ApplianceFacts {
             free_bytes: sb.free_blocks * u64::from(sb.block_size),
             error: None,
         },
-        Err(e) => RootImage { valid: false, uuid: None, size_bytes: 0, free_bytes: 0, error: Some(e.to_string()) },
+        Err(e) => {
+            RootImage { valid: false, uuid: None, size_bytes: 0, free_bytes: 0, error: Some(e.to_string()) }
+        }
     });
     let (manifest, manifest_error) = if present(MANIFEST_NAME) {
         match Manifest::read(dir) {
@@ -172,7 +174,8 @@ pub fn gather(dir: &Path, config: &Config, freshness: bool) -> ApplianceFacts {
         _ => (location::ESTIMATED_APPLIANCE_BYTES, true),
     };
     let bootable = BOOT_FILES.iter().all(|n| present(n)) && root.as_ref().is_some_and(|r| r.valid);
-    let freshness = (freshness && manifest.is_some()).then(|| check_freshness(dir, config, manifest.as_ref()));
+    let freshness =
+        (freshness && manifest.is_some()).then(|| check_freshness(dir, config, manifest.as_ref()));
     ApplianceFacts {
         dir: dir.to_path_buf(),
         exists: dir.is_dir(),
@@ -212,15 +215,19 @@ fn check_freshness(dir: &Path, config: &Config, manifest: Option<&Manifest>) -> 
     };
     // An appliance built with --minimal is compared with the minimal inputs,
     // not with libguestfs's (it would always read as stale otherwise).
-    if manifest.is_some_and(|m| !m.inputs.is_empty() && m.inputs.iter().all(|i| i.path.starts_with("<embedded>"))) {
+    if manifest
+        .is_some_and(|m| !m.inputs.is_empty() && m.inputs.iter().all(|i| i.path.starts_with("<embedded>")))
+    {
         req.minimal = true;
         req.inputs.clear();
     }
     match check::check_appliance(dir, &req) {
         Freshness::Fresh => FreshnessFacts { state: "fresh", changes: vec![], reason: None },
-        Freshness::Stale(changes) => {
-            FreshnessFacts { state: "stale", changes: changes.iter().map(|c| c.to_string()).collect(), reason: None }
-        }
+        Freshness::Stale(changes) => FreshnessFacts {
+            state: "stale",
+            changes: changes.iter().map(|c| c.to_string()).collect(),
+            reason: None,
+        },
         Freshness::Unknown(why) => FreshnessFacts { state: "unknown", changes: vec![], reason: Some(why) },
     }
 }
@@ -305,7 +312,8 @@ fn check_root(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 pub const KERNEL: Probe = Probe {
     name: "appliance.kernel",
     severity: Severity::Critical,
-    summary: "the kernel's bzImage version matches the manifest (and the image's modules), and the host's choice",
+    summary:
+        "the kernel's bzImage version matches the manifest (and the image's modules), and the host's choice",
     needs_measurement: false,
     run: ProbeFn::Global(check_kernel),
 };
@@ -470,7 +478,8 @@ pub(crate) mod tests {
     fn root_uuid_must_match_the_manifest() {
         let cfg = HealthConfig::default();
         assert!(check_root(&facts_with(|_| {}), &cfg).unwrap().is_ok());
-        let facts = facts_with(|a| a.manifest_root_uuid = Some("00000000-0000-4000-8000-000000000000".into()));
+        let facts =
+            facts_with(|a| a.manifest_root_uuid = Some("00000000-0000-4000-8000-000000000000".into()));
         assert!(check_root(&facts, &cfg).unwrap().unwrap_err().message.contains("differs"));
         let facts = facts_with(|a| a.root.as_mut().unwrap().valid = false);
         assert_eq!(check_root(&facts, &cfg).unwrap().unwrap_err().severity, Severity::Critical);

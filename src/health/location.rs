@@ -62,7 +62,10 @@ pub enum SpeedClass {
 impl SpeedClass {
     /// Whether libguestfs launches from here are known to be slow.
     pub fn is_slow(self) -> bool {
-        matches!(self, SpeedClass::LocalRotational | SpeedClass::Network | SpeedClass::Fuse | SpeedClass::Overlay)
+        matches!(
+            self,
+            SpeedClass::LocalRotational | SpeedClass::Network | SpeedClass::Fuse | SpeedClass::Overlay
+        )
     }
 
     /// Fast enough to hold an appliance or cache.
@@ -130,7 +133,12 @@ impl LocationSpec {
     }
 
     /// As [`LocationSpec::from_env`] with the variables given.
-    pub fn new(appliance_dir: &Path, cachedir: Option<PathBuf>, tmpdir: Option<PathBuf>, need_bytes: u64) -> Self {
+    pub fn new(
+        appliance_dir: &Path,
+        cachedir: Option<PathBuf>,
+        tmpdir: Option<PathBuf>,
+        need_bytes: u64,
+    ) -> Self {
         let mut paths = vec![(appliance_dir.to_path_buf(), Role::Appliance)];
         if let Some(c) = cachedir {
             paths.push((c, Role::Cachedir));
@@ -278,8 +286,21 @@ pub fn fs_type_name(magic: u64) -> &'static str {
 }
 
 /// Network file systems, by the names mountinfo and [`fs_type_name`] use.
-const NETWORK_FS: &[&str] =
-    &["nfs", "nfs4", "cifs", "smb2", "smb", "smb3", "9p", "ceph", "afs", "gpfs", "lustre", "virtiofs", "glusterfs"];
+const NETWORK_FS: &[&str] = &[
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb2",
+    "smb",
+    "smb3",
+    "9p",
+    "ceph",
+    "afs",
+    "gpfs",
+    "lustre",
+    "virtiofs",
+    "glusterfs",
+];
 
 /// The speed class of a file system named `fs_type` with statfs `magic`
 /// on `disks` (empty when not block-backed or unresolved).
@@ -422,11 +443,12 @@ fn walk_device(dir: &Path, depth: usize, out: &mut Vec<Disk>) {
         }
     }
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let rotational = std::fs::read_to_string(dir.join("queue/rotational")).ok().and_then(|t| match t.trim() {
-        "1" => Some(true),
-        "0" => Some(false),
-        _ => None,
-    });
+    let rotational =
+        std::fs::read_to_string(dir.join("queue/rotational")).ok().and_then(|t| match t.trim() {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        });
     out.push(Disk { name, rotational });
 }
 
@@ -605,7 +627,10 @@ impl Drop for ProbeFile {
     fn drop(&mut self) {
         if let Err(e) = std::fs::remove_file(&self.path) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                eprintln!("guestfs-appliance: warning: could not remove probe file {}: {e}", self.path.display());
+                eprintln!(
+                    "guestfs-appliance: warning: could not remove probe file {}: {e}",
+                    self.path.display()
+                );
             }
         }
     }
@@ -648,7 +673,8 @@ pub fn write_test(dir: &Path, bytes: u64) -> Result<WriteTest, HealthError> {
     let mut lat = Vec::new();
     for i in 0..8u64 {
         let t = Instant::now();
-        file.write_all_at(&chunk[..4096], bytes + i * 4096).map_err(HealthError::io("writing probe file", path))?;
+        file.write_all_at(&chunk[..4096], bytes + i * 4096)
+            .map_err(HealthError::io("writing probe file", path))?;
         file.sync_data().map_err(HealthError::io("syncing probe file", path))?;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
@@ -686,7 +712,8 @@ fn unassessable(loc: &Location) -> Option<HealthError> {
 pub const SPACE: Probe = Probe {
     name: "location.space",
     severity: Severity::Critical,
-    summary: "the appliance directory and the active cache have room for an appliance (with health.space_margin)",
+    summary:
+        "the appliance directory and the active cache have room for an appliance (with health.space_margin)",
     needs_measurement: false,
     run: ProbeFn::PerLocation(check_space),
 };
@@ -754,7 +781,8 @@ fn check_inodes(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
 pub const SPEED: Probe = Probe {
     name: "location.speed",
     severity: Severity::Warning,
-    summary: "the appliance directory and the active cache are not on rotational, network, FUSE or overlay storage",
+    summary:
+        "the appliance directory and the active cache are not on rotational, network, FUSE or overlay storage",
     needs_measurement: false,
     run: ProbeFn::PerLocation(check_speed),
 };
@@ -768,7 +796,8 @@ fn check_speed(loc: &Location, _: &Facts, _: &HealthConfig) -> ProbeResult {
     }
     let on = match loc.class {
         SpeedClass::LocalRotational => {
-            let names: Vec<_> = loc.disks.iter().filter(|d| d.rotational == Some(true)).map(|d| d.name.as_str()).collect();
+            let names: Vec<_> =
+                loc.disks.iter().filter(|d| d.rotational == Some(true)).map(|d| d.name.as_str()).collect();
             format!("a rotational disk ({})", names.join(", "))
         }
         SpeedClass::Network => format!("a network file system ({})", loc.fs_type),
@@ -796,8 +825,12 @@ pub const WRITE_SPEED: Probe = Probe {
 fn check_write_speed(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
     match &loc.write_test {
         None => Err(HealthError::Unavailable("no write test was run".into())),
-        Some(WriteTest::Skipped { reason }) => Err(HealthError::Unavailable(format!("write test skipped: {reason}"))),
-        Some(WriteTest::Failed { error }) => Err(HealthError::Unavailable(format!("write test failed: {error}"))),
+        Some(WriteTest::Skipped { reason }) => {
+            Err(HealthError::Unavailable(format!("write test skipped: {reason}")))
+        }
+        Some(WriteTest::Failed { error }) => {
+            Err(HealthError::Unavailable(format!("write test failed: {error}")))
+        }
         Some(WriteTest::Measured { mb_per_s, fsync_ms, .. }) => {
             if !loc.in_use() || (*mb_per_s >= cfg.min_write_mb_per_s && *fsync_ms <= cfg.max_fsync_ms) {
                 return Ok(Ok(()));

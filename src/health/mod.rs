@@ -57,7 +57,10 @@ pub enum HealthError {
 
 impl HealthError {
     /// Build an [`HealthError::Io`] mapper for `?`.
-    pub(crate) fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> HealthError + 'a {
+    pub(crate) fn io<'a>(
+        action: &'static str,
+        path: &'a Path,
+    ) -> impl FnOnce(std::io::Error) -> HealthError + 'a {
         move |source| HealthError::Io { action, path: path.to_owned(), source }
     }
 }
@@ -252,7 +255,9 @@ pub fn run_probes(facts: &Facts, config: &HealthConfig, skip: &[String]) -> (Vec
     let mut checks = Vec::new();
     let mut findings = Vec::new();
     for probe in PROBES {
-        let skipped_by_name = skip.iter().any(|s| probe.name == s || probe.name.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with('.')));
+        let skipped_by_name = skip.iter().any(|s| {
+            probe.name == s || probe.name.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with('.'))
+        });
         let skip_reason = if skipped_by_name {
             Some("skipped by --skip".to_string())
         } else if probe.needs_measurement && !facts.probed {
@@ -443,6 +448,9 @@ pub(crate) mod tests {
         assert_eq!(summarize(&[check(CheckStatus::Pass)]).1, Overall::Ok);
         assert_eq!(summarize(&[check(CheckStatus::Pass), check(CheckStatus::Error)]).1, Overall::Unknown);
         assert_eq!(summarize(&[check(CheckStatus::Warning), check(CheckStatus::Error)]).1, Overall::Warning);
-        assert_eq!(summarize(&[check(CheckStatus::Warning), check(CheckStatus::Critical)]).1, Overall::Critical);
+        assert_eq!(
+            summarize(&[check(CheckStatus::Warning), check(CheckStatus::Critical)]).1,
+            Overall::Critical
+        );
     }
 }

@@ -122,8 +122,11 @@ pub fn human(r: &Report, paint: Paint) -> String {
     if !a.exists {
         row(&mut o, "files", "none (not built)".into());
     } else {
-        let files: Vec<String> =
-            a.files.iter().map(|f| if f.present { f.name.clone() } else { format!("{} (missing)", f.name) }).collect();
+        let files: Vec<String> = a
+            .files
+            .iter()
+            .map(|f| if f.present { f.name.clone() } else { format!("{} (missing)", f.name) })
+            .collect();
         row(&mut o, "files", files.join(" "));
         if let Some(root) = &a.root {
             let text = if root.valid {
@@ -142,7 +145,12 @@ pub fn human(r: &Report, paint: Paint) -> String {
         row(
             &mut o,
             "kernel",
-            format!("{} (kernel file {}, host would use {})", k(&a.manifest_kernel), k(&a.image_kernel), k(&a.host_kernel)),
+            format!(
+                "{} (kernel file {}, host would use {})",
+                k(&a.manifest_kernel),
+                k(&a.image_kernel),
+                k(&a.host_kernel)
+            ),
         );
         if let Some(age) = a.age_seconds {
             row(&mut o, "age", format!("{}, {} allocated", age_text(age), human_bytes(a.allocated_bytes)));
@@ -179,8 +187,12 @@ pub fn human(r: &Report, paint: Paint) -> String {
         _ => "no vmx/svm",
     };
     let vm = if v.machine.in_vm {
-        let who: Vec<&str> = [&v.machine.vendor, &v.machine.product].iter().filter_map(|x| x.as_deref()).collect();
-        format!("; inside a VM{}", if who.is_empty() { String::new() } else { format!(" ({})", who.join(" ")) })
+        let who: Vec<&str> =
+            [&v.machine.vendor, &v.machine.product].iter().filter_map(|x| x.as_deref()).collect();
+        format!(
+            "; inside a VM{}",
+            if who.is_empty() { String::new() } else { format!(" ({})", who.join(" ")) }
+        )
     } else {
         String::new()
     };
@@ -189,7 +201,9 @@ pub fn human(r: &Report, paint: Paint) -> String {
         &mut o,
         "qemu",
         match &v.qemu {
-            Some(q) => format!("{} {}", q.path.display(), q.version.as_deref().unwrap_or("(version unknown)")),
+            Some(q) => {
+                format!("{} {}", q.path.display(), q.version.as_deref().unwrap_or("(version unknown)"))
+            }
             None => paint("31", "not found"),
         },
     );
@@ -198,7 +212,10 @@ pub fn human(r: &Report, paint: Paint) -> String {
         let text = if b.came_up {
             format!("came up in {:.1} s", b.seconds)
         } else {
-            paint("31", &format!("did not come up ({:.1} s): {}", b.seconds, b.error.as_deref().unwrap_or("?")))
+            paint(
+                "31",
+                &format!("did not come up ({:.1} s): {}", b.seconds, b.error.as_deref().unwrap_or("?")),
+            )
         };
         row(&mut o, &format!("boot {}", b.accel), text);
     }
@@ -222,7 +239,14 @@ pub fn human(r: &Report, paint: Paint) -> String {
     }
     let errors: Vec<_> = r.checks.iter().filter(|c| c.result == super::CheckStatus::Error).collect();
     for c in &errors {
-        let _ = writeln!(o, "  {} {} ({}): {}", paint("2", "could not check"), c.subject, c.probe, c.reason.as_deref().unwrap_or("?"));
+        let _ = writeln!(
+            o,
+            "  {} {} ({}): {}",
+            paint("2", "could not check"),
+            c.subject,
+            c.probe,
+            c.reason.as_deref().unwrap_or("?")
+        );
     }
     let s = &r.summary;
     let _ = writeln!(
@@ -252,12 +276,24 @@ pub fn nagios(r: &Report) -> String {
     let text = if r.findings.is_empty() && s.errors == 0 {
         format!("{} checks passed", s.passed)
     } else {
-        let mut first: Vec<String> = r.findings.iter().take(2).map(|f| format!("{}: {}", f.subject, f.message)).collect();
+        let mut first: Vec<String> =
+            r.findings.iter().take(2).map(|f| format!("{}: {}", f.subject, f.message)).collect();
         if r.findings.is_empty() {
-            first = r.checks.iter().filter(|c| c.result == super::CheckStatus::Error).take(2)
-                .map(|c| format!("{} not checked: {}", c.probe, c.reason.as_deref().unwrap_or("?"))).collect();
+            first = r
+                .checks
+                .iter()
+                .filter(|c| c.result == super::CheckStatus::Error)
+                .take(2)
+                .map(|c| format!("{} not checked: {}", c.probe, c.reason.as_deref().unwrap_or("?")))
+                .collect();
         }
-        format!("{} critical, {} warnings, {} not checked: {}", s.critical, s.warnings, s.errors, first.join("; "))
+        format!(
+            "{} critical, {} warnings, {} not checked: {}",
+            s.critical,
+            s.warnings,
+            s.errors,
+            first.join("; ")
+        )
     };
     let mut perf = Vec::new();
     for l in r.facts.locations.iter().filter(|l| l.error.is_none()) {
@@ -273,7 +309,12 @@ pub fn nagios(r: &Report) -> String {
                 l.total_bytes
             ));
         } else {
-            perf.push(format!("{}={}B;;;0;{}", perf_label(&format!("{p} free")), l.free_bytes, l.total_bytes));
+            perf.push(format!(
+                "{}={}B;;;0;{}",
+                perf_label(&format!("{p} free")),
+                l.free_bytes,
+                l.total_bytes
+            ));
         }
         if let Some(WriteTest::Measured { mb_per_s, fsync_ms, .. }) = &l.write_test {
             perf.push(format!("{}={:.1}", perf_label(&format!("{p} write MB/s")), mb_per_s));
@@ -330,7 +371,8 @@ impl Family {
             let labels = if labels.is_empty() {
                 String::new()
             } else {
-                let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label_value(v))).collect();
+                let l: Vec<String> =
+                    labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label_value(v))).collect();
                 format!("{{{}}}", l.join(","))
             };
             let _ = writeln!(out, "{}{labels} {value}", self.name);
@@ -351,7 +393,10 @@ fn b(v: bool) -> f64 {
 /// version).
 pub fn prometheus(r: &Report) -> String {
     let mut fams = Vec::new();
-    let mut f = Family::new("guestfs_appliance_status", "Overall health: 0 ok, 1 warning, 2 critical, 3 unknown (Nagios codes).");
+    let mut f = Family::new(
+        "guestfs_appliance_status",
+        "Overall health: 0 ok, 1 warning, 2 critical, 3 unknown (Nagios codes).",
+    );
     f.add(vec![], f64::from(nagios_code(r.status)));
     fams.push(f);
     let mut f = Family::new("guestfs_appliance_findings", "Problems found, by severity.");
@@ -370,16 +415,39 @@ pub fn prometheus(r: &Report) -> String {
     }
     fams.push(f);
 
-    let mut info = Family::new("guestfs_appliance_location_info", "Appliance and cache locations (value 1) with file system and speed class.");
-    let mut free = Family::new("guestfs_appliance_location_free_bytes", "Bytes available to unprivileged users.");
-    let mut size = Family::new("guestfs_appliance_location_size_bytes", "Size of the file system holding the location.");
-    let mut inodes = Family::new("guestfs_appliance_location_free_inodes", "Free inodes of the file system holding the location.");
-    let mut room = Family::new("guestfs_appliance_location_has_room", "1 if the location has room for an appliance copy with the configured margin.");
-    let mut write = Family::new("guestfs_appliance_location_write_bytes_per_second", "--probe: write + fsync throughput.");
-    let mut fsync = Family::new("guestfs_appliance_location_fsync_seconds", "--probe: median latency of a 4 KiB write + fdatasync.");
+    let mut info = Family::new(
+        "guestfs_appliance_location_info",
+        "Appliance and cache locations (value 1) with file system and speed class.",
+    );
+    let mut free =
+        Family::new("guestfs_appliance_location_free_bytes", "Bytes available to unprivileged users.");
+    let mut size =
+        Family::new("guestfs_appliance_location_size_bytes", "Size of the file system holding the location.");
+    let mut inodes = Family::new(
+        "guestfs_appliance_location_free_inodes",
+        "Free inodes of the file system holding the location.",
+    );
+    let mut room = Family::new(
+        "guestfs_appliance_location_has_room",
+        "1 if the location has room for an appliance copy with the configured margin.",
+    );
+    let mut write = Family::new(
+        "guestfs_appliance_location_write_bytes_per_second",
+        "--probe: write + fsync throughput.",
+    );
+    let mut fsync = Family::new(
+        "guestfs_appliance_location_fsync_seconds",
+        "--probe: median latency of a 4 KiB write + fdatasync.",
+    );
     for l in r.facts.locations.iter().filter(|l| l.error.is_none()) {
         let p = l.path.display().to_string();
-        let roles: Vec<String> = l.roles.iter().map(|r| serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()).collect();
+        let roles: Vec<String> = l
+            .roles
+            .iter()
+            .map(|r| {
+                serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+            })
+            .collect();
         info.add(
             vec![
                 ("path", p.clone()),
@@ -405,10 +473,16 @@ pub fn prometheus(r: &Report) -> String {
 
     let a = &r.facts.appliance;
     let dir = a.dir.display().to_string();
-    let mut f = Family::new("guestfs_appliance_bootable", "1 if the fixed appliance has kernel, initrd and a valid ext2 root.");
+    let mut f = Family::new(
+        "guestfs_appliance_bootable",
+        "1 if the fixed appliance has kernel, initrd and a valid ext2 root.",
+    );
     f.add(vec![("dir", dir.clone())], b(a.bootable));
     fams.push(f);
-    let mut f = Family::new("guestfs_appliance_need_bytes", "Bytes one copy of the appliance needs (measured, or a fixed estimate).");
+    let mut f = Family::new(
+        "guestfs_appliance_need_bytes",
+        "Bytes one copy of the appliance needs (measured, or a fixed estimate).",
+    );
     f.add(vec![("dir", dir.clone())], a.need_bytes as f64);
     fams.push(f);
     let mut f = Family::new("guestfs_appliance_allocated_bytes", "Bytes allocated by the appliance's files.");
@@ -416,7 +490,10 @@ pub fn prometheus(r: &Report) -> String {
         f.add(vec![("dir", dir.clone())], a.allocated_bytes as f64);
     }
     fams.push(f);
-    let mut f = Family::new("guestfs_appliance_fresh", "1 if the appliance matches the host, 0 if stale (absent when unknown).");
+    let mut f = Family::new(
+        "guestfs_appliance_fresh",
+        "1 if the appliance matches the host, 0 if stale (absent when unknown).",
+    );
     if let Some(fr) = a.freshness.as_ref().filter(|f| f.state != "unknown") {
         f.add(vec![("dir", dir.clone())], b(fr.state == "fresh"));
     }
@@ -426,14 +503,25 @@ pub fn prometheus(r: &Report) -> String {
         f.add(vec![("dir", dir.clone())], t as f64);
     }
     fams.push(f);
-    let mut f = Family::new("guestfs_appliance_kernel_info", "Kernel releases of the appliance and the host (value 1).");
+    let mut f = Family::new(
+        "guestfs_appliance_kernel_info",
+        "Kernel releases of the appliance and the host (value 1).",
+    );
     if let Some(k) = &a.manifest_kernel {
-        f.add(vec![("dir", dir.clone()), ("appliance", k.clone()), ("host", a.host_kernel.clone().unwrap_or_default())], 1.0);
+        f.add(
+            vec![
+                ("dir", dir.clone()),
+                ("appliance", k.clone()),
+                ("host", a.host_kernel.clone().unwrap_or_default()),
+            ],
+            1.0,
+        );
     }
     fams.push(f);
 
     let v = &r.facts.virtualization;
-    let mut f = Family::new("guestfs_appliance_kvm_device_openable", "1 if /dev/kvm exists and opens read-write.");
+    let mut f =
+        Family::new("guestfs_appliance_kvm_device_openable", "1 if /dev/kvm exists and opens read-write.");
     f.add(vec![], b(v.kvm.openable));
     fams.push(f);
     let mut f = Family::new("guestfs_appliance_kvm_usable", "--probe: 1 if a guest came up under KVM.");
@@ -449,16 +537,26 @@ pub fn prometheus(r: &Report) -> String {
     fams.push(f);
     let mut f = Family::new("guestfs_appliance_qemu_info", "qemu found (value 1), with its version.");
     if let Some(q) = &v.qemu {
-        f.add(vec![("path", q.path.display().to_string()), ("version", q.version.clone().unwrap_or_default())], 1.0);
+        f.add(
+            vec![("path", q.path.display().to_string()), ("version", q.version.clone().unwrap_or_default())],
+            1.0,
+        );
     }
     fams.push(f);
-    let mut f = Family::new("guestfs_appliance_libguestfs_info", "libguestfs installed (value 1), with its version.");
+    let mut f =
+        Family::new("guestfs_appliance_libguestfs_info", "libguestfs installed (value 1), with its version.");
     if let Some(l) = &v.libguestfs {
         f.add(vec![("version", l.clone())], 1.0);
     }
     fams.push(f);
-    let mut up = Family::new("guestfs_appliance_boot_up", "--probe: 1 if the appliance came up under the accelerator.");
-    let mut secs = Family::new("guestfs_appliance_boot_seconds", "--probe: seconds until the appliance came up (or the attempt ended).");
+    let mut up = Family::new(
+        "guestfs_appliance_boot_up",
+        "--probe: 1 if the appliance came up under the accelerator.",
+    );
+    let mut secs = Family::new(
+        "guestfs_appliance_boot_seconds",
+        "--probe: seconds until the appliance came up (or the attempt ended).",
+    );
     for bt in &v.boots {
         up.add(vec![("accel", bt.accel.into())], b(bt.came_up));
         secs.add(vec![("accel", bt.accel.into())], bt.seconds);
@@ -498,7 +596,11 @@ mod tests {
         assert!(text.contains("'/dev/shm/appliance free'="), "{text}");
         assert_eq!(nagios_code(r.status), 0);
         let r = report(|f| f.virtualization.kvm.openable = false);
-        assert!(nagios(&r).starts_with("GUESTFS-APPLIANCE WARNING - 0 critical, 1 warnings"), "{}", nagios(&r));
+        assert!(
+            nagios(&r).starts_with("GUESTFS-APPLIANCE WARNING - 0 critical, 1 warnings"),
+            "{}",
+            nagios(&r)
+        );
         assert_eq!(nagios_code(r.status), 1);
         let r = report(|f| f.virtualization.qemu = None);
         assert_eq!(nagios_code(r.status), 2);
@@ -512,7 +614,10 @@ mod tests {
         let r = report(|f| f.locations[0].path = "/weird\"path\\x".into());
         let text = prometheus(&r);
         assert!(text.contains("# HELP guestfs_appliance_status "));
-        assert!(text.contains("# TYPE guestfs_appliance_status gauge\nguestfs_appliance_status 0\n"), "{text}");
+        assert!(
+            text.contains("# TYPE guestfs_appliance_status gauge\nguestfs_appliance_status 0\n"),
+            "{text}"
+        );
         assert!(text.contains(r#"path="/weird\"path\\x""#), "{text}");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("guestfs_appliance_"), "{line}");

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{location::HostRoots, ApplianceFacts, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
+use super::{
+    location::HostRoots, ApplianceFacts, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity,
+};
 use crate::config::HealthConfig;
 use crate::kernel::compare_versions;
 
@@ -188,19 +190,24 @@ pub fn gather(roots: &HostRoots) -> VirtFacts {
         Ok(_) => (true, None),
         Err(e) => (false, Some(format!("{KVM_DEVICE_PATH}: {e}"))),
     };
-    let cpu = std::fs::read_to_string(roots.proc.join("cpuinfo")).map(|t| parse_cpuinfo(&t)).unwrap_or_default();
+    let cpu =
+        std::fs::read_to_string(roots.proc.join("cpuinfo")).map(|t| parse_cpuinfo(&t)).unwrap_or_default();
     let dmi = roots.sys.join("class/dmi/id");
     let vendor = read_trimmed(&dmi.join("sys_vendor"));
     let product = read_trimmed(&dmi.join("product_name"));
-    const HYPERVISOR_VENDORS: [&str; 7] = ["QEMU", "KVM", "VMware", "Xen", "Microsoft Corporation", "innotek", "Amazon EC2"];
-    let dmi_vm = [&vendor, &product].iter().any(|v| v.as_deref().is_some_and(|v| HYPERVISOR_VENDORS.iter().any(|h| v.contains(h))));
-    let qemu = find_qemu().map(|path| match crate::process::output(&[path.as_os_str(), "--version".as_ref()]) {
-        Ok(out) => {
-            let text = String::from_utf8_lossy(&out);
-            QemuFacts { version: parse_qemu_version(&text), error: None, path }
-        }
-        Err(e) => QemuFacts { version: None, error: Some(e.to_string()), path },
-    });
+    const HYPERVISOR_VENDORS: [&str; 7] =
+        ["QEMU", "KVM", "VMware", "Xen", "Microsoft Corporation", "innotek", "Amazon EC2"];
+    let dmi_vm = [&vendor, &product]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| HYPERVISOR_VENDORS.iter().any(|h| v.contains(h))));
+    let qemu =
+        find_qemu().map(|path| match crate::process::output(&[path.as_os_str(), "--version".as_ref()]) {
+            Ok(out) => {
+                let text = String::from_utf8_lossy(&out);
+                QemuFacts { version: parse_qemu_version(&text), error: None, path }
+            }
+            Err(e) => QemuFacts { version: None, error: Some(e.to_string()), path },
+        });
     let libguestfs = libguestfs_version();
     VirtFacts {
         kvm: KvmFacts { device_present: dev.exists(), openable, error, usable: None },
@@ -362,7 +369,8 @@ pub fn boot(qemu: &Path, dir: &Path, uuid: &str, accel: &'static str, timeout: D
     drop(guest);
     let error = (!came_up).then(|| {
         let text = String::from_utf8_lossy(&log);
-        let last = text.lines().map(str::trim).rev().find(|l| !l.is_empty()).unwrap_or("no output").to_string();
+        let last =
+            text.lines().map(str::trim).rev().find(|l| !l.is_empty()).unwrap_or("no output").to_string();
         if timed_out {
             format!("no sign of the appliance's init after {} s (last output: {last})", timeout.as_secs())
         } else {
@@ -410,7 +418,8 @@ fn check_kvm_device(facts: &Facts, _: &HealthConfig) -> ProbeResult {
             "the CPU offers no virtualization; see virt.cpu-flags".into()
         };
         return Ok(Err(finding(
-            "/dev/kvm does not exist: qemu runs the appliance under TCG emulation, several times slower".into(),
+            "/dev/kvm does not exist: qemu runs the appliance under TCG emulation, several times slower"
+                .into(),
             remedy,
         )));
     }
@@ -479,12 +488,17 @@ fn check_qemu(facts: &Facts, _: &HealthConfig) -> ProbeResult {
             probe: QEMU.name,
             severity: Severity::Critical,
             subject: "qemu".into(),
-            message: format!("qemu-system-{} is not installed: libguestfs cannot launch", std::env::consts::ARCH),
+            message: format!(
+                "qemu-system-{} is not installed: libguestfs cannot launch",
+                std::env::consts::ARCH
+            ),
             remedy: "install qemu (Debian: `apt-get install qemu-system-x86`)".into(),
         }));
     };
     let Some(version) = &q.version else {
-        return Err(HealthError::Unavailable(q.error.clone().unwrap_or_else(|| "qemu version unknown".into())));
+        return Err(HealthError::Unavailable(
+            q.error.clone().unwrap_or_else(|| "qemu version unknown".into()),
+        ));
     };
     if at_least(version, MIN_QEMU) {
         return Ok(Ok(()));
@@ -555,7 +569,10 @@ fn check_boot(facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
         if k.seconds > cfg.max_kvm_boot_s {
             return Ok(Err(finding(
                 Severity::Warning,
-                format!("the appliance took {:.1} s to come up under KVM (threshold {} s)", k.seconds, cfg.max_kvm_boot_s),
+                format!(
+                    "the appliance took {:.1} s to come up under KVM (threshold {} s)",
+                    k.seconds, cfg.max_kvm_boot_s
+                ),
                 "see the location findings: the appliance or cache may be on slow storage".into(),
             )));
         }
@@ -594,7 +611,11 @@ pub(crate) mod tests {
             kvm: KvmFacts { device_present: true, openable: true, error: None, usable: None },
             cpu: CpuFacts { model: "Test CPU".into(), vmx: true, svm: false, hypervisor: false },
             machine: MachineFacts::default(),
-            qemu: Some(QemuFacts { path: "/usr/bin/qemu-system-x86_64".into(), version: Some("10.0.2".into()), error: None }),
+            qemu: Some(QemuFacts {
+                path: "/usr/bin/qemu-system-x86_64".into(),
+                version: Some("10.0.2".into()),
+                error: None,
+            }),
             libguestfs: Some("1.48.6".into()),
             boots: vec![],
             boot_skipped: None,
@@ -634,7 +655,8 @@ pub(crate) mod tests {
     #[test]
     fn versions() {
         assert_eq!(
-            parse_qemu_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-1~bpo12+1)\nCopyright").as_deref(),
+            parse_qemu_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-1~bpo12+1)\nCopyright")
+                .as_deref(),
             Some("10.0.2")
         );
         assert_eq!(parse_qemu_version("garbage"), None);
@@ -668,7 +690,10 @@ pub(crate) mod tests {
     #[test]
     fn qemu_and_libguestfs_versions() {
         let cfg = HealthConfig::default();
-        assert_eq!(check_qemu(&facts_with(|v| v.qemu = None), &cfg).unwrap().unwrap_err().severity, Severity::Critical);
+        assert_eq!(
+            check_qemu(&facts_with(|v| v.qemu = None), &cfg).unwrap().unwrap_err().severity,
+            Severity::Critical
+        );
         let old = facts_with(|v| v.qemu.as_mut().unwrap().version = Some("2.6.0".into()));
         assert_eq!(check_qemu(&old, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
         let old = facts_with(|v| v.libguestfs = Some("1.32.0".into()));
@@ -677,13 +702,20 @@ pub(crate) mod tests {
     }
 
     fn boot_result(accel: &'static str, came_up: bool, seconds: f64) -> BootResult {
-        BootResult { accel, came_up, seconds, timed_out: false, error: (!came_up).then(|| "failed to set MSR".into()) }
+        BootResult {
+            accel,
+            came_up,
+            seconds,
+            timed_out: false,
+            error: (!came_up).then(|| "failed to set MSR".into()),
+        }
     }
 
     #[test]
     fn broken_kvm_is_critical_with_the_tcg_time() {
         let cfg = HealthConfig::default();
-        let facts = facts_with(|v| v.boots = vec![boot_result("kvm", false, 0.1), boot_result("tcg", true, 5.4)]);
+        let facts =
+            facts_with(|v| v.boots = vec![boot_result("kvm", false, 0.1), boot_result("tcg", true, 5.4)]);
         let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
         assert_eq!(f.severity, Severity::Critical);
         assert!(f.message.contains("5.4 s") && f.message.contains("MSR"), "{}", f.message);
@@ -700,7 +732,13 @@ pub(crate) mod tests {
 
     #[test]
     fn boot_of_a_missing_qemu_fails_cleanly() {
-        let r = boot(Path::new("/nonexistent/qemu"), Path::new("/nonexistent"), "x", "tcg", Duration::from_secs(1));
+        let r = boot(
+            Path::new("/nonexistent/qemu"),
+            Path::new("/nonexistent"),
+            "x",
+            "tcg",
+            Duration::from_secs(1),
+        );
         assert!(!r.came_up && r.error.unwrap().contains("could not run"));
     }
 }

@@ -27,7 +27,11 @@ fn sh(script: &str, env: &[(&str, &str)]) -> (bool, String, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -65,7 +69,10 @@ fn missing_appliance_is_explained_not_exported() {
     let dir = tmp.path().join("none");
     let text = ga_env(tmp.path(), &["--shell", "sh", "--dir", dir.to_str().unwrap()]);
     assert!(!text.contains("export LIBGUESTFS_PATH"), "{text}");
-    assert!(text.contains(&format!("# LIBGUESTFS_PATH not set: no bootable appliance at {}", dir.display())), "{text}");
+    assert!(
+        text.contains(&format!("# LIBGUESTFS_PATH not set: no bootable appliance at {}", dir.display())),
+        "{text}"
+    );
     let (ok, _, err) = sh(&format!("{text}\ntrue"), &[]);
     assert!(ok, "{err}");
 }
@@ -105,20 +112,30 @@ fn install_writes_a_profile_snippet_and_an_environment_d_file() {
     let dir = tmp.path().join("appliance");
     fake_appliance(&dir);
     let root = tmp.path().join("root");
-    let run = ga(tmp.path(), ["env", "--install", "--root", root.to_str().unwrap(), "--dir", dir.to_str().unwrap()]).success();
+    let run = ga(
+        tmp.path(),
+        ["env", "--install", "--root", root.to_str().unwrap(), "--dir", dir.to_str().unwrap()],
+    )
+    .success();
     assert!(run.stdout().is_empty(), "--install prints nothing on stdout");
     let profile = root.join("etc/profile.d/guestfs-appliance.sh");
     let envd = root.join("etc/environment.d/50-guestfs-appliance.conf");
     // sh -n accepts it, and sourcing it sets LIBGUESTFS_PATH.
     let (ok, _, err) = sh(&format!("sh -n '{}'", profile.display()), &[]);
     assert!(ok, "sh -n: {err}");
-    let (ok, out, err) = sh(r#"unset LIBGUESTFS_PATH; . "$P"; printf %s "$LIBGUESTFS_PATH""#, &[("P", profile.to_str().unwrap())]);
+    let (ok, out, err) = sh(
+        r#"unset LIBGUESTFS_PATH; . "$P"; printf %s "$LIBGUESTFS_PATH""#,
+        &[("P", profile.to_str().unwrap())],
+    );
     assert!(ok, "{err}");
     assert_eq!(out, dir.to_str().unwrap());
     // The guard: once the appliance is gone, a new login does not point
     // libguestfs at nothing.
     std::fs::remove_file(dir.join("root")).unwrap();
-    let (_, out, _) = sh(r#"unset LIBGUESTFS_PATH; . "$P"; printf %s "${LIBGUESTFS_PATH-unset}""#, &[("P", profile.to_str().unwrap())]);
+    let (_, out, _) = sh(
+        r#"unset LIBGUESTFS_PATH; . "$P"; printf %s "${LIBGUESTFS_PATH-unset}""#,
+        &[("P", profile.to_str().unwrap())],
+    );
     assert_eq!(out, "unset");
     // environment.d has no verifier: every line is a comment, blank, or
     // KEY=VALUE with a valid name and an absolute path.

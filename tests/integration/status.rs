@@ -26,7 +26,10 @@ fn status(cwd: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Run {
 /// shim on PATH may lack the Debian modules). Skips (fails under CI) if none.
 fn python_with(module: &str) -> Option<PathBuf> {
     for py in ["/usr/bin/python3", "python3"] {
-        let ok = Command::new(py).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success());
+        let ok = Command::new(py)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
         if ok {
             return Some(PathBuf::from(py));
         }
@@ -129,7 +132,10 @@ fn human_report_has_sections_and_fixes() {
     assert!(!out.contains('\x1b'), "no colour off a terminal\n{out}");
     // No appliance there: a warning with the build command as its fix.
     assert!(out.contains("no fixed appliance at"), "{}", run.shown_all());
-    assert!(out.contains(&format!("fix: build one with `guestfs-appliance build {}`", dir.display())), "{out}");
+    assert!(
+        out.contains(&format!("fix: build one with `guestfs-appliance build {}`", dir.display())),
+        "{out}"
+    );
     assert_eq!(run.code(), Some(1));
 }
 
@@ -155,11 +161,21 @@ fn prometheus_output_is_accepted_by_a_real_parser() {
     child.stdin.take().unwrap().write_all(run.stdout().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let parsed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "parser refused it: {}\n{}", String::from_utf8_lossy(&out.stderr), run.stdout());
-    assert!(parsed.lines().any(|l| l.starts_with("guestfs_appliance_status gauge guestfs_appliance_status ")), "{parsed}");
+    assert!(
+        out.status.success(),
+        "parser refused it: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        run.stdout()
+    );
+    assert!(
+        parsed.lines().any(|l| l.starts_with("guestfs_appliance_status gauge guestfs_appliance_status ")),
+        "{parsed}"
+    );
     let free = format!("path={}", dir.display());
     assert!(
-        parsed.lines().any(|l| l.starts_with("guestfs_appliance_location_free_bytes gauge") && l.ends_with(&free)),
+        parsed
+            .lines()
+            .any(|l| l.starts_with("guestfs_appliance_location_free_bytes gauge") && l.ends_with(&free)),
         "{parsed}"
     );
     // Every sample the exposition has was parsed (no silent drops).
@@ -194,7 +210,11 @@ fn nagios_exit_code_matches_the_worst_finding() {
         assert!(first.contains(" | ") && first.contains(&format!("'{d} free'=")), "{first}");
         if !extra.is_empty() {
             assert!(code >= 1, "{}", nagios.shown_all());
-            let space = json["findings"].as_array().unwrap().iter().any(|f| f["probe"] == "location.space" && f["subject"] == d);
+            let space = json["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["probe"] == "location.space" && f["subject"] == d);
             assert!(space, "{json:#}");
         }
     }
@@ -222,13 +242,18 @@ fn nearly_full_tmpfs_cache_gives_the_low_space_finding() {
     let tmp = scratch();
     let mnt = tmp.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
-    let out = Command::new("mount").args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"]).arg(&mnt).output().unwrap();
+    let out =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"]).arg(&mnt).output().unwrap();
     assert!(out.status.success(), "mount: {}", String::from_utf8_lossy(&out.stderr));
     let _guard = TmpfsMount(mnt.clone());
     // Fill it up to ~4 MiB free.
     std::fs::write(mnt.join("fill"), vec![0x5a; 28 << 20]).unwrap();
     let dir = tmp.path().join("appliance");
-    let run = status(tmp.path(), &["--json", "--dir", dir.to_str().unwrap()], &[("LIBGUESTFS_CACHEDIR", mnt.as_os_str())]);
+    let run = status(
+        tmp.path(),
+        &["--json", "--dir", dir.to_str().unwrap()],
+        &[("LIBGUESTFS_CACHEDIR", mnt.as_os_str())],
+    );
     let v = json_of(&run);
     let loc = location(&v, &mnt);
     assert_eq!(loc["class"], "memory", "{loc:#}");
@@ -244,8 +269,13 @@ fn nearly_full_tmpfs_cache_gives_the_low_space_finding() {
     assert!(f["remedy"].as_str().unwrap().contains("LIBGUESTFS_CACHEDIR"), "{f:#}");
     assert_eq!(run.code(), Some(1));
     // The human report says the same, with the fix.
-    let human = status(tmp.path(), &["--dir", dir.to_str().unwrap()], &[("LIBGUESTFS_CACHEDIR", mnt.as_os_str())]);
-    assert!(human.stdout().contains(&format!("CRITICAL {} (location.space)", mnt.display())), "{}", human.shown_all());
+    let human =
+        status(tmp.path(), &["--dir", dir.to_str().unwrap()], &[("LIBGUESTFS_CACHEDIR", mnt.as_os_str())]);
+    assert!(
+        human.stdout().contains(&format!("CRITICAL {} (location.space)", mnt.display())),
+        "{}",
+        human.shown_all()
+    );
 }
 
 fn probe_files(dir: &Path) -> Vec<String> {
@@ -281,7 +311,10 @@ fn probe_measures_and_leaves_no_file_behind() {
     assert_eq!(loc["write_test"]["bytes"], 4 << 20);
     assert!(loc["write_test"]["mb_per_s"].as_f64().unwrap() > 0.0);
     // No appliance: no test boot, and it says why.
-    assert!(v["virtualization"]["boot_skipped"].as_str().unwrap_or_default().contains("no bootable appliance"), "{v:#}");
+    assert!(
+        v["virtualization"]["boot_skipped"].as_str().unwrap_or_default().contains("no bootable appliance"),
+        "{v:#}"
+    );
     let after: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(before, after);
     for d in [cache.as_path(), tmp.path(), Path::new("/var/tmp"), Path::new("/dev/shm")] {
@@ -299,8 +332,16 @@ fn kvm_probe_boot_tells_broken_kvm_from_working_and_times_tcg() {
     let dir = tmp.path().join("appliance");
     ga(tmp.path(), ["build", "-q", "--minimal", "--size", "1G", dir.to_str().unwrap()]).success();
     let cfg = tmp.path().join("config.toml");
-    std::fs::write(&cfg, "[health]\nprobe_bytes = 1048576\nprobe_kvm_timeout_s = 20\nprobe_boot_timeout_s = 120\n").unwrap();
-    let run = status(tmp.path(), &["--probe", "--json", "--config", cfg.to_str().unwrap(), "--dir", dir.to_str().unwrap()], &[]);
+    std::fs::write(
+        &cfg,
+        "[health]\nprobe_bytes = 1048576\nprobe_kvm_timeout_s = 20\nprobe_boot_timeout_s = 120\n",
+    )
+    .unwrap();
+    let run = status(
+        tmp.path(),
+        &["--probe", "--json", "--config", cfg.to_str().unwrap(), "--dir", dir.to_str().unwrap()],
+        &[],
+    );
     validate_against_schema(&run.stdout());
     let v = json_of(&run);
     let virt = &v["virtualization"];
