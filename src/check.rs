@@ -172,14 +172,20 @@ pub fn request_digest(req: &BuildRequest) -> String {
     manifest::hex(&h.finalize())
 }
 
-/// Check `dir` against the host as `req` describes it (quietly).
+/// Check `dir` against the host as `req` describes it (quietly), writing
+/// nothing: reports (`status`, `cache list`) must not leave files, possibly
+/// root-owned, beside appliances they only look at.
 pub fn check_appliance(dir: &Path, req: &BuildRequest) -> Freshness {
-    evaluate(dir, req, &Printer::quiet()).freshness
+    evaluate_with(dir, req, &Printer::quiet(), false).freshness
 }
 
 /// Evaluate `dir`: stamp first, then the exact computation. Records a new
 /// stamp when the computation finds it fresh.
 pub fn evaluate(dir: &Path, req: &BuildRequest, printer: &Printer) -> Evaluation {
+    evaluate_with(dir, req, printer, true)
+}
+
+fn evaluate_with(dir: &Path, req: &BuildRequest, printer: &Printer, record: bool) -> Evaluation {
     let unknown = |why: String, fp: Option<String>| Evaluation {
         freshness: Freshness::Unknown(why),
         method: Method::None,
@@ -221,7 +227,9 @@ pub fn evaluate(dir: &Path, req: &BuildRequest, printer: &Printer) -> Evaluation
     };
     let new = &plan.manifest;
     let freshness = if new.fingerprint == old.fingerprint {
-        if let Err(e) = stamp::record(dir, &digest, &new.fingerprint, &plan.watched) {
+        if !record {
+            // Reports look without writing.
+        } else if let Err(e) = stamp::record(dir, &digest, &new.fingerprint, &plan.watched) {
             printer.stage(format!("check: could not record the stamp beside {} ({e})", dir.display()));
         }
         Freshness::Fresh

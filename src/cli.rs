@@ -60,6 +60,81 @@ pub enum Command {
     /// Show or install cron, systemd and apt files that keep the appliance
     /// fresh (`build --if-needed`).
     Schedule(ScheduleArgs),
+    /// Report what makes libguestfs slow or fail here: storage, appliance,
+    /// KVM, qemu. Exit 0 healthy, 1 problems found, 2 error.
+    Status(StatusArgs),
+    /// Print the environment libguestfs should run with (LIBGUESTFS_PATH,
+    /// LIBGUESTFS_CACHEDIR), or install it system-wide.
+    Env(EnvArgs),
+}
+
+/// Output formats of `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StatusFormat {
+    /// A report for people.
+    #[default]
+    Human,
+    /// JSON (schema: docs/status-schema.json).
+    Json,
+    /// One Nagios plugin line with perfdata; exit 0/1/2/3.
+    Nagios,
+    /// Prometheus text format (node_exporter textfile collector).
+    Prometheus,
+}
+
+/// Options of `status`.
+#[derive(Debug, Args, Clone)]
+pub struct StatusArgs {
+    /// The fixed appliance directory. Default: appliance.dir from the
+    /// config file (/usr/local/lib/guestfs/appliance).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Measure: write test per file system (health.probe_bytes), and test
+    /// boots under KVM and TCG.
+    #[arg(long)]
+    pub probe: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub format: StatusFormat,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Skip a probe by name, or a group (location, appliance, virt).
+    #[arg(long, value_name = "NAME")]
+    pub skip: Vec<String>,
+    /// List the probes and exit.
+    #[arg(long)]
+    pub list_probes: bool,
+}
+
+/// Shells `env` can print for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    /// POSIX sh, bash, zsh, dash.
+    Sh,
+    /// fish.
+    Fish,
+    /// csh, tcsh.
+    Csh,
+}
+
+/// Options of `env`.
+#[derive(Debug, Args, Clone)]
+pub struct EnvArgs {
+    /// The fixed appliance directory. Default: appliance.dir from the
+    /// config file.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Shell syntax. Default: from $SHELL, else sh.
+    #[arg(long, value_enum, value_name = "SHELL")]
+    pub shell: Option<Shell>,
+    /// Write /etc/profile.d/guestfs-appliance.sh and
+    /// /etc/environment.d/50-guestfs-appliance.conf instead of printing.
+    #[arg(long)]
+    pub install: bool,
+    /// With --install: write under this root instead of /.
+    #[arg(long, value_name = "DIR", default_value = "/", requires = "install")]
+    pub root: PathBuf,
 }
 
 /// `cache`: libguestfs's per-user caches (`<base>/.guestfs-UID`).

@@ -106,8 +106,13 @@ pub struct HealthConfig {
     pub max_appliance_age_days: u64,
     /// `--probe`: bytes written per location (at most 64 MiB).
     pub probe_bytes: u64,
-    /// `--probe`: seconds to wait for a test boot.
+    /// `--probe`: seconds to wait for a test boot under TCG (emulation).
     pub probe_boot_timeout_s: u64,
+    /// `--probe`: seconds to wait for a test boot under KVM (a working KVM
+    /// reaches the appliance's /init in a second or two).
+    pub probe_kvm_timeout_s: u64,
+    /// Warn when a test boot under KVM takes longer than this many seconds.
+    pub max_kvm_boot_s: f64,
 }
 
 impl Default for HealthConfig {
@@ -120,6 +125,8 @@ impl Default for HealthConfig {
             max_appliance_age_days: 90,
             probe_bytes: 32 << 20,
             probe_boot_timeout_s: 120,
+            probe_kvm_timeout_s: 20,
+            max_kvm_boot_s: 10.0,
         }
     }
 }

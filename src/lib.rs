@@ -7,6 +7,7 @@
 //! cli.rs                                 clap types only
 //! commands/                              one file per subcommand: glue only
 //!   build.rs                             the build pipeline, wires everything
+//!   status.rs, env.rs                    health report; LIBGUESTFS_* for shells
 //! appliance.rs                           inputs + packages + modules -> FileTree
 //! input/                                 supermin.d: classify, lists, base tarballs
 //! package/                               PackageDb trait; dpkg.rs reads /var/lib/dpkg
@@ -22,6 +23,8 @@
 //! stamp.rs                               stat-level shortcut for check
 //! config.rs                              /etc/guestfs-appliance/config.toml
 //! schedule.rs                            cron/systemd/apt templates
+//! health/                                status: facts, probe table, report formats
+//!   location.rs appliance.rs virt.rs     one probe group each; report.rs renders
 //! printer.rs                             quiet/verbose/progress on stderr
 //! process.rs                             the only place that runs external tools
 //! bin/init/                              the appliance's static PID 1
@@ -33,6 +36,7 @@ pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod health;
 pub mod image;
 pub mod input;
 pub mod kernel;

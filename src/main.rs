@@ -18,6 +18,8 @@ fn main() -> ExitCode {
             Command::Build(args) => commands::build::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
             Command::Check(args) => commands::check::run(args, &config, &printer),
             Command::Cache(args) => commands::cache::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
+            Command::Status(args) => commands::status::run(args, &config, &printer),
+            Command::Env(args) => commands::env::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
             Command::Schedule(args) => commands::schedule::run(args, &printer).map(|()| ExitCode::SUCCESS),
         }
     });

@@ -4,5 +4,7 @@
 pub mod build;
 pub mod cache;
 pub mod check;
+pub mod env;
 pub mod make_fixed;
 pub mod schedule;
+pub mod status;

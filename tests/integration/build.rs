@@ -129,7 +129,7 @@ fn rebuild_replaces_the_appliance_and_leaves_nothing_behind() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, vec![".appliance.lock".to_string(), "appliance".into()]);
+    assert_eq!(names, vec![".appliance.lock".to_string(), ".appliance.stamp".into(), "appliance".into()]);
 }
 
 #[test]

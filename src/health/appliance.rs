@@ -1,0 +1,541 @@
+//! Facts and probes about the fixed appliance itself: are its files there,
+//! is the root image an ext2 file system with the UUID the manifest
+//! records, which kernel does it boot (manifest and bzImage header) and is
+//! it the one the host would pick now, is it fresh (`crate::check`), how
+//! old and how big is it.
+//!
+//! It reads; it never builds or repairs (that is `build`), and it does not
+//! look inside the root image beyond the superblock (no debugfs at run
+//! time: the manifest's kernel version names the modules it holds).
+//! Where the appliance lives and how fast that is belongs to
+//! `location.rs`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{location, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
+use crate::check::{self, Freshness};
+use crate::commands::build::BuildRequest;
+use crate::config::{Config, HealthConfig};
+use crate::image::ext2;
+use crate::kernel::{self, KernelEnv};
+use crate::manifest::{Manifest, MANIFEST_NAME};
+use crate::output::APPLIANCE_FILES;
+use crate::printer::human_bytes;
+
+/// The files libguestfs itself needs to boot a fixed appliance.
+pub const BOOT_FILES: [&str; 3] = ["kernel", "initrd", "root"];
+
+/// One file of the appliance directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApplianceFile {
+    /// `kernel`, `initrd`, `root`, `README.fixed`, `manifest.toml`.
+    pub name: String,
+    /// Whether it exists as a regular file.
+    pub present: bool,
+    /// Apparent size.
+    pub bytes: u64,
+    /// Allocated bytes (the root image is sparse).
+    pub allocated_bytes: u64,
+}
+
+/// The root image's superblock, as read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RootImage {
+    /// ext2 magic present.
+    pub valid: bool,
+    /// File system UUID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Size of the file system.
+    pub size_bytes: u64,
+    /// Free space inside it.
+    pub free_bytes: u64,
+    /// Why it is not valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Freshness, as `check` says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FreshnessFacts {
+    /// `fresh`, `stale` or `unknown`.
+    pub state: &'static str,
+    /// What changed (stale only), one line each.
+    pub changes: Vec<String>,
+    /// Why it is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Everything known about the appliance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApplianceFacts {
+    /// The directory.
+    pub dir: PathBuf,
+    /// It exists and is a directory.
+    pub exists: bool,
+    /// Its files.
+    pub files: Vec<ApplianceFile>,
+    /// kernel, initrd and root are present and the root has ext2 magic.
+    pub bootable: bool,
+    /// All five files are present.
+    pub complete: bool,
+    /// The root image superblock (when the file exists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<RootImage>,
+    /// Kernel release the manifest records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_kernel: Option<String>,
+    /// Root UUID the manifest records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_root_uuid: Option<String>,
+    /// Why the manifest could not be read (when present but unreadable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_error: Option<String>,
+    /// Kernel release from the bzImage header of `kernel`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_kernel: Option<String>,
+    /// The kernel the host would pick for a build now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_kernel: Option<String>,
+    /// When it was built (manifest), seconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub built_at: Option<i64>,
+    /// Age in seconds (from `built_at`, else the newest file's mtime).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_seconds: Option<u64>,
+    /// Allocated bytes of all files.
+    pub allocated_bytes: u64,
+    /// Bytes a new copy needs (from this appliance, or an estimate).
+    pub need_bytes: u64,
+    /// Whether `need_bytes` is the fixed estimate (nothing built yet).
+    pub need_is_estimate: bool,
+    /// Freshness (absent when not checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<FreshnessFacts>,
+}
+
+/// Gather the appliance facts for `dir`. With `freshness`, compare it with
+/// the host through `crate::check` (fast when check's stamp holds).
+pub fn gather(dir: &Path, config: &Config, freshness: bool) -> ApplianceFacts {
+    let files: Vec<ApplianceFile> = APPLIANCE_FILES
+        .iter()
+        .map(|name| {
+            let md = std::fs::metadata(dir.join(name)).ok().filter(|m| m.is_file());
+            ApplianceFile {
+                name: name.to_string(),
+                present: md.is_some(),
+                bytes: md.as_ref().map_or(0, |m| m.len()),
+                allocated_bytes: md.as_ref().map_or(0, |m| m.blocks() * 512),
+            }
+        })
+        .collect();
+    let present = |n: &str| files.iter().any(|f| f.name == n && f.present);
+    let root = present("root").then(|| match ext2::read_superblock(&dir.join("root")) {
+        Ok(sb) => RootImage {
+            valid: true,
+            uuid: Some(ext2::format_uuid(&sb.uuid)),
+            size_bytes: sb.blocks * u64::from(sb.block_size),
+            free_bytes: sb.free_blocks * u64::from(sb.block_size),
+            error: None,
+        },
+        Err(e) => {
+            RootImage { valid: false, uuid: None, size_bytes: 0, free_bytes: 0, error: Some(e.to_string()) }
+        }
+    });
+    let (manifest, manifest_error) = if present(MANIFEST_NAME) {
+        match Manifest::read(dir) {
+            Ok(m) => (Some(m), None),
+            Err(e) => (None, Some(e.to_string())),
+        }
+    } else {
+        (None, None)
+    };
+    let image_kernel = read_head(&dir.join("kernel")).and_then(|b| kernel::version_from_image(&b));
+    let host_kernel = kernel::select_kernel(&KernelEnv::from_env(), Path::new("/"), std::env::consts::ARCH)
+        .ok()
+        .map(|k| k.version);
+    let newest_mtime = files
+        .iter()
+        .filter(|f| f.present)
+        .filter_map(|f| std::fs::metadata(dir.join(&f.name)).ok().map(|m| m.mtime()))
+        .max();
+    let built_at = manifest.as_ref().map(|m| m.built_at).filter(|t| *t > 0);
+    let age_seconds = built_at.or(newest_mtime).map(|t| (super::now_secs() - t).max(0) as u64);
+    let size_of = |n: &str| files.iter().find(|f| f.name == n).map_or(0, |f| f.allocated_bytes);
+    let (need_bytes, need_is_estimate) = match &manifest {
+        Some(m) if m.output.root_allocated_bytes > 0 => {
+            (m.output.root_allocated_bytes + m.output.initrd_bytes + size_of("kernel"), false)
+        }
+        _ if present("root") => (size_of("root") + size_of("initrd") + size_of("kernel"), false),
+        _ => (location::ESTIMATED_APPLIANCE_BYTES, true),
+    };
+    let bootable = BOOT_FILES.iter().all(|n| present(n)) && root.as_ref().is_some_and(|r| r.valid);
+    let freshness =
+        (freshness && manifest.is_some()).then(|| check_freshness(dir, config, manifest.as_ref()));
+    ApplianceFacts {
+        dir: dir.to_path_buf(),
+        exists: dir.is_dir(),
+        complete: files.iter().all(|f| f.present),
+        bootable,
+        allocated_bytes: files.iter().map(|f| f.allocated_bytes).sum(),
+        root,
+        manifest_kernel: manifest.as_ref().map(|m| m.kernel.version.clone()),
+        manifest_root_uuid: manifest.as_ref().map(|m| m.output.root_uuid.clone()).filter(|u| !u.is_empty()),
+        manifest_error,
+        image_kernel,
+        host_kernel,
+        built_at,
+        age_seconds,
+        need_bytes,
+        need_is_estimate,
+        freshness,
+        files,
+    }
+}
+
+/// The first 68 KiB of a file: enough for the bzImage header and its
+/// version string.
+fn read_head(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(path).ok()?.take(0x1_1000).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+fn check_freshness(dir: &Path, config: &Config, manifest: Option<&Manifest>) -> FreshnessFacts {
+    let mut req = match BuildRequest::for_dir(Some(dir.to_path_buf()), config) {
+        Ok(r) => r,
+        Err(e) => {
+            return FreshnessFacts { state: "unknown", changes: vec![], reason: Some(crate::error_line(&e)) };
+        }
+    };
+    // An appliance built with --minimal is compared with the minimal inputs,
+    // not with libguestfs's (it would always read as stale otherwise).
+    if manifest
+        .is_some_and(|m| !m.inputs.is_empty() && m.inputs.iter().all(|i| i.path.starts_with("<embedded>")))
+    {
+        req.minimal = true;
+        req.inputs.clear();
+    }
+    match check::check_appliance(dir, &req) {
+        Freshness::Fresh => FreshnessFacts { state: "fresh", changes: vec![], reason: None },
+        Freshness::Stale(changes) => FreshnessFacts {
+            state: "stale",
+            changes: changes.iter().map(|c| c.to_string()).collect(),
+            reason: None,
+        },
+        Freshness::Unknown(why) => FreshnessFacts { state: "unknown", changes: vec![], reason: Some(why) },
+    }
+}
+
+fn build_remedy(a: &ApplianceFacts) -> String {
+    format!("rebuild it with `guestfs-appliance build {}`", a.dir.display())
+}
+
+/// `appliance.present`: the directory holds every appliance file.
+pub const PRESENT: Probe = Probe {
+    name: "appliance.present",
+    severity: Severity::Critical,
+    summary: "the fixed appliance directory holds kernel, initrd, root, README.fixed and manifest.toml",
+    needs_measurement: false,
+    run: ProbeFn::Global(check_present),
+};
+
+fn check_present(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+    let a = &facts.appliance;
+    let missing: Vec<&str> = a.files.iter().filter(|f| !f.present).map(|f| f.name.as_str()).collect();
+    if missing.is_empty() {
+        return Ok(Ok(()));
+    }
+    let subject = a.dir.display().to_string();
+    if !a.exists || missing.len() == a.files.len() {
+        return Ok(Err(Finding {
+            probe: PRESENT.name,
+            severity: Severity::Warning,
+            subject,
+            message: format!("no fixed appliance at {}: libguestfs builds one with supermin on first launch", a.dir.display()),
+            remedy: format!(
+                "build one with `guestfs-appliance build {}` and set LIBGUESTFS_PATH (`guestfs-appliance env`)",
+                a.dir.display()
+            ),
+        }));
+    }
+    // Without kernel/initrd/root libguestfs cannot boot it: critical if
+    // LIBGUESTFS_PATH points there.
+    let boot_missing = missing.iter().any(|m| BOOT_FILES.contains(m));
+    Ok(Err(Finding {
+        probe: PRESENT.name,
+        severity: if boot_missing { Severity::Critical } else { Severity::Warning },
+        subject,
+        message: format!("the appliance is incomplete: missing {}", missing.join(", ")),
+        remedy: build_remedy(a),
+    }))
+}
+
+/// `appliance.root`: the root image is ext2 with the recorded UUID.
+pub const ROOT: Probe = Probe {
+    name: "appliance.root",
+    severity: Severity::Critical,
+    summary: "the root image has a valid ext2 superblock whose UUID matches the manifest",
+    needs_measurement: false,
+    run: ProbeFn::Global(check_root),
+};
+
+fn check_root(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+    let a = &facts.appliance;
+    let Some(root) = &a.root else {
+        return Err(HealthError::Unavailable("no root image".into()));
+    };
+    let finding = |message: String| Finding {
+        probe: ROOT.name,
+        severity: Severity::Critical,
+        subject: a.dir.join("root").display().to_string(),
+        message,
+        remedy: build_remedy(a),
+    };
+    if !root.valid {
+        return Ok(Err(finding(root.error.clone().unwrap_or_else(|| "not an ext2 image".into()))));
+    }
+    match (&root.uuid, &a.manifest_root_uuid) {
+        (Some(have), Some(want)) if have != want => Ok(Err(finding(format!(
+            "root image UUID {have} differs from the manifest's {want}: the kernel command line will name the wrong disk"
+        )))),
+        _ => Ok(Ok(())),
+    }
+}
+
+/// `appliance.kernel`: kernel image, manifest and host agree.
+pub const KERNEL: Probe = Probe {
+    name: "appliance.kernel",
+    severity: Severity::Critical,
+    summary:
+        "the kernel's bzImage version matches the manifest (and the image's modules), and the host's choice",
+    needs_measurement: false,
+    run: ProbeFn::Global(check_kernel),
+};
+
+fn check_kernel(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+    let a = &facts.appliance;
+    let Some(recorded) = &a.manifest_kernel else {
+        return Err(HealthError::Unavailable(
+            a.manifest_error.clone().unwrap_or_else(|| "no manifest records the kernel".into()),
+        ));
+    };
+    let subject = a.dir.join("kernel").display().to_string();
+    if let Some(image) = &a.image_kernel {
+        if image != recorded {
+            return Ok(Err(Finding {
+                probe: KERNEL.name,
+                severity: Severity::Critical,
+                subject,
+                message: format!(
+                    "the kernel file is {image} but the root image holds modules for {recorded}: modules will not load"
+                ),
+                remedy: build_remedy(a),
+            }));
+        }
+    }
+    match &a.host_kernel {
+        Some(host) if host != recorded => Ok(Err(Finding {
+            probe: KERNEL.name,
+            severity: Severity::Warning,
+            subject,
+            message: format!("the appliance boots kernel {recorded}; the host would now use {host}"),
+            remedy: build_remedy(a),
+        })),
+        _ => Ok(Ok(())),
+    }
+}
+
+/// `appliance.fresh`: built from the host's current state.
+pub const FRESH: Probe = Probe {
+    name: "appliance.fresh",
+    severity: Severity::Warning,
+    summary: "the appliance matches the host's packages, inputs and kernel (as `check` says)",
+    needs_measurement: false,
+    run: ProbeFn::Global(check_fresh),
+};
+
+fn check_fresh(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+    let a = &facts.appliance;
+    let Some(f) = &a.freshness else {
+        return Err(HealthError::Unavailable("freshness not checked (no manifest)".into()));
+    };
+    match f.state {
+        "fresh" => Ok(Ok(())),
+        "stale" => {
+            let n = f.changes.len();
+            let shown: Vec<&str> = f.changes.iter().take(3).map(String::as_str).collect();
+            let more = if n > 3 { format!(" and {} more", n - 3) } else { String::new() };
+            Ok(Err(Finding {
+                probe: FRESH.name,
+                severity: Severity::Warning,
+                subject: a.dir.display().to_string(),
+                message: format!("the appliance is stale ({n} changes: {}{more})", shown.join("; ")),
+                remedy: format!("`guestfs-appliance build --if-needed {}`", a.dir.display()),
+            }))
+        }
+        _ => Err(HealthError::Unavailable(f.reason.clone().unwrap_or_else(|| "unknown".into()))),
+    }
+}
+
+/// `appliance.age`: not older than `health.max_appliance_age_days`.
+pub const AGE: Probe = Probe {
+    name: "appliance.age",
+    severity: Severity::Warning,
+    summary: "the appliance is younger than health.max_appliance_age_days",
+    needs_measurement: false,
+    run: ProbeFn::Global(check_age),
+};
+
+fn check_age(facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
+    let a = &facts.appliance;
+    let Some(age) = a.age_seconds else {
+        return Err(HealthError::Unavailable("no appliance".into()));
+    };
+    let days = age / 86_400;
+    if days <= cfg.max_appliance_age_days {
+        return Ok(Ok(()));
+    }
+    Ok(Err(Finding {
+        probe: AGE.name,
+        severity: Severity::Warning,
+        subject: a.dir.display().to_string(),
+        message: format!(
+            "the appliance is {days} days old ({}; threshold {} days): it misses security updates of the host",
+            human_bytes(a.allocated_bytes),
+            cfg.max_appliance_age_days
+        ),
+        remedy: build_remedy(a),
+    }))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn healthy() -> ApplianceFacts {
+        let files = APPLIANCE_FILES
+            .iter()
+            .map(|n| ApplianceFile { name: n.to_string(), present: true, bytes: 10, allocated_bytes: 10 })
+            .collect();
+        ApplianceFacts {
+            dir: PathBuf::from("/dev/shm/appliance"),
+            exists: true,
+            files,
+            bootable: true,
+            complete: true,
+            root: Some(RootImage {
+                valid: true,
+                uuid: Some("64badd87-c8e1-472b-bf1b-7bf94b91849c".into()),
+                size_bytes: 4 << 30,
+                free_bytes: 3 << 30,
+                error: None,
+            }),
+            manifest_kernel: Some("6.1.0-56-amd64".into()),
+            manifest_root_uuid: Some("64badd87-c8e1-472b-bf1b-7bf94b91849c".into()),
+            manifest_error: None,
+            image_kernel: Some("6.1.0-56-amd64".into()),
+            host_kernel: Some("6.1.0-56-amd64".into()),
+            built_at: Some(1),
+            age_seconds: Some(3600),
+            allocated_bytes: 700 << 20,
+            need_bytes: 700 << 20,
+            need_is_estimate: false,
+            freshness: Some(FreshnessFacts { state: "fresh", changes: vec![], reason: None }),
+        }
+    }
+
+    fn facts_with(f: impl FnOnce(&mut ApplianceFacts)) -> Facts {
+        let mut facts = crate::health::tests::healthy_facts();
+        f(&mut facts.appliance);
+        facts
+    }
+
+    #[test]
+    fn missing_and_incomplete() {
+        let cfg = HealthConfig::default();
+        let facts = facts_with(|a| {
+            a.exists = false;
+            a.files.iter_mut().for_each(|f| f.present = false);
+        });
+        let f = check_present(&facts, &cfg).unwrap().unwrap_err();
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(f.remedy.contains("guestfs-appliance build /dev/shm/appliance"), "{}", f.remedy);
+        let facts = facts_with(|a| a.files[2].present = false); // root
+        let f = check_present(&facts, &cfg).unwrap().unwrap_err();
+        assert_eq!(f.severity, Severity::Critical);
+        assert!(f.message.contains("missing root"), "{}", f.message);
+        let facts = facts_with(|a| a.files[3].present = false); // README.fixed
+        assert_eq!(check_present(&facts, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
+    }
+
+    #[test]
+    fn root_uuid_must_match_the_manifest() {
+        let cfg = HealthConfig::default();
+        assert!(check_root(&facts_with(|_| {}), &cfg).unwrap().is_ok());
+        let facts =
+            facts_with(|a| a.manifest_root_uuid = Some("00000000-0000-4000-8000-000000000000".into()));
+        assert!(check_root(&facts, &cfg).unwrap().unwrap_err().message.contains("differs"));
+        let facts = facts_with(|a| a.root.as_mut().unwrap().valid = false);
+        assert_eq!(check_root(&facts, &cfg).unwrap().unwrap_err().severity, Severity::Critical);
+        assert!(check_root(&facts_with(|a| a.root = None), &cfg).is_err());
+    }
+
+    #[test]
+    fn kernel_mismatches() {
+        let cfg = HealthConfig::default();
+        let facts = facts_with(|a| a.image_kernel = Some("6.1.0-99-amd64".into()));
+        assert_eq!(check_kernel(&facts, &cfg).unwrap().unwrap_err().severity, Severity::Critical);
+        let facts = facts_with(|a| a.host_kernel = Some("6.1.0-99-amd64".into()));
+        let f = check_kernel(&facts, &cfg).unwrap().unwrap_err();
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(f.message.contains("6.1.0-99-amd64"));
+        assert!(check_kernel(&facts_with(|a| a.manifest_kernel = None), &cfg).is_err());
+    }
+
+    #[test]
+    fn stale_lists_changes_and_age_threshold() {
+        let cfg = HealthConfig::default();
+        let facts = facts_with(|a| {
+            a.freshness = Some(FreshnessFacts {
+                state: "stale",
+                changes: (0..5).map(|i| format!("package upgraded: p{i} 1 → 2")).collect(),
+                reason: None,
+            })
+        });
+        let f = check_fresh(&facts, &cfg).unwrap().unwrap_err();
+        assert!(f.message.contains("5 changes") && f.message.contains("2 more"), "{}", f.message);
+        let facts = facts_with(|a| a.age_seconds = Some(91 * 86_400));
+        assert!(check_age(&facts, &cfg).unwrap().is_err());
+        let facts = facts_with(|a| a.age_seconds = Some(89 * 86_400));
+        assert!(check_age(&facts, &cfg).unwrap().is_ok());
+    }
+
+    #[test]
+    fn gather_reads_a_fake_appliance() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A tiny image with ext2 magic and a UUID.
+        let mut root = vec![0u8; 4096];
+        root[1024 + 0x38] = 0x53;
+        root[1024 + 0x39] = 0xEF;
+        root[1024 + 0x68..1024 + 0x78].copy_from_slice(&[0x11; 16]);
+        std::fs::write(d.join("root"), &root).unwrap();
+        std::fs::write(d.join("kernel"), b"not a bzImage").unwrap();
+        std::fs::write(d.join("initrd"), b"x").unwrap();
+        let a = gather(d, &Config::default(), true);
+        assert!(a.exists && a.bootable && !a.complete);
+        assert_eq!(a.root.as_ref().unwrap().uuid.as_deref(), Some("11111111-1111-1111-1111-111111111111"));
+        assert_eq!(a.image_kernel, None);
+        assert!(a.freshness.is_none(), "no manifest: not checked");
+        assert!(!a.need_is_estimate);
+        let missing = gather(&d.join("nope"), &Config::default(), true);
+        assert!(!missing.exists && !missing.bootable && missing.need_is_estimate);
+        assert_eq!(missing.need_bytes, location::ESTIMATED_APPLIANCE_BYTES);
+    }
+}

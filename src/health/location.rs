@@ -1,0 +1,1074 @@
+//! Where the appliance and libguestfs's caches live, and how good those
+//! places are: file system type (statfs magic, named), size, free space and
+//! inodes, the block devices underneath (through partitions, device-mapper
+//! and md, via /proc/self/mountinfo and /sys/dev/block/M:m) and a speed
+//! class; with `--probe`, a bounded write + fsync test.
+//!
+//! The locations are the fixed appliance directory and every place
+//! libguestfs may cache its appliance: `$LIBGUESTFS_CACHEDIR`, else
+//! `$TMPDIR`, else `/var/tmp` (the first that is set is the one in use), plus
+//! `/dev/shm` as the usual fast alternative. /proc and /sys are taken from
+//! [`HostRoots`] so tests can pass fake trees. Probes about the appliance's
+//! content and about virtualization live in `appliance.rs` and `virt.rs`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
+use crate::config::HealthConfig;
+use crate::printer::human_bytes;
+
+/// Where /proc and /sys are mounted (`/proc`, `/sys` on a real host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRoots {
+    /// The proc file system.
+    pub proc: PathBuf,
+    /// The sysfs file system.
+    pub sys: PathBuf,
+}
+
+impl Default for HostRoots {
+    fn default() -> Self {
+        HostRoots { proc: PathBuf::from("/proc"), sys: PathBuf::from("/sys") }
+    }
+}
+
+/// How fast a location is likely to be, from its file system and disks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpeedClass {
+    /// tmpfs/ramfs: RAM.
+    Memory,
+    /// A local disk that says it is not rotational (SSD, NVMe, most virtual
+    /// disks that pass the flag through).
+    LocalSsd,
+    /// A local spinning disk (or a stack with one under it).
+    LocalRotational,
+    /// NFS, CIFS, 9p, virtiofs, Ceph, ...
+    Network,
+    /// A user-space (FUSE) file system.
+    Fuse,
+    /// overlayfs (container layers).
+    Overlay,
+    /// Could not tell.
+    Unknown,
+}
+
+impl SpeedClass {
+    /// Whether libguestfs launches from here are known to be slow.
+    pub fn is_slow(self) -> bool {
+        matches!(
+            self,
+            SpeedClass::LocalRotational | SpeedClass::Network | SpeedClass::Fuse | SpeedClass::Overlay
+        )
+    }
+
+    /// Fast enough to hold an appliance or cache.
+    pub fn is_fast(self) -> bool {
+        matches!(self, SpeedClass::Memory | SpeedClass::LocalSsd)
+    }
+
+    /// The name used in reports and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpeedClass::Memory => "memory",
+            SpeedClass::LocalSsd => "local-ssd",
+            SpeedClass::LocalRotational => "local-rotational",
+            SpeedClass::Network => "network",
+            SpeedClass::Fuse => "fuse",
+            SpeedClass::Overlay => "overlay",
+            SpeedClass::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why a location is in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The fixed appliance directory.
+    Appliance,
+    /// `$LIBGUESTFS_CACHEDIR`.
+    Cachedir,
+    /// `$TMPDIR`.
+    Tmpdir,
+    /// `/var/tmp`, libguestfs's default cache.
+    VarTmp,
+    /// `/dev/shm`, the usual memory-backed alternative.
+    Shm,
+}
+
+/// The bytes an appliance needs when none is built to measure: the
+/// libguestfs appliance on Debian 12 allocates ~670 MB of root image plus
+/// ~16 MB of kernel and initrd (shared notes, machine-facts.md); 1 GiB
+/// leaves room for bigger package sets without resolving them, which would
+/// cost more than `status`'s time budget.
+pub const ESTIMATED_APPLIANCE_BYTES: u64 = 1 << 30;
+
+/// A write probe never leaves less than this free on the file system.
+const PROBE_RESERVE: u64 = 64 << 20;
+
+/// What to assess: the paths and what an appliance needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationSpec {
+    /// Paths with their roles; the first role-holder of libguestfs's cache
+    /// search order is the active cache.
+    pub paths: Vec<(PathBuf, Role)>,
+    /// Bytes one copy of the appliance takes.
+    pub need_bytes: u64,
+}
+
+impl LocationSpec {
+    /// The appliance directory, `$LIBGUESTFS_CACHEDIR`, `$TMPDIR`,
+    /// `/var/tmp` and `/dev/shm` (empty variables count as unset, as in
+    /// libguestfs).
+    pub fn from_env(appliance_dir: &Path, need_bytes: u64) -> Self {
+        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        Self::new(appliance_dir, var("LIBGUESTFS_CACHEDIR"), var("TMPDIR"), need_bytes)
+    }
+
+    /// As [`LocationSpec::from_env`] with the variables given.
+    pub fn new(
+        appliance_dir: &Path,
+        cachedir: Option<PathBuf>,
+        tmpdir: Option<PathBuf>,
+        need_bytes: u64,
+    ) -> Self {
+        let mut paths = vec![(appliance_dir.to_path_buf(), Role::Appliance)];
+        if let Some(c) = cachedir {
+            paths.push((c, Role::Cachedir));
+        }
+        if let Some(t) = tmpdir {
+            paths.push((t, Role::Tmpdir));
+        }
+        paths.push((PathBuf::from("/var/tmp"), Role::VarTmp));
+        paths.push((PathBuf::from("/dev/shm"), Role::Shm));
+        LocationSpec { paths, need_bytes }
+    }
+}
+
+/// One assessed location.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Location {
+    /// The path as configured.
+    pub path: PathBuf,
+    /// Why it is here (several when paths coincide).
+    pub roles: Vec<Role>,
+    /// Whether libguestfs uses it as its cache now.
+    pub active_cache: bool,
+    /// Whether the path exists (if not, its nearest existing ancestor was
+    /// measured).
+    pub exists: bool,
+    /// The directory actually measured.
+    pub measured_path: PathBuf,
+    /// File system type, named (`ext4`, `tmpfs`, `nfs`, `fuse.sshfs`, ...).
+    pub fs_type: String,
+    /// The statfs magic, hex.
+    pub fs_magic: String,
+    /// Mount point, from mountinfo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_point: Option<PathBuf>,
+    /// Mount source (device or server), from mountinfo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `major:minor` of the file system's device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The real disks under it (partitions, dm and md followed), with
+    /// whether each is rotational.
+    pub disks: Vec<Disk>,
+    /// Speed class.
+    pub class: SpeedClass,
+    /// File system size.
+    pub total_bytes: u64,
+    /// Bytes available to unprivileged users.
+    pub free_bytes: u64,
+    /// Inodes in total (`None` when the file system does not count them,
+    /// e.g. btrfs).
+    pub total_inodes: Option<u64>,
+    /// Free inodes (`None` as above).
+    pub free_inodes: Option<u64>,
+    /// Bytes one copy of the appliance needs.
+    pub need_bytes: u64,
+    /// `--probe` write test, if run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_test: Option<WriteTest>,
+    /// Why the location could not be assessed, if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Location {
+    /// Whether libguestfs reads from or writes to it now (appliance or
+    /// active cache): only those get space and speed findings.
+    pub fn in_use(&self) -> bool {
+        self.active_cache || self.roles.contains(&Role::Appliance)
+    }
+
+    /// Whether it has room for one more appliance copy (plus margin).
+    pub fn has_room(&self, margin: f64) -> bool {
+        self.error.is_none() && self.free_bytes as f64 >= self.need_bytes as f64 * margin
+    }
+}
+
+/// A real disk under a file system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Disk {
+    /// Kernel name (`sda`, `nvme0n1`, `vda`).
+    pub name: String,
+    /// `queue/rotational`; `None` when unreadable.
+    pub rotational: Option<bool>,
+}
+
+/// Outcome of a `--probe` write test.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum WriteTest {
+    /// Measured.
+    Measured {
+        /// Bytes written.
+        bytes: u64,
+        /// Write + fsync throughput, MB/s (10^6 bytes).
+        mb_per_s: f64,
+        /// Median latency of a 4 KiB write + fdatasync, ms.
+        fsync_ms: f64,
+    },
+    /// Not run (no room, path missing, ...).
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// Run and failed.
+    Failed {
+        /// The error.
+        error: String,
+    },
+}
+
+/// Name of a statfs `f_type` magic.
+pub fn fs_type_name(magic: u64) -> &'static str {
+    match magic {
+        0x0102_1994 => "tmpfs",
+        0x8584_58f6 => "ramfs",
+        0xEF53 => "ext2/3/4",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x2fc1_2fc1 => "zfs",
+        0xF2F5_2010 => "f2fs",
+        0xCA45_1A4E => "bcachefs",
+        0x3153_464a => "jfs",
+        0x5265_4973 => "reiserfs",
+        0x4d44 => "vfat",
+        0x2011_BAB0 => "exfat",
+        0x5346_544e => "ntfs",
+        0x7371_7368 => "squashfs",
+        0x6969 => "nfs",
+        0xFF53_4D42 => "cifs",
+        0xFE53_4D42 => "smb2",
+        0x517B => "smb",
+        0x0102_1997 => "9p",
+        0x00c3_6400 => "ceph",
+        0x5346_414F => "afs",
+        0x4750_4653 => "gpfs",
+        0x0BD0_0BD0 => "lustre",
+        0x6573_5546 => "fuse",
+        0x794c_7630 => "overlay",
+        0x9fa0 => "proc",
+        0x6265_6572 => "sysfs",
+        0x6367_7270 => "cgroup2",
+        _ => "unknown",
+    }
+}
+
+/// Network file systems, by the names mountinfo and [`fs_type_name`] use.
+const NETWORK_FS: &[&str] = &[
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb2",
+    "smb",
+    "smb3",
+    "9p",
+    "ceph",
+    "afs",
+    "gpfs",
+    "lustre",
+    "virtiofs",
+    "glusterfs",
+];
+
+/// The speed class of a file system named `fs_type` with statfs `magic`
+/// on `disks` (empty when not block-backed or unresolved).
+pub fn classify(fs_type: &str, magic: u64, disks: &[Disk]) -> SpeedClass {
+    let base = fs_type.split('.').next().unwrap_or(fs_type);
+    if matches!(magic, 0x0102_1994 | 0x8584_58f6) || matches!(base, "tmpfs" | "ramfs") {
+        return SpeedClass::Memory;
+    }
+    if base == "overlay" || magic == 0x794c_7630 {
+        return SpeedClass::Overlay;
+    }
+    // virtiofs and glusterfs report the FUSE magic; their mountinfo name
+    // says what they are.
+    if NETWORK_FS.contains(&base) || NETWORK_FS.contains(&fs_type_name(magic)) {
+        return SpeedClass::Network;
+    }
+    if base == "fuse" || base == "fuseblk" || magic == 0x6573_5546 {
+        return SpeedClass::Fuse;
+    }
+    if disks.is_empty() {
+        return SpeedClass::Unknown;
+    }
+    // A stack is as slow as its slowest disk (md RAID waits for all).
+    if disks.iter().any(|d| d.rotational == Some(true)) {
+        SpeedClass::LocalRotational
+    } else if disks.iter().all(|d| d.rotational == Some(false)) {
+        SpeedClass::LocalSsd
+    } else {
+        SpeedClass::Unknown
+    }
+}
+
+/// One line of /proc/self/mountinfo (the fields we use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// Device major.
+    pub major: u32,
+    /// Device minor.
+    pub minor: u32,
+    /// Mount point (octal escapes decoded).
+    pub mount_point: PathBuf,
+    /// File system type as the kernel names it (`ext4`, `fuse.sshfs`).
+    pub fs_type: String,
+    /// Mount source.
+    pub source: String,
+}
+
+/// Parse mountinfo text (proc(5)); malformed lines are skipped.
+pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let f: Vec<&str> = left.split(' ').collect();
+            let (major, minor) = f.get(2)?.split_once(':')?;
+            let r: Vec<&str> = right.split(' ').collect();
+            Some(MountInfo {
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+                mount_point: PathBuf::from(unescape(f.get(4)?)),
+                fs_type: (*r.first()?).to_string(),
+                source: unescape(r.get(1).unwrap_or(&"")),
+            })
+        })
+        .collect()
+}
+
+/// Decode mountinfo's `\040`-style octal escapes.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount holding `path`: the longest mount point that is a prefix of
+/// it, preferring entries whose device is `dev`; among equals the last
+/// (a later mount hides an earlier one on the same point).
+pub fn mount_for<'a>(mounts: &'a [MountInfo], path: &Path, dev: Option<(u32, u32)>) -> Option<&'a MountInfo> {
+    let matching = |m: &&MountInfo| path.starts_with(&m.mount_point);
+    let best = |it: &mut dyn Iterator<Item = &'a MountInfo>| {
+        let mut best: Option<&'a MountInfo> = None;
+        for m in it {
+            if best.map_or(true, |b| m.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len()) {
+                best = Some(m);
+            }
+        }
+        best
+    };
+    if let Some(dev) = dev {
+        let by_dev = best(&mut mounts.iter().filter(matching).filter(|m| (m.major, m.minor) == dev));
+        if by_dev.is_some() {
+            return by_dev;
+        }
+    }
+    best(&mut mounts.iter().filter(matching))
+}
+
+/// The real disks under block device `major:minor`, following partitions to
+/// their disk and device-mapper/md devices to their `slaves`.
+///
+/// Errors: the device is not in `SYS/dev/block`.
+pub fn disks_of(sys: &Path, major: u32, minor: u32) -> Result<Vec<Disk>, HealthError> {
+    let link = sys.join("dev/block").join(format!("{major}:{minor}"));
+    let dir = std::fs::canonicalize(&link).map_err(HealthError::io("resolving block device", &link))?;
+    let mut out = Vec::new();
+    walk_device(&dir, 0, &mut out);
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.dedup();
+    Ok(out)
+}
+
+fn walk_device(dir: &Path, depth: usize, out: &mut Vec<Disk>) {
+    // Stacks are shallow; the bound only guards against a loop in a broken
+    // (or fake) sysfs.
+    if depth > 16 {
+        return;
+    }
+    let slaves: Vec<PathBuf> = std::fs::read_dir(dir.join("slaves"))
+        .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| std::fs::canonicalize(e.path()).ok()).collect())
+        .unwrap_or_default();
+    if !slaves.is_empty() {
+        for s in slaves {
+            walk_device(&s, depth + 1, out);
+        }
+        return;
+    }
+    if dir.join("partition").exists() {
+        if let Some(parent) = dir.parent() {
+            walk_device(parent, depth + 1, out);
+            return;
+        }
+    }
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let rotational =
+        std::fs::read_to_string(dir.join("queue/rotational")).ok().and_then(|t| match t.trim() {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        });
+    out.push(Disk { name, rotational });
+}
+
+/// The nearest existing ancestor of `path` (itself if it exists).
+fn existing_ancestor(path: &Path) -> PathBuf {
+    let mut cur = path.to_path_buf();
+    loop {
+        if cur.exists() {
+            return cur;
+        }
+        match cur.parent() {
+            Some(p) if !p.as_os_str().is_empty() => cur = p.to_path_buf(),
+            _ => return PathBuf::from("/"),
+        }
+    }
+}
+
+/// Assess every location of `spec`. Never fails: a location that cannot be
+/// inspected carries its error.
+pub fn assess(spec: &LocationSpec, roots: &HostRoots) -> Vec<Location> {
+    let mountinfo_path = roots.proc.join("self/mountinfo");
+    let mounts = std::fs::read_to_string(&mountinfo_path).map(|t| parse_mountinfo(&t)).unwrap_or_default();
+    // libguestfs's order: LIBGUESTFS_CACHEDIR, TMPDIR, /var/tmp.
+    let active = [Role::Cachedir, Role::Tmpdir, Role::VarTmp]
+        .iter()
+        .find_map(|r| spec.paths.iter().find(|(_, role)| role == r))
+        .map(|(p, _)| p.clone());
+    let mut by_path: BTreeMap<PathBuf, Vec<Role>> = BTreeMap::new();
+    let mut order = Vec::new();
+    for (p, role) in &spec.paths {
+        if !by_path.contains_key(p) {
+            order.push(p.clone());
+        }
+        by_path.entry(p.clone()).or_default().push(*role);
+    }
+    order
+        .into_iter()
+        .map(|path| {
+            let roles = by_path.remove(&path).unwrap_or_default();
+            let active_cache = active.as_ref() == Some(&path);
+            assess_one(&path, roles, active_cache, spec.need_bytes, &mounts, roots)
+        })
+        .collect()
+}
+
+fn assess_one(
+    path: &Path,
+    roles: Vec<Role>,
+    active_cache: bool,
+    need_bytes: u64,
+    mounts: &[MountInfo],
+    roots: &HostRoots,
+) -> Location {
+    let measured = existing_ancestor(path);
+    let mut loc = Location {
+        path: path.to_path_buf(),
+        roles,
+        active_cache,
+        exists: path.exists(),
+        measured_path: measured.clone(),
+        fs_type: "unknown".into(),
+        fs_magic: String::new(),
+        mount_point: None,
+        source: None,
+        device: None,
+        disks: Vec::new(),
+        class: SpeedClass::Unknown,
+        total_bytes: 0,
+        free_bytes: 0,
+        total_inodes: None,
+        free_inodes: None,
+        need_bytes,
+        write_test: None,
+        error: None,
+    };
+    let st = match nix::sys::statfs::statfs(&measured) {
+        Ok(st) => st,
+        Err(e) => {
+            loc.error = Some(format!("statfs {}: {}", measured.display(), e.desc()));
+            return loc;
+        }
+    };
+    let magic = st.filesystem_type().0 as u64 & 0xffff_ffff;
+    loc.fs_magic = format!("0x{magic:x}");
+    loc.fs_type = fs_type_name(magic).to_string();
+    let bsize = st.block_size() as u64;
+    loc.total_bytes = st.blocks() * bsize;
+    loc.free_bytes = st.blocks_available() * bsize;
+    if st.files() > 0 {
+        loc.total_inodes = Some(st.files());
+        loc.free_inodes = Some(st.files_free());
+    }
+    let canonical = std::fs::canonicalize(&measured).unwrap_or(measured.clone());
+    let dev = std::fs::metadata(&canonical).ok().map(|m| {
+        let d = m.dev();
+        (nix::sys::stat::major(d) as u32, nix::sys::stat::minor(d) as u32)
+    });
+    let mount = mount_for(mounts, &canonical, dev);
+    if let Some(m) = mount {
+        loc.mount_point = Some(m.mount_point.clone());
+        loc.source = Some(m.source.clone());
+        // mountinfo names the exact type (ext4 rather than ext2/3/4,
+        // fuse.sshfs, virtiofs).
+        loc.fs_type = m.fs_type.clone();
+    }
+    // Block-backed file systems: the device of the file. btrfs and others
+    // use an anonymous device (major 0); their mount source names the
+    // real one.
+    let block_dev = match dev {
+        Some((0, _)) | None => mount
+            .filter(|m| m.source.starts_with("/dev/"))
+            .and_then(|m| std::fs::metadata(&m.source).ok())
+            .filter(|md| md.rdev() != 0)
+            .map(|md| (nix::sys::stat::major(md.rdev()) as u32, nix::sys::stat::minor(md.rdev()) as u32)),
+        Some(d) => Some(d),
+    };
+    if let Some((maj, min)) = dev {
+        loc.device = Some(format!("{maj}:{min}"));
+    }
+    if let Some((maj, min)) = block_dev {
+        if let Ok(disks) = disks_of(&roots.sys, maj, min) {
+            loc.disks = disks;
+        }
+    }
+    loc.class = classify(&loc.fs_type, magic, &loc.disks);
+    loc
+}
+
+/// Run the `--probe` write test in every location (once per file system:
+/// locations on the same device share the result).
+pub fn measure(locations: &mut [Location], probe_bytes: u64) {
+    let mut done: BTreeMap<String, WriteTest> = BTreeMap::new();
+    for loc in locations.iter_mut() {
+        let key = loc.device.clone().unwrap_or_else(|| loc.measured_path.display().to_string());
+        if let Some(t) = done.get(&key) {
+            loc.write_test = Some(t.clone());
+            continue;
+        }
+        let test = if loc.error.is_some() {
+            WriteTest::Skipped { reason: "location could not be assessed".into() }
+        } else if loc.free_bytes < probe_bytes.saturating_mul(2) + PROBE_RESERVE {
+            WriteTest::Skipped {
+                reason: format!(
+                    "only {} free; the test needs {} and leaves {} untouched",
+                    human_bytes(loc.free_bytes),
+                    human_bytes(probe_bytes),
+                    human_bytes(probe_bytes + PROBE_RESERVE)
+                ),
+            }
+        } else {
+            // Beside a missing appliance directory, i.e. where the build's
+            // staging directory goes; never inside an appliance directory,
+            // which must hold only appliance files.
+            let dir = if loc.roles.contains(&Role::Appliance) {
+                existing_ancestor(loc.path.parent().unwrap_or(&loc.path))
+            } else {
+                loc.measured_path.clone()
+            };
+            match write_test(&dir, probe_bytes) {
+                Ok(t) => t,
+                Err(e) => WriteTest::Failed { error: e.to_string() },
+            }
+        };
+        done.insert(key, test.clone());
+        loc.write_test = Some(test);
+    }
+}
+
+/// The test file; removed when dropped, so an error or a panic half-way
+/// leaves nothing behind.
+struct ProbeFile {
+    path: PathBuf,
+}
+
+impl Drop for ProbeFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!(
+                    "guestfs-appliance: warning: could not remove probe file {}: {e}",
+                    self.path.display()
+                );
+            }
+        }
+    }
+}
+
+/// Write `bytes` (at most 64 MiB) of incompressible data to a new hidden
+/// file in `dir`, fsync it, then time eight 4 KiB write + fdatasync rounds;
+/// the file is removed in every case.
+///
+/// Errors: the file cannot be created or written (read-only, permission).
+pub fn write_test(dir: &Path, bytes: u64) -> Result<WriteTest, HealthError> {
+    let bytes = bytes.min(64 << 20);
+    let path = dir.join(format!(".guestfs-appliance-probe.{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(HealthError::io("creating probe file", &path))?;
+    let guard = ProbeFile { path };
+    let path = &guard.path;
+    let mut chunk = vec![0u8; 1 << 20];
+    // xorshift: cheap bytes that no file system can compress or dedupe.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(std::process::id());
+    for b in chunk.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+    }
+    let start = Instant::now();
+    let mut w = &file;
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        w.write_all(&chunk[..n]).map_err(HealthError::io("writing probe file", path))?;
+        left -= n as u64;
+    }
+    file.sync_all().map_err(HealthError::io("syncing probe file", path))?;
+    let secs = start.elapsed().as_secs_f64().max(1e-6);
+    let mut lat = Vec::new();
+    for i in 0..8u64 {
+        let t = Instant::now();
+        file.write_all_at(&chunk[..4096], bytes + i * 4096)
+            .map_err(HealthError::io("writing probe file", path))?;
+        file.sync_data().map_err(HealthError::io("syncing probe file", path))?;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    drop(file);
+    drop(guard);
+    Ok(WriteTest::Measured { bytes, mb_per_s: bytes as f64 / 1e6 / secs, fsync_ms: lat[lat.len() / 2] })
+}
+
+fn role_phrase(loc: &Location) -> &'static str {
+    if loc.roles.contains(&Role::Appliance) {
+        "the fixed appliance directory"
+    } else {
+        "libguestfs's cache"
+    }
+}
+
+fn remedy_for(loc: &Location) -> String {
+    if loc.roles.contains(&Role::Appliance) {
+        "build the appliance on a fast local disk or in memory, e.g. `guestfs-appliance build /dev/shm/appliance`, \
+         and point LIBGUESTFS_PATH at it (`guestfs-appliance env` prints the settings)"
+            .into()
+    } else {
+        "set LIBGUESTFS_CACHEDIR to a directory on a fast local disk or /dev/shm, or use a fixed appliance \
+         (`guestfs-appliance build`, then `eval \"$(guestfs-appliance env)\"`)"
+            .into()
+    }
+}
+
+fn unassessable(loc: &Location) -> Option<HealthError> {
+    loc.error.as_ref().map(|e| HealthError::Unavailable(e.clone()))
+}
+
+/// `location.space`: room for one more appliance copy, with the margin.
+pub const SPACE: Probe = Probe {
+    name: "location.space",
+    severity: Severity::Critical,
+    summary:
+        "the appliance directory and the active cache have room for an appliance (with health.space_margin)",
+    needs_measurement: false,
+    run: ProbeFn::PerLocation(check_space),
+};
+
+fn check_space(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
+    if let Some(e) = unassessable(loc) {
+        return Err(e);
+    }
+    if !loc.in_use() {
+        return Ok(Ok(()));
+    }
+    let want = (loc.need_bytes as f64 * cfg.space_margin) as u64;
+    if loc.free_bytes >= want {
+        return Ok(Ok(()));
+    }
+    let severity = if loc.free_bytes < loc.need_bytes { Severity::Critical } else { Severity::Warning };
+    Ok(Err(Finding {
+        probe: SPACE.name,
+        severity,
+        subject: loc.path.display().to_string(),
+        message: format!(
+            "{} ({} on {}) has {} free; an appliance needs {} ({} with the {}x margin)",
+            role_phrase(loc),
+            loc.fs_type,
+            loc.mount_point.as_deref().unwrap_or(&loc.measured_path).display(),
+            human_bytes(loc.free_bytes),
+            human_bytes(loc.need_bytes),
+            human_bytes(want),
+            cfg.space_margin
+        ),
+        remedy: format!("free space there, or {}", remedy_for(loc)),
+    }))
+}
+
+/// `location.inodes`: enough free inodes for an appliance's files.
+pub const INODES: Probe = Probe {
+    name: "location.inodes",
+    severity: Severity::Warning,
+    summary: "the appliance directory and the active cache have health.min_free_inodes free inodes",
+    needs_measurement: false,
+    run: ProbeFn::PerLocation(check_inodes),
+};
+
+fn check_inodes(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
+    if let Some(e) = unassessable(loc) {
+        return Err(e);
+    }
+    match loc.free_inodes {
+        Some(free) if loc.in_use() && free < cfg.min_free_inodes => Ok(Err(Finding {
+            probe: INODES.name,
+            severity: Severity::Warning,
+            subject: loc.path.display().to_string(),
+            message: format!(
+                "{} has only {free} free inodes (threshold {}); a libguestfs cache unpacks thousands of files",
+                role_phrase(loc),
+                cfg.min_free_inodes
+            ),
+            remedy: format!("remove unused files there, or {}", remedy_for(loc)),
+        })),
+        _ => Ok(Ok(())),
+    }
+}
+
+/// `location.speed`: not on a slow class of storage.
+pub const SPEED: Probe = Probe {
+    name: "location.speed",
+    severity: Severity::Warning,
+    summary:
+        "the appliance directory and the active cache are not on rotational, network, FUSE or overlay storage",
+    needs_measurement: false,
+    run: ProbeFn::PerLocation(check_speed),
+};
+
+fn check_speed(loc: &Location, _: &Facts, _: &HealthConfig) -> ProbeResult {
+    if let Some(e) = unassessable(loc) {
+        return Err(e);
+    }
+    if !loc.in_use() || !loc.class.is_slow() {
+        return Ok(Ok(()));
+    }
+    let on = match loc.class {
+        SpeedClass::LocalRotational => {
+            let names: Vec<_> =
+                loc.disks.iter().filter(|d| d.rotational == Some(true)).map(|d| d.name.as_str()).collect();
+            format!("a rotational disk ({})", names.join(", "))
+        }
+        SpeedClass::Network => format!("a network file system ({})", loc.fs_type),
+        SpeedClass::Fuse => format!("a FUSE file system ({})", loc.fs_type),
+        _ => "overlayfs".to_string(),
+    };
+    Ok(Err(Finding {
+        probe: SPEED.name,
+        severity: Severity::Warning,
+        subject: loc.path.display().to_string(),
+        message: format!("{} is on {on}: every launch reads hundreds of MB from it", role_phrase(loc)),
+        remedy: remedy_for(loc),
+    }))
+}
+
+/// `location.write-speed`: `--probe` throughput and fsync latency.
+pub const WRITE_SPEED: Probe = Probe {
+    name: "location.write-speed",
+    severity: Severity::Warning,
+    summary: "--probe: write speed >= health.min_write_mb_per_s and fsync latency <= health.max_fsync_ms",
+    needs_measurement: true,
+    run: ProbeFn::PerLocation(check_write_speed),
+};
+
+fn check_write_speed(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
+    match &loc.write_test {
+        None => Err(HealthError::Unavailable("no write test was run".into())),
+        Some(WriteTest::Skipped { reason }) => {
+            Err(HealthError::Unavailable(format!("write test skipped: {reason}")))
+        }
+        Some(WriteTest::Failed { error }) => {
+            Err(HealthError::Unavailable(format!("write test failed: {error}")))
+        }
+        Some(WriteTest::Measured { mb_per_s, fsync_ms, .. }) => {
+            if !loc.in_use() || (*mb_per_s >= cfg.min_write_mb_per_s && *fsync_ms <= cfg.max_fsync_ms) {
+                return Ok(Ok(()));
+            }
+            Ok(Err(Finding {
+                probe: WRITE_SPEED.name,
+                severity: Severity::Warning,
+                subject: loc.path.display().to_string(),
+                message: format!(
+                    "{} writes at {mb_per_s:.0} MB/s with {fsync_ms:.1} ms per fsync (thresholds: {} MB/s, {} ms)",
+                    role_phrase(loc),
+                    cfg.min_write_mb_per_s,
+                    cfg.max_fsync_ms
+                ),
+                remedy: remedy_for(loc),
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn location(path: &str, class: SpeedClass, free: u64) -> Location {
+        Location {
+            path: PathBuf::from(path),
+            roles: vec![Role::Appliance],
+            active_cache: false,
+            exists: true,
+            measured_path: PathBuf::from(path),
+            fs_type: "tmpfs".into(),
+            fs_magic: "0x1021994".into(),
+            mount_point: Some(PathBuf::from("/dev/shm")),
+            source: Some("tmpfs".into()),
+            device: Some("0:23".into()),
+            disks: vec![],
+            class,
+            total_bytes: free * 2,
+            free_bytes: free,
+            total_inodes: Some(1_000_000),
+            free_inodes: Some(900_000),
+            need_bytes: ESTIMATED_APPLIANCE_BYTES,
+            write_test: None,
+            error: None,
+        }
+    }
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/health")
+    }
+
+    #[test]
+    fn statfs_magics_are_named() {
+        assert_eq!(fs_type_name(0x0102_1994), "tmpfs");
+        assert_eq!(fs_type_name(0xEF53), "ext2/3/4");
+        assert_eq!(fs_type_name(0x5846_5342), "xfs");
+        assert_eq!(fs_type_name(0x9123_683E), "btrfs");
+        assert_eq!(fs_type_name(0x6969), "nfs");
+        assert_eq!(fs_type_name(0xFF53_4D42), "cifs");
+        assert_eq!(fs_type_name(0x6573_5546), "fuse");
+        assert_eq!(fs_type_name(0x794c_7630), "overlay");
+        assert_eq!(fs_type_name(0x0102_1997), "9p");
+        assert_eq!(fs_type_name(0x2fc1_2fc1), "zfs");
+        assert_eq!(fs_type_name(0x1234), "unknown");
+    }
+
+    #[test]
+    fn real_tmpfs_magic_matches_the_table() {
+        let st = nix::sys::statfs::statfs("/dev/shm").unwrap();
+        if fs_type_name(st.filesystem_type().0 as u64) != "tmpfs" {
+            eprintln!("skipping: /dev/shm is not a tmpfs here");
+        }
+    }
+
+    #[test]
+    fn classes_from_fs_and_disks() {
+        let rot = |r| vec![Disk { name: "sda".into(), rotational: r }];
+        assert_eq!(classify("tmpfs", 0x0102_1994, &[]), SpeedClass::Memory);
+        assert_eq!(classify("overlay", 0x794c_7630, &[]), SpeedClass::Overlay);
+        assert_eq!(classify("nfs4", 0x6969, &[]), SpeedClass::Network);
+        assert_eq!(classify("virtiofs", 0x6573_5546, &[]), SpeedClass::Network);
+        assert_eq!(classify("fuse.sshfs", 0x6573_5546, &[]), SpeedClass::Fuse);
+        assert_eq!(classify("ext4", 0xEF53, &rot(Some(true))), SpeedClass::LocalRotational);
+        assert_eq!(classify("ext4", 0xEF53, &rot(Some(false))), SpeedClass::LocalSsd);
+        assert_eq!(classify("ext4", 0xEF53, &rot(None)), SpeedClass::Unknown);
+        assert_eq!(classify("zfs", 0x2fc1_2fc1, &[]), SpeedClass::Unknown);
+        let mixed = vec![
+            Disk { name: "nvme0n1".into(), rotational: Some(false) },
+            Disk { name: "sdb".into(), rotational: Some(true) },
+        ];
+        assert_eq!(classify("ext4", 0xEF53, &mixed), SpeedClass::LocalRotational);
+    }
+
+    #[test]
+    fn mountinfo_parses_escapes_and_picks_longest_then_last() {
+        let text = std::fs::read_to_string(fixtures().join("proc/self/mountinfo")).unwrap();
+        let mounts = parse_mountinfo(&text);
+        assert!(mounts.len() >= 6, "{mounts:?}");
+        let m = mount_for(&mounts, Path::new("/var/tmp/x"), None).unwrap();
+        assert_eq!(m.mount_point, PathBuf::from("/var/tmp"));
+        assert_eq!(m.fs_type, "xfs");
+        // /dev/shm is mounted twice; the later mount is the visible one.
+        let m = mount_for(&mounts, Path::new("/dev/shm/appliance"), None).unwrap();
+        assert_eq!((m.major, m.minor), (0, 27));
+        let m = mount_for(&mounts, Path::new("/mnt/my disk/cache"), None).unwrap();
+        assert_eq!(m.mount_point, PathBuf::from("/mnt/my disk"));
+        assert_eq!(m.fs_type, "fuse.sshfs");
+        let m = mount_for(&mounts, Path::new("/opt/u"), None).unwrap();
+        assert_eq!(m.mount_point, PathBuf::from("/"));
+        // A device match wins over a longer path match (bind mounts).
+        let m = mount_for(&mounts, Path::new("/var/tmp/x"), Some((254, 0))).unwrap();
+        assert_eq!(m.mount_point, PathBuf::from("/"));
+    }
+
+    #[test]
+    fn partitions_dm_and_md_resolve_to_their_disks() {
+        let sys = fixtures().join("sys");
+        let names = |maj, min| {
+            disks_of(&sys, maj, min)
+                .unwrap()
+                .into_iter()
+                .map(|d| format!("{}={:?}", d.name, d.rotational))
+                .collect::<Vec<_>>()
+        };
+        // sda1 -> sda (rotational)
+        assert_eq!(names(8, 1), ["sda=Some(true)"]);
+        // nvme0n1p1 -> nvme0n1 (SSD)
+        assert_eq!(names(259, 1), ["nvme0n1=Some(false)"]);
+        // dm-0 (LVM) on nvme0n1p2 -> nvme0n1
+        assert_eq!(names(253, 0), ["nvme0n1=Some(false)"]);
+        // md0 on sda2 + sdb1 -> sda, sdb
+        assert_eq!(names(9, 0), ["sda=Some(true)", "sdb=Some(true)"]);
+        // dm-1 (crypt) on md0 -> the md's disks
+        assert_eq!(names(253, 1), ["sda=Some(true)", "sdb=Some(true)"]);
+        assert!(disks_of(&sys, 1, 99).is_err());
+    }
+
+    #[test]
+    fn real_root_is_assessed() {
+        let spec = LocationSpec::new(Path::new("/nonexistent/appliance"), None, None, 1 << 20);
+        let locs = assess(&spec, &HostRoots::default());
+        assert_eq!(locs.len(), 3);
+        let app = &locs[0];
+        assert!(!app.exists);
+        assert_eq!(app.measured_path, PathBuf::from("/"));
+        assert!(app.total_bytes > 0, "{app:?}");
+        assert!(locs[1].active_cache && locs[1].roles == [Role::VarTmp]);
+        assert_eq!(locs[2].class, SpeedClass::Memory, "{:?}", locs[2]);
+    }
+
+    #[test]
+    fn cache_search_order_and_dedup() {
+        let spec = LocationSpec::new(Path::new("/dev/shm"), Some("/var/tmp".into()), Some("/tmp".into()), 1);
+        let locs = assess(&spec, &HostRoots::default());
+        let paths: Vec<_> = locs.iter().map(|l| l.path.display().to_string()).collect();
+        assert_eq!(paths, ["/dev/shm", "/var/tmp", "/tmp"]);
+        assert_eq!(locs[0].roles, [Role::Appliance, Role::Shm]);
+        assert_eq!(locs[1].roles, [Role::Cachedir, Role::VarTmp]);
+        assert!(locs[1].active_cache && !locs[2].active_cache);
+    }
+
+    #[test]
+    fn space_thresholds_and_remedies() {
+        let facts = crate::health::tests::healthy_facts();
+        let cfg = HealthConfig::default();
+        let need = ESTIMATED_APPLIANCE_BYTES;
+        let mut loc = location("/dev/shm/appliance", SpeedClass::Memory, need * 2);
+        assert!(check_space(&loc, &facts, &cfg).unwrap().is_ok());
+        loc.free_bytes = need + 1;
+        let f = check_space(&loc, &facts, &cfg).unwrap().unwrap_err();
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(f.remedy.contains("LIBGUESTFS_PATH"), "{}", f.remedy);
+        loc.free_bytes = need - 1;
+        assert_eq!(check_space(&loc, &facts, &cfg).unwrap().unwrap_err().severity, Severity::Critical);
+        // A cache libguestfs does not use now: no finding.
+        loc.roles = vec![Role::Shm];
+        assert!(check_space(&loc, &facts, &cfg).unwrap().is_ok());
+        loc.roles = vec![Role::VarTmp];
+        loc.active_cache = true;
+        let f = check_space(&loc, &facts, &cfg).unwrap().unwrap_err();
+        assert!(f.remedy.contains("LIBGUESTFS_CACHEDIR"), "{}", f.remedy);
+        loc.error = Some("statfs: denied".into());
+        assert!(check_space(&loc, &facts, &cfg).is_err());
+    }
+
+    #[test]
+    fn inode_and_speed_findings() {
+        let facts = crate::health::tests::healthy_facts();
+        let cfg = HealthConfig::default();
+        let mut loc = location("/var/tmp", SpeedClass::LocalRotational, 100 << 30);
+        loc.disks = vec![Disk { name: "sda".into(), rotational: Some(true) }];
+        let f = check_speed(&loc, &facts, &cfg).unwrap().unwrap_err();
+        assert!(f.message.contains("rotational disk (sda)"), "{}", f.message);
+        loc.class = SpeedClass::LocalSsd;
+        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        loc.free_inodes = Some(10);
+        assert!(check_inodes(&loc, &facts, &cfg).unwrap().is_err());
+        loc.free_inodes = None; // btrfs: not counted, no finding
+        assert!(check_inodes(&loc, &facts, &cfg).unwrap().is_ok());
+    }
+
+    #[test]
+    fn write_speed_thresholds() {
+        let facts = crate::health::tests::healthy_facts();
+        let cfg = HealthConfig::default();
+        let mut loc = location("/dev/shm/appliance", SpeedClass::Memory, 10 << 30);
+        assert!(check_write_speed(&loc, &facts, &cfg).is_err());
+        loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 500.0, fsync_ms: 1.0 });
+        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 20.0, fsync_ms: 1.0 });
+        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_err());
+        loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 500.0, fsync_ms: 80.0 });
+        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_err());
+    }
+
+    #[test]
+    fn write_test_measures_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = write_test(dir.path(), 2 << 20).unwrap();
+        match t {
+            WriteTest::Measured { bytes, mb_per_s, fsync_ms } => {
+                assert_eq!(bytes, 2 << 20);
+                assert!(mb_per_s > 0.0 && fsync_ms >= 0.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Unwritable directory: an error, and still nothing left.
+        assert!(write_test(&dir.path().join("missing"), 1 << 20).is_err());
+    }
+
+    #[test]
+    fn measure_skips_without_room() {
+        let mut loc = location("/dev/shm/x", SpeedClass::Memory, 10 << 20);
+        loc.roles = vec![Role::Shm];
+        let mut locs = vec![loc];
+        measure(&mut locs, 32 << 20);
+        assert!(matches!(locs[0].write_test, Some(WriteTest::Skipped { .. })), "{:?}", locs[0].write_test);
+    }
+}

@@ -1,0 +1,744 @@
+//! Facts and probes about virtualization: /dev/kvm (present, openable
+//! read-write by us), the CPU's virtualization flags, whether we run inside
+//! a VM, qemu (found, version) and libguestfs (version, from the dpkg
+//! database); with `--probe`, test boots of the appliance under KVM and,
+//! if KVM does not come up, under TCG, each bounded by a timeout.
+//!
+//! `/dev/kvm` existing is not proof that KVM works (shared notes,
+//! machine-facts.md: guests abort with "failed to set MSR 0x10a"), hence
+//! the test boot. A boot has "come up" when the appliance's init reaches
+//! the exec of libguestfs's `/init` (our init prints `init: exec /init`,
+//! supermin's prints `supermin: chroot`); qemu is killed there, since
+//! without guestfsd's channel the appliance would only wait. The appliance
+//! files are never written: the root disk is attached with `snapshot=on`.
+//!
+//! The appliance's content is `appliance.rs`'s business; this file only
+//! boots it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{
+    location::HostRoots, ApplianceFacts, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity,
+};
+use crate::config::HealthConfig;
+use crate::kernel::compare_versions;
+
+/// qemu versions before this boot slowly (libguestfs performance guide:
+/// fast boot needs qemu >= 2.7 and libguestfs >= 1.34).
+pub const MIN_QEMU: &str = "2.7";
+/// libguestfs versions before this boot slowly (same guide).
+pub const MIN_LIBGUESTFS: &str = "1.34";
+
+/// Serial-console lines that show the appliance's init handed over to
+/// libguestfs's `/init`: ours, then supermin's.
+const CAME_UP_MARKERS: [&str; 2] = ["init: exec /init", "supermin: chroot"];
+
+/// The KVM device node.
+const KVM_DEVICE_PATH: &str = "/dev/kvm";
+
+/// /dev/kvm as we found it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KvmFacts {
+    /// The node exists.
+    pub device_present: bool,
+    /// We can open it read-write (what qemu needs).
+    pub openable: bool,
+    /// Why it could not be opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether a guest came up under KVM (`None` until `--probe` tried).
+    pub usable: Option<bool>,
+}
+
+/// CPU flags that matter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CpuFacts {
+    /// The CPU model name.
+    pub model: String,
+    /// Intel VT-x.
+    pub vmx: bool,
+    /// AMD-V.
+    pub svm: bool,
+    /// Running under a hypervisor.
+    pub hypervisor: bool,
+}
+
+/// What /sys/class/dmi/id says about the machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MachineFacts {
+    /// The `hypervisor` CPU flag is set (or DMI names a hypervisor).
+    pub in_vm: bool,
+    /// `sys_vendor`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    /// `product_name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+}
+
+/// qemu as found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QemuFacts {
+    /// The binary.
+    pub path: PathBuf,
+    /// Its version (`10.0.2`), if `--version` answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Why the version is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One test boot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BootResult {
+    /// `kvm` or `tcg`.
+    pub accel: &'static str,
+    /// Whether the appliance's init reached libguestfs's /init.
+    pub came_up: bool,
+    /// Seconds from starting qemu until it came up (or gave up).
+    pub seconds: f64,
+    /// Killed at the timeout.
+    pub timed_out: bool,
+    /// Why it did not come up (qemu's last line, or a start failure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Everything known about virtualization.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VirtFacts {
+    /// /dev/kvm.
+    pub kvm: KvmFacts,
+    /// CPU flags.
+    pub cpu: CpuFacts,
+    /// The machine.
+    pub machine: MachineFacts,
+    /// qemu, if found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qemu: Option<QemuFacts>,
+    /// libguestfs's version (package libguestfs0), if installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub libguestfs: Option<String>,
+    /// `--probe` test boots, in order (KVM, then TCG if KVM did not come up).
+    pub boots: Vec<BootResult>,
+    /// Why no test boot ran, if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_skipped: Option<String>,
+}
+
+/// Parse the CPU facts from /proc/cpuinfo text (the first processor).
+pub fn parse_cpuinfo(text: &str) -> CpuFacts {
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    CpuFacts {
+        model: field("model name").unwrap_or_default(),
+        vmx: has("vmx"),
+        svm: has("svm"),
+        hypervisor: has("hypervisor"),
+    }
+}
+
+/// The version word of `qemu-system-* --version` output.
+pub fn parse_qemu_version(text: &str) -> Option<String> {
+    let rest = text.split("version ").nth(1)?;
+    let v: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    (!v.is_empty()).then_some(v)
+}
+
+/// The upstream part of a Debian version: no epoch, no revision
+/// (`1:1.48.6-2` → `1.48.6`).
+pub fn upstream_version(v: &str) -> &str {
+    let v = v.split_once(':').map_or(v, |(_, r)| r);
+    v.rsplit_once('-').map_or(v, |(u, _)| u)
+}
+
+/// Whether `version` is at least `min` (supermin's version order).
+pub fn at_least(version: &str, min: &str) -> bool {
+    compare_versions(version, min) != std::cmp::Ordering::Less
+}
+
+fn find_qemu() -> Option<PathBuf> {
+    let name = format!("qemu-system-{}", std::env::consts::ARCH);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(&name))
+        .chain([PathBuf::from("/usr/libexec/qemu-kvm")])
+        .find(|p| p.is_file())
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Gather the virtualization facts (no boots). Never fails.
+pub fn gather(roots: &HostRoots) -> VirtFacts {
+    let dev = Path::new(KVM_DEVICE_PATH);
+    let (openable, error) = match std::fs::OpenOptions::new().read(true).write(true).open(dev) {
+        Ok(_) => (true, None),
+        Err(e) => (false, Some(format!("{KVM_DEVICE_PATH}: {e}"))),
+    };
+    let cpu =
+        std::fs::read_to_string(roots.proc.join("cpuinfo")).map(|t| parse_cpuinfo(&t)).unwrap_or_default();
+    let dmi = roots.sys.join("class/dmi/id");
+    let vendor = read_trimmed(&dmi.join("sys_vendor"));
+    let product = read_trimmed(&dmi.join("product_name"));
+    const HYPERVISOR_VENDORS: [&str; 7] =
+        ["QEMU", "KVM", "VMware", "Xen", "Microsoft Corporation", "innotek", "Amazon EC2"];
+    let dmi_vm = [&vendor, &product]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| HYPERVISOR_VENDORS.iter().any(|h| v.contains(h))));
+    let qemu =
+        find_qemu().map(|path| match crate::process::output(&[path.as_os_str(), "--version".as_ref()]) {
+            Ok(out) => {
+                let text = String::from_utf8_lossy(&out);
+                QemuFacts { version: parse_qemu_version(&text), error: None, path }
+            }
+            Err(e) => QemuFacts { version: None, error: Some(e.to_string()), path },
+        });
+    let libguestfs = libguestfs_version();
+    VirtFacts {
+        kvm: KvmFacts { device_present: dev.exists(), openable, error, usable: None },
+        machine: MachineFacts { in_vm: cpu.hypervisor || dmi_vm, vendor, product },
+        cpu,
+        qemu,
+        libguestfs,
+        boots: Vec::new(),
+        boot_skipped: None,
+    }
+}
+
+/// libguestfs's version from the host's package database (no subprocess).
+fn libguestfs_version() -> Option<String> {
+    let db = crate::package::detect(Path::new("/")).ok()?;
+    let res = db.resolve(&["libguestfs0".to_string()]).ok()?;
+    res.packages.iter().find(|p| p.name == "libguestfs0").map(|p| upstream_version(&p.version).to_string())
+}
+
+/// `--probe`: boot the appliance under KVM (when /dev/kvm opens) and, when
+/// that does not come up, under TCG; record the results in `virt`.
+pub fn probe_boots(virt: &mut VirtFacts, appliance: &ApplianceFacts, cfg: &HealthConfig) {
+    let Some(qemu) = virt.qemu.as_ref().map(|q| q.path.clone()) else {
+        virt.boot_skipped = Some("qemu not found".into());
+        return;
+    };
+    let uuid = appliance.root.as_ref().and_then(|r| r.uuid.clone());
+    let Some(uuid) = uuid.filter(|_| appliance.bootable) else {
+        virt.boot_skipped = Some(format!("no bootable appliance at {}", appliance.dir.display()));
+        return;
+    };
+    if virt.kvm.openable {
+        let r = boot(&qemu, &appliance.dir, &uuid, "kvm", Duration::from_secs(cfg.probe_kvm_timeout_s));
+        virt.kvm.usable = Some(r.came_up);
+        let up = r.came_up;
+        virt.boots.push(r);
+        if up {
+            return;
+        }
+    } else {
+        virt.kvm.usable = Some(false);
+    }
+    let r = boot(&qemu, &appliance.dir, &uuid, "tcg", Duration::from_secs(cfg.probe_boot_timeout_s));
+    virt.boots.push(r);
+}
+
+/// qemu, killed (and reaped) when dropped: a panic or an early return
+/// never leaves a guest running.
+struct Guest(Child);
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Boot `dir`'s appliance with `accel` and wait up to `timeout` for it to
+/// come up.
+pub fn boot(qemu: &Path, dir: &Path, uuid: &str, accel: &'static str, timeout: Duration) -> BootResult {
+    let mut argv: Vec<String> = vec!["-accel".into(), accel.into()];
+    if accel == "kvm" {
+        // What libguestfs's direct backend passes with KVM.
+        argv.extend(["-cpu".into(), "host".into()]);
+    }
+    argv.extend(
+        [
+            "-nographic",
+            "-no-reboot",
+            "-m",
+            "512",
+            "-device",
+            "virtio-scsi-pci,id=scsi0",
+            "-device",
+            "scsi-hd,drive=root,bus=scsi0.0",
+        ]
+        .map(String::from),
+    );
+    argv.push("-kernel".into());
+    argv.push(dir.join("kernel").display().to_string());
+    argv.push("-initrd".into());
+    argv.push(dir.join("initrd").display().to_string());
+    argv.push("-drive".into());
+    // snapshot=on: the guest mounts its root read-write; its writes go to a
+    // throw-away overlay, never to the appliance.
+    argv.push(format!("file={},format=raw,if=none,id=root,snapshot=on", dir.join("root").display()));
+    argv.push("-append".into());
+    // No `quiet`: the init's step lines are how we see it come up.
+    argv.push(format!("console=ttyS0 panic=1 root=UUID={uuid} guestfs_noreboot=1"));
+
+    let start = Instant::now();
+    let failed = |error: String, start: Instant| BootResult {
+        accel,
+        came_up: false,
+        seconds: start.elapsed().as_secs_f64(),
+        timed_out: false,
+        error: Some(error),
+    };
+    let child = Command::new(qemu)
+        .args(&argv)
+        .env("LANG", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut guest = match child {
+        Ok(c) => Guest(c),
+        Err(e) => return failed(format!("could not run {}: {e}", qemu.display()), start),
+    };
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let pipes: Vec<Box<dyn Read + Send>> = [
+        guest.0.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+        guest.0.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for mut pipe in pipes {
+        let tx = tx.clone();
+        // Readers end when qemu dies (EOF); a send to a dropped receiver
+        // just ends them early.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let deadline = start + timeout;
+    let mut log = Vec::new();
+    let mut came_up = false;
+    let mut timed_out = false;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            break;
+        }
+        match rx.recv_timeout((deadline - now).min(Duration::from_millis(200))) {
+            Ok(chunk) => {
+                log.extend_from_slice(&chunk);
+                let text = String::from_utf8_lossy(&log);
+                if CAME_UP_MARKERS.iter().any(|m| text.contains(m)) {
+                    came_up = true;
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Both pipes closed: qemu exited.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    drop(guest);
+    let error = (!came_up).then(|| {
+        let text = String::from_utf8_lossy(&log);
+        let last =
+            text.lines().map(str::trim).rev().find(|l| !l.is_empty()).unwrap_or("no output").to_string();
+        if timed_out {
+            format!("no sign of the appliance's init after {} s (last output: {last})", timeout.as_secs())
+        } else {
+            format!("qemu exited: {last}")
+        }
+    });
+    BootResult { accel, came_up, seconds, timed_out, error }
+}
+
+fn user_name() -> String {
+    // No NSS in a static binary: $USER, else the uid.
+    std::env::var("USER").unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid()))
+}
+
+fn kvm_module(cpu: &CpuFacts) -> &'static str {
+    if cpu.svm {
+        "kvm_amd"
+    } else {
+        "kvm_intel"
+    }
+}
+
+/// `virt.kvm-device`: /dev/kvm exists and opens read-write.
+pub const KVM_DEVICE: Probe = Probe {
+    name: "virt.kvm-device",
+    severity: Severity::Warning,
+    summary: "/dev/kvm exists and the invoking user can open it read-write",
+    needs_measurement: false,
+    run: ProbeFn::Global(check_kvm_device),
+};
+
+fn check_kvm_device(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+    let v = &facts.virtualization;
+    let finding = |message: String, remedy: String| Finding {
+        probe: KVM_DEVICE.name,
+        severity: Severity::Warning,
+        subject: KVM_DEVICE_PATH.into(),
+        message,
+        remedy,
+    };
+    if !v.kvm.device_present {
+        let remedy = if v.cpu.vmx || v.cpu.svm {
+            format!("load the KVM module: `modprobe {}`", kvm_module(&v.cpu))
+        } else {
+            "the CPU offers no virtualization; see virt.cpu-flags".into()
+        };
+        return Ok(Err(finding(
+            "/dev/kvm does not exist: qemu runs the appliance under TCG emulation, several times slower"
+                .into(),
+            remedy,
+        )));
+    }
+    if !v.kvm.openable {
+        return Ok(Err(finding(
+            format!(
+                "cannot open /dev/kvm read-write ({}): libguestfs falls back to TCG emulation",
+                v.kvm.error.as_deref().unwrap_or("permission denied")
+            ),
+            format!("add {} to the kvm group (`usermod -aG kvm USER`) and log in again", user_name()),
+        )));
+    }
+    Ok(Ok(()))
+}
+
+/// `virt.cpu-flags`: the CPU exposes VT-x or AMD-V.
+pub const CPU_FLAGS: Probe = Probe {
+    name: "virt.cpu-flags",
+    severity: Severity::Warning,
+    summary: "the CPU exposes hardware virtualization (vmx or svm in /proc/cpuinfo)",
+    needs_measurement: false,
+    run: ProbeFn::Global(check_cpu_flags),
+};
+
+fn check_cpu_flags(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+    let v = &facts.virtualization;
+    if v.cpu.model.is_empty() && !v.cpu.hypervisor && !v.cpu.vmx && !v.cpu.svm {
+        return Err(HealthError::Unavailable("could not read /proc/cpuinfo".into()));
+    }
+    if v.cpu.vmx || v.cpu.svm {
+        return Ok(Ok(()));
+    }
+    let (message, remedy) = if v.machine.in_vm {
+        (
+            "this machine is a VM whose CPU has no vmx/svm flag: nested virtualization looks off, so KVM guests \
+             are unlikely to work (see virt.boot with --probe)",
+            "enable nested virtualization on the host (kvm_intel/kvm_amd `nested=1`) and give this VM the host CPU model",
+        )
+    } else {
+        (
+            "the CPU has no vmx/svm flag: hardware virtualization is off or missing, so guests run under TCG",
+            "enable Intel VT-x or AMD-V (SVM) in the firmware setup",
+        )
+    };
+    Ok(Err(Finding {
+        probe: CPU_FLAGS.name,
+        severity: Severity::Warning,
+        subject: "cpu".into(),
+        message: message.into(),
+        remedy: remedy.into(),
+    }))
+}
+
+/// `virt.qemu`: qemu is installed and new enough.
+pub const QEMU: Probe = Probe {
+    name: "virt.qemu",
+    severity: Severity::Critical,
+    summary: "qemu-system-ARCH (or /usr/libexec/qemu-kvm) is installed, version >= 2.7",
+    needs_measurement: false,
+    run: ProbeFn::Global(check_qemu),
+};
+
+fn check_qemu(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+    let Some(q) = &facts.virtualization.qemu else {
+        return Ok(Err(Finding {
+            probe: QEMU.name,
+            severity: Severity::Critical,
+            subject: "qemu".into(),
+            message: format!(
+                "qemu-system-{} is not installed: libguestfs cannot launch",
+                std::env::consts::ARCH
+            ),
+            remedy: "install qemu (Debian: `apt-get install qemu-system-x86`)".into(),
+        }));
+    };
+    let Some(version) = &q.version else {
+        return Err(HealthError::Unavailable(
+            q.error.clone().unwrap_or_else(|| "qemu version unknown".into()),
+        ));
+    };
+    if at_least(version, MIN_QEMU) {
+        return Ok(Ok(()));
+    }
+    Ok(Err(Finding {
+        probe: QEMU.name,
+        severity: Severity::Warning,
+        subject: q.path.display().to_string(),
+        message: format!("qemu {version} is older than {MIN_QEMU}: appliance boots are slow"),
+        remedy: format!("upgrade qemu to {MIN_QEMU} or later"),
+    }))
+}
+
+/// `virt.libguestfs`: libguestfs is installed and new enough.
+pub const LIBGUESTFS: Probe = Probe {
+    name: "virt.libguestfs",
+    severity: Severity::Warning,
+    summary: "libguestfs (package libguestfs0) is installed, version >= 1.34",
+    needs_measurement: false,
+    run: ProbeFn::Global(check_libguestfs),
+};
+
+fn check_libguestfs(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+    let finding = |message: String, remedy: &str| Finding {
+        probe: LIBGUESTFS.name,
+        severity: Severity::Warning,
+        subject: "libguestfs".into(),
+        message,
+        remedy: remedy.into(),
+    };
+    match &facts.virtualization.libguestfs {
+        None => Ok(Err(finding(
+            "libguestfs (libguestfs0) is not installed: nothing on this host will use the appliance".into(),
+            "install it (Debian: `apt-get install libguestfs-tools`)",
+        ))),
+        Some(v) if !at_least(v, MIN_LIBGUESTFS) => Ok(Err(finding(
+            format!("libguestfs {v} is older than {MIN_LIBGUESTFS}: appliance boots are slow"),
+            "upgrade libguestfs to 1.34 or later",
+        ))),
+        Some(_) => Ok(Ok(())),
+    }
+}
+
+/// `virt.boot`: `--probe` test boots.
+pub const BOOT: Probe = Probe {
+    name: "virt.boot",
+    severity: Severity::Critical,
+    summary: "--probe: the appliance comes up under KVM (else: under TCG) within the timeouts",
+    needs_measurement: true,
+    run: ProbeFn::Global(check_boot),
+};
+
+fn check_boot(facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
+    let v = &facts.virtualization;
+    if let Some(why) = &v.boot_skipped {
+        return Err(HealthError::Unavailable(format!("no test boot: {why}")));
+    }
+    let kvm = v.boots.iter().find(|b| b.accel == "kvm");
+    let tcg = v.boots.iter().find(|b| b.accel == "tcg");
+    let finding = |severity, message: String, remedy: String| Finding {
+        probe: BOOT.name,
+        severity,
+        subject: "boot".into(),
+        message,
+        remedy,
+    };
+    if let Some(k) = kvm.filter(|k| k.came_up) {
+        if k.seconds > cfg.max_kvm_boot_s {
+            return Ok(Err(finding(
+                Severity::Warning,
+                format!(
+                    "the appliance took {:.1} s to come up under KVM (threshold {} s)",
+                    k.seconds, cfg.max_kvm_boot_s
+                ),
+                "see the location findings: the appliance or cache may be on slow storage".into(),
+            )));
+        }
+        return Ok(Ok(()));
+    }
+    match (kvm, tcg) {
+        (_, Some(t)) if !t.came_up => Ok(Err(finding(
+            Severity::Critical,
+            format!("the appliance does not boot, even under TCG: {}", t.error.as_deref().unwrap_or("unknown")),
+            format!("rebuild it with `guestfs-appliance build {}`", facts.appliance.dir.display()),
+        ))),
+        (Some(k), Some(t)) => Ok(Err(finding(
+            Severity::Critical,
+            format!(
+                "/dev/kvm opens but a guest does not start under KVM ({}); under TCG the appliance came up in {:.1} s. \
+                 libguestfs uses KVM whenever /dev/kvm opens, so its launches fail",
+                k.error.as_deref().unwrap_or("unknown"),
+                t.seconds
+            ),
+            "run libguestfs under TCG (`export LIBGUESTFS_BACKEND_SETTINGS=force_tcg`), and fix KVM on the host \
+             (nested virtualization, host kernel messages)"
+                .into(),
+        ))),
+        // No KVM tried (covered by virt.kvm-device), TCG came up.
+        (None, Some(_)) => Ok(Ok(())),
+        _ => Err(HealthError::Unavailable("no test boot ran".into())),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn healthy() -> VirtFacts {
+        VirtFacts {
+            kvm: KvmFacts { device_present: true, openable: true, error: None, usable: None },
+            cpu: CpuFacts { model: "Test CPU".into(), vmx: true, svm: false, hypervisor: false },
+            machine: MachineFacts::default(),
+            qemu: Some(QemuFacts {
+                path: "/usr/bin/qemu-system-x86_64".into(),
+                version: Some("10.0.2".into()),
+                error: None,
+            }),
+            libguestfs: Some("1.48.6".into()),
+            boots: vec![],
+            boot_skipped: None,
+        }
+    }
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/health")
+    }
+
+    fn facts_with(f: impl FnOnce(&mut VirtFacts)) -> Facts {
+        let mut facts = crate::health::tests::healthy_facts();
+        f(&mut facts.virtualization);
+        facts
+    }
+
+    #[test]
+    fn cpuinfo_flags() {
+        let text = std::fs::read_to_string(fixtures().join("proc/cpuinfo")).unwrap();
+        let c = parse_cpuinfo(&text);
+        assert_eq!(c.model, "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz");
+        assert!(c.vmx && !c.svm && c.hypervisor);
+        let text = std::fs::read_to_string(fixtures().join("cpuinfo-amd-nonested")).unwrap();
+        let c = parse_cpuinfo(&text);
+        assert!(!c.vmx && !c.svm && c.hypervisor, "{c:?}");
+    }
+
+    #[test]
+    fn gather_uses_the_given_roots() {
+        let v = gather(&HostRoots { proc: fixtures().join("proc"), sys: fixtures().join("sys") });
+        assert!(v.cpu.vmx);
+        assert!(v.machine.in_vm);
+        assert_eq!(v.machine.vendor.as_deref(), Some("QEMU"));
+        assert_eq!(v.machine.product.as_deref(), Some("Standard PC (Q35 + ICH9, 2009)"));
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            parse_qemu_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-1~bpo12+1)\nCopyright")
+                .as_deref(),
+            Some("10.0.2")
+        );
+        assert_eq!(parse_qemu_version("garbage"), None);
+        assert_eq!(upstream_version("1:1.48.6-2"), "1.48.6");
+        assert_eq!(upstream_version("1.32.0"), "1.32.0");
+        assert!(at_least("10.0.2", MIN_QEMU) && at_least("2.7", MIN_QEMU) && !at_least("2.6.2", MIN_QEMU));
+        assert!(at_least("1.48.6", MIN_LIBGUESTFS) && !at_least("1.32.10", MIN_LIBGUESTFS));
+    }
+
+    #[test]
+    fn kvm_and_cpu_remedies() {
+        let cfg = HealthConfig::default();
+        let f = check_kvm_device(&facts_with(|v| v.kvm.device_present = false), &cfg).unwrap().unwrap_err();
+        assert!(f.remedy.contains("modprobe kvm_intel"), "{}", f.remedy);
+        let f = check_kvm_device(&facts_with(|v| v.kvm.openable = false), &cfg).unwrap().unwrap_err();
+        assert!(f.remedy.contains("kvm group"), "{}", f.remedy);
+        let f = check_cpu_flags(
+            &facts_with(|v| {
+                v.cpu.vmx = false;
+                v.machine.in_vm = true
+            }),
+            &cfg,
+        )
+        .unwrap()
+        .unwrap_err();
+        assert!(f.remedy.contains("nested"), "{}", f.remedy);
+        let f = check_cpu_flags(&facts_with(|v| v.cpu.vmx = false), &cfg).unwrap().unwrap_err();
+        assert!(f.remedy.contains("firmware"), "{}", f.remedy);
+    }
+
+    #[test]
+    fn qemu_and_libguestfs_versions() {
+        let cfg = HealthConfig::default();
+        assert_eq!(
+            check_qemu(&facts_with(|v| v.qemu = None), &cfg).unwrap().unwrap_err().severity,
+            Severity::Critical
+        );
+        let old = facts_with(|v| v.qemu.as_mut().unwrap().version = Some("2.6.0".into()));
+        assert_eq!(check_qemu(&old, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
+        let old = facts_with(|v| v.libguestfs = Some("1.32.0".into()));
+        assert!(check_libguestfs(&old, &cfg).unwrap().is_err());
+        assert!(check_libguestfs(&facts_with(|_| {}), &cfg).unwrap().is_ok());
+    }
+
+    fn boot_result(accel: &'static str, came_up: bool, seconds: f64) -> BootResult {
+        BootResult {
+            accel,
+            came_up,
+            seconds,
+            timed_out: false,
+            error: (!came_up).then(|| "failed to set MSR".into()),
+        }
+    }
+
+    #[test]
+    fn broken_kvm_is_critical_with_the_tcg_time() {
+        let cfg = HealthConfig::default();
+        let facts =
+            facts_with(|v| v.boots = vec![boot_result("kvm", false, 0.1), boot_result("tcg", true, 5.4)]);
+        let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
+        assert_eq!(f.severity, Severity::Critical);
+        assert!(f.message.contains("5.4 s") && f.message.contains("MSR"), "{}", f.message);
+        assert!(f.remedy.contains("force_tcg"));
+        let facts = facts_with(|v| v.boots = vec![boot_result("kvm", true, 1.0)]);
+        assert!(check_boot(&facts, &cfg).unwrap().is_ok());
+        let facts = facts_with(|v| v.boots = vec![boot_result("kvm", true, 30.0)]);
+        assert_eq!(check_boot(&facts, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
+        let facts = facts_with(|v| v.boots = vec![boot_result("tcg", false, 120.0)]);
+        assert!(check_boot(&facts, &cfg).unwrap().unwrap_err().message.contains("even under TCG"));
+        let facts = facts_with(|v| v.boot_skipped = Some("qemu not found".into()));
+        assert!(check_boot(&facts, &cfg).is_err());
+    }
+
+    #[test]
+    fn boot_of_a_missing_qemu_fails_cleanly() {
+        let r = boot(
+            Path::new("/nonexistent/qemu"),
+            Path::new("/nonexistent"),
+            "x",
+            "tcg",
+            Duration::from_secs(1),
+        );
+        assert!(!r.came_up && r.error.unwrap().contains("could not run"));
+    }
+}
