@@ -61,9 +61,11 @@ fn unused_uid(from: u32) -> u32 {
     (from..).find(|u| passwd.by_uid(*u).is_none()).unwrap()
 }
 
-/// A scratch dir every user can traverse (tempdirs are 0700).
+/// A scratch dir every user can traverse (tempdirs are 0700). It lives in
+/// /var/tmp, not under the checkout, whose parent directories another user
+/// may not be allowed to enter.
 fn open_scratch() -> tempfile::TempDir {
-    let tmp = scratch();
+    let tmp = tempfile::Builder::new().prefix("ga-cache-test-").tempdir_in("/var/tmp").unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     tmp
 }
