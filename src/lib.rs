@@ -86,6 +86,28 @@ pub fn error_line(err: &anyhow::Error) -> String {
     line.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
 }
 
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::PathBuf;
+
+    /// A host tool from PATH (then /usr/sbin, /sbin), or `None` with a
+    /// printed reason so the test can return early. Under CI=true, where
+    /// `.ci/install-deps` installs every tool, a missing one is a failure.
+    pub(crate) fn tool(name: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let found = std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+            .map(|d| d.join(name))
+            .find(|p| p.is_file());
+        if found.is_none() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{name} is required under CI");
+            eprintln!("skipping: {name} not installed");
+        }
+        found
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -542,6 +542,7 @@ impl ElfReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::tool;
     use crate::image::cpio::read_newc;
     use std::fs;
 
@@ -837,24 +838,6 @@ this line has no colon and is ignored
     fn dynamic_init_is_refused() {
         let err = write_initrd(&mut Vec::new(), &fake_elf(true, None), &[], 0).unwrap_err();
         assert!(matches!(err, InitrdError::InitNotStatic { .. }));
-    }
-
-    /// Tool lookup for tests: `None` (with a printed reason) when missing,
-    /// a failure when CI=true.
-    fn tool(name: &str) -> Option<PathBuf> {
-        let found = std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        });
-        if found.is_none() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but {name} is not installed"
-            );
-            eprintln!("skipping: {name} not found in PATH");
-        }
-        found
     }
 
     #[test]

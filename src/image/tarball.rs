@@ -433,30 +433,13 @@ impl Drop for TempOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::tool;
     use std::os::unix::fs::{FileExt, MetadataExt};
     use std::process::Command;
 
     const ROOT_SIZE: u64 = 64 << 20;
     const MTIME: i64 = 1_700_000_000; // 2023-11-14 22:13:20 UTC
     const FILES: [&str; 5] = ["kernel", "initrd", "root", "README.fixed", "holes"];
-
-    /// A host tool, or `None` (with a reason printed) when it is missing;
-    /// under CI=true a missing tool fails the test instead.
-    fn tool(name: &str) -> Option<PathBuf> {
-        let found = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        });
-        if found.is_none() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{name} is required under CI"
-            );
-            eprintln!("skipping: {name} not installed");
-        }
-        found
-    }
 
     fn run(cmd: &mut Command) -> String {
         let out = cmd.output().unwrap();

@@ -89,6 +89,7 @@ pub fn embedded_minimal() -> Inputs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::tool;
     use crate::image::files::{Content, Data, FileTree, Metadata};
     use std::path::Path;
 
@@ -136,18 +137,5 @@ mod tests {
         std::fs::write(&script, INIT).unwrap();
         let out = std::process::Command::new(bash).arg("-n").arg(&script).output().unwrap();
         assert!(out.status.success(), "bash -n: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn tool(name: &str) -> Option<PathBuf> {
-        let found = std::env::var_os("PATH")
-            .into_iter()
-            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .map(|d| d.join(name))
-            .find(|p| p.is_file());
-        if found.is_none() {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{name} is required under CI");
-            eprintln!("skipping: {name} not found");
-        }
-        found
     }
 }

@@ -2,6 +2,7 @@
 //! debugfs (skipped with a message when they are missing, unless CI=true).
 
 use super::*;
+use crate::test_support::tool;
 use crate::image::files::Node;
 use std::collections::HashMap;
 use std::io::Write;
@@ -9,22 +10,6 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 const T0: i64 = 1_700_000_000;
-
-/// Find a host tool, or `None` (printing why) so the test can return early.
-/// Under CI=true a missing tool is a failure.
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/sbin", "/usr/sbin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{name} is required under CI");
-        eprintln!("skipping: {name} not found");
-    }
-    found
-}
 
 /// xorshift64*: a tiny deterministic PRNG, enough for test trees.
 struct Rng(u64);
