@@ -21,22 +21,18 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-/// Whether `tool` is on PATH (or an absolute path that exists). Under CI a
-/// missing tool fails the test; elsewhere the test prints why it skips.
+/// Whether `tool` is on PATH (then /usr/sbin, /sbin) or, given as an
+/// absolute path, exists. Under CI a missing tool fails the test; elsewhere
+/// the test prints why it skips. One lookup for all tests: `qemu::tool`.
 pub fn have_tool(tool: &str) -> bool {
-    let found = if tool.starts_with('/') {
-        Path::new(tool).exists()
-    } else {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false)
-            || ["/usr/sbin", "/sbin"].iter().any(|d| Path::new(d).join(tool).is_file())
-    };
-    if !found {
-        assert!(!in_ci(), "{tool} is required under CI (.ci/install-deps installs it)");
-        eprintln!("skipping: {tool} not installed");
+    if tool.starts_with('/') {
+        let found = Path::new(tool).exists();
+        if !found {
+            crate::qemu::skip(&format!("{tool} is not installed"));
+        }
+        return found;
     }
-    found
+    crate::qemu::tool(tool).is_some()
 }
 
 /// True when we run as root (some tests need it: tmpfs mounts, other users).
