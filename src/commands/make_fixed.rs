@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use crate::cli::MakeFixedCli;
+use crate::cli::{MakeFixedCli, SourceArgs};
+use crate::config::Config;
 use crate::commands::build::{self, BuildRequest};
 use crate::input;
 use crate::package;
@@ -30,21 +31,9 @@ pub fn run(cli: &MakeFixedCli, printer: &Printer) -> Result<()> {
     } else {
         cli.tar.clone()
     };
-    let req = BuildRequest {
-        dir: cli.outputdir.clone(),
-        tar,
-        inputs,
-        minimal: false,
-        size: 4 << 30,
-        strict: false,
-        root,
-        host_cpu: std::env::consts::ARCH.to_string(),
-        lock_timeout: std::time::Duration::from_secs(3600),
-        extra_packages: Vec::new(),
-        extra_excludes: Vec::new(),
-        lock_path: None,
-        owner: None,
-    };
+    // libguestfs's defaults, not the config file: this is the drop-in.
+    let source = SourceArgs { inputs, root, host_cpu: std::env::consts::ARCH.to_string(), ..Default::default() };
+    let req = BuildRequest::from_source(cli.outputdir.clone(), tar, &source, &Config::default())?;
     let summary = build::build(&req, printer)?;
     printer.info(summary.line());
     Ok(())
@@ -54,30 +43,5 @@ pub fn run(cli: &MakeFixedCli, printer: &Printer) -> Result<()> {
 /// as libguestfs's script names its tarball; our own version if libguestfs
 /// is not in the package database.
 pub fn libguestfs_version(root: &Path) -> String {
-    let names = ["libguestfs0".to_string()];
-    package::detect(root)
-        .ok()
-        .and_then(|db| db.resolve(&names).ok())
-        .and_then(|r| r.packages.into_iter().find(|p| p.name == "libguestfs0"))
-        .map(|p| upstream_version(&p.version))
-        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
-}
-
-/// Strip a Debian epoch and revision from a version string.
-pub fn upstream_version(v: &str) -> String {
-    let no_epoch = v.split_once(':').map_or(v, |(_, rest)| rest);
-    let upstream = no_epoch.rsplit_once('-').map_or(no_epoch, |(up, _)| up);
-    upstream.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstream_version_strips_epoch_and_revision() {
-        assert_eq!(upstream_version("1:1.48.6-2"), "1.48.6");
-        assert_eq!(upstream_version("1.48.6-2+deb12u1"), "1.48.6");
-        assert_eq!(upstream_version("1.48.6"), "1.48.6");
-    }
+    package::installed_upstream_version(root, "libguestfs0").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
 }

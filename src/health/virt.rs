@@ -158,13 +158,6 @@ pub fn parse_qemu_version(text: &str) -> Option<String> {
     (!v.is_empty()).then_some(v)
 }
 
-/// The upstream part of a Debian version: no epoch, no revision
-/// (`1:1.48.6-2` → `1.48.6`).
-pub fn upstream_version(v: &str) -> &str {
-    let v = v.split_once(':').map_or(v, |(_, r)| r);
-    v.rsplit_once('-').map_or(v, |(u, _)| u)
-}
-
 /// Whether `version` is at least `min` (supermin's version order).
 pub fn at_least(version: &str, min: &str) -> bool {
     compare_versions(version, min) != std::cmp::Ordering::Less
@@ -222,9 +215,7 @@ pub fn gather(roots: &HostRoots) -> VirtFacts {
 
 /// libguestfs's version from the host's package database (no subprocess).
 fn libguestfs_version() -> Option<String> {
-    let db = crate::package::detect(Path::new("/")).ok()?;
-    let res = db.resolve(&["libguestfs0".to_string()]).ok()?;
-    res.packages.iter().find(|p| p.name == "libguestfs0").map(|p| upstream_version(&p.version).to_string())
+    crate::package::installed_upstream_version(Path::new("/"), "libguestfs0")
 }
 
 /// `--probe`: boot the appliance under KVM (when /dev/kvm opens) and, when
@@ -660,8 +651,6 @@ pub(crate) mod tests {
             Some("10.0.2")
         );
         assert_eq!(parse_qemu_version("garbage"), None);
-        assert_eq!(upstream_version("1:1.48.6-2"), "1.48.6");
-        assert_eq!(upstream_version("1.32.0"), "1.32.0");
         assert!(at_least("10.0.2", MIN_QEMU) && at_least("2.7", MIN_QEMU) && !at_least("2.6.2", MIN_QEMU));
         assert!(at_least("1.48.6", MIN_LIBGUESTFS) && !at_least("1.32.10", MIN_LIBGUESTFS));
     }

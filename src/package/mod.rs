@@ -201,9 +201,33 @@ pub fn detect(root: &Path) -> Result<Box<dyn PackageDb>, PackageError> {
     })
 }
 
+/// The upstream part of a Debian-style version: no epoch, no revision
+/// (`1:1.48.6-2` → `1.48.6`).
+pub fn upstream_version(version: &str) -> &str {
+    let v = version.split_once(':').map_or(version, |(_, rest)| rest);
+    v.rsplit_once('-').map_or(v, |(upstream, _)| upstream)
+}
+
+/// The upstream version of the installed package `name` under `root`, if
+/// the database can be read and the package is installed. Used for
+/// libguestfs's version (make-fixed-appliance's tarball name, `status`).
+pub fn installed_upstream_version(root: &Path, name: &str) -> Option<String> {
+    let db = detect(root).ok()?;
+    let resolution = db.resolve(&[name.to_string()]).ok()?;
+    resolution.packages.iter().find(|p| p.name == name).map(|p| upstream_version(&p.version).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_version_strips_epoch_and_revision() {
+        assert_eq!(upstream_version("1:1.48.6-2"), "1.48.6");
+        assert_eq!(upstream_version("1.48.6-2+deb12u1"), "1.48.6");
+        assert_eq!(upstream_version("1.48.6"), "1.48.6");
+        assert_eq!(upstream_version("1.32.0"), "1.32.0");
+    }
 
     fn pkg(name: &str, version: &str, arch: &str) -> Package {
         Package {
