@@ -56,11 +56,6 @@ impl Printer {
         Printer::new(-1, ColorChoice::Never)
     }
 
-    /// True with `-v` or more.
-    pub fn is_verbose(&self) -> bool {
-        self.verbosity >= 1
-    }
-
     /// True with `-q`.
     pub fn is_quiet(&self) -> bool {
         self.verbosity < 0
@@ -110,11 +105,6 @@ impl Printer {
         if self.progress_shown.swap(false, Ordering::Relaxed) {
             let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
         }
-    }
-
-    /// Seconds since the printer was created (the command started).
-    pub fn elapsed(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
     }
 
     /// Wrap `text` in an ANSI colour when colour is on.

@@ -413,6 +413,9 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
     for u in &resolution.unsatisfied {
         printer.stage(format!("packages: {} depends on {}: not installed, skipped", u.package, u.dependency));
     }
+    for p in &resolution.packages {
+        printer.detail(format!("packages: {}_{}_{}", p.name, p.version, p.arch));
+    }
     printer.stage(format!(
         "packages: {} requested, {} in the closure ({})",
         inputs.packages.len(),

@@ -19,7 +19,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -459,11 +458,6 @@ pub fn lexical_normalize(path: &Path) -> PathBuf {
         p.push(c);
     }
     p
-}
-
-/// The byte string of a name, for writers that need raw bytes.
-pub fn name_bytes(name: &OsStr) -> &[u8] {
-    name.as_bytes()
 }
 
 #[cfg(test)]
