@@ -269,9 +269,7 @@ pub fn run(args: &EnvArgs, config: &Config, printer: &Printer) -> Result<()> {
         return Ok(());
     }
     let shell = args.shell.unwrap_or_else(shell_from_env);
-    let mut out = std::io::stdout().lock();
-    out.write_all(render(&plan, shell).as_bytes()).and_then(|()| out.flush()).context("writing to stdout")?;
-    Ok(())
+    crate::stdout::write(render(&plan, shell)).context("writing to stdout")
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! (the state is in `guestfs_appliance_status`), so that
 //! `status --format prometheus > f.prom.tmp && mv ...` works.
 
-use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -21,15 +20,16 @@ use crate::printer::Printer;
 
 /// Run `status`; returns the exit code.
 pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
     if args.list_probes {
+        let mut text = String::new();
         for p in PROBES {
             let sev = match p.severity {
                 health::Severity::Warning => "warning",
                 health::Severity::Critical => "critical",
             };
-            writeln!(out, "{:<22} {sev:<8} {}", p.name, p.summary).context("writing to stdout")?;
+            text.push_str(&format!("{:<22} {sev:<8} {}\n", p.name, p.summary));
         }
+        crate::stdout::write(text).context("writing to stdout")?;
         return Ok(ExitCode::SUCCESS);
     }
     let format = if args.json { StatusFormat::Json } else { args.format };
@@ -67,7 +67,7 @@ pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<Exit
     let findings = !report.findings.is_empty();
     let (text, code) = match format {
         StatusFormat::Human => {
-            let colour = std::io::stdout().is_terminal();
+            let colour = crate::stdout::is_terminal();
             let paint = |code: &str, t: &str| if colour { printer.paint(code, t) } else { t.to_string() };
             (report::human(&report, &paint), u8::from(findings))
         }
@@ -77,6 +77,6 @@ pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<Exit
         StatusFormat::Nagios => (report::nagios(&report), report::nagios_code(report.status)),
         StatusFormat::Prometheus => (report::prometheus(&report), 0),
     };
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing to stdout")?;
+    crate::stdout::write(text).context("writing to stdout")?;
     Ok(ExitCode::from(code))
 }
