@@ -24,6 +24,7 @@ pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<Exit
         let mut text = String::new();
         for p in PROBES {
             let sev = match p.severity {
+                health::Severity::Info => "info",
                 health::Severity::Warning => "warning",
                 health::Severity::Critical => "critical",
             };
@@ -64,7 +65,8 @@ pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<Exit
     }
     let report = Report::new(facts, &config.health, &args.skip, started);
     printer.stage(format!("status: {:?} in {:.3} s", report.status, report.duration_seconds));
-    let findings = !report.findings.is_empty();
+    // Info findings (nothing wrong) do not count.
+    let findings = report.summary.warnings + report.summary.critical > 0;
     let (text, code) = match format {
         StatusFormat::Human => {
             let colour = crate::stdout::is_terminal();

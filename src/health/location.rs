@@ -223,6 +223,71 @@ pub struct Disk {
     pub name: String,
     /// `queue/rotational`; `None` when unreadable.
     pub rotational: Option<bool>,
+    /// A disk a hypervisor emulates or provides (virtio, Xen, Hyper-V,
+    /// VMware, QEMU-emulated SCSI/ATA, cloud block storage): its rotational
+    /// flag is whatever the hypervisor chose (virtio-blk always says 1) and
+    /// says nothing about the storage behind it.
+    #[serde(rename = "virtual")]
+    pub is_virtual: bool,
+    /// What in sysfs shows it is virtual (`virtio bus`, `vendor QEMU`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_evidence: Option<String>,
+}
+
+impl Disk {
+    /// A disk with a trustworthy rotational flag (tests, fixtures).
+    pub fn physical(name: &str, rotational: Option<bool>) -> Disk {
+        Disk { name: name.into(), rotational, is_virtual: false, virtual_evidence: None }
+    }
+}
+
+/// Device-path components (prefixes) of buses that only hypervisors
+/// provide, with what they are. The sysfs path of a disk runs through its
+/// bus: `.../virtio1/block/vda`, `.../virtio2/host0/.../block/sda`
+/// (virtio-scsi), `/sys/devices/vbd-51712/block/xvda` (Xen blkfront),
+/// `.../VMBUS:00/<guid>/host2/.../block/sda` (Hyper-V storvsc).
+const VIRTUAL_BUSES: &[(&str, &str)] = &[
+    ("virtio", "virtio bus"),
+    ("vbd-", "Xen virtual block device"),
+    ("VMBUS:", "Hyper-V VMBus"),
+];
+
+/// Strings in a disk's `device/vendor` or `device/model` that name a
+/// hypervisor's emulated disk or a cloud volume, with what they are.
+const VIRTUAL_IDS: &[(&str, &str)] = &[
+    // virtio's PCI vendor id, which virtio-blk shows as device/vendor.
+    ("0x1af4", "virtio device"),
+    // scsi-hd/ide-hd: vendor "QEMU", or vendor "ATA" model "QEMU HARDDISK".
+    ("QEMU", "QEMU emulated disk"),
+    ("VBOX", "VirtualBox virtual disk"),
+    ("VMware", "VMware virtual disk"),
+    // Hyper-V: vendor "Msft", model "Virtual Disk".
+    ("Msft", "Hyper-V virtual disk"),
+    // GCE: SCSI "Google PersistentDisk", NVMe "nvme_card-pd".
+    ("PersistentDisk", "Google persistent disk"),
+    ("nvme_card-pd", "Google persistent disk"),
+    ("Amazon Elastic Block Store", "AWS EBS volume"),
+];
+
+/// Why the disk at sysfs directory `dir` is virtual, if it is. `sys` is
+/// the sysfs root `dir` lies in (only the part below it is looked at).
+fn virtual_evidence(sys: &Path, dir: &Path) -> Option<String> {
+    let below = std::fs::canonicalize(sys).ok().and_then(|s| dir.strip_prefix(s).ok().map(Path::to_path_buf));
+    let below = below.unwrap_or_else(|| dir.to_path_buf());
+    for component in below.components() {
+        let c = component.as_os_str().to_string_lossy();
+        if let Some((_, what)) = VIRTUAL_BUSES.iter().find(|(prefix, _)| c.starts_with(prefix)) {
+            return Some(format!("{what} ({c})"));
+        }
+    }
+    for file in ["device/vendor", "device/model"] {
+        let Ok(text) = std::fs::read_to_string(dir.join(file)) else { continue };
+        let text = text.trim();
+        if let Some((_, what)) = VIRTUAL_IDS.iter().find(|(id, _)| text.contains(id)) {
+            return Some(format!("{what} ({file} {text})"));
+        }
+    }
+    None
 }
 
 /// Outcome of a `--probe` write test.
@@ -323,10 +388,14 @@ pub fn classify(fs_type: &str, magic: u64, disks: &[Disk]) -> SpeedClass {
     if disks.is_empty() {
         return SpeedClass::Unknown;
     }
-    // A stack is as slow as its slowest disk (md RAID waits for all).
-    if disks.iter().any(|d| d.rotational == Some(true)) {
+    // A virtual disk's rotational flag is the hypervisor's choice, not the
+    // storage's (virtio-blk says 1 on an NVMe-backed host): it counts as
+    // unknown. A stack is as slow as its slowest disk (md RAID waits for
+    // all).
+    let flag = |d: &Disk| if d.is_virtual { None } else { d.rotational };
+    if disks.iter().any(|d| flag(d) == Some(true)) {
         SpeedClass::LocalRotational
-    } else if disks.iter().all(|d| d.rotational == Some(false)) {
+    } else if disks.iter().all(|d| flag(d) == Some(false)) {
         SpeedClass::LocalSsd
     } else {
         SpeedClass::Unknown
@@ -415,13 +484,13 @@ pub fn disks_of(sys: &Path, major: u32, minor: u32) -> Result<Vec<Disk>, HealthE
     let link = sys.join("dev/block").join(format!("{major}:{minor}"));
     let dir = std::fs::canonicalize(&link).map_err(HealthError::io("resolving block device", &link))?;
     let mut out = Vec::new();
-    walk_device(&dir, 0, &mut out);
+    walk_device(sys, &dir, 0, &mut out);
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out.dedup();
     Ok(out)
 }
 
-fn walk_device(dir: &Path, depth: usize, out: &mut Vec<Disk>) {
+fn walk_device(sys: &Path, dir: &Path, depth: usize, out: &mut Vec<Disk>) {
     // Stacks are shallow; the bound only guards against a loop in a broken
     // (or fake) sysfs.
     if depth > 16 {
@@ -432,13 +501,13 @@ fn walk_device(dir: &Path, depth: usize, out: &mut Vec<Disk>) {
         .unwrap_or_default();
     if !slaves.is_empty() {
         for s in slaves {
-            walk_device(&s, depth + 1, out);
+            walk_device(sys, &s, depth + 1, out);
         }
         return;
     }
     if dir.join("partition").exists() {
         if let Some(parent) = dir.parent() {
-            walk_device(parent, depth + 1, out);
+            walk_device(sys, parent, depth + 1, out);
             return;
         }
     }
@@ -449,7 +518,8 @@ fn walk_device(dir: &Path, depth: usize, out: &mut Vec<Disk>) {
             "0" => Some(false),
             _ => None,
         });
-    out.push(Disk { name, rotational });
+    let virtual_evidence = virtual_evidence(sys, dir);
+    out.push(Disk { name, rotational, is_virtual: virtual_evidence.is_some(), virtual_evidence });
 }
 
 /// The nearest existing ancestor of `path` (itself if it exists).
@@ -787,11 +857,36 @@ pub const SPEED: Probe = Probe {
     run: ProbeFn::PerLocation(check_speed),
 };
 
-fn check_speed(loc: &Location, _: &Facts, _: &HealthConfig) -> ProbeResult {
+fn check_speed(loc: &Location, facts: &Facts, _: &HealthConfig) -> ProbeResult {
     if let Some(e) = unassessable(loc) {
         return Err(e);
     }
-    if !loc.in_use() || !loc.class.is_slow() {
+    if !loc.in_use() {
+        return Ok(Ok(()));
+    }
+    let virtual_disks: Vec<String> = loc
+        .disks
+        .iter()
+        .filter(|d| d.is_virtual)
+        .map(|d| format!("{}: {}", d.name, d.virtual_evidence.as_deref().unwrap_or("virtual")))
+        .collect();
+    // A virtual disk's speed cannot be read from sysfs: without --probe say
+    // so (info, not a warning: most cloud VMs would warn forever); with
+    // --probe the write test's numbers decide (location.write-speed).
+    if loc.class == SpeedClass::Unknown && !virtual_disks.is_empty() && !facts.probed {
+        return Ok(Err(Finding {
+            probe: SPEED.name,
+            severity: Severity::Info,
+            subject: loc.path.display().to_string(),
+            message: format!(
+                "speed unknown: {} is on a virtual disk ({}), whose rotational flag says nothing about the storage behind it",
+                role_phrase(loc),
+                virtual_disks.join("; ")
+            ),
+            remedy: "measure it with `guestfs-appliance status --probe` (a bounded write and fsync test)".into(),
+        }));
+    }
+    if !loc.class.is_slow() {
         return Ok(Ok(()));
     }
     let on = match loc.class {
@@ -908,7 +1003,7 @@ pub(crate) mod tests {
 
     #[test]
     fn classes_from_fs_and_disks() {
-        let rot = |r| vec![Disk { name: "sda".into(), rotational: r }];
+        let rot = |r| vec![Disk::physical("sda", r)];
         assert_eq!(classify("tmpfs", 0x0102_1994, &[]), SpeedClass::Memory);
         assert_eq!(classify("overlay", 0x794c_7630, &[]), SpeedClass::Overlay);
         assert_eq!(classify("nfs4", 0x6969, &[]), SpeedClass::Network);
@@ -919,8 +1014,8 @@ pub(crate) mod tests {
         assert_eq!(classify("ext4", 0xEF53, &rot(None)), SpeedClass::Unknown);
         assert_eq!(classify("zfs", 0x2fc1_2fc1, &[]), SpeedClass::Unknown);
         let mixed = vec![
-            Disk { name: "nvme0n1".into(), rotational: Some(false) },
-            Disk { name: "sdb".into(), rotational: Some(true) },
+            Disk::physical("nvme0n1", Some(false)),
+            Disk::physical("sdb", Some(true)),
         ];
         assert_eq!(classify("ext4", 0xEF53, &mixed), SpeedClass::LocalRotational);
     }
@@ -967,6 +1062,65 @@ pub(crate) mod tests {
         // dm-1 (crypt) on md0 -> the md's disks
         assert_eq!(names(253, 1), ["sda=Some(true)", "sdb=Some(true)"]);
         assert!(disks_of(&sys, 1, 99).is_err());
+        // None of these is virtual (dm and md live under devices/virtual,
+        // which is not a hypervisor's bus).
+        for (maj, min) in [(8, 1), (259, 1), (253, 0), (9, 0), (253, 1)] {
+            assert!(disks_of(&sys, maj, min).unwrap().iter().all(|d| !d.is_virtual), "{maj}:{min}");
+        }
+    }
+
+    /// Issue 7: a VM's disks say rotational=1 whatever backs them; their
+    /// speed class is unknown, never local-rotational.
+    #[test]
+    fn virtual_disks_are_found_and_their_flag_ignored() {
+        let sys = fixtures().join("sys");
+        let disk = |maj, min| {
+            let d = disks_of(&sys, maj, min).unwrap();
+            assert_eq!(d.len(), 1, "{d:?}");
+            d.into_iter().next().unwrap()
+        };
+        // virtio-blk (/dev/vda), found by its bus.
+        let vda = disk(254, 0);
+        assert_eq!((vda.name.as_str(), vda.rotational, vda.is_virtual), ("vda", Some(true), true));
+        assert!(vda.virtual_evidence.as_deref().unwrap().contains("virtio bus (virtio1)"), "{vda:?}");
+        // A SATA disk QEMU emulates, found by its model through a partition.
+        let sdd = disk(8, 49);
+        assert_eq!((sdd.name.as_str(), sdd.is_virtual), ("sdd", true));
+        assert!(sdd.virtual_evidence.as_deref().unwrap().contains("QEMU HARDDISK"), "{sdd:?}");
+        // Xen blkfront.
+        assert!(disk(202, 0).is_virtual);
+        for d in [vda, sdd, disk(202, 0)] {
+            assert_eq!(classify("ext4", 0xEF53, std::slice::from_ref(&d)), SpeedClass::Unknown, "{d:?}");
+        }
+        // A real spinning disk beside a virtual one still makes it slow.
+        let mixed = [disk(254, 0), Disk::physical("sda", Some(true))];
+        assert_eq!(classify("ext4", 0xEF53, &mixed), SpeedClass::LocalRotational);
+    }
+
+    #[test]
+    fn virtual_disk_speed_is_info_without_probe_and_measured_with_it() {
+        let sys = fixtures().join("sys");
+        let mut facts = crate::health::tests::healthy_facts();
+        let cfg = HealthConfig::default();
+        let mut loc = location("/var/tmp", SpeedClass::Unknown, 100 << 30);
+        loc.roles = vec![Role::VarTmp];
+        loc.active_cache = true;
+        loc.disks = disks_of(&sys, 254, 0).unwrap();
+        loc.class = classify("ext4", 0xEF53, &loc.disks);
+        let f = check_speed(&loc, &facts, &cfg).unwrap().unwrap_err();
+        assert_eq!(f.severity, Severity::Info, "{f:?}");
+        assert!(f.message.contains("virtual disk (vda: virtio bus") && f.remedy.contains("--probe"), "{f:?}");
+        // With --probe: no class verdict; the write test decides.
+        facts.probed = true;
+        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 20.0, fsync_ms: 1.0 });
+        assert_eq!(check_write_speed(&loc, &facts, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
+        loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 900.0, fsync_ms: 0.5 });
+        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        // A location libguestfs does not use: nothing to say.
+        facts.probed = false;
+        loc.active_cache = false;
+        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
     }
 
     #[test]
@@ -1022,7 +1176,7 @@ pub(crate) mod tests {
         let facts = crate::health::tests::healthy_facts();
         let cfg = HealthConfig::default();
         let mut loc = location("/var/tmp", SpeedClass::LocalRotational, 100 << 30);
-        loc.disks = vec![Disk { name: "sda".into(), rotational: Some(true) }];
+        loc.disks = vec![Disk::physical("sda", Some(true))];
         let f = check_speed(&loc, &facts, &cfg).unwrap().unwrap_err();
         assert!(f.message.contains("rotational disk (sda)"), "{}", f.message);
         loc.class = SpeedClass::LocalSsd;

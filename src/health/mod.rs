@@ -65,10 +65,14 @@ impl HealthError {
     }
 }
 
-/// How bad a finding is. Ordered: `Warning < Critical`.
+/// How bad a finding is. Ordered: `Info < Warning < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Worth knowing, nothing wrong: does not change the overall state or
+    /// the exit code (e.g. a virtual disk's speed cannot be told without
+    /// `--probe`).
+    Info,
     /// libguestfs works, but slower or less reliably than it could.
     Warning,
     /// libguestfs launches will fail or are about to (no space, KVM broken).
@@ -195,7 +199,8 @@ pub struct CheckResult {
     pub probe: &'static str,
     /// What it looked at (a path for location probes, else a short name).
     pub subject: String,
-    /// `pass`, `warning`, `critical`, `error` (could not run), `skipped`.
+    /// `pass`, `info`, `warning`, `critical`, `error` (could not run),
+    /// `skipped`.
     pub result: CheckStatus,
     /// For errors and skips: why.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,6 +213,8 @@ pub struct CheckResult {
 pub enum CheckStatus {
     /// Nothing wrong.
     Pass,
+    /// Nothing wrong, with an info finding.
+    Info,
     /// A warning finding.
     Warning,
     /// A critical finding.
@@ -237,6 +244,8 @@ pub enum Overall {
 pub struct Summary {
     /// Checks that passed.
     pub passed: usize,
+    /// Checks that passed with an info finding.
+    pub info: usize,
     /// Warning findings.
     pub warnings: usize,
     /// Critical findings.
@@ -281,6 +290,7 @@ pub fn run_probes(facts: &Facts, config: &HealthConfig, skip: &[String]) -> (Vec
                 (None, Ok(Ok(()))) => (CheckStatus::Pass, None),
                 (None, Ok(Err(finding))) => {
                     let status = match finding.severity {
+                        Severity::Info => CheckStatus::Info,
                         Severity::Warning => CheckStatus::Warning,
                         Severity::Critical => CheckStatus::Critical,
                     };
@@ -311,6 +321,7 @@ pub fn summarize(checks: &[CheckResult]) -> (Summary, Overall) {
     for c in checks {
         match c.result {
             CheckStatus::Pass => s.passed += 1,
+            CheckStatus::Info => s.info += 1,
             CheckStatus::Warning => s.warnings += 1,
             CheckStatus::Critical => s.critical += 1,
             CheckStatus::Error => s.errors += 1,
@@ -345,7 +356,7 @@ pub struct Report {
     pub status: Overall,
     /// Counts per outcome.
     pub summary: Summary,
-    /// Every problem with its remedy, worst first.
+    /// Every finding with its remedy, worst first (info last).
     pub findings: Vec<Finding>,
     /// Every check that ran or was skipped.
     pub checks: Vec<CheckResult>,

@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 
 use super::location::{Location, Role, WriteTest};
-use super::{Overall, Report, Severity};
+use super::{Finding, Overall, Report, Severity};
 use crate::printer::human_bytes;
 
 /// Nagios plugin exit code for an overall state (0 OK, 1 WARNING,
@@ -87,7 +87,11 @@ pub fn human(r: &Report, paint: Paint) -> String {
             continue;
         }
         let inodes = l.free_inodes.map(|i| format!(", {i} inodes free")).unwrap_or_default();
-        let disks: Vec<&str> = l.disks.iter().map(|d| d.name.as_str()).collect();
+        let disks: Vec<String> = l
+            .disks
+            .iter()
+            .map(|d| if d.is_virtual { format!("{} (virtual)", d.name) } else { d.name.clone() })
+            .collect();
         let disks = if disks.is_empty() { String::new() } else { format!(" on {}", disks.join("+")) };
         let class = if l.class.is_slow() { paint("33", l.class.name()) } else { l.class.name().to_string() };
         let _ = writeln!(
@@ -224,17 +228,26 @@ pub fn human(r: &Report, paint: Paint) -> String {
     }
 
     let _ = writeln!(o);
-    if r.findings.is_empty() {
+    let (problems, notes): (Vec<&Finding>, Vec<&Finding>) =
+        r.findings.iter().partition(|f| f.severity > Severity::Info);
+    if problems.is_empty() {
         let _ = writeln!(o, "{}", paint("32", "No problems found."));
     } else {
         head(&mut o, "Problems");
-        for f in &r.findings {
+        for f in problems {
             let label = match f.severity {
                 Severity::Critical => paint("31", "CRITICAL"),
-                Severity::Warning => paint("33", "WARNING "),
+                _ => paint("33", "WARNING "),
             };
             let _ = writeln!(o, "  {label} {} ({}): {}", f.subject, f.probe, f.message);
             let _ = writeln!(o, "           fix: {}", f.remedy);
+        }
+    }
+    if !notes.is_empty() {
+        head(&mut o, "Notes");
+        for f in notes {
+            let _ = writeln!(o, "  {} {} ({}): {}", paint("36", "INFO    "), f.subject, f.probe, f.message);
+            let _ = writeln!(o, "           {}", f.remedy);
         }
     }
     let errors: Vec<_> = r.checks.iter().filter(|c| c.result == super::CheckStatus::Error).collect();
@@ -254,7 +267,7 @@ pub fn human(r: &Report, paint: Paint) -> String {
         "\n{} critical, {} warnings, {} passed, {} not checked, {} skipped{} ({:.2} s)",
         s.critical,
         s.warnings,
-        s.passed,
+        s.passed + s.info,
         s.errors,
         s.skipped,
         if r.facts.probed { "" } else { " (add --probe to measure)" },
@@ -273,12 +286,13 @@ fn perf_label(s: &str) -> String {
 /// [`nagios_code`] of the report's status.
 pub fn nagios(r: &Report) -> String {
     let s = &r.summary;
-    let text = if r.findings.is_empty() && s.errors == 0 {
-        format!("{} checks passed", s.passed)
+    let problems: Vec<&Finding> = r.findings.iter().filter(|f| f.severity > Severity::Info).collect();
+    let text = if problems.is_empty() && s.errors == 0 {
+        format!("{} checks passed", s.passed + s.info)
     } else {
         let mut first: Vec<String> =
-            r.findings.iter().take(2).map(|f| format!("{}: {}", f.subject, f.message)).collect();
-        if r.findings.is_empty() {
+            problems.iter().take(2).map(|f| format!("{}: {}", f.subject, f.message)).collect();
+        if problems.is_empty() {
             first = r
                 .checks
                 .iter()
@@ -335,6 +349,7 @@ pub fn nagios(r: &Report) -> String {
         let sev = match f.severity {
             Severity::Critical => "CRITICAL",
             Severity::Warning => "WARNING",
+            Severity::Info => "INFO",
         };
         let line = format!("{sev}: {} ({}): {} Fix: {}", f.subject, f.probe, f.message, f.remedy);
         let _ = writeln!(out, "{}", line.replace('|', "/"));
@@ -400,12 +415,14 @@ pub fn prometheus(r: &Report) -> String {
     f.add(vec![], f64::from(nagios_code(r.status)));
     fams.push(f);
     let mut f = Family::new("guestfs_appliance_findings", "Problems found, by severity.");
+    f.add(vec![("severity", "info".into())], r.summary.info as f64);
     f.add(vec![("severity", "warning".into())], r.summary.warnings as f64);
     f.add(vec![("severity", "critical".into())], r.summary.critical as f64);
     fams.push(f);
     let mut f = Family::new("guestfs_appliance_checks", "Checks by result.");
     for (k, v) in [
         ("pass", r.summary.passed),
+        ("info", r.summary.info),
         ("warning", r.summary.warnings),
         ("critical", r.summary.critical),
         ("error", r.summary.errors),
