@@ -25,6 +25,7 @@
 //! schedule.rs                            cron/systemd/apt templates
 //! health/                                status: facts, probe table, report formats
 //!   location.rs appliance.rs virt.rs     one probe group each; report.rs renders
+//!   libguestfs.rs                        what libguestfs uses: LIBGUESTFS_PATH, cache base
 //! printer.rs                             quiet/verbose/progress on stderr
 //! stdout.rs                              the only writer of data to stdout
 //! process.rs                             the only place that runs external tools

@@ -30,7 +30,9 @@ pub fn run(args: &ScheduleArgs, printer: &Printer) -> Result<()> {
             }
         }
         if args.install && kind == Kind::Systemd {
-            printer.info("enable it with: systemctl daemon-reload && systemctl enable --now guestfs-appliance.timer");
+            printer.info(
+                "enable it with: systemctl daemon-reload && systemctl enable --now guestfs-appliance.timer",
+            );
         }
     }
     Ok(())

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::{StatusArgs, StatusFormat};
 use crate::config::Config;
-use crate::health::{self, report, GatherOptions, HostRoots, Report, PROBES};
+use crate::health::{self, libguestfs, report, GatherOptions, HostRoots, LibguestfsEnv, Report, PROBES};
 use crate::printer::Printer;
 
 /// Run `status`; returns the exit code.
@@ -35,12 +35,9 @@ pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<Exit
     }
     let format = if args.json { StatusFormat::Json } else { args.format };
     let started = Instant::now();
-    let dir = args.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
-    printer.stage(format!(
-        "status: appliance directory {} ({})",
-        dir.display(),
-        if args.dir.is_some() { "--dir" } else { "config appliance.dir" }
-    ));
+    let lg = LibguestfsEnv::from_env();
+    let (dir, dir_source) = libguestfs::examined_dir(args.dir.as_deref(), &lg, config);
+    printer.stage(format!("status: appliance directory {} ({})", dir.display(), dir_source.phrase()));
     if args.probe {
         printer.info(format!(
             "probing: writing up to {} MiB per file system and test-booting the appliance (up to {} s)...",
@@ -48,8 +45,14 @@ pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<Exit
             config.health.probe_kvm_timeout_s + config.health.probe_boot_timeout_s
         ));
     }
-    let opts =
-        GatherOptions { appliance_dir: dir, probe: args.probe, freshness: true, roots: HostRoots::default() };
+    let opts = GatherOptions {
+        appliance_dir: dir,
+        dir_source,
+        libguestfs: lg,
+        probe: args.probe,
+        freshness: true,
+        roots: HostRoots::default(),
+    };
     let facts = health::gather(&opts, config);
     for l in &facts.locations {
         let disks: Vec<String> =

@@ -5,8 +5,8 @@
 //! class; with `--probe`, a bounded write + fsync test.
 //!
 //! The locations are the fixed appliance directory and every place
-//! libguestfs may cache its appliance: `$LIBGUESTFS_CACHEDIR`, else
-//! `$TMPDIR`, else `/var/tmp` (the first that is set is the one in use), plus
+//! libguestfs may cache its appliance: `$LIBGUESTFS_CACHEDIR`, `$TMPDIR`,
+//! `/var/tmp` (the one in use is the base `libguestfs.rs` works out), plus
 //! `/dev/shm` as the usual fast alternative. /proc and /sys are taken from
 //! [`HostRoots`] so tests can pass fake trees. Probes about the appliance's
 //! content and about virtualization live in `appliance.rs` and `virt.rs`.
@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::libguestfs::LibguestfsEnv;
 use super::{Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
 use crate::config::HealthConfig;
 use crate::printer::human_bytes;
@@ -113,42 +114,42 @@ pub const ESTIMATED_APPLIANCE_BYTES: u64 = 1 << 30;
 /// A write probe never leaves less than this free on the file system.
 const PROBE_RESERVE: u64 = 64 << 20;
 
+/// Bytes libguestfs keeps in its cache when it boots a fixed appliance in
+/// place: only the qemu probe files (`qemu-*.{stat,help,devices,
+/// qmp-schema,query-kvm}`, a few hundred KiB; reference §8.2).
+pub const QEMU_PROBE_CACHE_BYTES: u64 = 4 << 20;
+
 /// What to assess: the paths and what an appliance needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocationSpec {
-    /// Paths with their roles; the first role-holder of libguestfs's cache
-    /// search order is the active cache.
+    /// Paths with their roles.
     pub paths: Vec<(PathBuf, Role)>,
+    /// The cache base libguestfs uses (the active cache).
+    pub active_cache: PathBuf,
     /// Bytes one copy of the appliance takes.
     pub need_bytes: u64,
+    /// Bytes the active cache needs: a copy of the appliance when supermin
+    /// builds one there, [`QEMU_PROBE_CACHE_BYTES`] when libguestfs boots a
+    /// fixed appliance in place.
+    pub cache_need_bytes: u64,
 }
 
 impl LocationSpec {
-    /// The appliance directory, `$LIBGUESTFS_CACHEDIR`, `$TMPDIR`,
-    /// `/var/tmp` and `/dev/shm` (empty variables count as unset, as in
-    /// libguestfs).
-    pub fn from_env(appliance_dir: &Path, need_bytes: u64) -> Self {
-        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-        Self::new(appliance_dir, var("LIBGUESTFS_CACHEDIR"), var("TMPDIR"), need_bytes)
-    }
-
-    /// As [`LocationSpec::from_env`] with the variables given.
-    pub fn new(
-        appliance_dir: &Path,
-        cachedir: Option<PathBuf>,
-        tmpdir: Option<PathBuf>,
-        need_bytes: u64,
-    ) -> Self {
+    /// The appliance directory, `$LIBGUESTFS_CACHEDIR` and `$TMPDIR` (when
+    /// set), `/var/tmp` and `/dev/shm`; the active cache is the base
+    /// libguestfs takes in `lg`.
+    pub fn new(appliance_dir: &Path, lg: &LibguestfsEnv, need_bytes: u64) -> Self {
         let mut paths = vec![(appliance_dir.to_path_buf(), Role::Appliance)];
-        if let Some(c) = cachedir {
-            paths.push((c, Role::Cachedir));
+        if let Some(c) = &lg.cachedir_var {
+            paths.push((c.clone(), Role::Cachedir));
         }
-        if let Some(t) = tmpdir {
-            paths.push((t, Role::Tmpdir));
+        if let Some(t) = &lg.tmpdir_var {
+            paths.push((t.clone(), Role::Tmpdir));
         }
         paths.push((PathBuf::from("/var/tmp"), Role::VarTmp));
         paths.push((PathBuf::from("/dev/shm"), Role::Shm));
-        LocationSpec { paths, need_bytes }
+        let cache_need_bytes = if lg.uses_fixed_appliance() { QEMU_PROBE_CACHE_BYTES } else { need_bytes };
+        LocationSpec { paths, active_cache: lg.cachedir.clone(), need_bytes, cache_need_bytes }
     }
 }
 
@@ -246,11 +247,8 @@ impl Disk {
 /// bus: `.../virtio1/block/vda`, `.../virtio2/host0/.../block/sda`
 /// (virtio-scsi), `/sys/devices/vbd-51712/block/xvda` (Xen blkfront),
 /// `.../VMBUS:00/<guid>/host2/.../block/sda` (Hyper-V storvsc).
-const VIRTUAL_BUSES: &[(&str, &str)] = &[
-    ("virtio", "virtio bus"),
-    ("vbd-", "Xen virtual block device"),
-    ("VMBUS:", "Hyper-V VMBus"),
-];
+const VIRTUAL_BUSES: &[(&str, &str)] =
+    &[("virtio", "virtio bus"), ("vbd-", "Xen virtual block device"), ("VMBUS:", "Hyper-V VMBus")];
 
 /// Strings in a disk's `device/vendor` or `device/model` that name a
 /// hypervisor's emulated disk or a cloud volume, with what they are.
@@ -541,11 +539,6 @@ fn existing_ancestor(path: &Path) -> PathBuf {
 pub fn assess(spec: &LocationSpec, roots: &HostRoots) -> Vec<Location> {
     let mountinfo_path = roots.proc.join("self/mountinfo");
     let mounts = std::fs::read_to_string(&mountinfo_path).map(|t| parse_mountinfo(&t)).unwrap_or_default();
-    // libguestfs's order: LIBGUESTFS_CACHEDIR, TMPDIR, /var/tmp.
-    let active = [Role::Cachedir, Role::Tmpdir, Role::VarTmp]
-        .iter()
-        .find_map(|r| spec.paths.iter().find(|(_, role)| role == r))
-        .map(|(p, _)| p.clone());
     let mut by_path: BTreeMap<PathBuf, Vec<Role>> = BTreeMap::new();
     let mut order = Vec::new();
     for (p, role) in &spec.paths {
@@ -558,8 +551,13 @@ pub fn assess(spec: &LocationSpec, roots: &HostRoots) -> Vec<Location> {
         .into_iter()
         .map(|path| {
             let roles = by_path.remove(&path).unwrap_or_default();
-            let active_cache = active.as_ref() == Some(&path);
-            assess_one(&path, roles, active_cache, spec.need_bytes, &mounts, roots)
+            let active_cache = path == spec.active_cache;
+            let need = if active_cache && !roles.contains(&Role::Appliance) {
+                spec.cache_need_bytes
+            } else {
+                spec.need_bytes
+            };
+            assess_one(&path, roles, active_cache, need, &mounts, roots)
         })
         .collect()
 }
@@ -778,6 +776,39 @@ fn unassessable(loc: &Location) -> Option<HealthError> {
     loc.error.as_ref().map(|e| HealthError::Unavailable(e.clone()))
 }
 
+/// Whether `loc` is only libguestfs's cache while a fixed appliance is
+/// booted in place: it then holds qemu probe files, and its speed does not
+/// matter.
+fn cache_only_for_probes(loc: &Location, facts: &Facts) -> bool {
+    !loc.roles.contains(&Role::Appliance) && facts.environment.libguestfs.uses_fixed_appliance()
+}
+
+/// `location.cachedir`: libguestfs accepts `LIBGUESTFS_CACHEDIR`/`TMPDIR`.
+pub const CACHEDIR: Probe = Probe {
+    name: "location.cachedir",
+    severity: Severity::Warning,
+    summary: "LIBGUESTFS_CACHEDIR and TMPDIR, when set, are existing directories (else libguestfs complains and uses /var/tmp)",
+    needs_measurement: false,
+    run: ProbeFn::Global(check_cachedir),
+};
+
+fn check_cachedir(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+    let lg = &facts.environment.libguestfs;
+    let Some(first) = lg.cachedir_errors.first() else {
+        return Ok(Ok(()));
+    };
+    let var = first.split('=').next().unwrap_or("LIBGUESTFS_CACHEDIR");
+    Ok(Err(Finding {
+        probe: CACHEDIR.name,
+        severity: Severity::Warning,
+        subject: var.to_string(),
+        message: lg.cachedir_errors.join("; "),
+        remedy: format!(
+            "create that directory, or unset {var} (`guestfs-appliance env` prints the settings to use)"
+        ),
+    }))
+}
+
 /// `location.space`: room for one more appliance copy, with the margin.
 pub const SPACE: Probe = Probe {
     name: "location.space",
@@ -861,7 +892,7 @@ fn check_speed(loc: &Location, facts: &Facts, _: &HealthConfig) -> ProbeResult {
     if let Some(e) = unassessable(loc) {
         return Err(e);
     }
-    if !loc.in_use() {
+    if !loc.in_use() || cache_only_for_probes(loc, facts) {
         return Ok(Ok(()));
     }
     let virtual_disks: Vec<String> = loc
@@ -917,7 +948,7 @@ pub const WRITE_SPEED: Probe = Probe {
     run: ProbeFn::PerLocation(check_write_speed),
 };
 
-fn check_write_speed(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
+fn check_write_speed(loc: &Location, facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
     match &loc.write_test {
         None => Err(HealthError::Unavailable("no write test was run".into())),
         Some(WriteTest::Skipped { reason }) => {
@@ -927,7 +958,8 @@ fn check_write_speed(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResu
             Err(HealthError::Unavailable(format!("write test failed: {error}")))
         }
         Some(WriteTest::Measured { mb_per_s, fsync_ms, .. }) => {
-            if !loc.in_use() || (*mb_per_s >= cfg.min_write_mb_per_s && *fsync_ms <= cfg.max_fsync_ms) {
+            let fast = *mb_per_s >= cfg.min_write_mb_per_s && *fsync_ms <= cfg.max_fsync_ms;
+            if !loc.in_use() || cache_only_for_probes(loc, facts) || fast {
                 return Ok(Ok(()));
             }
             Ok(Err(Finding {
@@ -1013,10 +1045,7 @@ pub(crate) mod tests {
         assert_eq!(classify("ext4", 0xEF53, &rot(Some(false))), SpeedClass::LocalSsd);
         assert_eq!(classify("ext4", 0xEF53, &rot(None)), SpeedClass::Unknown);
         assert_eq!(classify("zfs", 0x2fc1_2fc1, &[]), SpeedClass::Unknown);
-        let mixed = vec![
-            Disk::physical("nvme0n1", Some(false)),
-            Disk::physical("sdb", Some(true)),
-        ];
+        let mixed = vec![Disk::physical("nvme0n1", Some(false)), Disk::physical("sdb", Some(true))];
         assert_eq!(classify("ext4", 0xEF53, &mixed), SpeedClass::LocalRotational);
     }
 
@@ -1101,6 +1130,9 @@ pub(crate) mod tests {
     fn virtual_disk_speed_is_info_without_probe_and_measured_with_it() {
         let sys = fixtures().join("sys");
         let mut facts = crate::health::tests::healthy_facts();
+        // No fixed appliance in use: libguestfs builds one in this cache.
+        let fixed_in_use =
+            std::mem::replace(&mut facts.environment.libguestfs, LibguestfsEnv::new(None, None, None, None));
         let cfg = HealthConfig::default();
         let mut loc = location("/var/tmp", SpeedClass::Unknown, 100 << 30);
         loc.roles = vec![Role::VarTmp];
@@ -1117,15 +1149,23 @@ pub(crate) mod tests {
         assert_eq!(check_write_speed(&loc, &facts, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 900.0, fsync_ms: 0.5 });
         assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_ok());
-        // A location libguestfs does not use: nothing to say.
+        // A cache that holds only qemu probe files (a fixed appliance is
+        // booted in place): its speed does not matter.
         facts.probed = false;
+        facts.environment.libguestfs = fixed_in_use;
+        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 20.0, fsync_ms: 1.0 });
+        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        // A location libguestfs does not use: nothing to say.
+        facts.environment.libguestfs = LibguestfsEnv::new(None, None, None, None);
         loc.active_cache = false;
         assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
     }
 
     #[test]
     fn real_root_is_assessed() {
-        let spec = LocationSpec::new(Path::new("/nonexistent/appliance"), None, None, 1 << 20);
+        let lg = LibguestfsEnv::new(None, None, None, None);
+        let spec = LocationSpec::new(Path::new("/nonexistent/appliance"), &lg, 1 << 20);
         let locs = assess(&spec, &HostRoots::default());
         assert_eq!(locs.len(), 3);
         let app = &locs[0];
@@ -1138,7 +1178,8 @@ pub(crate) mod tests {
 
     #[test]
     fn cache_search_order_and_dedup() {
-        let spec = LocationSpec::new(Path::new("/dev/shm"), Some("/var/tmp".into()), Some("/tmp".into()), 1);
+        let lg = LibguestfsEnv::new(None, Some("/var/tmp".into()), Some("/tmp".into()), None);
+        let spec = LocationSpec::new(Path::new("/dev/shm"), &lg, 1);
         let locs = assess(&spec, &HostRoots::default());
         let paths: Vec<_> = locs.iter().map(|l| l.path.display().to_string()).collect();
         assert_eq!(paths, ["/dev/shm", "/var/tmp", "/tmp"]);

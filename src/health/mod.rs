@@ -14,11 +14,13 @@
 //! This module owns the probe types, the table, the runner and the
 //! [`Report`] (whose JSON form is documented in docs/status-schema.json);
 //! `location.rs`, `appliance.rs` and `virt.rs` own one group of facts and
-//! probes each, `report.rs` the output formats. Thresholds come from
+//! probes each, `libguestfs.rs` what libguestfs uses in this environment
+//! (and so which appliance is examined), `report.rs` the output formats. Thresholds come from
 //! [`HealthConfig`]; the command glue (arguments, exit codes) is
 //! `commands/status.rs`.
 
 pub mod appliance;
+pub mod libguestfs;
 pub mod location;
 pub mod report;
 pub mod virt;
@@ -30,6 +32,7 @@ use serde::Serialize;
 use crate::config::{Config, HealthConfig};
 
 pub use appliance::ApplianceFacts;
+pub use libguestfs::LibguestfsEnv;
 pub use location::{HostRoots, Location, SpeedClass};
 pub use virt::VirtFacts;
 
@@ -132,10 +135,12 @@ pub struct Probe {
 
 /// Every probe, in report order.
 pub const PROBES: &[Probe] = &[
+    location::CACHEDIR,
     location::SPACE,
     location::INODES,
     location::SPEED,
     location::WRITE_SPEED,
+    appliance::SEARCH_PATH,
     appliance::PRESENT,
     appliance::ROOT,
     appliance::KERNEL,
@@ -148,9 +153,38 @@ pub const PROBES: &[Probe] = &[
     virt::BOOT,
 ];
 
+/// The environment libguestfs runs with here, and the appliance directory
+/// examined because of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvironmentFacts {
+    /// What libguestfs uses: search path, appliance found, cache base.
+    #[serde(flatten)]
+    pub libguestfs: LibguestfsEnv,
+    /// The appliance directory examined (`appliance.dir` of the report).
+    pub examined_dir: PathBuf,
+    /// Why that one: `--dir`, `LIBGUESTFS_PATH`, `config` or `default`.
+    pub examined_dir_source: libguestfs::Source,
+}
+
+impl EnvironmentFacts {
+    /// Whether the examined directory is the appliance libguestfs boots.
+    pub fn examined_is_in_use(&self) -> bool {
+        self.libguestfs.appliance.as_ref().is_some_and(|a| {
+            a.kind == libguestfs::ApplianceKind::Fixed && same_dir(&a.dir, &self.examined_dir)
+        })
+    }
+}
+
+/// Two spellings of one directory (`./a` and `/cwd/a`, symlinks).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+}
+
 /// Everything gathered about the machine, input of the probes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Facts {
+    /// What libguestfs uses here and why this appliance is examined.
+    pub environment: EnvironmentFacts,
     /// Appliance and cache locations, deduplicated by path.
     pub locations: Vec<Location>,
     /// The fixed appliance.
@@ -166,6 +200,10 @@ pub struct Facts {
 pub struct GatherOptions {
     /// The fixed appliance directory.
     pub appliance_dir: PathBuf,
+    /// Where it came from (see [`libguestfs::examined_dir`]).
+    pub dir_source: libguestfs::Source,
+    /// The environment libguestfs runs with.
+    pub libguestfs: LibguestfsEnv,
     /// Take measurements (write test, test boots).
     pub probe: bool,
     /// Compare the appliance with the host (costs a package resolution).
@@ -180,7 +218,7 @@ pub struct GatherOptions {
 /// error and the probes that need it report that they could not run.
 pub fn gather(opts: &GatherOptions, config: &Config) -> Facts {
     let appliance = appliance::gather(&opts.appliance_dir, config, opts.freshness);
-    let spec = location::LocationSpec::from_env(&opts.appliance_dir, appliance.need_bytes);
+    let spec = location::LocationSpec::new(&opts.appliance_dir, &opts.libguestfs, appliance.need_bytes);
     let mut locations = location::assess(&spec, &opts.roots);
     if opts.probe {
         location::measure(&mut locations, config.health.probe_bytes);
@@ -189,7 +227,12 @@ pub fn gather(opts: &GatherOptions, config: &Config) -> Facts {
     if opts.probe {
         virt::probe_boots(&mut virtualization, &appliance, &config.health);
     }
-    Facts { locations, appliance, virtualization, probed: opts.probe }
+    let environment = EnvironmentFacts {
+        libguestfs: opts.libguestfs.clone(),
+        examined_dir: opts.appliance_dir.clone(),
+        examined_dir_source: opts.dir_source,
+    };
+    Facts { environment, locations, appliance, virtualization, probed: opts.probe }
 }
 
 /// The result of one probe on one subject.
@@ -403,7 +446,19 @@ pub(crate) mod tests {
 
     /// Facts for a healthy-looking machine, for probe tests to modify.
     pub(crate) fn healthy_facts() -> Facts {
+        let dir = PathBuf::from("/dev/shm/appliance");
+        let mut lg = LibguestfsEnv::new(None, None, None, None);
+        lg.path_var = Some(dir.display().to_string());
+        lg.search_path = vec![dir.clone()];
+        lg.search_path_source = libguestfs::Source::LibguestfsPath;
+        lg.appliance =
+            Some(libguestfs::FoundAppliance { kind: libguestfs::ApplianceKind::Fixed, dir: dir.clone() });
         Facts {
+            environment: EnvironmentFacts {
+                libguestfs: lg,
+                examined_dir: dir,
+                examined_dir_source: libguestfs::Source::LibguestfsPath,
+            },
             locations: vec![location::tests::location("/dev/shm/appliance", SpeedClass::Memory, 10 << 30)],
             appliance: appliance::tests::healthy(),
             virtualization: virt::tests::healthy(),

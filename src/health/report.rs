@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 
+use super::libguestfs::ApplianceKind;
 use super::location::{Location, Role, WriteTest};
 use super::{Finding, Overall, Report, Severity};
 use crate::printer::human_bytes;
@@ -43,7 +44,7 @@ pub fn json(r: &Report) -> Result<String, serde_json::Error> {
 /// Colours for the text report: `paint(code, text)`.
 pub type Paint<'a> = &'a dyn Fn(&str, &str) -> String;
 
-fn roles_text(l: &Location) -> String {
+fn roles_text(l: &Location, fixed_in_use: bool) -> String {
     let mut parts: Vec<&str> = l
         .roles
         .iter()
@@ -55,7 +56,9 @@ fn roles_text(l: &Location) -> String {
             Role::Shm => "/dev/shm",
         })
         .collect();
-    if l.active_cache {
+    if l.active_cache && fixed_in_use {
+        parts.push("cache in use, qemu probe files only");
+    } else if l.active_cache {
         parts.push("cache in use");
     }
     parts.join(", ")
@@ -67,6 +70,32 @@ fn age_text(secs: u64) -> String {
         s if s < 2 * 86_400 => format!("{} h", s / 3600),
         s => format!("{} days", s / 86_400),
     }
+}
+
+/// What libguestfs does here, for the human report's `libguestfs` row.
+fn libguestfs_text(env: &super::EnvironmentFacts, paint: Paint) -> String {
+    let lg = &env.libguestfs;
+    let origin = match &lg.path_var {
+        Some(v) => format!("LIBGUESTFS_PATH={v}"),
+        None => "LIBGUESTFS_PATH unset: its default path".into(),
+    };
+    let Some(found) = &lg.appliance else {
+        return paint("31", &format!("finds no appliance ({origin}): launches fail"));
+    };
+    let this = env.examined_is_in_use();
+    let what = match (found.kind, this) {
+        (ApplianceKind::Fixed, true) => "boots this fixed appliance".to_string(),
+        (kind, _) => format!("uses {} in {}", kind.describe(), found.dir.display()),
+    };
+    let hint = if this {
+        String::new()
+    } else {
+        format!(
+            "; this one is used only with LIBGUESTFS_PATH={} (`guestfs-appliance env`)",
+            env.examined_dir.display()
+        )
+    };
+    format!("{what} ({origin}){hint}")
 }
 
 /// The report for people.
@@ -100,7 +129,7 @@ pub fn human(r: &Report, paint: Paint) -> String {
             l.fs_type,
             human_bytes(l.free_bytes),
             human_bytes(l.total_bytes),
-            roles_text(l)
+            roles_text(l, r.facts.environment.libguestfs.uses_fixed_appliance())
         );
         match &l.write_test {
             Some(WriteTest::Measured { mb_per_s, fsync_ms, bytes }) => {
@@ -121,8 +150,26 @@ pub fn human(r: &Report, paint: Paint) -> String {
         }
     }
     let a = &r.facts.appliance;
+    let env = &r.facts.environment;
     let _ = writeln!(o);
-    head(&mut o, &format!("Appliance {}", a.dir.display()));
+    head(&mut o, &format!("Appliance {} ({})", a.dir.display(), env.examined_dir_source.phrase()));
+    row(&mut o, "libguestfs", libguestfs_text(env, paint));
+    let lg = &env.libguestfs;
+    let mut cache = format!(
+        "{}/.guestfs-{} ({})",
+        lg.cachedir.display(),
+        nix::unistd::geteuid(),
+        lg.cachedir_source.phrase()
+    );
+    cache.push_str(if lg.uses_fixed_appliance() {
+        ", qemu probe files only"
+    } else {
+        ", where supermin builds the appliance"
+    });
+    for e in &lg.cachedir_errors {
+        cache.push_str(&format!("; {}", paint("33", e)));
+    }
+    row(&mut o, "cache", cache);
     if !a.exists {
         row(&mut o, "files", "none (not built)".into());
     } else {
@@ -487,6 +534,35 @@ pub fn prometheus(r: &Report) -> String {
         }
     }
     fams.extend([info, free, size, inodes, room, write, fsync]);
+
+    let env = &r.facts.environment;
+    let mut f = Family::new(
+        "guestfs_appliance_environment_info",
+        "What libguestfs uses here (value 1): the appliance its search path leads to (kind none = launches \
+         fail), its cache base, and the appliance directory examined, each with where it came from.",
+    );
+    let kind = env.libguestfs.appliance.as_ref().map_or("none".to_string(), |a| {
+        serde_json::to_value(a.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    });
+    let source = |s: super::libguestfs::Source| {
+        serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    };
+    f.add(
+        vec![
+            ("appliance_kind", kind),
+            (
+                "appliance",
+                env.libguestfs.appliance.as_ref().map(|a| a.dir.display().to_string()).unwrap_or_default(),
+            ),
+            ("search_path_source", source(env.libguestfs.search_path_source)),
+            ("cachedir", env.libguestfs.cachedir.display().to_string()),
+            ("cachedir_source", source(env.libguestfs.cachedir_source)),
+            ("examined_dir", env.examined_dir.display().to_string()),
+            ("examined_dir_source", source(env.examined_dir_source)),
+        ],
+        1.0,
+    );
+    fams.push(f);
 
     let a = &r.facts.appliance;
     let dir = a.dir.display().to_string();

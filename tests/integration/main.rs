@@ -8,6 +8,7 @@ mod cache;
 mod check;
 mod cli;
 mod env;
+mod environment;
 mod initrd;
 mod pipe;
 mod qemu;

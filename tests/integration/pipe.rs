@@ -91,7 +91,11 @@ fn every_command_exits_quietly_into_a_closed_pipe() {
         let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
         let program = bin(c.program);
         let open = run_in(tmp.path(), &program, &args, &[] as &[(&str, &OsStr)]);
-        assert!(!open.stdout().is_empty(), "writes nothing to stdout, so this case tests nothing\n{}", open.shown_all());
+        assert!(
+            !open.stdout().is_empty(),
+            "writes nothing to stdout, so this case tests nothing\n{}",
+            open.shown_all()
+        );
         let closed = run_into_closed_pipe(tmp.path(), &program, &args);
         let stderr = closed.stderr();
         assert!(
@@ -107,7 +111,13 @@ fn every_command_exits_quietly_into_a_closed_pipe() {
             assert!(stderr.is_empty(), "{}", closed.shown_all());
         }
         let want = c.expect.or(open.code());
-        assert_eq!(closed.code(), want, "exit code\n{}\n--- open run ---\n{}", closed.shown_all(), open.shown_all());
+        assert_eq!(
+            closed.code(),
+            want,
+            "exit code\n{}\n--- open run ---\n{}",
+            closed.shown_all(),
+            open.shown_all()
+        );
         assert_eq!(open.code(), want, "{}", open.shown_all());
     }
 }

@@ -68,9 +68,11 @@ fn timer_catches_up_missed_runs() {
     let timer = std::fs::read_to_string(dest.join("etc/systemd/system/guestfs-appliance.timer")).unwrap();
     let value = |key: &str| timer.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).map(str::trim);
     assert_eq!(value("Persistent"), Some("true"), "{timer}");
-    let calendar = value("OnCalendar").unwrap_or_else(|| panic!("Persistent=true without OnCalendar=:\n{timer}"));
+    let calendar =
+        value("OnCalendar").unwrap_or_else(|| panic!("Persistent=true without OnCalendar=:\n{timer}"));
     assert!(value("RandomizedDelaySec").is_some(), "{timer}");
-    let out = Command::new("systemd-analyze").args(["calendar", "--iterations=2", calendar]).output().unwrap();
+    let out =
+        Command::new("systemd-analyze").args(["calendar", "--iterations=2", calendar]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{calendar}: {}", String::from_utf8_lossy(&out.stderr));
     // Hourly: the next two elapses are one hour apart.
@@ -151,7 +153,11 @@ fn apt_hook_starts_the_service_without_blocking_under_systemd() {
     // systemctl refuses (service not installed): build here instead, and
     // still never fail the transaction.
     std::fs::remove_file(&log).unwrap();
-    fake_tool(&fake_dir.join("systemctl"), &log, "echo 'Unit guestfs-appliance.service not found.' >&2; exit 5");
+    fake_tool(
+        &fake_dir.join("systemctl"),
+        &log,
+        "echo 'Unit guestfs-appliance.service not found.' >&2; exit 5",
+    );
     let out = run_hook(&command, &fake_bin, &systemd, 900, &fake_dir);
     assert!(out.status.success());
     let calls = std::fs::read_to_string(&log).unwrap();
@@ -181,7 +187,10 @@ fn apt_hook_builds_inline_with_a_bound_without_systemd_and_never_fails() {
     let out = run_hook(&command, &fake_bin, &no_systemd, 900, &fake_dir);
     assert!(out.status.success());
     let calls = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(calls.lines().collect::<Vec<_>>(), [format!("{} build --if-needed --quiet", fake_bin.display())]);
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [format!("{} build --if-needed --quiet", fake_bin.display())]
+    );
 
     // A failing build: reported, the transaction goes on.
     fake_tool(&fake_bin, &log, "echo simulated failure >&2; exit 2");
@@ -196,7 +205,10 @@ fn apt_hook_builds_inline_with_a_bound_without_systemd_and_never_fails() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"), "{command}");
     eprintln!("hung build ended after {:.1} s", started.elapsed().as_secs_f64());
-    assert!(!std::fs::read_to_string(&log).unwrap().contains("systemctl"), "systemctl called without systemd");
+    assert!(
+        !std::fs::read_to_string(&log).unwrap().contains("systemctl"),
+        "systemctl called without systemd"
+    );
 
     // Not installed (binary gone): nothing runs, success.
     let out = run_hook(&command, &tmp.path().join("gone"), &no_systemd, 900, &fake_dir);
@@ -233,7 +245,10 @@ fn cron_entry_prints_only_when_it_rebuilt() {
     let comment: Vec<&str> = cron.lines().filter_map(|l| l.strip_prefix("# ")).collect();
     assert!(comment.join(" ").contains("mails only when something was rebuilt or failed"), "{cron}");
     let command = cron_command(&cron);
-    assert!(command.contains(&format!("{} build --if-needed", bin("guestfs-appliance").display())), "{command}");
+    assert!(
+        command.contains(&format!("{} build --if-needed", bin("guestfs-appliance").display())),
+        "{command}"
+    );
     let syntax = Command::new("sh").arg("-n").arg("-c").arg(&command).status().unwrap();
     assert!(syntax.success(), "{command}");
     let dir = tmp.path().join("appliance");
@@ -255,7 +270,8 @@ fn cron_entry_prints_only_when_it_rebuilt() {
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         (out.status.success(), text)
     };
     // Nothing built yet: it builds and says so (cron mails that line).
