@@ -130,7 +130,11 @@ pub fn decide(
     if !slow && !small {
         plan.notes.push(format!(
             "LIBGUESTFS_CACHEDIR not changed: the cache in use {cache} is {} with {} free",
-            active.class.name(),
+            if active.class == location::SpeedClass::Unknown {
+                "of unknown speed (not known to be slow)"
+            } else {
+                active.class.name()
+            },
             human_bytes(active.free_bytes)
         ));
         return plan;

@@ -646,8 +646,9 @@ fn assess_one(
 }
 
 /// Run the `--probe` write test in every location (once per file system:
-/// locations on the same device share the result).
-pub fn measure(locations: &mut [Location], probe_bytes: u64) {
+/// locations on the same device share the result). Tests not started by
+/// `deadline` (`--timeout`) are skipped.
+pub fn measure(locations: &mut [Location], probe_bytes: u64, deadline: Option<Instant>) {
     let mut done: BTreeMap<String, WriteTest> = BTreeMap::new();
     for loc in locations.iter_mut() {
         let key = loc.device.clone().unwrap_or_else(|| loc.measured_path.display().to_string());
@@ -657,6 +658,8 @@ pub fn measure(locations: &mut [Location], probe_bytes: u64) {
         }
         let test = if loc.error.is_some() {
             WriteTest::Skipped { reason: "location could not be assessed".into() }
+        } else if deadline.is_some_and(|d| Instant::now() >= d) {
+            WriteTest::Skipped { reason: "no time left within --timeout".into() }
         } else if loc.free_bytes < probe_bytes.saturating_mul(2) + PROBE_RESERVE {
             WriteTest::Skipped {
                 reason: format!(
@@ -1263,7 +1266,7 @@ pub(crate) mod tests {
         let mut loc = location("/dev/shm/x", SpeedClass::Memory, 10 << 20);
         loc.roles = vec![Role::Shm];
         let mut locs = vec![loc];
-        measure(&mut locs, 32 << 20);
+        measure(&mut locs, 32 << 20, None);
         assert!(matches!(locs[0].write_test, Some(WriteTest::Skipped { .. })), "{:?}", locs[0].write_test);
     }
 }

@@ -204,8 +204,14 @@ pub struct GatherOptions {
     pub dir_source: libguestfs::Source,
     /// The environment libguestfs runs with.
     pub libguestfs: LibguestfsEnv,
-    /// Take measurements (write test, test boots).
+    /// Take measurements (write test; test boots when `boots` is given).
     pub probe: bool,
+    /// With `probe`: how to test-boot (`None`: no test boots, e.g.
+    /// `--skip virt.boot`).
+    pub boots: Option<virt::BootOptions>,
+    /// The whole run's deadline (`--timeout`): measurements not started by
+    /// then are skipped, boots are cut short at it.
+    pub deadline: Option<std::time::Instant>,
     /// Compare the appliance with the host (costs a package resolution).
     pub freshness: bool,
     /// Where /proc and /sys are (tests pass fixtures).
@@ -221,11 +227,13 @@ pub fn gather(opts: &GatherOptions, config: &Config) -> Facts {
     let spec = location::LocationSpec::new(&opts.appliance_dir, &opts.libguestfs, appliance.need_bytes);
     let mut locations = location::assess(&spec, &opts.roots);
     if opts.probe {
-        location::measure(&mut locations, config.health.probe_bytes);
+        location::measure(&mut locations, config.health.probe_bytes, opts.deadline);
     }
     let mut virtualization = virt::gather(&opts.roots);
-    if opts.probe {
-        virt::probe_boots(&mut virtualization, &appliance, &config.health);
+    match (&opts.boots, opts.probe) {
+        (Some(boot), true) => virt::probe_boots(&mut virtualization, &appliance, &config.health, boot),
+        (None, true) => virtualization.boot_skipped = Some("skipped by --skip".into()),
+        _ => {}
     }
     let environment = EnvironmentFacts {
         libguestfs: opts.libguestfs.clone(),
@@ -299,6 +307,33 @@ pub struct Summary {
     pub skipped: usize,
 }
 
+/// The probe groups, which `--skip` also takes.
+pub const GROUPS: [&str; 3] = ["location", "appliance", "virt"];
+
+/// Whether `--skip` values `skip` leave out probe `name` (named, or its
+/// group).
+pub fn is_skipped(name: &str, skip: &[String]) -> bool {
+    skip.iter().any(|s| name == s || name.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with('.')))
+}
+
+/// Check `--skip` values: each must name a probe or a group.
+///
+/// Errors: [`HealthError::Unavailable`] naming the unknown value and
+/// listing the valid names.
+pub fn validate_skip(skip: &[String]) -> Result<(), HealthError> {
+    let known = |s: &str| GROUPS.contains(&s) || PROBES.iter().any(|p| p.name == s);
+    match skip.iter().find(|s| !known(s)) {
+        None => Ok(()),
+        Some(bad) => {
+            let names: Vec<&str> = GROUPS.iter().copied().chain(PROBES.iter().map(|p| p.name)).collect();
+            Err(HealthError::Unavailable(format!(
+                "--skip {bad}: no probe or group of that name; valid names: {}",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
 /// Run every probe of [`PROBES`] not named in `skip` (a name, or a group
 /// prefix such as `virt`) over `facts`.
 ///
@@ -307,9 +342,7 @@ pub fn run_probes(facts: &Facts, config: &HealthConfig, skip: &[String]) -> (Vec
     let mut checks = Vec::new();
     let mut findings = Vec::new();
     for probe in PROBES {
-        let skipped_by_name = skip.iter().any(|s| {
-            probe.name == s || probe.name.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with('.'))
-        });
+        let skipped_by_name = is_skipped(probe.name, skip);
         let skip_reason = if skipped_by_name {
             Some("skipped by --skip".to_string())
         } else if probe.needs_measurement && !facts.probed {
@@ -474,7 +507,7 @@ pub(crate) mod tests {
         assert_eq!(names.len(), PROBES.len());
         for p in PROBES {
             let group = p.name.split('.').next().unwrap();
-            assert!(["location", "appliance", "virt"].contains(&group), "{}", p.name);
+            assert!(GROUPS.contains(&group), "{}", p.name);
             assert!(!p.summary.is_empty());
         }
     }
@@ -506,6 +539,18 @@ pub(crate) mod tests {
         // A prefix that is not a whole group does not skip.
         let (_, findings) = run_probes(&facts, &cfg, &["vir".to_string()]);
         assert!(!findings.is_empty());
+    }
+
+    #[test]
+    fn unknown_skip_names_are_refused_with_the_list() {
+        assert!(validate_skip(&["virt".into(), "location.speed".into()]).is_ok());
+        let err = validate_skip(&["location.sped".into()]).unwrap_err().to_string();
+        assert!(err.starts_with("--skip location.sped: no probe or group"), "{err}");
+        for name in GROUPS.iter().copied().chain(PROBES.iter().map(|p| p.name)) {
+            assert!(err.contains(name), "{name} missing from {err}");
+        }
+        // A prefix that is not a whole group is not a group.
+        assert!(validate_skip(&["vir".into()]).is_err());
     }
 
     #[test]

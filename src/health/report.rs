@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use super::libguestfs::ApplianceKind;
 use super::location::{Location, Role, WriteTest};
+use super::virt::BootTarget;
 use super::{Finding, Overall, Report, Severity};
 use crate::printer::human_bytes;
 
@@ -32,6 +33,13 @@ fn nagios_word(o: Overall) -> &'static str {
         Overall::Critical => "CRITICAL",
         Overall::Unknown => "UNKNOWN",
     }
+}
+
+/// The Nagios line for a run that could not produce a report (usage
+/// error, bad config, `--timeout` hit): `GUESTFS-APPLIANCE UNKNOWN - why`.
+pub fn nagios_unknown(why: &str) -> String {
+    // `|` would start perfdata; newlines would start long output.
+    format!("GUESTFS-APPLIANCE UNKNOWN - {}\n", why.replace('|', "/").replace('\n', " "))
 }
 
 /// The JSON report (pretty, one trailing newline).
@@ -260,13 +268,19 @@ pub fn human(r: &Report, paint: Paint) -> String {
     );
     row(&mut o, "libguestfs", v.libguestfs.clone().unwrap_or_else(|| "not installed".into()));
     for b in &v.boots {
+        let what = match (b.target, &b.kernel) {
+            (BootTarget::Appliance, _) => "the appliance".to_string(),
+            (BootTarget::HostKernel, k) => {
+                format!("host kernel {} + test initrd (no appliance built)", k.as_deref().unwrap_or("?"))
+            }
+        };
+        let error = b.error.as_deref().unwrap_or("?");
         let text = if b.came_up {
-            format!("came up in {:.1} s", b.seconds)
+            format!("{what}: came up in {:.1} s", b.seconds)
+        } else if b.cut_short {
+            paint("33", &format!("{what}: not finished ({:.1} s): {error}", b.seconds))
         } else {
-            paint(
-                "31",
-                &format!("did not come up ({:.1} s): {}", b.seconds, b.error.as_deref().unwrap_or("?")),
-            )
+            paint("31", &format!("{what}: did not come up ({:.1} s): {error}", b.seconds))
         };
         row(&mut o, &format!("boot {}", b.accel), text);
     }
@@ -644,15 +658,19 @@ pub fn prometheus(r: &Report) -> String {
     fams.push(f);
     let mut up = Family::new(
         "guestfs_appliance_boot_up",
-        "--probe: 1 if the appliance came up under the accelerator.",
+        "--probe: 1 if a test guest (the appliance, or the host kernel when none is built) came up under the accelerator.",
     );
     let mut secs = Family::new(
         "guestfs_appliance_boot_seconds",
         "--probe: seconds until the appliance came up (or the attempt ended).",
     );
     for bt in &v.boots {
-        up.add(vec![("accel", bt.accel.into())], b(bt.came_up));
-        secs.add(vec![("accel", bt.accel.into())], bt.seconds);
+        let target = serde_json::to_value(bt.target)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        up.add(vec![("accel", bt.accel.into()), ("target", target.clone())], b(bt.came_up));
+        secs.add(vec![("accel", bt.accel.into()), ("target", target)], bt.seconds);
     }
     fams.extend([up, secs]);
     let mut f = Family::new("guestfs_appliance_report_timestamp_seconds", "When this report was made.");
