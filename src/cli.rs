@@ -85,8 +85,9 @@ pub enum StatusFormat {
 /// Options of `status`.
 #[derive(Debug, Args, Clone)]
 pub struct StatusArgs {
-    /// The fixed appliance directory. Default: appliance.dir from the
-    /// config file (/usr/local/lib/guestfs/appliance).
+    /// The fixed appliance directory. Default: the one an exported
+    /// LIBGUESTFS_PATH leads to, else appliance.dir from the config file
+    /// (/usr/local/lib/guestfs/appliance).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Measure: write test per file system (health.probe_bytes), and test
@@ -99,9 +100,15 @@ pub struct StatusArgs {
     /// Same as --format json.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
-    /// Skip a probe by name, or a group (location, appliance, virt).
+    /// Skip a probe by name, or a group (location, appliance, virt); see
+    /// --list-probes.
     #[arg(long, value_name = "NAME")]
     pub skip: Vec<String>,
+    /// Finish within this many seconds, test boots included: what did not
+    /// finish is reported as not checked. Default with --format nagios: 50
+    /// (Nagios stops a plugin after 60).
+    #[arg(short = 't', long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
     /// List the probes and exit.
     #[arg(long)]
     pub list_probes: bool,
@@ -121,8 +128,8 @@ pub enum Shell {
 /// Options of `env`.
 #[derive(Debug, Args, Clone)]
 pub struct EnvArgs {
-    /// The fixed appliance directory. Default: appliance.dir from the
-    /// config file.
+    /// The fixed appliance directory. Default: the one an exported
+    /// LIBGUESTFS_PATH leads to, else appliance.dir from the config file.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Shell syntax. Default: from $SHELL, else sh.

@@ -25,7 +25,9 @@
 //! schedule.rs                            cron/systemd/apt templates
 //! health/                                status: facts, probe table, report formats
 //!   location.rs appliance.rs virt.rs     one probe group each; report.rs renders
+//!   libguestfs.rs                        what libguestfs uses: LIBGUESTFS_PATH, cache base
 //! printer.rs                             quiet/verbose/progress on stderr
+//! stdout.rs                              the only writer of data to stdout
 //! process.rs                             the only place that runs external tools
 //! bin/init/                              the appliance's static PID 1
 //! ```
@@ -47,22 +49,17 @@ pub mod printer;
 pub mod process;
 pub mod schedule;
 pub mod stamp;
+pub mod stdout;
 
 /// Map a command's outcome to the process exit code, printing the error
-/// chain on stderr (`{:#}`). A broken pipe on stdout exits quietly.
+/// chain on stderr on one line. (A closed stdout is not an error and never
+/// gets here: [`stdout::write`] ends the output quietly.)
 pub fn exit_code(result: anyhow::Result<()>, printer: &printer::Printer) -> std::process::ExitCode {
     printer.clear_progress();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            let broken_pipe = err.chain().any(|e| {
-                e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            });
-            if broken_pipe {
-                return std::process::ExitCode::SUCCESS;
-            }
-            let label = printer.paint("31", "error:");
-            eprintln!("guestfs-appliance: {label} {}", error_line(&err));
+            printer.error(error_line(&err));
             std::process::ExitCode::from(2)
         }
     }

@@ -89,6 +89,13 @@ impl Printer {
         self.line(&format!("guestfs-appliance: {label} {}", msg.as_ref()));
     }
 
+    /// An error line (`guestfs-appliance: error: MSG`); always shown. Like
+    /// every printer line it never panics, even with stderr closed.
+    pub fn error(&self, msg: impl AsRef<str>) {
+        let label = self.paint("31", "error:");
+        self.line(&format!("guestfs-appliance: {label} {}", msg.as_ref()));
+    }
+
     /// A transient progress line, redrawn in place on a terminal only.
     pub fn progress(&self, msg: impl AsRef<str>) {
         if !self.progress {

@@ -102,8 +102,6 @@ struct ListJson<'a> {
 fn list(args: &CacheListArgs, config: &Config) -> Result<()> {
     let passwd = host_passwd()?;
     let infos = inspect_all(&args.paths, config, &passwd)?;
-    let mut out = std::io::stdout().lock();
-    use std::io::Write;
     if args.json {
         let doc = ListJson {
             version: LIST_JSON_VERSION,
@@ -126,12 +124,10 @@ fn list(args: &CacheListArgs, config: &Config) -> Result<()> {
                 })
                 .collect(),
         };
-        serde_json::to_writer_pretty(&mut out, &doc).context("writing JSON")?;
-        writeln!(out)?;
-        return Ok(());
+        let text = serde_json::to_string_pretty(&doc).context("rendering JSON")? + "\n";
+        return crate::stdout::write(text).context("writing to stdout");
     }
-    write!(out, "{}", render_table(&infos))?;
-    Ok(())
+    crate::stdout::write(render_table(&infos)).context("writing to stdout")
 }
 
 /// The human table: one row per cache, then the reasons behind stale and

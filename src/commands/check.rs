@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::check::{self, Change, Freshness, Method};
@@ -46,19 +46,18 @@ pub fn run(args: &CheckArgs, config: &Config, printer: &Printer) -> Result<ExitC
             host_fingerprint: eval.host_fingerprint.as_deref(),
             changes,
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        let text = serde_json::to_string_pretty(&out)? + "\n";
+        crate::stdout::write(text).context("writing to stdout")?;
     } else {
         match &eval.freshness {
             Freshness::Fresh => printer.info(format!("{} is fresh", dir.display())),
             Freshness::Stale(changes) => {
                 printer.info(format!("{} is stale ({} changes):", dir.display(), changes.len()));
-                for c in changes {
-                    println!("{c}");
-                }
+                let text: String = changes.iter().map(|c| format!("{c}\n")).collect();
+                crate::stdout::write(text).context("writing to stdout")?;
             }
             Freshness::Unknown(why) => {
-                let label = printer.paint("31", "error:");
-                eprintln!("guestfs-appliance: {label} cannot tell whether {} is fresh: {why}", dir.display());
+                printer.error(format!("cannot tell whether {} is fresh: {why}", dir.display()));
             }
         }
     }

@@ -3,10 +3,14 @@
 //! or, with `--install`, the same written to /etc/profile.d and
 //! /etc/environment.d (rendered from templates/, written atomically).
 //!
-//! `LIBGUESTFS_PATH` is set when the fixed appliance is bootable;
-//! `LIBGUESTFS_CACHEDIR` when the cache libguestfs would use (its own
-//! search order: `$LIBGUESTFS_CACHEDIR`, `$TMPDIR`, `/var/tmp`) is slow or
-//! too small and a fast location with room exists. The assessment is
+//! The appliance looked at is `--dir`, else the one an exported
+//! `LIBGUESTFS_PATH` leads to, else the config's `appliance.dir`
+//! (`health::libguestfs::examined_dir`). `LIBGUESTFS_PATH` is set when that
+//! appliance is bootable (an exported value that leads there is kept);
+//! `LIBGUESTFS_CACHEDIR` only when libguestfs will build its own appliance
+//! in its cache (no fixed appliance in use) and the cache it uses (its own
+//! order: `$LIBGUESTFS_CACHEDIR`, `$TMPDIR`, `/var/tmp`) is slow or too
+//! small while a fast location with room exists. The assessment is
 //! `crate::health`'s; this file only decides and renders.
 
 use std::io::Write;
@@ -17,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use crate::cli::{EnvArgs, Shell};
 use crate::config::Config;
 use crate::health::appliance::{self, ApplianceFacts};
+use crate::health::libguestfs::{self, LibguestfsEnv, Source};
 use crate::health::location::{self, Location, LocationSpec, Role};
 use crate::health::HostRoots;
 use crate::printer::{human_bytes, Printer};
@@ -51,37 +56,85 @@ pub struct EnvPlan {
     pub appliance_dir: String,
 }
 
-/// Decide the variables from the appliance and the assessed locations
-/// (`margin`: health.space_margin).
-pub fn decide(app: &ApplianceFacts, locations: &[Location], margin: f64) -> EnvPlan {
+/// Decide the variables from the appliance examined (`source`: why that
+/// one, see [`libguestfs::examined_dir`]), the environment libguestfs runs
+/// with now (`lg`) and the assessed locations (`margin`:
+/// health.space_margin).
+///
+/// `LIBGUESTFS_PATH`: set to the appliance when it is bootable (an exported
+/// value that leads to it is kept as it is); otherwise explained. The cache
+/// (`LIBGUESTFS_CACHEDIR`) only matters when libguestfs will build its
+/// appliance there with supermin, i.e. when no fixed appliance is used:
+/// then it is moved when the cache in use is slow or too small.
+pub fn decide(
+    app: &ApplianceFacts,
+    source: Source,
+    lg: &LibguestfsEnv,
+    locations: &[Location],
+    margin: f64,
+) -> EnvPlan {
     let mut plan = EnvPlan { appliance_dir: app.dir.display().to_string(), ..Default::default() };
-    if app.bootable {
+    let dir = app.dir.display();
+    let fixed_in_use = if app.bootable {
         let kernel =
             app.manifest_kernel.as_deref().or(app.image_kernel.as_deref()).unwrap_or("unknown kernel");
-        plan.vars.push(EnvVar {
-            name: "LIBGUESTFS_PATH",
-            value: plan.appliance_dir.clone(),
-            why: format!(
-                "boot the fixed appliance ({kernel}) directly instead of building one with supermin"
+        let why =
+            format!("boot the fixed appliance ({kernel}) directly instead of building one with supermin");
+        let (value, why) = match (&lg.path_var, source) {
+            // Already what libguestfs uses: keep the whole list as it is.
+            (Some(var), Source::LibguestfsPath) => {
+                (var.clone(), format!("{why} (kept from your environment: it leads to {dir})"))
+            }
+            (Some(var), _) if var != &plan.appliance_dir => (
+                plan.appliance_dir.clone(),
+                format!("{why} (replaces LIBGUESTFS_PATH={var}{})", found_phrase(lg)),
+            ),
+            _ => (plan.appliance_dir.clone(), why),
+        };
+        plan.vars.push(EnvVar { name: "LIBGUESTFS_PATH", value, why });
+        true
+    } else {
+        plan.notes.push(match (&lg.path_var, source) {
+            (Some(var), Source::LibguestfsPath) => format!(
+                "LIBGUESTFS_PATH={var} (from your environment) leads to no bootable appliance: \
+                 libguestfs launches fail; build one: guestfs-appliance build {dir}, or unset LIBGUESTFS_PATH"
+            ),
+            (Some(var), _) => format!(
+                "LIBGUESTFS_PATH left as it is ({var}{}): no bootable appliance at {dir} \
+                 (build one: guestfs-appliance build {dir})",
+                found_phrase(lg)
+            ),
+            (None, _) => format!(
+                "LIBGUESTFS_PATH not set: no bootable appliance at {dir} (build one: guestfs-appliance build {dir})"
             ),
         });
-    } else {
-        plan.notes.push(format!(
-            "LIBGUESTFS_PATH not set: no bootable appliance at {} (build one: guestfs-appliance build {})",
-            app.dir.display(),
-            app.dir.display()
-        ));
+        // The exported path may still lead libguestfs to a fixed appliance.
+        source != Source::LibguestfsPath && lg.uses_fixed_appliance()
+    };
+    for e in &lg.cachedir_errors {
+        plan.notes.push(e.clone());
     }
     let Some(active) = locations.iter().find(|l| l.active_cache) else {
         return plan;
     };
+    let cache = format!("{} ({})", active.path.display(), lg.cachedir_source.phrase());
+    if fixed_in_use {
+        plan.notes.push(format!(
+            "LIBGUESTFS_CACHEDIR not changed: libguestfs boots the fixed appliance in place and keeps only \
+             small qemu probe files in its cache {cache}"
+        ));
+        return plan;
+    }
     let slow = active.class.is_slow();
     let small = !active.has_room(margin);
     if !slow && !small {
         plan.notes.push(format!(
-            "LIBGUESTFS_CACHEDIR not changed: {} is {} with {} free",
-            active.path.display(),
-            active.class.name(),
+            "LIBGUESTFS_CACHEDIR not changed: the cache in use {cache} is {} with {} free",
+            if active.class == location::SpeedClass::Unknown {
+                "of unknown speed (not known to be slow)"
+            } else {
+                active.class.name()
+            },
             human_bytes(active.free_bytes)
         ));
         return plan;
@@ -105,19 +158,26 @@ pub fn decide(app: &ApplianceFacts, locations: &[Location], margin: f64) -> EnvP
             name: "LIBGUESTFS_CACHEDIR",
             value: best.path.display().to_string(),
             why: format!(
-                "the default cache {} {why_bad}; {} is {} with {} free",
-                active.path.display(),
+                "the cache in use {cache} {why_bad}; {} is {} with {} free",
                 best.path.display(),
                 best.class.name(),
                 human_bytes(best.free_bytes)
             ),
         }),
         None => plan.notes.push(format!(
-            "LIBGUESTFS_CACHEDIR not set: the default cache {} {why_bad}, and no fast location with room was found",
-            active.path.display()
+            "LIBGUESTFS_CACHEDIR not set: the cache in use {cache} {why_bad}, and no fast location with room was found"
         )),
     }
     plan
+}
+
+/// `, where libguestfs finds a supermin appliance (...)` for notes about an
+/// exported `LIBGUESTFS_PATH`.
+fn found_phrase(lg: &LibguestfsEnv) -> String {
+    match &lg.appliance {
+        Some(a) => format!(", where libguestfs finds {} in {}", a.kind.describe(), a.dir.display()),
+        None => ", where libguestfs finds no appliance".into(),
+    }
 }
 
 /// Quote `s` as one word for `shell`.
@@ -247,15 +307,21 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
 
 /// Run `env`.
 pub fn run(args: &EnvArgs, config: &Config, printer: &Printer) -> Result<()> {
-    let dir = args.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
+    let lg = LibguestfsEnv::from_env();
+    let (dir, source) = libguestfs::examined_dir(args.dir.as_deref(), &lg, config);
+    printer.stage(format!("env: appliance directory {} ({})", dir.display(), source.phrase()));
     let dir = if dir.is_absolute() {
         dir
     } else {
         std::env::current_dir().context("finding the current directory")?.join(dir)
     };
     let app = appliance::gather(&dir, config, false);
-    let locations = location::assess(&LocationSpec::from_env(&dir, app.need_bytes), &HostRoots::default());
-    let plan = decide(&app, &locations, config.health.space_margin);
+    // The cache as it would be used without a fixed appliance: whether it
+    // matters is decide()'s call.
+    let mut spec = LocationSpec::new(&dir, &lg, app.need_bytes);
+    spec.cache_need_bytes = app.need_bytes;
+    let locations = location::assess(&spec, &HostRoots::default());
+    let plan = decide(&app, source, &lg, &locations, config.health.space_margin);
     for v in &plan.vars {
         printer.stage(format!("env: {}={} ({})", v.name, v.value, v.why));
     }
@@ -269,9 +335,7 @@ pub fn run(args: &EnvArgs, config: &Config, printer: &Printer) -> Result<()> {
         return Ok(());
     }
     let shell = args.shell.unwrap_or_else(shell_from_env);
-    let mut out = std::io::stdout().lock();
-    out.write_all(render(&plan, shell).as_bytes()).and_then(|()| out.flush()).context("writing to stdout")?;
-    Ok(())
+    crate::stdout::write(render(&plan, shell)).context("writing to stdout")
 }
 
 #[cfg(test)]
@@ -292,28 +356,80 @@ mod tests {
         l
     }
 
+    /// libguestfs's environment with nothing exported.
+    fn unset() -> LibguestfsEnv {
+        LibguestfsEnv::new(None, None, None, None)
+    }
+
     #[test]
-    fn slow_cache_moves_to_shm_and_appliance_is_used() {
+    fn appliance_is_used_and_a_slow_cache_then_does_not_matter() {
         let locs = [
             cache("/var/tmp", SpeedClass::LocalRotational, 100 << 30, Role::VarTmp, true),
             cache("/dev/shm", SpeedClass::Memory, 10 << 30, Role::Shm, false),
         ];
-        let plan = decide(&app(true), &locs, 1.5);
+        let plan = decide(&app(true), Source::Config, &unset(), &locs, 1.5);
         let names: Vec<_> = plan.vars.iter().map(|v| (v.name, v.value.as_str())).collect();
-        assert_eq!(names, [("LIBGUESTFS_PATH", "/dev/shm/appliance"), ("LIBGUESTFS_CACHEDIR", "/dev/shm")]);
-        assert!(plan.vars[1].why.contains("local-rotational"), "{}", plan.vars[1].why);
+        assert_eq!(names, [("LIBGUESTFS_PATH", "/dev/shm/appliance")]);
+        assert!(plan.notes.iter().any(|n| n.contains("qemu probe files")), "{:?}", plan.notes);
+    }
+
+    #[test]
+    fn without_an_appliance_a_slow_cache_moves_to_shm() {
+        let locs = [
+            cache("/var/tmp", SpeedClass::LocalRotational, 100 << 30, Role::VarTmp, true),
+            cache("/dev/shm", SpeedClass::Memory, 10 << 30, Role::Shm, false),
+        ];
+        let plan = decide(&app(false), Source::Config, &unset(), &locs, 1.5);
+        let names: Vec<_> = plan.vars.iter().map(|v| (v.name, v.value.as_str())).collect();
+        assert_eq!(names, [("LIBGUESTFS_CACHEDIR", "/dev/shm")]);
+        let why = &plan.vars[0].why;
+        assert!(why.contains("local-rotational") && why.contains("/var/tmp (default)"), "{why}");
+        // A virtual disk's unknown speed is no reason to move it.
+        let locs = [
+            cache("/var/tmp", SpeedClass::Unknown, 100 << 30, Role::VarTmp, true),
+            cache("/dev/shm", SpeedClass::Memory, 10 << 30, Role::Shm, false),
+        ];
+        let plan = decide(&app(false), Source::Config, &unset(), &locs, 1.5);
+        assert!(plan.vars.is_empty(), "{:?}", plan.vars);
     }
 
     #[test]
     fn good_cache_is_left_alone_and_missing_appliance_explained() {
         let locs = [cache("/var/tmp", SpeedClass::LocalSsd, 100 << 30, Role::VarTmp, true)];
-        let plan = decide(&app(false), &locs, 1.5);
+        let plan = decide(&app(false), Source::Config, &unset(), &locs, 1.5);
         assert!(plan.vars.is_empty());
         assert!(plan.notes[0].contains("guestfs-appliance build"), "{:?}", plan.notes);
         // Too small, and nothing better: explained, not set.
         let locs = [cache("/var/tmp", SpeedClass::LocalSsd, 10 << 20, Role::VarTmp, true)];
-        let plan = decide(&app(false), &locs, 1.5);
+        let plan = decide(&app(false), Source::Config, &unset(), &locs, 1.5);
         assert!(plan.vars.is_empty() && plan.notes[1].contains("no fast location"), "{:?}", plan.notes);
+    }
+
+    /// Issue 7 item 5: an exported LIBGUESTFS_PATH is what libguestfs uses.
+    #[test]
+    fn exported_path_is_kept_or_explained() {
+        let locs = [cache("/var/tmp", SpeedClass::LocalSsd, 100 << 30, Role::VarTmp, true)];
+        let mut lg = unset();
+        lg.path_var = Some("/dev/shm/appliance:/other".into());
+        let plan = decide(&app(true), Source::LibguestfsPath, &lg, &locs, 1.5);
+        assert_eq!(plan.vars[0].value, "/dev/shm/appliance:/other");
+        assert!(plan.vars[0].why.contains("kept from your environment"), "{:?}", plan.vars);
+        // It leads nowhere: launches fail, and it says so.
+        let plan = decide(&app(false), Source::LibguestfsPath, &lg, &locs, 1.5);
+        assert!(plan.vars.is_empty());
+        assert!(
+            plan.notes[0].starts_with("LIBGUESTFS_PATH=/dev/shm/appliance:/other (from your environment)")
+                && plan.notes[0].contains("launches fail"),
+            "{:?}",
+            plan.notes
+        );
+        // --dir elsewhere: replaces it, and says what it replaces.
+        let plan = decide(&app(true), Source::Flag, &lg, &locs, 1.5);
+        assert!(
+            plan.vars[0].why.contains("replaces LIBGUESTFS_PATH=/dev/shm/appliance:/other"),
+            "{:?}",
+            plan.vars
+        );
     }
 
     #[test]

@@ -25,11 +25,14 @@ pub fn run(args: &ScheduleArgs, printer: &Printer) -> Result<()> {
                 let path = schedule::install(&file, &args.dest_root)?;
                 printer.info(format!("installed {}", path.display()));
             } else {
-                println!("# {}\n{}", file.path.display(), file.content);
+                crate::stdout::write(format!("# {}\n{}\n", file.path.display(), file.content))
+                    .context("writing to stdout")?;
             }
         }
         if args.install && kind == Kind::Systemd {
-            printer.info("enable it with: systemctl daemon-reload && systemctl enable --now guestfs-appliance.timer");
+            printer.info(
+                "enable it with: systemctl daemon-reload && systemctl enable --now guestfs-appliance.timer",
+            );
         }
     }
     Ok(())

@@ -7,48 +7,82 @@
 //! error); Nagios 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; Prometheus 0
 //! (the state is in `guestfs_appliance_status`), so that
 //! `status --format prometheus > f.prom.tmp && mv ...` works.
+//!
+//! Nagios plugin rules (nagios-plugins.org/doc/guidelines.html): whatever
+//! goes wrong (a usage error, an unreadable config, a bad `--skip`, the
+//! `--timeout` watchdog) still prints one `GUESTFS-APPLIANCE UNKNOWN - ...`
+//! line on stdout and exits 3; main.rs routes those errors here.
 
-use std::io::{IsTerminal, Write};
+use std::ffi::OsString;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use crate::cli::{StatusArgs, StatusFormat};
 use crate::config::Config;
-use crate::health::{self, report, GatherOptions, HostRoots, Report, PROBES};
+use crate::health::virt::{self, BootOptions};
+use crate::health::{self, libguestfs, report, GatherOptions, HostRoots, LibguestfsEnv, Report, PROBES};
 use crate::printer::Printer;
+
+/// `--timeout` with `--format nagios` when none is given: under Nagios's
+/// own 60 s plugin timeout, with room to spare.
+pub const NAGIOS_DEFAULT_TIMEOUT_S: u64 = 50;
+
+/// Time kept back from `--timeout` for stopping qemu and printing the
+/// report; the watchdog fires at the full timeout.
+const REPORT_RESERVE: Duration = Duration::from_secs(1);
 
 /// Run `status`; returns the exit code.
 pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    health::validate_skip(&args.skip)?;
     if args.list_probes {
+        let mut text = String::new();
         for p in PROBES {
             let sev = match p.severity {
+                health::Severity::Info => "info",
                 health::Severity::Warning => "warning",
                 health::Severity::Critical => "critical",
             };
-            writeln!(out, "{:<22} {sev:<8} {}", p.name, p.summary).context("writing to stdout")?;
+            text.push_str(&format!("{:<22} {sev:<8} {}\n", p.name, p.summary));
         }
+        crate::stdout::write(text).context("writing to stdout")?;
         return Ok(ExitCode::SUCCESS);
     }
     let format = if args.json { StatusFormat::Json } else { args.format };
     let started = Instant::now();
-    let dir = args.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
-    printer.stage(format!(
-        "status: appliance directory {} ({})",
-        dir.display(),
-        if args.dir.is_some() { "--dir" } else { "config appliance.dir" }
-    ));
+    let timeout = args
+        .timeout
+        .or((format == StatusFormat::Nagios).then_some(NAGIOS_DEFAULT_TIMEOUT_S))
+        .map(Duration::from_secs);
+    if let Some(t) = timeout {
+        start_watchdog(t, format, printer.is_quiet());
+    }
+    let deadline = timeout.map(|t| started + t.saturating_sub(REPORT_RESERVE).max(t / 2));
+    let lg = LibguestfsEnv::from_env();
+    let (dir, dir_source) = libguestfs::examined_dir(args.dir.as_deref(), &lg, config);
+    printer.stage(format!("status: appliance directory {} ({})", dir.display(), dir_source.phrase()));
+    let boots = (!health::is_skipped(virt::BOOT.name, &args.skip))
+        .then_some(BootOptions { init: init_bytes, deadline });
     if args.probe {
+        let boot_s = config.health.probe_kvm_timeout_s + config.health.probe_boot_timeout_s;
+        let boot_s = timeout.map_or(boot_s, |t| boot_s.min(t.as_secs()));
         printer.info(format!(
-            "probing: writing up to {} MiB per file system and test-booting the appliance (up to {} s)...",
+            "probing: writing up to {} MiB per file system{} (up to {boot_s} s)...",
             config.health.probe_bytes >> 20,
-            config.health.probe_kvm_timeout_s + config.health.probe_boot_timeout_s
+            if boots.is_some() { " and test-booting under KVM, then TCG" } else { "" },
         ));
     }
-    let opts =
-        GatherOptions { appliance_dir: dir, probe: args.probe, freshness: true, roots: HostRoots::default() };
+    let opts = GatherOptions {
+        appliance_dir: dir,
+        dir_source,
+        libguestfs: lg,
+        probe: args.probe,
+        boots,
+        deadline,
+        freshness: true,
+        roots: HostRoots::default(),
+    };
     let facts = health::gather(&opts, config);
     for l in &facts.locations {
         let disks: Vec<String> =
@@ -64,10 +98,11 @@ pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<Exit
     }
     let report = Report::new(facts, &config.health, &args.skip, started);
     printer.stage(format!("status: {:?} in {:.3} s", report.status, report.duration_seconds));
-    let findings = !report.findings.is_empty();
+    // Info findings (nothing wrong) do not count.
+    let findings = report.summary.warnings + report.summary.critical > 0;
     let (text, code) = match format {
         StatusFormat::Human => {
-            let colour = std::io::stdout().is_terminal();
+            let colour = crate::stdout::is_terminal();
             let paint = |code: &str, t: &str| if colour { printer.paint(code, t) } else { t.to_string() };
             (report::human(&report, &paint), u8::from(findings))
         }
@@ -77,6 +112,83 @@ pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<Exit
         StatusFormat::Nagios => (report::nagios(&report), report::nagios_code(report.status)),
         StatusFormat::Prometheus => (report::prometheus(&report), 0),
     };
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing to stdout")?;
+    crate::stdout::write(text).context("writing to stdout")?;
     Ok(ExitCode::from(code))
+}
+
+/// Our init's bytes, for the host-kernel test boot: the one place that
+/// finds the init (`commands::build::find_init`).
+fn init_bytes() -> Result<Vec<u8>, String> {
+    crate::commands::build::find_init().map(|(_, bytes)| bytes).map_err(|e| crate::error_line(&e))
+}
+
+/// The backstop behind `--timeout`: if the report is not out when the time
+/// is up (a file system or tool that never answers, where the cooperative
+/// deadline cannot reach), kill the test-boot guests, say so and exit
+/// (Nagios: UNKNOWN, 3; else an error, 2).
+fn start_watchdog(timeout: Duration, format: StatusFormat, quiet: bool) {
+    std::thread::spawn(move || {
+        std::thread::sleep(timeout);
+        virt::kill_running_guests();
+        let why = format!(
+            "status did not finish within --timeout {} s (a file system or tool did not answer)",
+            timeout.as_secs()
+        );
+        let code = if format == StatusFormat::Nagios {
+            let _ = crate::stdout::write(report::nagios_unknown(&why));
+            3
+        } else {
+            2
+        };
+        let printer = Printer::new(if quiet { -1 } else { 0 }, crate::printer::ColorChoice::Never);
+        printer.error(&why);
+        std::process::exit(code)
+    });
+}
+
+/// Whether the command line asks for `status --format nagios` (looked up
+/// in the raw arguments, for errors clap raises before we know).
+pub fn nagios_requested(args: &[OsString]) -> bool {
+    args.iter().any(|a| a == "--format=nagios")
+        || args.windows(2).any(|w| w[0] == "--format" && w[1] == "nagios")
+}
+
+/// A command-line error of `status --format nagios`: print the UNKNOWN line
+/// on stdout and clap's message on stderr, and exit 3. `None` when the
+/// error is help or version output, or Nagios was not asked for.
+pub fn nagios_usage_error(err: &clap::Error, args: &[OsString]) -> Option<ExitCode> {
+    if !err.use_stderr() || !nagios_requested(args) {
+        return None;
+    }
+    let text = err.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let _ = crate::stdout::write(report::nagios_unknown(&format!(
+        "usage error: {first} (see guestfs-appliance status --help)"
+    )));
+    let _ = err.print();
+    Some(ExitCode::from(3))
+}
+
+/// An error of `status --format nagios` (config, `--skip`, I/O): the
+/// UNKNOWN line on stdout, the error on stderr, exit 3.
+pub fn nagios_error(err: &anyhow::Error, printer: &Printer) -> ExitCode {
+    let line = crate::error_line(err);
+    let _ = crate::stdout::write(report::nagios_unknown(&line));
+    printer.error(line);
+    ExitCode::from(3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nagios_is_found_in_either_spelling() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(nagios_requested(&args(&["ga", "status", "--format", "nagios"])));
+        assert!(nagios_requested(&args(&["ga", "status", "--bogus", "--format=nagios"])));
+        assert!(!nagios_requested(&args(&["ga", "status", "--format", "json"])));
+        assert!(!nagios_requested(&args(&["ga", "status", "nagios"])));
+    }
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::libguestfs::Source;
 use super::{location, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
 use crate::check::{self, Freshness};
 use crate::commands::build::BuildRequest;
@@ -236,6 +237,47 @@ fn build_remedy(a: &ApplianceFacts) -> String {
     format!("rebuild it with `guestfs-appliance build {}`", a.dir.display())
 }
 
+/// `appliance.search-path`: libguestfs finds an appliance to launch.
+pub const SEARCH_PATH: Probe = Probe {
+    name: "appliance.search-path",
+    severity: Severity::Critical,
+    summary:
+        "libguestfs finds a supermin, fixed or old-style appliance on LIBGUESTFS_PATH (or its default path)",
+    needs_measurement: false,
+    run: ProbeFn::Global(check_search_path),
+};
+
+fn check_search_path(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+    let lg = &facts.environment.libguestfs;
+    if lg.appliance.is_some() {
+        return Ok(Ok(()));
+    }
+    let shown: Vec<String> = lg.search_path.iter().map(|p| p.display().to_string()).collect();
+    let (subject, message, remedy) = match &lg.path_var {
+        Some(var) => (
+            "LIBGUESTFS_PATH".to_string(),
+            format!(
+                "LIBGUESTFS_PATH={var}: libguestfs finds no supermin, fixed or old-style appliance there, so every launch fails"
+            ),
+            format!(
+                "build one there (`guestfs-appliance build {}`), or point LIBGUESTFS_PATH at a built appliance, or unset it",
+                shown.first().map_or("DIR", String::as_str)
+            ),
+        ),
+        // libguestfs missing altogether is virt.libguestfs's finding.
+        None if facts.virtualization.libguestfs.is_none() || shown.is_empty() => return Ok(Ok(())),
+        None => (
+            shown.join(":"),
+            format!(
+                "libguestfs's own appliance input is missing from {}: launches fail unless LIBGUESTFS_PATH points at an appliance",
+                shown.join(":")
+            ),
+            "reinstall libguestfs, or build a fixed appliance and set LIBGUESTFS_PATH (`guestfs-appliance env`)".into(),
+        ),
+    };
+    Ok(Err(Finding { probe: SEARCH_PATH.name, severity: Severity::Critical, subject, message, remedy }))
+}
+
 /// `appliance.present`: the directory holds every appliance file.
 pub const PRESENT: Probe = Probe {
     name: "appliance.present",
@@ -253,11 +295,16 @@ fn check_present(facts: &Facts, _: &HealthConfig) -> ProbeResult {
     }
     let subject = a.dir.display().to_string();
     if !a.exists || missing.len() == a.files.len() {
+        let consequence = if facts.environment.examined_dir_source == Source::LibguestfsPath {
+            "LIBGUESTFS_PATH names it (see appliance.search-path)"
+        } else {
+            "libguestfs builds one with supermin on first launch"
+        };
         return Ok(Err(Finding {
             probe: PRESENT.name,
             severity: Severity::Warning,
             subject,
-            message: format!("no fixed appliance at {}: libguestfs builds one with supermin on first launch", a.dir.display()),
+            message: format!("no fixed appliance at {}: {consequence}", a.dir.display()),
             remedy: format!(
                 "build one with `guestfs-appliance build {}` and set LIBGUESTFS_PATH (`guestfs-appliance env`)",
                 a.dir.display()

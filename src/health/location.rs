@@ -5,8 +5,8 @@
 //! class; with `--probe`, a bounded write + fsync test.
 //!
 //! The locations are the fixed appliance directory and every place
-//! libguestfs may cache its appliance: `$LIBGUESTFS_CACHEDIR`, else
-//! `$TMPDIR`, else `/var/tmp` (the first that is set is the one in use), plus
+//! libguestfs may cache its appliance: `$LIBGUESTFS_CACHEDIR`, `$TMPDIR`,
+//! `/var/tmp` (the one in use is the base `libguestfs.rs` works out), plus
 //! `/dev/shm` as the usual fast alternative. /proc and /sys are taken from
 //! [`HostRoots`] so tests can pass fake trees. Probes about the appliance's
 //! content and about virtualization live in `appliance.rs` and `virt.rs`.
@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::libguestfs::LibguestfsEnv;
 use super::{Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
 use crate::config::HealthConfig;
 use crate::printer::human_bytes;
@@ -113,42 +114,42 @@ pub const ESTIMATED_APPLIANCE_BYTES: u64 = 1 << 30;
 /// A write probe never leaves less than this free on the file system.
 const PROBE_RESERVE: u64 = 64 << 20;
 
+/// Bytes libguestfs keeps in its cache when it boots a fixed appliance in
+/// place: only the qemu probe files (`qemu-*.{stat,help,devices,
+/// qmp-schema,query-kvm}`, a few hundred KiB; reference §8.2).
+pub const QEMU_PROBE_CACHE_BYTES: u64 = 4 << 20;
+
 /// What to assess: the paths and what an appliance needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocationSpec {
-    /// Paths with their roles; the first role-holder of libguestfs's cache
-    /// search order is the active cache.
+    /// Paths with their roles.
     pub paths: Vec<(PathBuf, Role)>,
+    /// The cache base libguestfs uses (the active cache).
+    pub active_cache: PathBuf,
     /// Bytes one copy of the appliance takes.
     pub need_bytes: u64,
+    /// Bytes the active cache needs: a copy of the appliance when supermin
+    /// builds one there, [`QEMU_PROBE_CACHE_BYTES`] when libguestfs boots a
+    /// fixed appliance in place.
+    pub cache_need_bytes: u64,
 }
 
 impl LocationSpec {
-    /// The appliance directory, `$LIBGUESTFS_CACHEDIR`, `$TMPDIR`,
-    /// `/var/tmp` and `/dev/shm` (empty variables count as unset, as in
-    /// libguestfs).
-    pub fn from_env(appliance_dir: &Path, need_bytes: u64) -> Self {
-        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-        Self::new(appliance_dir, var("LIBGUESTFS_CACHEDIR"), var("TMPDIR"), need_bytes)
-    }
-
-    /// As [`LocationSpec::from_env`] with the variables given.
-    pub fn new(
-        appliance_dir: &Path,
-        cachedir: Option<PathBuf>,
-        tmpdir: Option<PathBuf>,
-        need_bytes: u64,
-    ) -> Self {
+    /// The appliance directory, `$LIBGUESTFS_CACHEDIR` and `$TMPDIR` (when
+    /// set), `/var/tmp` and `/dev/shm`; the active cache is the base
+    /// libguestfs takes in `lg`.
+    pub fn new(appliance_dir: &Path, lg: &LibguestfsEnv, need_bytes: u64) -> Self {
         let mut paths = vec![(appliance_dir.to_path_buf(), Role::Appliance)];
-        if let Some(c) = cachedir {
-            paths.push((c, Role::Cachedir));
+        if let Some(c) = &lg.cachedir_var {
+            paths.push((c.clone(), Role::Cachedir));
         }
-        if let Some(t) = tmpdir {
-            paths.push((t, Role::Tmpdir));
+        if let Some(t) = &lg.tmpdir_var {
+            paths.push((t.clone(), Role::Tmpdir));
         }
         paths.push((PathBuf::from("/var/tmp"), Role::VarTmp));
         paths.push((PathBuf::from("/dev/shm"), Role::Shm));
-        LocationSpec { paths, need_bytes }
+        let cache_need_bytes = if lg.uses_fixed_appliance() { QEMU_PROBE_CACHE_BYTES } else { need_bytes };
+        LocationSpec { paths, active_cache: lg.cachedir.clone(), need_bytes, cache_need_bytes }
     }
 }
 
@@ -223,6 +224,68 @@ pub struct Disk {
     pub name: String,
     /// `queue/rotational`; `None` when unreadable.
     pub rotational: Option<bool>,
+    /// A disk a hypervisor emulates or provides (virtio, Xen, Hyper-V,
+    /// VMware, QEMU-emulated SCSI/ATA, cloud block storage): its rotational
+    /// flag is whatever the hypervisor chose (virtio-blk always says 1) and
+    /// says nothing about the storage behind it.
+    #[serde(rename = "virtual")]
+    pub is_virtual: bool,
+    /// What in sysfs shows it is virtual (`virtio bus`, `vendor QEMU`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_evidence: Option<String>,
+}
+
+impl Disk {
+    /// A disk with a trustworthy rotational flag (tests, fixtures).
+    pub fn physical(name: &str, rotational: Option<bool>) -> Disk {
+        Disk { name: name.into(), rotational, is_virtual: false, virtual_evidence: None }
+    }
+}
+
+/// Device-path components (prefixes) of buses that only hypervisors
+/// provide, with what they are. The sysfs path of a disk runs through its
+/// bus: `.../virtio1/block/vda`, `.../virtio2/host0/.../block/sda`
+/// (virtio-scsi), `/sys/devices/vbd-51712/block/xvda` (Xen blkfront),
+/// `.../VMBUS:00/<guid>/host2/.../block/sda` (Hyper-V storvsc).
+const VIRTUAL_BUSES: &[(&str, &str)] =
+    &[("virtio", "virtio bus"), ("vbd-", "Xen virtual block device"), ("VMBUS:", "Hyper-V VMBus")];
+
+/// Strings in a disk's `device/vendor` or `device/model` that name a
+/// hypervisor's emulated disk or a cloud volume, with what they are.
+const VIRTUAL_IDS: &[(&str, &str)] = &[
+    // virtio's PCI vendor id, which virtio-blk shows as device/vendor.
+    ("0x1af4", "virtio device"),
+    // scsi-hd/ide-hd: vendor "QEMU", or vendor "ATA" model "QEMU HARDDISK".
+    ("QEMU", "QEMU emulated disk"),
+    ("VBOX", "VirtualBox virtual disk"),
+    ("VMware", "VMware virtual disk"),
+    // Hyper-V: vendor "Msft", model "Virtual Disk".
+    ("Msft", "Hyper-V virtual disk"),
+    // GCE: SCSI "Google PersistentDisk", NVMe "nvme_card-pd".
+    ("PersistentDisk", "Google persistent disk"),
+    ("nvme_card-pd", "Google persistent disk"),
+    ("Amazon Elastic Block Store", "AWS EBS volume"),
+];
+
+/// Why the disk at sysfs directory `dir` is virtual, if it is. `sys` is
+/// the sysfs root `dir` lies in (only the part below it is looked at).
+fn virtual_evidence(sys: &Path, dir: &Path) -> Option<String> {
+    let below = std::fs::canonicalize(sys).ok().and_then(|s| dir.strip_prefix(s).ok().map(Path::to_path_buf));
+    let below = below.unwrap_or_else(|| dir.to_path_buf());
+    for component in below.components() {
+        let c = component.as_os_str().to_string_lossy();
+        if let Some((_, what)) = VIRTUAL_BUSES.iter().find(|(prefix, _)| c.starts_with(prefix)) {
+            return Some(format!("{what} ({c})"));
+        }
+    }
+    for file in ["device/vendor", "device/model"] {
+        let Ok(text) = std::fs::read_to_string(dir.join(file)) else { continue };
+        let text = text.trim();
+        if let Some((_, what)) = VIRTUAL_IDS.iter().find(|(id, _)| text.contains(id)) {
+            return Some(format!("{what} ({file} {text})"));
+        }
+    }
+    None
 }
 
 /// Outcome of a `--probe` write test.
@@ -323,10 +386,14 @@ pub fn classify(fs_type: &str, magic: u64, disks: &[Disk]) -> SpeedClass {
     if disks.is_empty() {
         return SpeedClass::Unknown;
     }
-    // A stack is as slow as its slowest disk (md RAID waits for all).
-    if disks.iter().any(|d| d.rotational == Some(true)) {
+    // A virtual disk's rotational flag is the hypervisor's choice, not the
+    // storage's (virtio-blk says 1 on an NVMe-backed host): it counts as
+    // unknown. A stack is as slow as its slowest disk (md RAID waits for
+    // all).
+    let flag = |d: &Disk| if d.is_virtual { None } else { d.rotational };
+    if disks.iter().any(|d| flag(d) == Some(true)) {
         SpeedClass::LocalRotational
-    } else if disks.iter().all(|d| d.rotational == Some(false)) {
+    } else if disks.iter().all(|d| flag(d) == Some(false)) {
         SpeedClass::LocalSsd
     } else {
         SpeedClass::Unknown
@@ -415,13 +482,13 @@ pub fn disks_of(sys: &Path, major: u32, minor: u32) -> Result<Vec<Disk>, HealthE
     let link = sys.join("dev/block").join(format!("{major}:{minor}"));
     let dir = std::fs::canonicalize(&link).map_err(HealthError::io("resolving block device", &link))?;
     let mut out = Vec::new();
-    walk_device(&dir, 0, &mut out);
+    walk_device(sys, &dir, 0, &mut out);
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out.dedup();
     Ok(out)
 }
 
-fn walk_device(dir: &Path, depth: usize, out: &mut Vec<Disk>) {
+fn walk_device(sys: &Path, dir: &Path, depth: usize, out: &mut Vec<Disk>) {
     // Stacks are shallow; the bound only guards against a loop in a broken
     // (or fake) sysfs.
     if depth > 16 {
@@ -432,13 +499,13 @@ fn walk_device(dir: &Path, depth: usize, out: &mut Vec<Disk>) {
         .unwrap_or_default();
     if !slaves.is_empty() {
         for s in slaves {
-            walk_device(&s, depth + 1, out);
+            walk_device(sys, &s, depth + 1, out);
         }
         return;
     }
     if dir.join("partition").exists() {
         if let Some(parent) = dir.parent() {
-            walk_device(parent, depth + 1, out);
+            walk_device(sys, parent, depth + 1, out);
             return;
         }
     }
@@ -449,7 +516,8 @@ fn walk_device(dir: &Path, depth: usize, out: &mut Vec<Disk>) {
             "0" => Some(false),
             _ => None,
         });
-    out.push(Disk { name, rotational });
+    let virtual_evidence = virtual_evidence(sys, dir);
+    out.push(Disk { name, rotational, is_virtual: virtual_evidence.is_some(), virtual_evidence });
 }
 
 /// The nearest existing ancestor of `path` (itself if it exists).
@@ -471,11 +539,6 @@ fn existing_ancestor(path: &Path) -> PathBuf {
 pub fn assess(spec: &LocationSpec, roots: &HostRoots) -> Vec<Location> {
     let mountinfo_path = roots.proc.join("self/mountinfo");
     let mounts = std::fs::read_to_string(&mountinfo_path).map(|t| parse_mountinfo(&t)).unwrap_or_default();
-    // libguestfs's order: LIBGUESTFS_CACHEDIR, TMPDIR, /var/tmp.
-    let active = [Role::Cachedir, Role::Tmpdir, Role::VarTmp]
-        .iter()
-        .find_map(|r| spec.paths.iter().find(|(_, role)| role == r))
-        .map(|(p, _)| p.clone());
     let mut by_path: BTreeMap<PathBuf, Vec<Role>> = BTreeMap::new();
     let mut order = Vec::new();
     for (p, role) in &spec.paths {
@@ -488,8 +551,13 @@ pub fn assess(spec: &LocationSpec, roots: &HostRoots) -> Vec<Location> {
         .into_iter()
         .map(|path| {
             let roles = by_path.remove(&path).unwrap_or_default();
-            let active_cache = active.as_ref() == Some(&path);
-            assess_one(&path, roles, active_cache, spec.need_bytes, &mounts, roots)
+            let active_cache = path == spec.active_cache;
+            let need = if active_cache && !roles.contains(&Role::Appliance) {
+                spec.cache_need_bytes
+            } else {
+                spec.need_bytes
+            };
+            assess_one(&path, roles, active_cache, need, &mounts, roots)
         })
         .collect()
 }
@@ -578,8 +646,9 @@ fn assess_one(
 }
 
 /// Run the `--probe` write test in every location (once per file system:
-/// locations on the same device share the result).
-pub fn measure(locations: &mut [Location], probe_bytes: u64) {
+/// locations on the same device share the result). Tests not started by
+/// `deadline` (`--timeout`) are skipped.
+pub fn measure(locations: &mut [Location], probe_bytes: u64, deadline: Option<Instant>) {
     let mut done: BTreeMap<String, WriteTest> = BTreeMap::new();
     for loc in locations.iter_mut() {
         let key = loc.device.clone().unwrap_or_else(|| loc.measured_path.display().to_string());
@@ -589,6 +658,8 @@ pub fn measure(locations: &mut [Location], probe_bytes: u64) {
         }
         let test = if loc.error.is_some() {
             WriteTest::Skipped { reason: "location could not be assessed".into() }
+        } else if deadline.is_some_and(|d| Instant::now() >= d) {
+            WriteTest::Skipped { reason: "no time left within --timeout".into() }
         } else if loc.free_bytes < probe_bytes.saturating_mul(2) + PROBE_RESERVE {
             WriteTest::Skipped {
                 reason: format!(
@@ -708,6 +779,39 @@ fn unassessable(loc: &Location) -> Option<HealthError> {
     loc.error.as_ref().map(|e| HealthError::Unavailable(e.clone()))
 }
 
+/// Whether `loc` is only libguestfs's cache while a fixed appliance is
+/// booted in place: it then holds qemu probe files, and its speed does not
+/// matter.
+fn cache_only_for_probes(loc: &Location, facts: &Facts) -> bool {
+    !loc.roles.contains(&Role::Appliance) && facts.environment.libguestfs.uses_fixed_appliance()
+}
+
+/// `location.cachedir`: libguestfs accepts `LIBGUESTFS_CACHEDIR`/`TMPDIR`.
+pub const CACHEDIR: Probe = Probe {
+    name: "location.cachedir",
+    severity: Severity::Warning,
+    summary: "LIBGUESTFS_CACHEDIR and TMPDIR, when set, are existing directories (else libguestfs complains and uses /var/tmp)",
+    needs_measurement: false,
+    run: ProbeFn::Global(check_cachedir),
+};
+
+fn check_cachedir(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+    let lg = &facts.environment.libguestfs;
+    let Some(first) = lg.cachedir_errors.first() else {
+        return Ok(Ok(()));
+    };
+    let var = first.split('=').next().unwrap_or("LIBGUESTFS_CACHEDIR");
+    Ok(Err(Finding {
+        probe: CACHEDIR.name,
+        severity: Severity::Warning,
+        subject: var.to_string(),
+        message: lg.cachedir_errors.join("; "),
+        remedy: format!(
+            "create that directory, or unset {var} (`guestfs-appliance env` prints the settings to use)"
+        ),
+    }))
+}
+
 /// `location.space`: room for one more appliance copy, with the margin.
 pub const SPACE: Probe = Probe {
     name: "location.space",
@@ -787,11 +891,36 @@ pub const SPEED: Probe = Probe {
     run: ProbeFn::PerLocation(check_speed),
 };
 
-fn check_speed(loc: &Location, _: &Facts, _: &HealthConfig) -> ProbeResult {
+fn check_speed(loc: &Location, facts: &Facts, _: &HealthConfig) -> ProbeResult {
     if let Some(e) = unassessable(loc) {
         return Err(e);
     }
-    if !loc.in_use() || !loc.class.is_slow() {
+    if !loc.in_use() || cache_only_for_probes(loc, facts) {
+        return Ok(Ok(()));
+    }
+    let virtual_disks: Vec<String> = loc
+        .disks
+        .iter()
+        .filter(|d| d.is_virtual)
+        .map(|d| format!("{}: {}", d.name, d.virtual_evidence.as_deref().unwrap_or("virtual")))
+        .collect();
+    // A virtual disk's speed cannot be read from sysfs: without --probe say
+    // so (info, not a warning: most cloud VMs would warn forever); with
+    // --probe the write test's numbers decide (location.write-speed).
+    if loc.class == SpeedClass::Unknown && !virtual_disks.is_empty() && !facts.probed {
+        return Ok(Err(Finding {
+            probe: SPEED.name,
+            severity: Severity::Info,
+            subject: loc.path.display().to_string(),
+            message: format!(
+                "speed unknown: {} is on a virtual disk ({}), whose rotational flag says nothing about the storage behind it",
+                role_phrase(loc),
+                virtual_disks.join("; ")
+            ),
+            remedy: "measure it with `guestfs-appliance status --probe` (a bounded write and fsync test)".into(),
+        }));
+    }
+    if !loc.class.is_slow() {
         return Ok(Ok(()));
     }
     let on = match loc.class {
@@ -822,7 +951,7 @@ pub const WRITE_SPEED: Probe = Probe {
     run: ProbeFn::PerLocation(check_write_speed),
 };
 
-fn check_write_speed(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
+fn check_write_speed(loc: &Location, facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
     match &loc.write_test {
         None => Err(HealthError::Unavailable("no write test was run".into())),
         Some(WriteTest::Skipped { reason }) => {
@@ -832,7 +961,8 @@ fn check_write_speed(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResu
             Err(HealthError::Unavailable(format!("write test failed: {error}")))
         }
         Some(WriteTest::Measured { mb_per_s, fsync_ms, .. }) => {
-            if !loc.in_use() || (*mb_per_s >= cfg.min_write_mb_per_s && *fsync_ms <= cfg.max_fsync_ms) {
+            let fast = *mb_per_s >= cfg.min_write_mb_per_s && *fsync_ms <= cfg.max_fsync_ms;
+            if !loc.in_use() || cache_only_for_probes(loc, facts) || fast {
                 return Ok(Ok(()));
             }
             Ok(Err(Finding {
@@ -908,7 +1038,7 @@ pub(crate) mod tests {
 
     #[test]
     fn classes_from_fs_and_disks() {
-        let rot = |r| vec![Disk { name: "sda".into(), rotational: r }];
+        let rot = |r| vec![Disk::physical("sda", r)];
         assert_eq!(classify("tmpfs", 0x0102_1994, &[]), SpeedClass::Memory);
         assert_eq!(classify("overlay", 0x794c_7630, &[]), SpeedClass::Overlay);
         assert_eq!(classify("nfs4", 0x6969, &[]), SpeedClass::Network);
@@ -918,10 +1048,7 @@ pub(crate) mod tests {
         assert_eq!(classify("ext4", 0xEF53, &rot(Some(false))), SpeedClass::LocalSsd);
         assert_eq!(classify("ext4", 0xEF53, &rot(None)), SpeedClass::Unknown);
         assert_eq!(classify("zfs", 0x2fc1_2fc1, &[]), SpeedClass::Unknown);
-        let mixed = vec![
-            Disk { name: "nvme0n1".into(), rotational: Some(false) },
-            Disk { name: "sdb".into(), rotational: Some(true) },
-        ];
+        let mixed = vec![Disk::physical("nvme0n1", Some(false)), Disk::physical("sdb", Some(true))];
         assert_eq!(classify("ext4", 0xEF53, &mixed), SpeedClass::LocalRotational);
     }
 
@@ -967,11 +1094,81 @@ pub(crate) mod tests {
         // dm-1 (crypt) on md0 -> the md's disks
         assert_eq!(names(253, 1), ["sda=Some(true)", "sdb=Some(true)"]);
         assert!(disks_of(&sys, 1, 99).is_err());
+        // None of these is virtual (dm and md live under devices/virtual,
+        // which is not a hypervisor's bus).
+        for (maj, min) in [(8, 1), (259, 1), (253, 0), (9, 0), (253, 1)] {
+            assert!(disks_of(&sys, maj, min).unwrap().iter().all(|d| !d.is_virtual), "{maj}:{min}");
+        }
+    }
+
+    /// Issue 7: a VM's disks say rotational=1 whatever backs them; their
+    /// speed class is unknown, never local-rotational.
+    #[test]
+    fn virtual_disks_are_found_and_their_flag_ignored() {
+        let sys = fixtures().join("sys");
+        let disk = |maj, min| {
+            let d = disks_of(&sys, maj, min).unwrap();
+            assert_eq!(d.len(), 1, "{d:?}");
+            d.into_iter().next().unwrap()
+        };
+        // virtio-blk (/dev/vda), found by its bus.
+        let vda = disk(254, 0);
+        assert_eq!((vda.name.as_str(), vda.rotational, vda.is_virtual), ("vda", Some(true), true));
+        assert!(vda.virtual_evidence.as_deref().unwrap().contains("virtio bus (virtio1)"), "{vda:?}");
+        // A SATA disk QEMU emulates, found by its model through a partition.
+        let sdd = disk(8, 49);
+        assert_eq!((sdd.name.as_str(), sdd.is_virtual), ("sdd", true));
+        assert!(sdd.virtual_evidence.as_deref().unwrap().contains("QEMU HARDDISK"), "{sdd:?}");
+        // Xen blkfront.
+        assert!(disk(202, 0).is_virtual);
+        for d in [vda, sdd, disk(202, 0)] {
+            assert_eq!(classify("ext4", 0xEF53, std::slice::from_ref(&d)), SpeedClass::Unknown, "{d:?}");
+        }
+        // A real spinning disk beside a virtual one still makes it slow.
+        let mixed = [disk(254, 0), Disk::physical("sda", Some(true))];
+        assert_eq!(classify("ext4", 0xEF53, &mixed), SpeedClass::LocalRotational);
+    }
+
+    #[test]
+    fn virtual_disk_speed_is_info_without_probe_and_measured_with_it() {
+        let sys = fixtures().join("sys");
+        let mut facts = crate::health::tests::healthy_facts();
+        // No fixed appliance in use: libguestfs builds one in this cache.
+        let fixed_in_use =
+            std::mem::replace(&mut facts.environment.libguestfs, LibguestfsEnv::new(None, None, None, None));
+        let cfg = HealthConfig::default();
+        let mut loc = location("/var/tmp", SpeedClass::Unknown, 100 << 30);
+        loc.roles = vec![Role::VarTmp];
+        loc.active_cache = true;
+        loc.disks = disks_of(&sys, 254, 0).unwrap();
+        loc.class = classify("ext4", 0xEF53, &loc.disks);
+        let f = check_speed(&loc, &facts, &cfg).unwrap().unwrap_err();
+        assert_eq!(f.severity, Severity::Info, "{f:?}");
+        assert!(f.message.contains("virtual disk (vda: virtio bus") && f.remedy.contains("--probe"), "{f:?}");
+        // With --probe: no class verdict; the write test decides.
+        facts.probed = true;
+        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 20.0, fsync_ms: 1.0 });
+        assert_eq!(check_write_speed(&loc, &facts, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
+        loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 900.0, fsync_ms: 0.5 });
+        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        // A cache that holds only qemu probe files (a fixed appliance is
+        // booted in place): its speed does not matter.
+        facts.probed = false;
+        facts.environment.libguestfs = fixed_in_use;
+        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 20.0, fsync_ms: 1.0 });
+        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        // A location libguestfs does not use: nothing to say.
+        facts.environment.libguestfs = LibguestfsEnv::new(None, None, None, None);
+        loc.active_cache = false;
+        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
     }
 
     #[test]
     fn real_root_is_assessed() {
-        let spec = LocationSpec::new(Path::new("/nonexistent/appliance"), None, None, 1 << 20);
+        let lg = LibguestfsEnv::new(None, None, None, None);
+        let spec = LocationSpec::new(Path::new("/nonexistent/appliance"), &lg, 1 << 20);
         let locs = assess(&spec, &HostRoots::default());
         assert_eq!(locs.len(), 3);
         let app = &locs[0];
@@ -984,7 +1181,8 @@ pub(crate) mod tests {
 
     #[test]
     fn cache_search_order_and_dedup() {
-        let spec = LocationSpec::new(Path::new("/dev/shm"), Some("/var/tmp".into()), Some("/tmp".into()), 1);
+        let lg = LibguestfsEnv::new(None, Some("/var/tmp".into()), Some("/tmp".into()), None);
+        let spec = LocationSpec::new(Path::new("/dev/shm"), &lg, 1);
         let locs = assess(&spec, &HostRoots::default());
         let paths: Vec<_> = locs.iter().map(|l| l.path.display().to_string()).collect();
         assert_eq!(paths, ["/dev/shm", "/var/tmp", "/tmp"]);
@@ -1022,7 +1220,7 @@ pub(crate) mod tests {
         let facts = crate::health::tests::healthy_facts();
         let cfg = HealthConfig::default();
         let mut loc = location("/var/tmp", SpeedClass::LocalRotational, 100 << 30);
-        loc.disks = vec![Disk { name: "sda".into(), rotational: Some(true) }];
+        loc.disks = vec![Disk::physical("sda", Some(true))];
         let f = check_speed(&loc, &facts, &cfg).unwrap().unwrap_err();
         assert!(f.message.contains("rotational disk (sda)"), "{}", f.message);
         loc.class = SpeedClass::LocalSsd;
@@ -1068,7 +1266,7 @@ pub(crate) mod tests {
         let mut loc = location("/dev/shm/x", SpeedClass::Memory, 10 << 20);
         loc.roles = vec![Role::Shm];
         let mut locs = vec![loc];
-        measure(&mut locs, 32 << 20);
+        measure(&mut locs, 32 << 20, None);
         assert!(matches!(locs[0].write_test, Some(WriteTest::Skipped { .. })), "{:?}", locs[0].write_test);
     }
 }

@@ -14,11 +14,13 @@
 //! This module owns the probe types, the table, the runner and the
 //! [`Report`] (whose JSON form is documented in docs/status-schema.json);
 //! `location.rs`, `appliance.rs` and `virt.rs` own one group of facts and
-//! probes each, `report.rs` the output formats. Thresholds come from
+//! probes each, `libguestfs.rs` what libguestfs uses in this environment
+//! (and so which appliance is examined), `report.rs` the output formats. Thresholds come from
 //! [`HealthConfig`]; the command glue (arguments, exit codes) is
 //! `commands/status.rs`.
 
 pub mod appliance;
+pub mod libguestfs;
 pub mod location;
 pub mod report;
 pub mod virt;
@@ -30,6 +32,7 @@ use serde::Serialize;
 use crate::config::{Config, HealthConfig};
 
 pub use appliance::ApplianceFacts;
+pub use libguestfs::LibguestfsEnv;
 pub use location::{HostRoots, Location, SpeedClass};
 pub use virt::VirtFacts;
 
@@ -65,10 +68,14 @@ impl HealthError {
     }
 }
 
-/// How bad a finding is. Ordered: `Warning < Critical`.
+/// How bad a finding is. Ordered: `Info < Warning < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Worth knowing, nothing wrong: does not change the overall state or
+    /// the exit code (e.g. a virtual disk's speed cannot be told without
+    /// `--probe`).
+    Info,
     /// libguestfs works, but slower or less reliably than it could.
     Warning,
     /// libguestfs launches will fail or are about to (no space, KVM broken).
@@ -128,10 +135,12 @@ pub struct Probe {
 
 /// Every probe, in report order.
 pub const PROBES: &[Probe] = &[
+    location::CACHEDIR,
     location::SPACE,
     location::INODES,
     location::SPEED,
     location::WRITE_SPEED,
+    appliance::SEARCH_PATH,
     appliance::PRESENT,
     appliance::ROOT,
     appliance::KERNEL,
@@ -144,9 +153,38 @@ pub const PROBES: &[Probe] = &[
     virt::BOOT,
 ];
 
+/// The environment libguestfs runs with here, and the appliance directory
+/// examined because of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvironmentFacts {
+    /// What libguestfs uses: search path, appliance found, cache base.
+    #[serde(flatten)]
+    pub libguestfs: LibguestfsEnv,
+    /// The appliance directory examined (`appliance.dir` of the report).
+    pub examined_dir: PathBuf,
+    /// Why that one: `--dir`, `LIBGUESTFS_PATH`, `config` or `default`.
+    pub examined_dir_source: libguestfs::Source,
+}
+
+impl EnvironmentFacts {
+    /// Whether the examined directory is the appliance libguestfs boots.
+    pub fn examined_is_in_use(&self) -> bool {
+        self.libguestfs.appliance.as_ref().is_some_and(|a| {
+            a.kind == libguestfs::ApplianceKind::Fixed && same_dir(&a.dir, &self.examined_dir)
+        })
+    }
+}
+
+/// Two spellings of one directory (`./a` and `/cwd/a`, symlinks).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+}
+
 /// Everything gathered about the machine, input of the probes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Facts {
+    /// What libguestfs uses here and why this appliance is examined.
+    pub environment: EnvironmentFacts,
     /// Appliance and cache locations, deduplicated by path.
     pub locations: Vec<Location>,
     /// The fixed appliance.
@@ -162,8 +200,18 @@ pub struct Facts {
 pub struct GatherOptions {
     /// The fixed appliance directory.
     pub appliance_dir: PathBuf,
-    /// Take measurements (write test, test boots).
+    /// Where it came from (see [`libguestfs::examined_dir`]).
+    pub dir_source: libguestfs::Source,
+    /// The environment libguestfs runs with.
+    pub libguestfs: LibguestfsEnv,
+    /// Take measurements (write test; test boots when `boots` is given).
     pub probe: bool,
+    /// With `probe`: how to test-boot (`None`: no test boots, e.g.
+    /// `--skip virt.boot`).
+    pub boots: Option<virt::BootOptions>,
+    /// The whole run's deadline (`--timeout`): measurements not started by
+    /// then are skipped, boots are cut short at it.
+    pub deadline: Option<std::time::Instant>,
     /// Compare the appliance with the host (costs a package resolution).
     pub freshness: bool,
     /// Where /proc and /sys are (tests pass fixtures).
@@ -176,16 +224,23 @@ pub struct GatherOptions {
 /// error and the probes that need it report that they could not run.
 pub fn gather(opts: &GatherOptions, config: &Config) -> Facts {
     let appliance = appliance::gather(&opts.appliance_dir, config, opts.freshness);
-    let spec = location::LocationSpec::from_env(&opts.appliance_dir, appliance.need_bytes);
+    let spec = location::LocationSpec::new(&opts.appliance_dir, &opts.libguestfs, appliance.need_bytes);
     let mut locations = location::assess(&spec, &opts.roots);
     if opts.probe {
-        location::measure(&mut locations, config.health.probe_bytes);
+        location::measure(&mut locations, config.health.probe_bytes, opts.deadline);
     }
     let mut virtualization = virt::gather(&opts.roots);
-    if opts.probe {
-        virt::probe_boots(&mut virtualization, &appliance, &config.health);
+    match (&opts.boots, opts.probe) {
+        (Some(boot), true) => virt::probe_boots(&mut virtualization, &appliance, &config.health, boot),
+        (None, true) => virtualization.boot_skipped = Some("skipped by --skip".into()),
+        _ => {}
     }
-    Facts { locations, appliance, virtualization, probed: opts.probe }
+    let environment = EnvironmentFacts {
+        libguestfs: opts.libguestfs.clone(),
+        examined_dir: opts.appliance_dir.clone(),
+        examined_dir_source: opts.dir_source,
+    };
+    Facts { environment, locations, appliance, virtualization, probed: opts.probe }
 }
 
 /// The result of one probe on one subject.
@@ -195,7 +250,8 @@ pub struct CheckResult {
     pub probe: &'static str,
     /// What it looked at (a path for location probes, else a short name).
     pub subject: String,
-    /// `pass`, `warning`, `critical`, `error` (could not run), `skipped`.
+    /// `pass`, `info`, `warning`, `critical`, `error` (could not run),
+    /// `skipped`.
     pub result: CheckStatus,
     /// For errors and skips: why.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,6 +264,8 @@ pub struct CheckResult {
 pub enum CheckStatus {
     /// Nothing wrong.
     Pass,
+    /// Nothing wrong, with an info finding.
+    Info,
     /// A warning finding.
     Warning,
     /// A critical finding.
@@ -237,6 +295,8 @@ pub enum Overall {
 pub struct Summary {
     /// Checks that passed.
     pub passed: usize,
+    /// Checks that passed with an info finding.
+    pub info: usize,
     /// Warning findings.
     pub warnings: usize,
     /// Critical findings.
@@ -247,6 +307,33 @@ pub struct Summary {
     pub skipped: usize,
 }
 
+/// The probe groups, which `--skip` also takes.
+pub const GROUPS: [&str; 3] = ["location", "appliance", "virt"];
+
+/// Whether `--skip` values `skip` leave out probe `name` (named, or its
+/// group).
+pub fn is_skipped(name: &str, skip: &[String]) -> bool {
+    skip.iter().any(|s| name == s || name.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with('.')))
+}
+
+/// Check `--skip` values: each must name a probe or a group.
+///
+/// Errors: [`HealthError::Unavailable`] naming the unknown value and
+/// listing the valid names.
+pub fn validate_skip(skip: &[String]) -> Result<(), HealthError> {
+    let known = |s: &str| GROUPS.contains(&s) || PROBES.iter().any(|p| p.name == s);
+    match skip.iter().find(|s| !known(s)) {
+        None => Ok(()),
+        Some(bad) => {
+            let names: Vec<&str> = GROUPS.iter().copied().chain(PROBES.iter().map(|p| p.name)).collect();
+            Err(HealthError::Unavailable(format!(
+                "--skip {bad}: no probe or group of that name; valid names: {}",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
 /// Run every probe of [`PROBES`] not named in `skip` (a name, or a group
 /// prefix such as `virt`) over `facts`.
 ///
@@ -255,9 +342,7 @@ pub fn run_probes(facts: &Facts, config: &HealthConfig, skip: &[String]) -> (Vec
     let mut checks = Vec::new();
     let mut findings = Vec::new();
     for probe in PROBES {
-        let skipped_by_name = skip.iter().any(|s| {
-            probe.name == s || probe.name.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with('.'))
-        });
+        let skipped_by_name = is_skipped(probe.name, skip);
         let skip_reason = if skipped_by_name {
             Some("skipped by --skip".to_string())
         } else if probe.needs_measurement && !facts.probed {
@@ -281,6 +366,7 @@ pub fn run_probes(facts: &Facts, config: &HealthConfig, skip: &[String]) -> (Vec
                 (None, Ok(Ok(()))) => (CheckStatus::Pass, None),
                 (None, Ok(Err(finding))) => {
                     let status = match finding.severity {
+                        Severity::Info => CheckStatus::Info,
                         Severity::Warning => CheckStatus::Warning,
                         Severity::Critical => CheckStatus::Critical,
                     };
@@ -311,6 +397,7 @@ pub fn summarize(checks: &[CheckResult]) -> (Summary, Overall) {
     for c in checks {
         match c.result {
             CheckStatus::Pass => s.passed += 1,
+            CheckStatus::Info => s.info += 1,
             CheckStatus::Warning => s.warnings += 1,
             CheckStatus::Critical => s.critical += 1,
             CheckStatus::Error => s.errors += 1,
@@ -345,7 +432,7 @@ pub struct Report {
     pub status: Overall,
     /// Counts per outcome.
     pub summary: Summary,
-    /// Every problem with its remedy, worst first.
+    /// Every finding with its remedy, worst first (info last).
     pub findings: Vec<Finding>,
     /// Every check that ran or was skipped.
     pub checks: Vec<CheckResult>,
@@ -392,7 +479,19 @@ pub(crate) mod tests {
 
     /// Facts for a healthy-looking machine, for probe tests to modify.
     pub(crate) fn healthy_facts() -> Facts {
+        let dir = PathBuf::from("/dev/shm/appliance");
+        let mut lg = LibguestfsEnv::new(None, None, None, None);
+        lg.path_var = Some(dir.display().to_string());
+        lg.search_path = vec![dir.clone()];
+        lg.search_path_source = libguestfs::Source::LibguestfsPath;
+        lg.appliance =
+            Some(libguestfs::FoundAppliance { kind: libguestfs::ApplianceKind::Fixed, dir: dir.clone() });
         Facts {
+            environment: EnvironmentFacts {
+                libguestfs: lg,
+                examined_dir: dir,
+                examined_dir_source: libguestfs::Source::LibguestfsPath,
+            },
             locations: vec![location::tests::location("/dev/shm/appliance", SpeedClass::Memory, 10 << 30)],
             appliance: appliance::tests::healthy(),
             virtualization: virt::tests::healthy(),
@@ -408,7 +507,7 @@ pub(crate) mod tests {
         assert_eq!(names.len(), PROBES.len());
         for p in PROBES {
             let group = p.name.split('.').next().unwrap();
-            assert!(["location", "appliance", "virt"].contains(&group), "{}", p.name);
+            assert!(GROUPS.contains(&group), "{}", p.name);
             assert!(!p.summary.is_empty());
         }
     }
@@ -440,6 +539,18 @@ pub(crate) mod tests {
         // A prefix that is not a whole group does not skip.
         let (_, findings) = run_probes(&facts, &cfg, &["vir".to_string()]);
         assert!(!findings.is_empty());
+    }
+
+    #[test]
+    fn unknown_skip_names_are_refused_with_the_list() {
+        assert!(validate_skip(&["virt".into(), "location.speed".into()]).is_ok());
+        let err = validate_skip(&["location.sped".into()]).unwrap_err().to_string();
+        assert!(err.starts_with("--skip location.sped: no probe or group"), "{err}");
+        for name in GROUPS.iter().copied().chain(PROBES.iter().map(|p| p.name)) {
+            assert!(err.contains(name), "{name} missing from {err}");
+        }
+        // A prefix that is not a whole group is not a group.
+        assert!(validate_skip(&["vir".into()]).is_err());
     }
 
     #[test]

@@ -9,8 +9,10 @@
 
 use std::fmt::Write as _;
 
+use super::libguestfs::ApplianceKind;
 use super::location::{Location, Role, WriteTest};
-use super::{Overall, Report, Severity};
+use super::virt::BootTarget;
+use super::{Finding, Overall, Report, Severity};
 use crate::printer::human_bytes;
 
 /// Nagios plugin exit code for an overall state (0 OK, 1 WARNING,
@@ -33,6 +35,13 @@ fn nagios_word(o: Overall) -> &'static str {
     }
 }
 
+/// The Nagios line for a run that could not produce a report (usage
+/// error, bad config, `--timeout` hit): `GUESTFS-APPLIANCE UNKNOWN - why`.
+pub fn nagios_unknown(why: &str) -> String {
+    // `|` would start perfdata; newlines would start long output.
+    format!("GUESTFS-APPLIANCE UNKNOWN - {}\n", why.replace('|', "/").replace('\n', " "))
+}
+
 /// The JSON report (pretty, one trailing newline).
 ///
 /// Errors: only if serialisation fails, which plain data cannot.
@@ -43,7 +52,7 @@ pub fn json(r: &Report) -> Result<String, serde_json::Error> {
 /// Colours for the text report: `paint(code, text)`.
 pub type Paint<'a> = &'a dyn Fn(&str, &str) -> String;
 
-fn roles_text(l: &Location) -> String {
+fn roles_text(l: &Location, fixed_in_use: bool) -> String {
     let mut parts: Vec<&str> = l
         .roles
         .iter()
@@ -55,7 +64,9 @@ fn roles_text(l: &Location) -> String {
             Role::Shm => "/dev/shm",
         })
         .collect();
-    if l.active_cache {
+    if l.active_cache && fixed_in_use {
+        parts.push("cache in use, qemu probe files only");
+    } else if l.active_cache {
         parts.push("cache in use");
     }
     parts.join(", ")
@@ -67,6 +78,32 @@ fn age_text(secs: u64) -> String {
         s if s < 2 * 86_400 => format!("{} h", s / 3600),
         s => format!("{} days", s / 86_400),
     }
+}
+
+/// What libguestfs does here, for the human report's `libguestfs` row.
+fn libguestfs_text(env: &super::EnvironmentFacts, paint: Paint) -> String {
+    let lg = &env.libguestfs;
+    let origin = match &lg.path_var {
+        Some(v) => format!("LIBGUESTFS_PATH={v}"),
+        None => "LIBGUESTFS_PATH unset: its default path".into(),
+    };
+    let Some(found) = &lg.appliance else {
+        return paint("31", &format!("finds no appliance ({origin}): launches fail"));
+    };
+    let this = env.examined_is_in_use();
+    let what = match (found.kind, this) {
+        (ApplianceKind::Fixed, true) => "boots this fixed appliance".to_string(),
+        (kind, _) => format!("uses {} in {}", kind.describe(), found.dir.display()),
+    };
+    let hint = if this {
+        String::new()
+    } else {
+        format!(
+            "; this one is used only with LIBGUESTFS_PATH={} (`guestfs-appliance env`)",
+            env.examined_dir.display()
+        )
+    };
+    format!("{what} ({origin}){hint}")
 }
 
 /// The report for people.
@@ -87,7 +124,11 @@ pub fn human(r: &Report, paint: Paint) -> String {
             continue;
         }
         let inodes = l.free_inodes.map(|i| format!(", {i} inodes free")).unwrap_or_default();
-        let disks: Vec<&str> = l.disks.iter().map(|d| d.name.as_str()).collect();
+        let disks: Vec<String> = l
+            .disks
+            .iter()
+            .map(|d| if d.is_virtual { format!("{} (virtual)", d.name) } else { d.name.clone() })
+            .collect();
         let disks = if disks.is_empty() { String::new() } else { format!(" on {}", disks.join("+")) };
         let class = if l.class.is_slow() { paint("33", l.class.name()) } else { l.class.name().to_string() };
         let _ = writeln!(
@@ -96,7 +137,7 @@ pub fn human(r: &Report, paint: Paint) -> String {
             l.fs_type,
             human_bytes(l.free_bytes),
             human_bytes(l.total_bytes),
-            roles_text(l)
+            roles_text(l, r.facts.environment.libguestfs.uses_fixed_appliance())
         );
         match &l.write_test {
             Some(WriteTest::Measured { mb_per_s, fsync_ms, bytes }) => {
@@ -117,8 +158,26 @@ pub fn human(r: &Report, paint: Paint) -> String {
         }
     }
     let a = &r.facts.appliance;
+    let env = &r.facts.environment;
     let _ = writeln!(o);
-    head(&mut o, &format!("Appliance {}", a.dir.display()));
+    head(&mut o, &format!("Appliance {} ({})", a.dir.display(), env.examined_dir_source.phrase()));
+    row(&mut o, "libguestfs", libguestfs_text(env, paint));
+    let lg = &env.libguestfs;
+    let mut cache = format!(
+        "{}/.guestfs-{} ({})",
+        lg.cachedir.display(),
+        nix::unistd::geteuid(),
+        lg.cachedir_source.phrase()
+    );
+    cache.push_str(if lg.uses_fixed_appliance() {
+        ", qemu probe files only"
+    } else {
+        ", where supermin builds the appliance"
+    });
+    for e in &lg.cachedir_errors {
+        cache.push_str(&format!("; {}", paint("33", e)));
+    }
+    row(&mut o, "cache", cache);
     if !a.exists {
         row(&mut o, "files", "none (not built)".into());
     } else {
@@ -209,13 +268,19 @@ pub fn human(r: &Report, paint: Paint) -> String {
     );
     row(&mut o, "libguestfs", v.libguestfs.clone().unwrap_or_else(|| "not installed".into()));
     for b in &v.boots {
+        let what = match (b.target, &b.kernel) {
+            (BootTarget::Appliance, _) => "the appliance".to_string(),
+            (BootTarget::HostKernel, k) => {
+                format!("host kernel {} + test initrd (no appliance built)", k.as_deref().unwrap_or("?"))
+            }
+        };
+        let error = b.error.as_deref().unwrap_or("?");
         let text = if b.came_up {
-            format!("came up in {:.1} s", b.seconds)
+            format!("{what}: came up in {:.1} s", b.seconds)
+        } else if b.cut_short {
+            paint("33", &format!("{what}: not finished ({:.1} s): {error}", b.seconds))
         } else {
-            paint(
-                "31",
-                &format!("did not come up ({:.1} s): {}", b.seconds, b.error.as_deref().unwrap_or("?")),
-            )
+            paint("31", &format!("{what}: did not come up ({:.1} s): {error}", b.seconds))
         };
         row(&mut o, &format!("boot {}", b.accel), text);
     }
@@ -224,17 +289,26 @@ pub fn human(r: &Report, paint: Paint) -> String {
     }
 
     let _ = writeln!(o);
-    if r.findings.is_empty() {
+    let (problems, notes): (Vec<&Finding>, Vec<&Finding>) =
+        r.findings.iter().partition(|f| f.severity > Severity::Info);
+    if problems.is_empty() {
         let _ = writeln!(o, "{}", paint("32", "No problems found."));
     } else {
         head(&mut o, "Problems");
-        for f in &r.findings {
+        for f in problems {
             let label = match f.severity {
                 Severity::Critical => paint("31", "CRITICAL"),
-                Severity::Warning => paint("33", "WARNING "),
+                _ => paint("33", "WARNING "),
             };
             let _ = writeln!(o, "  {label} {} ({}): {}", f.subject, f.probe, f.message);
             let _ = writeln!(o, "           fix: {}", f.remedy);
+        }
+    }
+    if !notes.is_empty() {
+        head(&mut o, "Notes");
+        for f in notes {
+            let _ = writeln!(o, "  {} {} ({}): {}", paint("36", "INFO    "), f.subject, f.probe, f.message);
+            let _ = writeln!(o, "           {}", f.remedy);
         }
     }
     let errors: Vec<_> = r.checks.iter().filter(|c| c.result == super::CheckStatus::Error).collect();
@@ -254,7 +328,7 @@ pub fn human(r: &Report, paint: Paint) -> String {
         "\n{} critical, {} warnings, {} passed, {} not checked, {} skipped{} ({:.2} s)",
         s.critical,
         s.warnings,
-        s.passed,
+        s.passed + s.info,
         s.errors,
         s.skipped,
         if r.facts.probed { "" } else { " (add --probe to measure)" },
@@ -273,12 +347,13 @@ fn perf_label(s: &str) -> String {
 /// [`nagios_code`] of the report's status.
 pub fn nagios(r: &Report) -> String {
     let s = &r.summary;
-    let text = if r.findings.is_empty() && s.errors == 0 {
-        format!("{} checks passed", s.passed)
+    let problems: Vec<&Finding> = r.findings.iter().filter(|f| f.severity > Severity::Info).collect();
+    let text = if problems.is_empty() && s.errors == 0 {
+        format!("{} checks passed", s.passed + s.info)
     } else {
         let mut first: Vec<String> =
-            r.findings.iter().take(2).map(|f| format!("{}: {}", f.subject, f.message)).collect();
-        if r.findings.is_empty() {
+            problems.iter().take(2).map(|f| format!("{}: {}", f.subject, f.message)).collect();
+        if problems.is_empty() {
             first = r
                 .checks
                 .iter()
@@ -335,6 +410,7 @@ pub fn nagios(r: &Report) -> String {
         let sev = match f.severity {
             Severity::Critical => "CRITICAL",
             Severity::Warning => "WARNING",
+            Severity::Info => "INFO",
         };
         let line = format!("{sev}: {} ({}): {} Fix: {}", f.subject, f.probe, f.message, f.remedy);
         let _ = writeln!(out, "{}", line.replace('|', "/"));
@@ -400,12 +476,14 @@ pub fn prometheus(r: &Report) -> String {
     f.add(vec![], f64::from(nagios_code(r.status)));
     fams.push(f);
     let mut f = Family::new("guestfs_appliance_findings", "Problems found, by severity.");
+    f.add(vec![("severity", "info".into())], r.summary.info as f64);
     f.add(vec![("severity", "warning".into())], r.summary.warnings as f64);
     f.add(vec![("severity", "critical".into())], r.summary.critical as f64);
     fams.push(f);
     let mut f = Family::new("guestfs_appliance_checks", "Checks by result.");
     for (k, v) in [
         ("pass", r.summary.passed),
+        ("info", r.summary.info),
         ("warning", r.summary.warnings),
         ("critical", r.summary.critical),
         ("error", r.summary.errors),
@@ -470,6 +548,35 @@ pub fn prometheus(r: &Report) -> String {
         }
     }
     fams.extend([info, free, size, inodes, room, write, fsync]);
+
+    let env = &r.facts.environment;
+    let mut f = Family::new(
+        "guestfs_appliance_environment_info",
+        "What libguestfs uses here (value 1): the appliance its search path leads to (kind none = launches \
+         fail), its cache base, and the appliance directory examined, each with where it came from.",
+    );
+    let kind = env.libguestfs.appliance.as_ref().map_or("none".to_string(), |a| {
+        serde_json::to_value(a.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    });
+    let source = |s: super::libguestfs::Source| {
+        serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    };
+    f.add(
+        vec![
+            ("appliance_kind", kind),
+            (
+                "appliance",
+                env.libguestfs.appliance.as_ref().map(|a| a.dir.display().to_string()).unwrap_or_default(),
+            ),
+            ("search_path_source", source(env.libguestfs.search_path_source)),
+            ("cachedir", env.libguestfs.cachedir.display().to_string()),
+            ("cachedir_source", source(env.libguestfs.cachedir_source)),
+            ("examined_dir", env.examined_dir.display().to_string()),
+            ("examined_dir_source", source(env.examined_dir_source)),
+        ],
+        1.0,
+    );
+    fams.push(f);
 
     let a = &r.facts.appliance;
     let dir = a.dir.display().to_string();
@@ -551,15 +658,19 @@ pub fn prometheus(r: &Report) -> String {
     fams.push(f);
     let mut up = Family::new(
         "guestfs_appliance_boot_up",
-        "--probe: 1 if the appliance came up under the accelerator.",
+        "--probe: 1 if a test guest (the appliance, or the host kernel when none is built) came up under the accelerator.",
     );
     let mut secs = Family::new(
         "guestfs_appliance_boot_seconds",
         "--probe: seconds until the appliance came up (or the attempt ended).",
     );
     for bt in &v.boots {
-        up.add(vec![("accel", bt.accel.into())], b(bt.came_up));
-        secs.add(vec![("accel", bt.accel.into())], bt.seconds);
+        let target = serde_json::to_value(bt.target)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        up.add(vec![("accel", bt.accel.into()), ("target", target.clone())], b(bt.came_up));
+        secs.add(vec![("accel", bt.accel.into()), ("target", target)], bt.seconds);
     }
     fams.extend([up, secs]);
     let mut f = Family::new("guestfs_appliance_report_timestamp_seconds", "When this report was made.");

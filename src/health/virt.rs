@@ -1,25 +1,36 @@
 //! Facts and probes about virtualization: /dev/kvm (present, openable
 //! read-write by us), the CPU's virtualization flags, whether we run inside
 //! a VM, qemu (found, version) and libguestfs (version, from the dpkg
-//! database); with `--probe`, test boots of the appliance under KVM and,
-//! if KVM does not come up, under TCG, each bounded by a timeout.
+//! database); with `--probe`, test boots under KVM and, if KVM does not
+//! come up, under TCG, each bounded by a timeout and by `--timeout`.
 //!
 //! `/dev/kvm` existing is not proof that KVM works (shared notes,
 //! machine-facts.md: guests abort with "failed to set MSR 0x10a"), hence
-//! the test boot. A boot has "come up" when the appliance's init reaches
-//! the exec of libguestfs's `/init` (our init prints `init: exec /init`,
-//! supermin's prints `supermin: chroot`); qemu is killed there, since
-//! without guestfsd's channel the appliance would only wait. The appliance
-//! files are never written: the root disk is attached with `snapshot=on`.
+//! the test boot. What boots ([`BootTarget`]):
+//! - the fixed appliance, when one is built: it has "come up" when its init
+//!   reaches the exec of libguestfs's `/init` (our init prints `init: exec
+//!   /init`, supermin's `supermin: chroot`); the root disk is attached with
+//!   `snapshot=on`, so the appliance files are never written;
+//! - otherwise the host kernel (chosen as a build would,
+//!   `kernel::select_kernel`) with a tiny initrd built in memory (a memfd)
+//!   holding only our init and an empty module list: it has "come up" when
+//!   the init prints its first line ([`INIT_STARTED`]), i.e. the kernel
+//!   booted under that accelerator and ran a program as PID 1. (The init
+//!   then stops for want of `root=`.)
 //!
-//! The appliance's content is `appliance.rs`'s business; this file only
-//! boots it.
+//! qemu is killed once the guest came up, at the timeout, and by
+//! [`kill_running_guests`] (the `--timeout` watchdog), so no guest outlives
+//! the report. The appliance's content is `appliance.rs`'s business; this
+//! file only boots.
 
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
+
+use nix::sys::memfd::MemFdCreateFlag;
 
 use serde::Serialize;
 
@@ -27,7 +38,8 @@ use super::{
     location::HostRoots, ApplianceFacts, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity,
 };
 use crate::config::HealthConfig;
-use crate::kernel::compare_versions;
+use crate::image::initrd;
+use crate::kernel::{self, compare_versions, KernelEnv};
 
 /// qemu versions before this boot slowly (libguestfs performance guide:
 /// fast boot needs qemu >= 2.7 and libguestfs >= 1.34).
@@ -37,7 +49,34 @@ pub const MIN_LIBGUESTFS: &str = "1.34";
 
 /// Serial-console lines that show the appliance's init handed over to
 /// libguestfs's `/init`: ours, then supermin's.
-const CAME_UP_MARKERS: [&str; 2] = ["init: exec /init", "supermin: chroot"];
+const APPLIANCE_UP: [&str; 2] = ["init: exec /init", "supermin: chroot"];
+
+/// The first line our init prints as PID 1, after mounting /proc
+/// (src/bin/init/main.rs: `init: guestfs-appliance-init VERSION; cmdline:
+/// ...`): what "came up" means for a host-kernel test boot.
+pub const INIT_STARTED: &str = "init: guestfs-appliance-init ";
+
+/// A boot with less time than this left is not started: it could prove
+/// nothing.
+const MIN_BOOT_TIME: Duration = Duration::from_secs(1);
+
+/// What a test boot boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootTarget {
+    /// The fixed appliance (kernel, initrd, root).
+    Appliance,
+    /// The host kernel with an initrd holding only our init.
+    HostKernel,
+}
+
+/// Whether the console output shows the guest came up (module docs).
+pub fn came_up(console: &str, target: BootTarget) -> bool {
+    match target {
+        BootTarget::Appliance => APPLIANCE_UP.iter().any(|m| console.contains(m)),
+        BootTarget::HostKernel => console.contains(INIT_STARTED),
+    }
+}
 
 /// The KVM device node.
 const KVM_DEVICE_PATH: &str = "/dev/kvm";
@@ -100,12 +139,20 @@ pub struct QemuFacts {
 pub struct BootResult {
     /// `kvm` or `tcg`.
     pub accel: &'static str,
-    /// Whether the appliance's init reached libguestfs's /init.
+    /// What was booted.
+    pub target: BootTarget,
+    /// The kernel booted (release, for the host kernel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// Whether it came up (see [`came_up`]).
     pub came_up: bool,
     /// Seconds from starting qemu until it came up (or gave up).
     pub seconds: f64,
     /// Killed at the timeout.
     pub timed_out: bool,
+    /// Ended (or never started) by `--timeout`, before its own timeout:
+    /// it proves nothing either way.
+    pub cut_short: bool,
     /// Why it did not come up (qemu's last line, or a start failure).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -218,36 +265,157 @@ fn libguestfs_version() -> Option<String> {
     crate::package::installed_upstream_version(Path::new("/"), "libguestfs0")
 }
 
-/// `--probe`: boot the appliance under KVM (when /dev/kvm opens) and, when
-/// that does not come up, under TCG; record the results in `virt`.
-pub fn probe_boots(virt: &mut VirtFacts, appliance: &ApplianceFacts, cfg: &HealthConfig) {
+/// What `--probe` boots and how long it may take.
+#[derive(Debug, Clone, Copy)]
+pub struct BootOptions {
+    /// Supplies our init's bytes, for the host-kernel boot (the command
+    /// passes `commands::build::find_init`).
+    pub init: fn() -> Result<Vec<u8>, String>,
+    /// The whole run's deadline (`--timeout`), if any.
+    pub deadline: Option<Instant>,
+}
+
+/// The files of one test boot.
+struct BootSpec {
+    target: BootTarget,
+    kernel: PathBuf,
+    kernel_release: Option<String>,
+    initrd: PathBuf,
+    /// Root image and its UUID (appliance boots only).
+    root: Option<(PathBuf, String)>,
+    /// Keeps the in-memory initrd open while qemu reads it.
+    _initrd_fd: Option<std::fs::File>,
+}
+
+/// `--probe`: boot the appliance (or, without one, the host kernel with a
+/// tiny initrd) under KVM when /dev/kvm opens and, when that does not come
+/// up, under TCG; record the results in `virt`.
+pub fn probe_boots(virt: &mut VirtFacts, appliance: &ApplianceFacts, cfg: &HealthConfig, opts: &BootOptions) {
     let Some(qemu) = virt.qemu.as_ref().map(|q| q.path.clone()) else {
         virt.boot_skipped = Some("qemu not found".into());
         return;
     };
-    let uuid = appliance.root.as_ref().and_then(|r| r.uuid.clone());
-    let Some(uuid) = uuid.filter(|_| appliance.bootable) else {
-        virt.boot_skipped = Some(format!("no bootable appliance at {}", appliance.dir.display()));
-        return;
+    let spec = match boot_spec(appliance, opts) {
+        Ok(spec) => spec,
+        Err(why) => {
+            virt.boot_skipped = Some(why);
+            return;
+        }
+    };
+    // The time a boot may take: its own timeout, or what is left before
+    // --timeout (then a timeout means "cut short", not "did not come up").
+    let budget = |own: u64| -> (Duration, bool) {
+        let own = Duration::from_secs(own);
+        match opts.deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+            Some(left) if left < own => (left, true),
+            _ => (own, false),
+        }
+    };
+    let not_started = |accel| BootResult {
+        accel,
+        target: spec.target,
+        kernel: spec.kernel_release.clone(),
+        came_up: false,
+        seconds: 0.0,
+        timed_out: false,
+        cut_short: true,
+        error: Some("not started: no time left within --timeout".into()),
     };
     if virt.kvm.openable {
-        let r = boot(&qemu, &appliance.dir, &uuid, "kvm", Duration::from_secs(cfg.probe_kvm_timeout_s));
-        virt.kvm.usable = Some(r.came_up);
-        let up = r.came_up;
+        let (timeout, limited) = budget(cfg.probe_kvm_timeout_s);
+        let r = if timeout < MIN_BOOT_TIME {
+            not_started("kvm")
+        } else {
+            boot(&qemu, &spec, "kvm", timeout, limited)
+        };
+        virt.kvm.usable = (!r.cut_short).then_some(r.came_up);
+        let done = r.came_up || r.cut_short;
         virt.boots.push(r);
-        if up {
+        if done {
             return;
         }
     } else {
         virt.kvm.usable = Some(false);
     }
-    let r = boot(&qemu, &appliance.dir, &uuid, "tcg", Duration::from_secs(cfg.probe_boot_timeout_s));
+    let (timeout, limited) = budget(cfg.probe_boot_timeout_s);
+    let r = if timeout < MIN_BOOT_TIME {
+        not_started("tcg")
+    } else {
+        boot(&qemu, &spec, "tcg", timeout, limited)
+    };
     virt.boots.push(r);
+}
+
+/// What to boot: the appliance when it is bootable, else the host kernel
+/// with an in-memory initrd holding our init. Errors: why nothing can be
+/// booted.
+fn boot_spec(appliance: &ApplianceFacts, opts: &BootOptions) -> Result<BootSpec, String> {
+    let uuid = appliance.root.as_ref().and_then(|r| r.uuid.clone());
+    if let Some(uuid) = uuid.filter(|_| appliance.bootable) {
+        let dir = &appliance.dir;
+        return Ok(BootSpec {
+            target: BootTarget::Appliance,
+            kernel: dir.join("kernel"),
+            kernel_release: None,
+            initrd: dir.join("initrd"),
+            root: Some((dir.join("root"), uuid)),
+            _initrd_fd: None,
+        });
+    }
+    let no_appliance = format!("no bootable appliance at {}", appliance.dir.display());
+    let kernel = kernel::select_kernel(&KernelEnv::from_env(), Path::new("/"), std::env::consts::ARCH)
+        .map_err(|e| format!("{no_appliance}, and no host kernel to test with: {e}"))?;
+    let init = (opts.init)().map_err(|e| format!("{no_appliance}, and no init for a test initrd: {e}"))?;
+    let file =
+        memory_initrd(&init).map_err(|e| format!("{no_appliance}, and the test initrd failed: {e}"))?;
+    // qemu inherits the memfd (no close-on-exec) and opens it by this path.
+    let initrd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    Ok(BootSpec {
+        target: BootTarget::HostKernel,
+        kernel: kernel.path,
+        kernel_release: Some(kernel.version),
+        initrd,
+        root: None,
+        _initrd_fd: Some(file),
+    })
+}
+
+/// A newc initrd holding `init` and an empty `/modules`, in a memfd (a
+/// file only in memory: nothing to clean up, whatever happens).
+fn memory_initrd(init: &[u8]) -> Result<std::fs::File, String> {
+    // Not MFD_CLOEXEC: qemu must inherit it.
+    let fd = nix::sys::memfd::memfd_create(c"guestfs-appliance-probe-initrd", MemFdCreateFlag::empty())
+        .map_err(|e| format!("memfd_create: {}", e.desc()))?;
+    let mut file = std::fs::File::from(fd);
+    initrd::write_initrd(&mut file, init, &[], 0).map_err(|e| e.to_string())?;
+    Ok(file)
+}
+
+/// pids of the qemu processes running now, for [`kill_running_guests`].
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Kill every test-boot qemu still running (the `--timeout` watchdog calls
+/// this before it exits, when no destructor runs).
+pub fn kill_running_guests() {
+    let pids = RUNNING.lock().map(|p| p.clone()).unwrap_or_default();
+    for pid in pids {
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+    }
 }
 
 /// qemu, killed (and reaped) when dropped: a panic or an early return
 /// never leaves a guest running.
 struct Guest(Child);
+
+impl Guest {
+    fn new(child: Child) -> Guest {
+        if let Ok(mut pids) = RUNNING.lock() {
+            pids.push(child.id());
+        }
+        Guest(child)
+    }
+}
 
 impl Drop for Guest {
     fn drop(&mut self) {
@@ -255,49 +423,52 @@ impl Drop for Guest {
             let _ = self.0.kill();
         }
         let _ = self.0.wait();
+        if let Ok(mut pids) = RUNNING.lock() {
+            pids.retain(|p| *p != self.0.id());
+        }
     }
 }
 
-/// Boot `dir`'s appliance with `accel` and wait up to `timeout` for it to
-/// come up.
-pub fn boot(qemu: &Path, dir: &Path, uuid: &str, accel: &'static str, timeout: Duration) -> BootResult {
+/// Boot `spec` with `accel` and wait up to `timeout` for it to come up;
+/// `limited`: the timeout is what was left of `--timeout`, so hitting it
+/// cuts the boot short rather than failing it.
+fn boot(qemu: &Path, spec: &BootSpec, accel: &'static str, timeout: Duration, limited: bool) -> BootResult {
     let mut argv: Vec<String> = vec!["-accel".into(), accel.into()];
     if accel == "kvm" {
         // What libguestfs's direct backend passes with KVM.
         argv.extend(["-cpu".into(), "host".into()]);
     }
-    argv.extend(
-        [
-            "-nographic",
-            "-no-reboot",
-            "-m",
-            "512",
-            "-device",
-            "virtio-scsi-pci,id=scsi0",
-            "-device",
-            "scsi-hd,drive=root,bus=scsi0.0",
-        ]
-        .map(String::from),
-    );
+    argv.extend(["-nographic", "-no-reboot", "-m", "512"].map(String::from));
     argv.push("-kernel".into());
-    argv.push(dir.join("kernel").display().to_string());
+    argv.push(spec.kernel.display().to_string());
     argv.push("-initrd".into());
-    argv.push(dir.join("initrd").display().to_string());
-    argv.push("-drive".into());
-    // snapshot=on: the guest mounts its root read-write; its writes go to a
-    // throw-away overlay, never to the appliance.
-    argv.push(format!("file={},format=raw,if=none,id=root,snapshot=on", dir.join("root").display()));
-    argv.push("-append".into());
+    argv.push(spec.initrd.display().to_string());
     // No `quiet`: the init's step lines are how we see it come up.
-    argv.push(format!("console=ttyS0 panic=1 root=UUID={uuid} guestfs_noreboot=1"));
+    let mut append = "console=ttyS0 panic=1".to_string();
+    if let Some((root, uuid)) = &spec.root {
+        argv.extend(
+            ["-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-hd,drive=root,bus=scsi0.0"]
+                .map(String::from),
+        );
+        argv.push("-drive".into());
+        // snapshot=on: the guest mounts its root read-write; its writes go
+        // to a throw-away overlay, never to the appliance.
+        argv.push(format!("file={},format=raw,if=none,id=root,snapshot=on", root.display()));
+        append.push_str(&format!(" root=UUID={uuid} guestfs_noreboot=1"));
+    }
+    argv.push("-append".into());
+    argv.push(append);
 
     let start = Instant::now();
-    let failed = |error: String, start: Instant| BootResult {
+    let result = |came_up: bool, timed_out: bool, error: Option<String>| BootResult {
         accel,
-        came_up: false,
+        target: spec.target,
+        kernel: spec.kernel_release.clone(),
+        came_up,
         seconds: start.elapsed().as_secs_f64(),
-        timed_out: false,
-        error: Some(error),
+        timed_out,
+        cut_short: timed_out && limited,
+        error,
     };
     let child = Command::new(qemu)
         .args(&argv)
@@ -307,8 +478,8 @@ pub fn boot(qemu: &Path, dir: &Path, uuid: &str, accel: &'static str, timeout: D
         .stderr(Stdio::piped())
         .spawn();
     let mut guest = match child {
-        Ok(c) => Guest(c),
-        Err(e) => return failed(format!("could not run {}: {e}", qemu.display()), start),
+        Ok(c) => Guest::new(c),
+        Err(e) => return result(false, false, Some(format!("could not run {}: {e}", qemu.display()))),
     };
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let pipes: Vec<Box<dyn Read + Send>> = [
@@ -334,7 +505,7 @@ pub fn boot(qemu: &Path, dir: &Path, uuid: &str, accel: &'static str, timeout: D
     drop(tx);
     let deadline = start + timeout;
     let mut log = Vec::new();
-    let mut came_up = false;
+    let mut up = false;
     let mut timed_out = false;
     loop {
         let now = Instant::now();
@@ -345,9 +516,8 @@ pub fn boot(qemu: &Path, dir: &Path, uuid: &str, accel: &'static str, timeout: D
         match rx.recv_timeout((deadline - now).min(Duration::from_millis(200))) {
             Ok(chunk) => {
                 log.extend_from_slice(&chunk);
-                let text = String::from_utf8_lossy(&log);
-                if CAME_UP_MARKERS.iter().any(|m| text.contains(m)) {
-                    came_up = true;
+                if came_up(&String::from_utf8_lossy(&log), spec.target) {
+                    up = true;
                     break;
                 }
             }
@@ -356,19 +526,28 @@ pub fn boot(qemu: &Path, dir: &Path, uuid: &str, accel: &'static str, timeout: D
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let seconds = start.elapsed().as_secs_f64();
+    let r = result(up, timed_out, None);
     drop(guest);
-    let error = (!came_up).then(|| {
+    let error = (!up).then(|| {
         let text = String::from_utf8_lossy(&log);
         let last =
             text.lines().map(str::trim).rev().find(|l| !l.is_empty()).unwrap_or("no output").to_string();
-        if timed_out {
-            format!("no sign of the appliance's init after {} s (last output: {last})", timeout.as_secs())
-        } else {
-            format!("qemu exited: {last}")
+        match (timed_out, limited) {
+            (true, true) => {
+                format!("stopped after {:.0} s by --timeout (last output: {last})", timeout.as_secs_f64())
+            }
+            (true, false) => {
+                format!("no sign of the guest's init after {} s (last output: {last})", timeout.as_secs())
+            }
+            // qemu's own "error:" line names the cause (e.g. "failed to set
+            // MSR 0x10a"); the last line may be a consequence (an assertion).
+            _ => match text.lines().map(str::trim).find(|l| l.contains("error:")).filter(|e| *e != last) {
+                Some(cause) => format!("qemu exited: {cause}; {last}"),
+                None => format!("qemu exited: {last}"),
+            },
         }
     });
-    BootResult { accel, came_up, seconds, timed_out, error }
+    BootResult { error, ..r }
 }
 
 fn user_name() -> String {
@@ -549,6 +728,15 @@ fn check_boot(facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
     }
     let kvm = v.boots.iter().find(|b| b.accel == "kvm");
     let tcg = v.boots.iter().find(|b| b.accel == "tcg");
+    let Some(first) = kvm.or(tcg) else {
+        return Err(HealthError::Unavailable("no test boot ran".into()));
+    };
+    let what = match (first.target, &first.kernel) {
+        (BootTarget::Appliance, _) => "the appliance".to_string(),
+        (BootTarget::HostKernel, k) => {
+            format!("a guest (host kernel {} with a test initrd)", k.as_deref().unwrap_or("?"))
+        }
+    };
     let finding = |severity, message: String, remedy: String| Finding {
         probe: BOOT.name,
         severity,
@@ -556,12 +744,13 @@ fn check_boot(facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
         message,
         remedy,
     };
+    let error = |b: &BootResult| b.error.clone().unwrap_or_else(|| "unknown".into());
     if let Some(k) = kvm.filter(|k| k.came_up) {
         if k.seconds > cfg.max_kvm_boot_s {
             return Ok(Err(finding(
                 Severity::Warning,
                 format!(
-                    "the appliance took {:.1} s to come up under KVM (threshold {} s)",
+                    "{what} took {:.1} s to come up under KVM (threshold {} s)",
                     k.seconds, cfg.max_kvm_boot_s
                 ),
                 "see the location findings: the appliance or cache may be on slow storage".into(),
@@ -569,27 +758,49 @@ fn check_boot(facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
         }
         return Ok(Ok(()));
     }
-    match (kvm, tcg) {
-        (_, Some(t)) if !t.came_up => Ok(Err(finding(
-            Severity::Critical,
-            format!("the appliance does not boot, even under TCG: {}", t.error.as_deref().unwrap_or("unknown")),
-            format!("rebuild it with `guestfs-appliance build {}`", facts.appliance.dir.display()),
-        ))),
-        (Some(k), Some(t)) => Ok(Err(finding(
+    if let Some(k) = kvm.filter(|k| k.cut_short) {
+        return Err(HealthError::Unavailable(format!("the KVM test boot did not finish: {}", error(k))));
+    }
+    let kvm_broken = |tcg_part: String| {
+        let k = kvm.expect("only called with a failed KVM boot");
+        finding(
             Severity::Critical,
             format!(
-                "/dev/kvm opens but a guest does not start under KVM ({}); under TCG the appliance came up in {:.1} s. \
+                "KVM unusable on this machine (the device opens, guests do not start): {}; {tcg_part}. \
                  libguestfs uses KVM whenever /dev/kvm opens, so its launches fail",
-                k.error.as_deref().unwrap_or("unknown"),
-                t.seconds
+                error(k)
             ),
             "run libguestfs under TCG (`export LIBGUESTFS_BACKEND_SETTINGS=force_tcg`), and fix KVM on the host \
              (nested virtualization, host kernel messages)"
                 .into(),
+        )
+    };
+    match (kvm, tcg) {
+        (Some(_), Some(t)) if t.came_up => {
+            Ok(Err(kvm_broken(format!("under TCG {what} came up in {:.1} s", t.seconds))))
+        }
+        (Some(_), Some(t)) if t.cut_short => {
+            Ok(Err(kvm_broken(format!("TCG was not tested to the end ({})", error(t)))))
+        }
+        (Some(_), None) => Ok(Err(kvm_broken("TCG was not tested".into()))),
+        (None, Some(t)) if t.came_up => Ok(Ok(())),
+        (None, Some(t)) if t.cut_short => {
+            Err(HealthError::Unavailable(format!("the TCG test boot did not finish: {}", error(t))))
+        }
+        // Neither came up.
+        (_, Some(t)) if t.target == BootTarget::Appliance => Ok(Err(finding(
+            Severity::Critical,
+            format!("the appliance does not boot, even under TCG: {}", error(t)),
+            format!("rebuild it with `guestfs-appliance build {}`", facts.appliance.dir.display()),
         ))),
-        // No KVM tried (covered by virt.kvm-device), TCG came up.
-        (None, Some(_)) => Ok(Ok(())),
-        _ => Err(HealthError::Unavailable("no test boot ran".into())),
+        (_, Some(t)) => Ok(Err(finding(
+            Severity::Critical,
+            format!("no guest starts here, even under TCG: {}", error(t)),
+            "check the qemu installation (Debian: qemu-system-x86) and the host kernel; \
+             `guestfs-appliance status --probe --json` shows each boot's last console line"
+                .into(),
+        ))),
+        (_, None) => Err(HealthError::Unavailable("no TCG test boot ran".into())),
     }
 }
 
@@ -693,11 +904,93 @@ pub(crate) mod tests {
     fn boot_result(accel: &'static str, came_up: bool, seconds: f64) -> BootResult {
         BootResult {
             accel,
+            target: BootTarget::Appliance,
+            kernel: None,
             came_up,
             seconds,
             timed_out: false,
+            cut_short: false,
             error: (!came_up).then(|| "failed to set MSR".into()),
         }
+    }
+
+    fn host_kernel(mut b: BootResult) -> BootResult {
+        b.target = BootTarget::HostKernel;
+        b.kernel = Some("6.1.0-57-amd64".into());
+        b
+    }
+
+    fn console(name: &str) -> String {
+        std::fs::read_to_string(fixtures().join("console").join(name)).unwrap()
+    }
+
+    /// Recorded on this kind of machine (tests/fixtures/health/console):
+    /// the TCG boot of the host kernel reaches our init's first line; the
+    /// KVM one aborts in qemu before the guest runs.
+    #[test]
+    fn came_up_on_recorded_consoles() {
+        let tcg = console("host-kernel-tcg.log");
+        assert!(came_up(&tcg, BootTarget::HostKernel));
+        // It is not an appliance boot: no hand-over to libguestfs's /init.
+        assert!(!came_up(&tcg, BootTarget::Appliance));
+        // Everything before the init's first line is the kernel alone.
+        let before = &tcg[..tcg.find(INIT_STARTED).unwrap()];
+        assert!(!came_up(before, BootTarget::HostKernel));
+        let kvm = console("host-kernel-kvm-abort.log");
+        assert!(!came_up(&kvm, BootTarget::HostKernel) && kvm.contains("failed to set MSR"), "{kvm}");
+    }
+
+    #[test]
+    fn host_kernel_boots_judge_kvm_without_an_appliance() {
+        let cfg = HealthConfig::default();
+        let kvm_fails = host_kernel(boot_result("kvm", false, 0.2));
+        let facts =
+            facts_with(|v| v.boots = vec![kvm_fails.clone(), host_kernel(boot_result("tcg", true, 7.4))]);
+        let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
+        assert_eq!(f.severity, Severity::Critical);
+        assert!(
+            f.message.starts_with("KVM unusable on this machine (the device opens, guests do not start)")
+                && f.message.contains("host kernel 6.1.0-57-amd64")
+                && f.message.contains("7.4 s"),
+            "{}",
+            f.message
+        );
+        // TCG cut short by --timeout: KVM's failure still stands.
+        let mut cut = host_kernel(boot_result("tcg", false, 3.0));
+        cut.cut_short = true;
+        let facts = facts_with(|v| v.boots = vec![kvm_fails.clone(), cut.clone()]);
+        let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
+        assert!(f.message.contains("KVM unusable") && f.message.contains("not tested to the end"), "{f:?}");
+        // KVM cut short: nothing is known (unknown, not critical).
+        let mut kvm_cut = kvm_fails.clone();
+        kvm_cut.cut_short = true;
+        assert!(check_boot(&facts_with(|v| v.boots = vec![kvm_cut.clone()]), &cfg).is_err());
+        // Only TCG, cut short: unknown.
+        assert!(check_boot(&facts_with(|v| v.boots = vec![cut.clone()]), &cfg).is_err());
+        // Nothing starts at all: not the appliance's fault.
+        let facts =
+            facts_with(|v| v.boots = vec![kvm_fails.clone(), host_kernel(boot_result("tcg", false, 120.0))]);
+        let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
+        assert!(f.message.contains("no guest starts here") && !f.remedy.contains("rebuild"), "{f:?}");
+        // Working KVM.
+        let facts = facts_with(|v| v.boots = vec![host_kernel(boot_result("kvm", true, 1.5))]);
+        assert!(check_boot(&facts, &cfg).unwrap().is_ok());
+    }
+
+    #[test]
+    fn memory_initrd_holds_the_init_and_an_empty_module_list() {
+        let mut init = crate::image::initrd::tests::fake_elf(false, None);
+        init.resize(1 << 20, 0x90);
+        let file = memory_initrd(&init).unwrap();
+        let bytes = std::fs::read(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
+        let entries = crate::image::cpio::read_newc(&bytes).unwrap();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert!(names.contains(&"init") && names.contains(&"modules"), "{names:?}");
+        let modules = entries.iter().find(|e| e.name == "modules").unwrap();
+        assert!(modules.data.is_empty());
+        assert_eq!(entries.iter().find(|e| e.name == "init").unwrap().data, init);
+        // The init plus a few headers: nothing else goes in.
+        assert!(bytes.len() < init.len() + 4096, "{} vs {}", bytes.len(), init.len());
     }
 
     #[test]
@@ -721,13 +1014,16 @@ pub(crate) mod tests {
 
     #[test]
     fn boot_of_a_missing_qemu_fails_cleanly() {
-        let r = boot(
-            Path::new("/nonexistent/qemu"),
-            Path::new("/nonexistent"),
-            "x",
-            "tcg",
-            Duration::from_secs(1),
-        );
+        let spec = BootSpec {
+            target: BootTarget::Appliance,
+            kernel: "/nonexistent/kernel".into(),
+            kernel_release: None,
+            initrd: "/nonexistent/initrd".into(),
+            root: Some(("/nonexistent/root".into(), "x".into())),
+            _initrd_fd: None,
+        };
+        let r = boot(Path::new("/nonexistent/qemu"), &spec, "tcg", Duration::from_secs(1), false);
         assert!(!r.came_up && r.error.unwrap().contains("could not run"));
+        assert!(RUNNING.lock().unwrap().is_empty());
     }
 }

@@ -540,7 +540,7 @@ impl ElfReader<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::test_support::tool;
     use crate::image::cpio::read_newc;

@@ -8,9 +8,9 @@ use std::process::Command;
 
 use crate::util::*;
 
-/// A directory libguestfs would accept as a fixed appliance: kernel,
-/// initrd, and a root with an ext2 superblock.
-fn fake_appliance(dir: &Path) {
+/// A directory libguestfs's search accepts as a fixed appliance
+/// (README.fixed, kernel, initrd, root) whose root has an ext2 superblock.
+pub fn fake_appliance(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let mut root = vec![0u8; 4096];
     root[1024 + 0x38] = 0x53;
@@ -18,6 +18,7 @@ fn fake_appliance(dir: &Path) {
     std::fs::write(dir.join("root"), &root).unwrap();
     std::fs::write(dir.join("kernel"), b"k").unwrap();
     std::fs::write(dir.join("initrd"), b"i").unwrap();
+    std::fs::write(dir.join("README.fixed"), b"fixed appliance\n").unwrap();
 }
 
 fn sh(script: &str, env: &[(&str, &str)]) -> (bool, String, String) {
