@@ -16,6 +16,7 @@
 //! image/ext2.rs                          ext2 writer (FileTree -> root image)
 //! image/cpio.rs, image/initrd.rs         newc writer, initrd module selection
 //! image/tarball.rs                       sparse-aware .tar.gz/.tar.xz output
+//! init.rs                                the initrd's init: built in, or $GUESTFS_APPLIANCE_INIT
 //! output.rs                              staging dir, lock, atomic swap
 //! cache.rs                               libguestfs .guestfs-UID caches: find, inspect, clean
 //! manifest.rs                            manifest.toml and the fingerprint
@@ -27,8 +28,13 @@
 //!   location.rs appliance.rs virt.rs     one probe group each; report.rs renders
 //! printer.rs                             quiet/verbose/progress on stderr
 //! process.rs                             the only place that runs external tools
-//! bin/init/                              the appliance's static PID 1
+//!
+//! ../init/                               the appliance's PID 1: a crate of its own (std + nix)
+//! ../build.rs                            builds ../init statically (nested cargo) for init.rs
 //! ```
+//!
+//! Only the init is statically linked; the binaries link normally, so user
+//! lookups go through NSS.
 
 pub mod appliance;
 pub mod cache;
@@ -38,6 +44,7 @@ pub mod commands;
 pub mod config;
 pub mod health;
 pub mod image;
+pub mod init;
 pub mod input;
 pub mod kernel;
 pub mod manifest;

@@ -291,7 +291,7 @@ fn clean(args: &CacheCleanArgs, config: &Config, printer: &Printer) -> Result<()
     let (mut count, mut freed, mut failed) = (0usize, 0u64, 0usize);
     for info in &infos {
         if let Some(problem) = &info.problem {
-            if policy.uids.as_ref().map_or(true, |u| u.contains(&info.uid)) {
+            if policy.uids.as_ref().is_none_or(|u| u.contains(&info.uid)) {
                 printer.warn(format!("left {} alone: {problem}", info.path.display()));
             }
             continue;

@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod env;
 mod initrd;
+mod packaging;
 mod qemu;
 mod schedule;
 mod status;
