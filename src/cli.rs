@@ -154,10 +154,10 @@ pub enum CacheCommand {
     Prime(CachePrimeArgs),
     /// Remove caches of users that are gone, and old or stale ones.
     ///
-    /// Caches of uids missing from /etc/passwd are always removed; --older-than
-    /// and --stale add more. A cache whose lock is held (a libguestfs launch
-    /// is building) is skipped; a symlink, or a directory whose owner is not
-    /// the uid in its name, is never touched.
+    /// Caches of uids the system's user database (NSS) does not know are
+    /// always removed; --older-than and --stale add more. A cache whose lock
+    /// is held (a libguestfs launch is building) is skipped; a symlink, or a
+    /// directory whose owner is not the uid in its name, is never touched.
     Clean(CacheCleanArgs),
 }
 

@@ -19,6 +19,7 @@
 //! init.rs                                the initrd's init: built in, or $GUESTFS_APPLIANCE_INIT
 //! output.rs                              staging dir, lock, atomic swap
 //! cache.rs                               libguestfs .guestfs-UID caches: find, inspect, clean
+//! users.rs                               users through libc/NSS (getpwuid_r), for cache
 //! manifest.rs                            manifest.toml and the fingerprint
 //! check.rs                               fresh or stale, and what changed
 //! stamp.rs                               stat-level shortcut for check
@@ -54,6 +55,7 @@ pub mod printer;
 pub mod process;
 pub mod schedule;
 pub mod stamp;
+pub mod users;
 
 /// Map a command's outcome to the process exit code, printing the error
 /// chain on stderr (`{:#}`). A broken pipe on stdout exits quietly.
