@@ -13,7 +13,7 @@ use guestfs_appliance::printer::Printer;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let printer = Printer::new(cli.global.verbosity(), cli.global.color);
-    let result = Config::load(cli.global.config.as_deref()).map_err(anyhow::Error::from).and_then(|config| {
+    let result = Config::load(cli.config.as_deref()).map_err(anyhow::Error::from).and_then(|config| {
         match &cli.command {
             Command::Build(args) => commands::build::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
             Command::Check(args) => commands::check::run(args, &config, &printer),
