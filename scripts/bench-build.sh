@@ -27,7 +27,7 @@ done
 
 echo "bench: building release binaries" >&2
 (cd "$here" && cargo build --release --quiet --bins)
-bindir="$here/target/x86_64-unknown-linux-gnu/release"
+bindir="$here/target/release"
 ga="$bindir/guestfs-appliance"
 mfa="$bindir/make-fixed-appliance"
 

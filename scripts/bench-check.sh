@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 command -v supermin >/dev/null || { echo "bench: supermin is required" >&2; exit 2; }
 
 (cd "$here" && cargo build --release --quiet --bins)
-ga="$here/target/x86_64-unknown-linux-gnu/release/guestfs-appliance"
+ga="$here/target/release/guestfs-appliance"
 mkdir -p "$bench"
 trap 'rm -rf "$bench"' EXIT
 

@@ -15,8 +15,9 @@
 //! It leaves to others: building (`commands::build`), checking an appliance
 //! that has a manifest against the host (the caller passes that check in, see
 //! [`InspectContext::manifest_check`]), and printing (`commands::cache`).
-//! Users come from `/etc/passwd` parsed here, because the binaries are
-//! static and NSS (`getpwnam`) is not available.
+//! Whether a cache's user still exists is asked of a [`UserDb`] (on the
+//! host: libc and NSS, see [`crate::users`]); a lookup that fails is never
+//! taken as "gone".
 
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::output::{self, OutputError, OutputLock};
+use crate::users::UserDb;
 
 /// Name prefix of a cache directory; the rest is the decimal uid.
 pub const CACHE_PREFIX: &str = ".guestfs-";
@@ -50,22 +52,6 @@ pub enum CacheError {
         path: PathBuf,
         /// The OS error.
         source: io::Error,
-    },
-    /// A user name is not in the passwd file.
-    #[error("no user {name:?} in {passwd}: create the user first, or give a numeric UID")]
-    UnknownUser {
-        /// The name given.
-        name: String,
-        /// The passwd file read.
-        passwd: PathBuf,
-    },
-    /// A uid that has to be a real user (e.g. for `prime`) is not in passwd.
-    #[error("uid {uid} is not in {passwd}: create the user first (the cache needs its group too)")]
-    UnknownUid {
-        /// The uid.
-        uid: u32,
-        /// The passwd file read.
-        passwd: PathBuf,
     },
     /// The path is not a `.guestfs-UID` directory.
     #[error("{path} is not named .guestfs-UID; refusing to touch it")]
@@ -112,82 +98,6 @@ pub enum CacheError {
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
     move |source| CacheError::Io { action, path: path.to_owned(), source }
-}
-
-// ---------------------------------------------------------------------------
-// Users
-
-/// One line of `/etc/passwd`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PasswdEntry {
-    /// Login name.
-    pub name: String,
-    /// User id.
-    pub uid: u32,
-    /// Primary group id.
-    pub gid: u32,
-}
-
-/// The users of a host, read from `ROOT/etc/passwd` (no NSS).
-#[derive(Debug, Clone)]
-pub struct Passwd {
-    entries: Vec<PasswdEntry>,
-    path: PathBuf,
-}
-
-impl Passwd {
-    /// Read `root/etc/passwd`.
-    ///
-    /// Errors: the file cannot be read. Malformed lines are skipped, as
-    /// glibc's files backend skips them.
-    pub fn read(root: &Path) -> Result<Passwd, CacheError> {
-        let path = root.join("etc/passwd");
-        let text = std::fs::read_to_string(&path).map_err(io_err("reading", &path))?;
-        Ok(Passwd::parse(&text, &path))
-    }
-
-    /// Parse passwd text; `path` names it in errors.
-    pub fn parse(text: &str, path: &Path) -> Passwd {
-        let entries = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.starts_with('+') && !l.starts_with('-'))
-            .filter_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                let _password = f.next()?;
-                let uid = f.next()?.parse().ok()?;
-                let gid = f.next()?.parse().ok()?;
-                (!name.is_empty()).then(|| PasswdEntry { name: name.to_string(), uid, gid })
-            })
-            .collect();
-        Passwd { entries, path: path.to_owned() }
-    }
-
-    /// The first entry with this uid.
-    pub fn by_uid(&self, uid: u32) -> Option<&PasswdEntry> {
-        self.entries.iter().find(|e| e.uid == uid)
-    }
-
-    /// The entry with this name.
-    pub fn by_name(&self, name: &str) -> Option<&PasswdEntry> {
-        self.entries.iter().find(|e| e.name == name)
-    }
-
-    /// A `NAME` or `UID` from the command line as a uid. A name must exist;
-    /// a number is taken as is (the user may be gone, which is what `clean`
-    /// looks for). A name made of digits is looked up as a name first.
-    pub fn resolve_uid(&self, spec: &str) -> Result<u32, CacheError> {
-        if let Some(e) = self.by_name(spec) {
-            return Ok(e.uid);
-        }
-        spec.parse()
-            .map_err(|_| CacheError::UnknownUser { name: spec.to_string(), passwd: self.path.clone() })
-    }
-
-    /// The entry for a uid that must exist.
-    pub fn require_uid(&self, uid: u32) -> Result<&PasswdEntry, CacheError> {
-        self.by_uid(uid).ok_or_else(|| CacheError::UnknownUid { uid, passwd: self.path.clone() })
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -328,7 +238,7 @@ impl ApplianceState {
 /// What [`inspect`] needs besides the cache path.
 pub struct InspectContext<'a> {
     /// The host's users.
-    pub passwd: &'a Passwd,
+    pub users: &'a dyn UserDb,
     /// Inputs of supermin's date rule: libguestfs's supermin.d directory and
     /// the package database file (`/var/lib/dpkg/status`). Empty: the rule
     /// cannot be applied (no libguestfs supermin.d on the host).
@@ -352,8 +262,8 @@ pub struct CacheInfo {
     pub owner: u32,
     /// Its group by `lstat`.
     pub group: u32,
-    /// The user name for `uid`, if the user exists.
-    pub user: Option<String>,
+    /// Whether the user of `uid` exists.
+    pub user: UserStatus,
     /// Why we would not trust or delete it (symlink, owner mismatch, ...).
     pub problem: Option<String>,
     /// `appliance.d` holds kernel, initrd and root.
@@ -370,10 +280,32 @@ pub struct CacheInfo {
     pub locked: bool,
 }
 
+/// Whether a cache's user exists, by the system's user database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserStatus {
+    /// The user exists; its name.
+    Exists(String),
+    /// The database answered "no such user".
+    Gone,
+    /// The lookup failed (the reason is the cache's
+    /// [`CacheInfo::problem`]): the cache is never removed for that.
+    Unknown,
+}
+
+impl UserStatus {
+    /// The user's name, if it exists.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            UserStatus::Exists(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
 impl CacheInfo {
-    /// The uid has no passwd entry.
+    /// The user database answered that uid has no user.
     pub fn user_gone(&self) -> bool {
-        self.user.is_none()
+        self.user == UserStatus::Gone
     }
 }
 
@@ -409,7 +341,7 @@ pub fn inspect(path: &Path, ctx: &InspectContext) -> CacheInfo {
         uid,
         owner: lmd.as_ref().map(|m| m.uid()).unwrap_or(u32::MAX),
         group: lmd.as_ref().map(|m| m.gid()).unwrap_or(u32::MAX),
-        user: ctx.passwd.by_uid(uid).map(|e| e.name.clone()),
+        user: UserStatus::Unknown,
         problem: None,
         has_appliance: false,
         apparent_bytes: 0,
@@ -418,6 +350,11 @@ pub fn inspect(path: &Path, ctx: &InspectContext) -> CacheInfo {
         state: ApplianceState::Missing,
         locked: false,
     };
+    match ctx.users.by_uid(uid) {
+        Ok(Some(user)) => info.user = UserStatus::Exists(user.name),
+        Ok(None) => info.user = UserStatus::Gone,
+        Err(e) => info.problem = Some(format!("cannot tell whether its user exists: {e}")),
+    }
     match check_cache_dir(path) {
         Ok((_, md)) if md.mode() & 0o022 != 0 => {
             info.problem = Some(format!(
@@ -909,12 +846,11 @@ fn remove_entry(path: &Path) -> Result<(), CacheError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::users::UserTable;
     use std::os::unix::fs::PermissionsExt;
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n# comment\nbroken line\nsvc:x:1001:1002::/nonexistent:/usr/sbin/nologin\n+nis\n";
-
-    fn passwd() -> Passwd {
-        Passwd::parse(PASSWD, Path::new("/etc/passwd"))
+    fn users() -> UserTable {
+        UserTable::new(&[("root", 0, 0), ("svc", 1001, 1002)])
     }
 
     fn me() -> (u32, u32) {
@@ -934,33 +870,11 @@ mod tests {
     }
 
     fn ctx<'a>(
-        p: &'a Passwd,
+        users: &'a UserTable,
         check: &'a dyn Fn(&Path) -> ApplianceState,
         inputs: Vec<PathBuf>,
     ) -> InspectContext<'a> {
-        InspectContext { passwd: p, date_inputs: inputs, manifest_check: check, now: SystemTime::now() }
-    }
-
-    #[test]
-    fn passwd_parses_and_resolves() {
-        let p = passwd();
-        assert_eq!(p.by_name("svc"), Some(&PasswdEntry { name: "svc".into(), uid: 1001, gid: 1002 }));
-        assert_eq!(p.by_uid(0).unwrap().name, "root");
-        assert_eq!(p.resolve_uid("svc").unwrap(), 1001);
-        assert_eq!(p.resolve_uid("4242").unwrap(), 4242);
-        let err = p.resolve_uid("nobody-here").unwrap_err().to_string();
-        assert!(err.contains("nobody-here") && err.contains("/etc/passwd"), "{err}");
-        assert!(p.require_uid(4242).is_err());
-        assert!(p.by_name("broken line").is_none());
-    }
-
-    #[test]
-    fn passwd_reads_from_injected_root() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir(tmp.path().join("etc")).unwrap();
-        std::fs::write(tmp.path().join("etc/passwd"), PASSWD).unwrap();
-        assert_eq!(Passwd::read(tmp.path()).unwrap().by_uid(1001).unwrap().gid, 1002);
-        assert!(Passwd::read(&tmp.path().join("nope")).is_err());
+        InspectContext { users, date_inputs: inputs, manifest_check: check, now: SystemTime::now() }
     }
 
     #[test]
@@ -1016,7 +930,7 @@ mod tests {
         let c = fake_cache(tmp.path(), uid);
         let input = tmp.path().join("supermin.d");
         std::fs::create_dir(&input).unwrap();
-        let p = Passwd::parse(&format!("me:x:{uid}:0::/:/bin/sh\n"), Path::new("/etc/passwd"));
+        let p = UserTable::new(&[("me", uid, 0)]);
         let never = |_: &Path| ApplianceState::Unknown("not called".into());
 
         // Input newer than the outputs: supermin would rebuild.
@@ -1025,7 +939,7 @@ mod tests {
         let info = inspect(&c, &ctx(&p, &never, vec![input.clone()]));
         assert!(info.problem.is_none(), "{:?}", info.problem);
         assert!(info.has_appliance);
-        assert_eq!(info.user.as_deref(), Some("me"));
+        assert_eq!(info.user, UserStatus::Exists("me".into()));
         assert!(
             matches!(&info.state, ApplianceState::StaleByDate(r) if r[0].contains("supermin.d")),
             "{:?}",
@@ -1059,7 +973,7 @@ mod tests {
         let real = fake_cache(tmp.path(), uid);
         let link = tmp.path().join(format!(".guestfs-{}", uid.wrapping_add(1)));
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        let p = passwd();
+        let p = users();
         let never = |_: &Path| ApplianceState::Fresh;
         let info = inspect(&link, &ctx(&p, &never, vec![]));
         assert!(info.problem.as_deref().is_some_and(|m| m.contains("symlink")), "{:?}", info.problem);
@@ -1076,13 +990,34 @@ mod tests {
     }
 
     #[test]
+    fn failed_user_lookup_is_never_taken_as_user_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (uid, _) = me();
+        let c = fake_cache(tmp.path(), uid);
+        let never = |_: &Path| ApplianceState::Fresh;
+        let gone = inspect(&c, &ctx(&UserTable::new(&[]), &never, vec![]));
+        assert_eq!(gone.user, UserStatus::Gone);
+        assert_eq!(clean_reason(&gone, &CleanPolicy::default()), Some(CleanReason::UserGone));
+        // The directory service is down: same cache, but it must stay.
+        let down = UserTable { failing: vec![uid], ..UserTable::new(&[]) };
+        let info = inspect(&c, &ctx(&down, &never, vec![]));
+        assert_eq!(info.user, UserStatus::Unknown);
+        assert!(
+            info.problem.as_deref().is_some_and(|p| p.contains("cannot tell whether its user exists")),
+            "{:?}",
+            info.problem
+        );
+        assert_eq!(clean_reason(&info, &CleanPolicy::default()), None);
+    }
+
+    #[test]
     fn clean_policy_picks_reasons() {
         let base = CacheInfo {
             path: "/var/tmp/.guestfs-1001".into(),
             uid: 1001,
             owner: 1001,
             group: 1001,
-            user: Some("svc".into()),
+            user: UserStatus::Exists("svc".into()),
             problem: None,
             has_appliance: true,
             apparent_bytes: 0,
@@ -1093,7 +1028,7 @@ mod tests {
         };
         let none = CleanPolicy::default();
         assert_eq!(clean_reason(&base, &none), None);
-        let gone = CacheInfo { user: None, ..base.clone() };
+        let gone = CacheInfo { user: UserStatus::Gone, ..base.clone() };
         assert_eq!(clean_reason(&gone, &none), Some(CleanReason::UserGone));
         let old = CleanPolicy { older_than: Some(Duration::from_secs(86_400)), ..Default::default() };
         assert!(matches!(clean_reason(&base, &old), Some(CleanReason::Old(_))));

@@ -13,12 +13,16 @@ pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// Configuration file (default: $GUESTFS_APPLIANCE_CONFIG, else
+    /// /etc/guestfs-appliance/config.toml if it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Output options shared by every command.
+/// Output options shared by every command of both binaries.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
     /// Show stages and timings (-v), or details too (-vv).
@@ -27,10 +31,6 @@ pub struct GlobalArgs {
     /// Show only warnings and errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Configuration file (default: $GUESTFS_APPLIANCE_CONFIG, else
-    /// /etc/guestfs-appliance/config.toml if it exists).
-    #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// When to colour messages.
     #[arg(long, value_enum, default_value_t, global = true, value_name = "WHEN")]
     pub color: ColorChoice,
@@ -161,10 +161,10 @@ pub enum CacheCommand {
     Prime(CachePrimeArgs),
     /// Remove caches of users that are gone, and old or stale ones.
     ///
-    /// Caches of uids missing from /etc/passwd are always removed; --older-than
-    /// and --stale add more. A cache whose lock is held (a libguestfs launch
-    /// is building) is skipped; a symlink, or a directory whose owner is not
-    /// the uid in its name, is never touched.
+    /// Caches of uids the system's user database (NSS) does not know are
+    /// always removed; --older-than and --stale add more. A cache whose lock
+    /// is held (a libguestfs launch is building) is skipped; a symlink, or a
+    /// directory whose owner is not the uid in its name, is never touched.
     Clean(CacheCleanArgs),
 }
 
@@ -307,7 +307,9 @@ pub struct ScheduleArgs {
     override_usage = "make-fixed-appliance [--tar FILE] OUTPUTDIR\n       make-fixed-appliance --tar FILE\n       make-fixed-appliance --xz"
 )]
 pub struct MakeFixedCli {
-    /// Options every command takes.
+    /// Output options. No `--config`: like libguestfs's script, this builds
+    /// libguestfs's appliance with libguestfs's defaults, whatever the
+    /// configuration file says (see `commands::make_fixed`).
     #[command(flatten)]
     pub global: GlobalArgs,
     /// Write appliance-VERSION.tar.xz in the current directory.
@@ -339,5 +341,7 @@ mod tests {
         assert!(MakeFixedCli::try_parse_from(["m", "--xz", "dir"]).is_err());
         assert!(MakeFixedCli::try_parse_from(["m"]).is_err());
         assert!(MakeFixedCli::try_parse_from(["m", "dir"]).is_ok());
+        assert!(MakeFixedCli::try_parse_from(["m", "--config", "f", "dir"]).is_err());
+        assert!(Cli::try_parse_from(["g", "build", "--config", "f", "dir"]).is_ok_and(|c| c.config.is_some()));
     }
 }

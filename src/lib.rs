@@ -16,8 +16,10 @@
 //! image/ext2.rs                          ext2 writer (FileTree -> root image)
 //! image/cpio.rs, image/initrd.rs         newc writer, initrd module selection
 //! image/tarball.rs                       sparse-aware .tar.gz/.tar.xz output
+//! init.rs                                the initrd's init: built in, or $GUESTFS_APPLIANCE_INIT
 //! output.rs                              staging dir, lock, atomic swap
 //! cache.rs                               libguestfs .guestfs-UID caches: find, inspect, clean
+//! users.rs                               users through libc/NSS (getpwuid_r), for cache
 //! manifest.rs                            manifest.toml and the fingerprint
 //! check.rs                               fresh or stale, and what changed
 //! stamp.rs                               stat-level shortcut for check
@@ -29,8 +31,13 @@
 //! printer.rs                             quiet/verbose/progress on stderr
 //! stdout.rs                              the only writer of data to stdout
 //! process.rs                             the only place that runs external tools
-//! bin/init/                              the appliance's static PID 1
+//!
+//! ../init/                               the appliance's PID 1: a crate of its own (std + nix)
+//! ../build.rs                            builds ../init statically (nested cargo) for init.rs
 //! ```
+//!
+//! Only the init is statically linked; the binaries link normally, so user
+//! lookups go through NSS.
 
 pub mod appliance;
 pub mod cache;
@@ -40,6 +47,7 @@ pub mod commands;
 pub mod config;
 pub mod health;
 pub mod image;
+pub mod init;
 pub mod input;
 pub mod kernel;
 pub mod manifest;
@@ -50,6 +58,7 @@ pub mod process;
 pub mod schedule;
 pub mod stamp;
 pub mod stdout;
+pub mod users;
 
 /// Map a command's outcome to the process exit code, printing the error
 /// chain on stderr on one line. (A closed stdout is not an error and never

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     };
     let printer = Printer::new(cli.global.verbosity(), cli.global.color);
     let result =
-        Config::load(cli.global.config.as_deref()).map_err(anyhow::Error::from).and_then(|config| match &cli
+        Config::load(cli.config.as_deref()).map_err(anyhow::Error::from).and_then(|config| match &cli
             .command
         {
             Command::Build(args) => commands::build::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),

@@ -26,9 +26,6 @@ const README_TEMPLATE: &str = include_str!("../../templates/README.fixed");
 /// to the last block.
 const SPACE_MARGIN: u64 = 64 << 20;
 
-/// Environment variable naming the init binary, overriding the search.
-pub const INIT_ENV: &str = "GUESTFS_APPLIANCE_INIT";
-
 /// What a finished build reports.
 #[derive(Debug, Clone)]
 pub struct BuildSummary {
@@ -225,40 +222,6 @@ pub fn parse_size(text: &str) -> Result<u64> {
         bail!("--size {text} is too small: the root image needs at least 16M");
     }
     Ok(bytes)
-}
-
-/// Find the static init binary that goes into the initrd: `$GUESTFS_APPLIANCE_INIT`,
-/// else `guestfs-appliance-init` beside the running executable, else the
-/// packaged locations.
-pub fn find_init() -> Result<(PathBuf, Vec<u8>)> {
-    let mut candidates = Vec::new();
-    if let Some(p) = std::env::var_os(INIT_ENV) {
-        candidates.push(PathBuf::from(p));
-    } else {
-        if let Ok(exe) = std::env::current_exe() {
-            if let Some(dir) = exe.parent() {
-                candidates.push(dir.join("guestfs-appliance-init"));
-            }
-        }
-        candidates.push(PathBuf::from("/usr/libexec/guestfs-appliance/init"));
-        candidates.push(PathBuf::from("/usr/lib/guestfs-appliance/init"));
-    }
-    for c in &candidates {
-        if let Ok(bytes) = std::fs::read(c) {
-            if !initrd::is_static_elf(&bytes) {
-                bail!(
-                    "{}: the appliance init must be a statically linked executable; rebuild it with this repository's cargo configuration",
-                    c.display()
-                );
-            }
-            return Ok((c.clone(), bytes));
-        }
-    }
-    let looked: Vec<_> = candidates.iter().map(|c| c.display().to_string()).collect();
-    bail!(
-        "cannot find the appliance init program (looked in: {}); install guestfs-appliance-init beside guestfs-appliance, or set {INIT_ENV}",
-        looked.join(", ")
-    )
 }
 
 /// Choose the inputs: explicit ones, else libguestfs's installed supermin.d,
@@ -593,15 +556,15 @@ fn build_locked(
 
     // Initrd.
     printer.progress("writing initrd...");
-    let (init_path, init_bytes) = find_init()?;
-    printer.stage(format!("initrd: init from {}", init_path.display()));
+    let init = crate::init::choose()?;
+    printer.stage(format!("initrd: using {}", init.source));
     let modules = initrd::select_modules(&plan.kernel.modules_dir)?;
     let initrd_out = staging.path().join("initrd");
     let initrd_stats = {
         let file = std::fs::File::create(&initrd_out)
             .with_context(|| format!("creating {}", initrd_out.display()))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        let s = initrd::write_initrd(&mut w, &init_bytes, &modules, default_time)?;
+        let s = initrd::write_initrd(&mut w, &init.bytes, &modules, default_time)?;
         use std::io::Write;
         w.flush().with_context(|| format!("writing {}", initrd_out.display()))?;
         s

@@ -12,13 +12,14 @@ use std::time::SystemTime;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::cache::{self, ApplianceState, CacheInfo, CleanOutcome, CleanPolicy, InspectContext, Passwd};
+use crate::cache::{self, ApplianceState, CacheInfo, CleanOutcome, CleanPolicy, InspectContext, UserStatus};
 use crate::check::{self, Freshness};
 use crate::cli::{CacheArgs, CacheCleanArgs, CacheCommand, CacheListArgs, CachePrimeArgs};
 use crate::commands::build::{self, BuildRequest, IfNeeded};
 use crate::config::Config;
 use crate::output::OutputLock;
 use crate::printer::{human_bytes, Printer};
+use crate::users::{SystemUsers, UserDb};
 
 /// Version of the `cache list --json` document.
 pub const LIST_JSON_VERSION: u32 = 1;
@@ -30,11 +31,6 @@ pub fn run(args: &CacheArgs, config: &Config, printer: &Printer) -> Result<()> {
         CacheCommand::Prime(a) => prime(a, config, printer),
         CacheCommand::Clean(a) => clean(a, config, printer),
     }
-}
-
-/// The host's users (`/etc/passwd`).
-fn host_passwd() -> Result<Passwd> {
-    Ok(Passwd::read(Path::new("/"))?)
 }
 
 /// Every cache in the default places, the config's extra dirs and `paths`
@@ -63,10 +59,10 @@ fn manifest_state(dir: &Path, config: &Config) -> ApplianceState {
 }
 
 /// Inspect every cache found.
-fn inspect_all(paths: &[PathBuf], config: &Config, passwd: &Passwd) -> Result<Vec<CacheInfo>> {
+fn inspect_all(paths: &[PathBuf], config: &Config) -> Result<Vec<CacheInfo>> {
     let check = |dir: &Path| manifest_state(dir, config);
     let ctx = InspectContext {
-        passwd,
+        users: &SystemUsers,
         date_inputs: cache::host_date_inputs(Path::new("/")),
         manifest_check: &check,
         now: SystemTime::now(),
@@ -80,7 +76,8 @@ struct CacheJson<'a> {
     path: &'a Path,
     uid: u32,
     user: Option<&'a str>,
-    user_exists: bool,
+    /// `null` when the user database could not answer.
+    user_exists: Option<bool>,
     owner_uid: u32,
     problem: Option<&'a str>,
     appliance: bool,
@@ -100,8 +97,7 @@ struct ListJson<'a> {
 }
 
 fn list(args: &CacheListArgs, config: &Config) -> Result<()> {
-    let passwd = host_passwd()?;
-    let infos = inspect_all(&args.paths, config, &passwd)?;
+    let infos = inspect_all(&args.paths, config)?;
     if args.json {
         let doc = ListJson {
             version: LIST_JSON_VERSION,
@@ -110,8 +106,12 @@ fn list(args: &CacheListArgs, config: &Config) -> Result<()> {
                 .map(|i| CacheJson {
                     path: &i.path,
                     uid: i.uid,
-                    user: i.user.as_deref(),
-                    user_exists: !i.user_gone(),
+                    user: i.user.name(),
+                    user_exists: match i.user {
+                        UserStatus::Exists(_) => Some(true),
+                        UserStatus::Gone => Some(false),
+                        UserStatus::Unknown => None,
+                    },
                     owner_uid: i.owner,
                     problem: i.problem.as_deref(),
                     appliance: i.has_appliance,
@@ -143,8 +143,9 @@ pub fn render_table(infos: &[CacheInfo]) -> String {
             [
                 i.path.display().to_string(),
                 match &i.user {
-                    Some(name) => name.clone(),
-                    None => format!("{} (gone)", i.uid),
+                    UserStatus::Exists(name) => name.clone(),
+                    UserStatus::Gone => format!("{} (gone)", i.uid),
+                    UserStatus::Unknown => format!("{} (?)", i.uid),
                 },
                 if i.has_appliance { "yes" } else { "no" }.into(),
                 human_bytes(i.apparent_bytes),
@@ -189,18 +190,18 @@ pub fn render_table(infos: &[CacheInfo]) -> String {
 }
 
 fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()> {
-    let passwd = host_passwd()?;
+    let users = SystemUsers;
     let euid = nix::unistd::geteuid();
     let (uid, gid, name) = match &args.user {
         Some(spec) => {
-            let uid = passwd.resolve_uid(spec)?;
-            let e = passwd.require_uid(uid)?;
-            (uid, e.gid, e.name.clone())
+            let uid = users.resolve_uid(spec)?;
+            let e = users.require_uid(uid)?;
+            (uid, e.gid, e.name)
         }
         None => {
             let uid = euid.as_raw();
-            match passwd.by_uid(uid) {
-                Some(e) => (uid, e.gid, e.name.clone()),
+            match users.by_uid(uid)? {
+                Some(e) => (uid, e.gid, e.name),
                 None => (uid, nix::unistd::getegid().as_raw(), uid.to_string()),
             }
         }
@@ -272,22 +273,21 @@ fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()
 }
 
 fn clean(args: &CacheCleanArgs, config: &Config, printer: &Printer) -> Result<()> {
-    let passwd = host_passwd()?;
     let policy = CleanPolicy {
         older_than: args.older_than.as_deref().map(cache::parse_duration).transpose()?,
         stale: args.stale,
         uids: if args.user.is_empty() {
             None
         } else {
-            Some(args.user.iter().map(|u| passwd.resolve_uid(u)).collect::<Result<_, _>>()?)
+            Some(args.user.iter().map(|u| SystemUsers.resolve_uid(u)).collect::<Result<_, _>>()?)
         },
     };
-    let infos = inspect_all(&args.paths, config, &passwd)?;
+    let infos = inspect_all(&args.paths, config)?;
     let verb = if args.dry_run { "would remove" } else { "removed" };
     let (mut count, mut freed, mut failed) = (0usize, 0u64, 0usize);
     for info in &infos {
         if let Some(problem) = &info.problem {
-            if policy.uids.as_ref().map_or(true, |u| u.contains(&info.uid)) {
+            if policy.uids.as_ref().is_none_or(|u| u.contains(&info.uid)) {
                 printer.warn(format!("left {} alone: {problem}", info.path.display()));
             }
             continue;
@@ -342,7 +342,7 @@ mod tests {
             uid: 1001,
             owner: 1001,
             group: 1001,
-            user: user.map(String::from),
+            user: user.map_or(UserStatus::Gone, |u| UserStatus::Exists(u.into())),
             problem: None,
             has_appliance: true,
             apparent_bytes: 4 << 30,

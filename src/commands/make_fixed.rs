@@ -5,6 +5,11 @@
 //! installed libguestfs version), plus `--tar FILE`. Unlike the script it
 //! does not boot the appliance to fill a cache and copy from it: it builds
 //! the libguestfs appliance directly from libguestfs's supermin.d.
+//!
+//! It reads no configuration file (no `--config`, and
+//! `$GUESTFS_APPLIANCE_CONFIG` is ignored): a drop-in must build what
+//! libguestfs's script builds, the same on every host. Configured builds
+//! (size, extra packages, excludes) are `guestfs-appliance build`.
 
 use std::path::{Path, PathBuf};
 

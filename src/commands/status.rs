@@ -117,9 +117,9 @@ pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<Exit
 }
 
 /// Our init's bytes, for the host-kernel test boot: the one place that
-/// finds the init (`commands::build::find_init`).
+/// chooses the init ([`crate::init::choose`]).
 fn init_bytes() -> Result<Vec<u8>, String> {
-    crate::commands::build::find_init().map(|(_, bytes)| bytes).map_err(|e| crate::error_line(&e))
+    crate::init::choose().map(|init| init.bytes.into_owned()).map_err(|e| e.to_string())
 }
 
 /// The backstop behind `--timeout`: if the report is not out when the time

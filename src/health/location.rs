@@ -459,7 +459,7 @@ pub fn mount_for<'a>(mounts: &'a [MountInfo], path: &Path, dev: Option<(u32, u32
     let best = |it: &mut dyn Iterator<Item = &'a MountInfo>| {
         let mut best: Option<&'a MountInfo> = None;
         for m in it {
-            if best.map_or(true, |b| m.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len()) {
+            if best.is_none_or(|b| m.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len()) {
                 best = Some(m);
             }
         }

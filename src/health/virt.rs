@@ -269,7 +269,7 @@ fn libguestfs_version() -> Option<String> {
 #[derive(Debug, Clone, Copy)]
 pub struct BootOptions {
     /// Supplies our init's bytes, for the host-kernel boot (the command
-    /// passes `commands::build::find_init`).
+    /// passes `init::choose`).
     pub init: fn() -> Result<Vec<u8>, String>,
     /// The whole run's deadline (`--timeout`), if any.
     pub deadline: Option<Instant>,

@@ -9,8 +9,8 @@
 //! because the init uses `init_module`, which only takes raw ELF.
 //!
 //! This module does not choose the kernel or the modules directory
-//! (`crate::kernel` does) and does not build the init (it is the
-//! `guestfs-appliance-init` binary, passed in as bytes).
+//! (`crate::kernel` does) and does not build or choose the init
+//! ([`crate::init`] does; it comes in as bytes).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -112,7 +112,7 @@ pub enum InitrdError {
         second: PathBuf,
     },
     /// The init is not a static ELF executable.
-    #[error("the appliance init ({len} bytes) is not a statically linked ELF executable; the initramfs holds no libc: build it with the repository's .cargo/config.toml (crt-static)")]
+    #[error("the appliance init ({len} bytes) is not a statically linked ELF executable; the initramfs holds no libc: link it with -C target-feature=+crt-static (the built-in init, from build.rs, is)")]
     InitNotStatic {
         /// Size of the rejected init.
         len: usize,
@@ -371,7 +371,7 @@ fn add_module<W: Write>(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let data = if file_name.ends_with(".xz") {
-        decompress(path, xz2::read::XzDecoder::new_multi_decoder(file))?
+        decompress(path, liblzma::read::XzDecoder::new_multi_decoder(file))?
     } else if file_name.ends_with(".zst") {
         let decoder =
             zstd::stream::read::Decoder::new(file).map_err(|source| InitrdError::Decompress {
@@ -606,9 +606,10 @@ pub(crate) mod tests {
         if let Ok(sh) = fs::read("/bin/sh") {
             assert!(!is_static_elf(&sh));
         }
-        // This test binary is linked with crt-static (see .cargo/config.toml).
+        // This test binary links normally; only the init is static (build.rs).
         let me = fs::read(std::env::current_exe().unwrap()).unwrap();
-        assert!(is_static_elf(&me));
+        assert!(!is_static_elf(&me));
+        assert!(is_static_elf(crate::init::EMBEDDED));
     }
 
     #[test]
@@ -757,7 +758,7 @@ this line has no colon and is ignored
         let plain = dir.path().join("virtio.ko");
         fs::write(&plain, b"plain module").unwrap();
         let xz = dir.path().join("virtio_ring.ko.xz");
-        let mut enc = xz2::write::XzEncoder::new(Vec::new(), 6);
+        let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 6);
         enc.write_all(&raw).unwrap();
         fs::write(&xz, enc.finish().unwrap()).unwrap();
         let zst = dir.path().join("virtio_scsi.ko.zst");

@@ -336,7 +336,7 @@ fn write_file<S: Write>(
     if stored == size {
         header::encode(hdr, name, mode, mtime, &Kind::Regular { size });
     } else {
-        if segments.last().map_or(true, |&(o, l)| o + l < size) {
+        if segments.last().is_none_or(|&(o, l)| o + l < size) {
             // A trailing hole: GNU tar marks the real end with an empty
             // segment, and so do we.
             segments.push((size, 0));

@@ -67,7 +67,7 @@ pub(crate) fn decompress(
     let result = match compression {
         Compression::None => return Ok(bytes.to_vec()),
         Compression::Gzip => flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out),
-        Compression::Xz => xz2::read::XzDecoder::new_multi_decoder(bytes).read_to_end(&mut out),
+        Compression::Xz => liblzma::read::XzDecoder::new_multi_decoder(bytes).read_to_end(&mut out),
     };
     result.map_err(|source| InputError::Decompress {
         path: path.to_owned(),
@@ -233,7 +233,7 @@ mod tests {
         let gz = gz.finish().unwrap();
         assert_eq!(compression_of(&gz), Compression::Gzip);
         assert_eq!(decompress(Path::new("F"), &gz, Compression::Gzip).unwrap(), b"bash\n");
-        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
         xz.write_all(b"-/boot/*\n").unwrap();
         let xz = xz.finish().unwrap();
         assert_eq!(compression_of(&xz), Compression::Xz);

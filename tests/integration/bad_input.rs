@@ -206,7 +206,6 @@ fn unreadable_kernel_is_refused_with_a_fix() {
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let ga_copy = tmp.path().join("guestfs-appliance");
     std::fs::copy(bin("guestfs-appliance"), &ga_copy).unwrap();
-    std::fs::copy(bin("guestfs-appliance-init"), tmp.path().join("guestfs-appliance-init")).unwrap();
     let k = tmp.path().join("vmlinuz-test");
     std::fs::copy(&kernel.0, &k).unwrap();
     std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -295,7 +295,16 @@ fn make_fixed_appliance_xz_names_the_tarball_after_libguestfs() {
         return;
     }
     let tmp = scratch();
-    let run = run_in(tmp.path(), &bin("make-fixed-appliance"), ["-q", "--xz"], &[]).success();
+    // The drop-in reads no configuration: a config path that would stop
+    // guestfs-appliance (it must exist when named) changes nothing here.
+    let missing = tmp.path().join("no-such-config.toml");
+    let run = run_in(
+        tmp.path(),
+        &bin("make-fixed-appliance"),
+        ["-q", "--xz"],
+        &[("GUESTFS_APPLIANCE_CONFIG", missing.as_os_str())],
+    )
+    .success();
     let version = guestfs_appliance::commands::make_fixed::libguestfs_version(Path::new("/"));
     let tarball = tmp.path().join(format!("appliance-{version}.tar.xz"));
     assert!(tarball.is_file(), "{} missing\n{}", tarball.display(), run.shown_all());

@@ -11,7 +11,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use guestfs_appliance::cache::{self, ApplianceState, Passwd};
+use guestfs_appliance::cache::{self, ApplianceState};
+use guestfs_appliance::users::{SystemUsers, UserDb};
 
 use crate::util::*;
 
@@ -39,8 +40,10 @@ impl TestUser {
             .output()
             .expect("run useradd");
         assert!(out.status.success(), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
-        let passwd = Passwd::read(Path::new("/")).unwrap();
-        let e = passwd.by_name(&name).unwrap_or_else(|| panic!("{name} not in /etc/passwd after useradd"));
+        let e = SystemUsers
+            .by_name(&name)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} unknown to the user database after useradd"));
         TestUser { name, uid: e.uid, gid: e.gid }
     }
 }
@@ -55,10 +58,9 @@ impl Drop for TestUser {
     }
 }
 
-/// A uid with no passwd entry (a user that is "gone").
+/// A uid the user database does not know (a user that is "gone").
 fn unused_uid(from: u32) -> u32 {
-    let passwd = Passwd::read(Path::new("/")).unwrap();
-    (from..).find(|u| passwd.by_uid(*u).is_none()).unwrap()
+    (from..).find(|u| SystemUsers.by_uid(*u).unwrap().is_none()).unwrap()
 }
 
 /// A scratch dir every user can traverse (tempdirs are 0700). It lives in
@@ -327,4 +329,93 @@ fn clean_refuses_bad_durations_and_unknown_users() {
     let run = ga(tmp.path(), ["cache", "clean", "--user", "no-such-user-ga", tmp.path().to_str().unwrap()])
         .expect_code(2);
     assert!(run.stderr().contains("no user \"no-such-user-ga\""), "{}", run.shown_all());
+}
+
+/// `libnss_wrapper.so` from libnss-wrapper, or `None` (a failure under CI).
+fn nss_wrapper() -> Option<PathBuf> {
+    let found = ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"]
+        .iter()
+        .map(|d| Path::new(d).join("libnss_wrapper.so"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        crate::qemu::skip("libnss_wrapper.so is not installed (Debian: libnss-wrapper)");
+    }
+    found
+}
+
+/// Issue 7 item 2: a user that exists only through NSS (LDAP, SSSD, systemd
+/// DynamicUser; here nss_wrapper) is a user: `cache clean` keeps their
+/// cache, and still removes the cache of a uid that exists nowhere. The
+/// statically linked binaries read /etc/passwd and called that user gone.
+#[test]
+fn issue7_clean_keeps_caches_of_users_known_only_to_nss() {
+    if !need_root() {
+        return;
+    }
+    let Some(wrapper) = nss_wrapper() else { return };
+    let tmp = open_scratch();
+    let base = tmp.path().join("caches");
+    std::fs::create_dir(&base).unwrap();
+    let nss_only = unused_uid(3_800_000_000);
+    let gone = unused_uid(nss_only + 1);
+    let nss_cache = fake_cache(&base, nss_only);
+    let gone_cache = fake_cache(&base, gone);
+    let passwd = tmp.path().join("passwd");
+    let group = tmp.path().join("group");
+    std::fs::write(
+        &passwd,
+        format!("root:x:0:0:root:/root:/bin/bash\ngansstest:x:{nss_only}:{nss_only}:NSS only:/nonexistent:/usr/sbin/nologin\n"),
+    )
+    .unwrap();
+    std::fs::write(&group, format!("root:x:0:\ngansstest:x:{nss_only}:\n")).unwrap();
+    let env = [
+        ("LD_PRELOAD", wrapper.as_os_str()),
+        ("NSS_WRAPPER_PASSWD", passwd.as_os_str()),
+        ("NSS_WRAPPER_GROUP", group.as_os_str()),
+    ];
+    let ga_bin = bin("guestfs-appliance");
+    let would_remove = |run: &Run, cache: &Path| {
+        run.stderr().contains(&format!("would remove {} (user gone,", cache.display()))
+    };
+
+    // Without the wrapper neither uid is a user: the control that shows the
+    // test tells the two cases apart.
+    let plain = ga(tmp.path(), ["cache", "clean", "--dry-run", base.to_str().unwrap()]).success();
+    assert!(would_remove(&plain, &nss_cache) && would_remove(&plain, &gone_cache), "{}", plain.shown_all());
+
+    let run =
+        run_in(tmp.path(), &ga_bin, ["cache", "clean", "--dry-run", base.to_str().unwrap()], &env).success();
+    assert!(
+        !would_remove(&run, &nss_cache),
+        "the NSS user's cache is listed for removal\n{}",
+        run.shown_all()
+    );
+    assert!(would_remove(&run, &gone_cache), "{}", run.shown_all());
+    assert!(nss_cache.join("appliance.d/root").is_file() && gone_cache.join("appliance.d/root").is_file());
+
+    let list =
+        run_in(tmp.path(), &ga_bin, ["cache", "list", "--json", base.to_str().unwrap()], &env).success();
+    let doc: serde_json::Value = serde_json::from_str(&list.stdout()).unwrap();
+    let entry = |uid: u32| {
+        doc["caches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["uid"] == uid)
+            .cloned()
+            .unwrap_or_else(|| panic!("uid {uid} not listed\n{}", list.shown_all()))
+    };
+    assert_eq!(entry(nss_only)["user"], "gansstest", "{}", list.shown_all());
+    assert_eq!(entry(nss_only)["user_exists"], true);
+    assert_eq!(entry(gone)["user_exists"], false);
+
+    // --user NAME resolves through NSS as well.
+    let run = run_in(
+        tmp.path(),
+        &ga_bin,
+        ["cache", "clean", "--dry-run", "--user", "gansstest", base.to_str().unwrap()],
+        &env,
+    )
+    .success();
+    assert!(run.stderr().contains("would remove 0 caches"), "{}", run.shown_all());
 }

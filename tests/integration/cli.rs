@@ -28,6 +28,22 @@ fn make_fixed_appliance_speaks_libguestfs_usage() {
     assert_ne!(r.code(), Some(0), "{}", r.shown_all());
 }
 
+/// Issue 7 item 9: make-fixed-appliance offered `--config` and ignored it.
+/// It builds libguestfs's appliance with libguestfs's defaults, so it has no
+/// such option (and `guestfs-appliance` keeps it).
+#[test]
+fn issue7_make_fixed_appliance_has_no_config_option() {
+    let tmp = scratch();
+    let mfa = bin("make-fixed-appliance");
+    let h = run_in(tmp.path(), &mfa, ["--help"], &[]).success();
+    assert!(!h.stdout().contains("--config"), "{}", h.stdout());
+    let r = run_in(tmp.path(), &mfa, ["--config", "x.toml", "dir"], &[]).expect_code(2);
+    assert!(r.stderr().contains("--config"), "{}", r.shown_all());
+    assert!(!tmp.path().join("dir").exists());
+    let g = ga(tmp.path(), ["build", "--help"]).success();
+    assert!(g.stdout().contains("--config"), "{}", g.stdout());
+}
+
 #[test]
 fn bad_size_is_a_one_line_error() {
     let tmp = scratch();

@@ -10,6 +10,7 @@ mod cli;
 mod env;
 mod environment;
 mod initrd;
+mod packaging;
 mod pipe;
 mod qemu;
 mod schedule;

@@ -11,9 +11,24 @@ pub fn bin(name: &str) -> PathBuf {
     match name {
         "guestfs-appliance" => PathBuf::from(env!("CARGO_BIN_EXE_guestfs-appliance")),
         "make-fixed-appliance" => PathBuf::from(env!("CARGO_BIN_EXE_make-fixed-appliance")),
-        "guestfs-appliance-init" => PathBuf::from(env!("CARGO_BIN_EXE_guestfs-appliance-init")),
         other => panic!("unknown binary {other}"),
     }
+}
+
+/// Run a program this test process has just written. Another test thread
+/// that forks while the file is still open for writing holds the write fd
+/// until its exec, and the kernel then refuses ours with ETXTBSY ("text file
+/// busy"); that window is short, so retry.
+pub fn run_fresh_executable(mut cmd: Command) -> Output {
+    for _ in 0..50 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            other => return other.unwrap_or_else(|e| panic!("running {cmd:?}: {e}")),
+        }
+    }
+    panic!("running {cmd:?}: still text file busy after 5 s")
 }
 
 /// True when running under CI, where a missing tool is a failure.

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use flate2::{Compression as GzLevel, GzBuilder};
-use xz2::stream::{Check, Filters, LzmaOptions, MtStreamBuilder};
-use xz2::write::XzEncoder;
+use liblzma::stream::{Check, Filters, LzmaOptions, MtStreamBuilder};
+use liblzma::write::XzEncoder;
 
 /// Uncompressed bytes per gzip member. Deflate's window is 32 KiB, so
 /// restarting it every 2 MiB costs well under 0.1 % in size.

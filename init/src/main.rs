@@ -9,11 +9,12 @@
 //! `-no-reboot`, so it exits) instead of hanging or panicking the kernel,
 //! and the switch uses `MS_MOVE` like `switch_root`.
 //!
-//! The initrd's layout is [`guestfs_appliance::image::initrd`]'s business;
-//! the command line parsing and disk scan live in `cmdline.rs` and
-//! `rootdev.rs` so that they can be unit-tested. std + nix only: the binary
-//! is static (see .cargo/config.toml) and must not panic, since a PID 1 panic
-//! is a kernel panic.
+//! The initrd's layout is the main crate's business (`image::initrd`,
+//! which also embeds this binary: see its `build.rs`); the command line
+//! parsing and disk scan live in `cmdline.rs` and `rootdev.rs` so that they
+//! can be unit-tested. std + nix only, no proc macros: the main crate's
+//! build.rs builds this crate a second time, statically, and the binary must
+//! not panic, since a PID 1 panic is a kernel panic.
 
 mod cmdline;
 mod rootdev;
