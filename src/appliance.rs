@@ -20,7 +20,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::image::files::{Content, Data, FileTree, Metadata, Node, TreeError};
-use crate::input::{ExcludePattern, Inputs};
+use crate::input::{BaseMembers, ExcludePattern, Inputs};
 use crate::kernel::KernelChoice;
 use crate::package::PackageFile;
 
@@ -60,7 +60,8 @@ pub struct ComposeStats {
     pub module_files: usize,
     /// Reachable entries in the final tree.
     pub entries: usize,
-    /// Bytes of regular-file data in the final tree.
+    /// Bytes of regular-file data in the final tree (holes of sparse base
+    /// archive members excluded: they take no space in the image).
     pub data_bytes: u64,
 }
 
@@ -68,8 +69,10 @@ pub struct ComposeStats {
 pub struct ComposeSources<'a> {
     /// Host root that package and host paths are relative to.
     pub root: &'a Path,
-    /// Parsed inputs (base archives, excludes).
+    /// Parsed inputs (excludes).
     pub inputs: &'a Inputs,
+    /// Base archive members, extracted from the inputs.
+    pub base: &'a BaseMembers,
     /// Files of the package closure.
     pub package_files: &'a [PackageFile],
     /// Expanded hostfiles (appliance paths).
@@ -85,7 +88,7 @@ pub fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), Com
     let mut stats = ComposeStats::default();
     let root_meta = Metadata::new(0o755, 0, 0, src.default_time);
     let mut tree = FileTree::new(root_meta);
-    src.inputs.unpack_base(&mut tree, src.default_time)?;
+    src.base.unpack(&mut tree, src.default_time)?;
 
     // Package files: (destination, source) pairs.
     let mut entries: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(src.package_files.len());
@@ -159,7 +162,7 @@ pub fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), Com
     for (_, id) in tree.walk() {
         stats.entries += 1;
         if let Content::Regular(data) = &tree.node(id).content {
-            stats.data_bytes += data.len();
+            stats.data_bytes += data.stored_len();
         }
     }
     Ok((tree, stats))

@@ -10,9 +10,11 @@
 //!   status.rs, env.rs                    health report; LIBGUESTFS_* for shells
 //! appliance.rs                           inputs + packages + modules -> FileTree
 //! input/                                 supermin.d: classify, lists, base tarballs
+//!   archive.rs, archive/reader.rs          stream tar members (GNU, PAX, sparse) to scratch
 //! package/                               PackageDb trait; dpkg.rs reads /var/lib/dpkg
 //! kernel.rs                              kernel + modules directory selection
 //! image/files.rs                         FileTree: the shared in-memory tree
+//! image/scratch.rs, image/hostfile.rs    file data kept on disk (holes kept); host files
 //! image/ext2.rs                          ext2 writer (FileTree -> root image)
 //! image/cpio.rs, image/initrd.rs         newc writer, initrd module selection
 //! image/tarball.rs                       sparse-aware .tar.gz/.tar.xz output

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::appliance::{self, ComposeSources};
 use crate::cli::{BuildArgs, SourceArgs};
 use crate::config::Config;
+use crate::image::scratch::Scratch;
 use crate::image::{ext2, initrd, tarball};
 use crate::input::{self, Inputs};
 use crate::kernel::{self, KernelChoice, KernelEnv};
@@ -509,6 +510,24 @@ fn build_locked(
     let default_time = invented_time(&plan.inputs);
     let mut manifest = plan.manifest;
 
+    // Base archives are unpacked here, once: member data is streamed into an
+    // unnamed scratch file beside the output (never into memory), sizes are
+    // checked against the image first, and holes stay holes.
+    printer.progress("unpacking base archives...");
+    let scratch_dir = match lock_target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut scratch = Scratch::create_in(&scratch_dir)
+        .with_context(|| format!("creating a scratch file in {}", scratch_dir.display()))?;
+    let base = plan.inputs.extract_base(&mut scratch, req.size)?;
+    printer.stage(format!(
+        "base: {} members, {} of file data kept in a scratch file in {}",
+        base.member_count(),
+        human_bytes(scratch.stored_bytes()),
+        scratch_dir.display()
+    ));
+
     printer.progress("listing package files...");
     let package_files = plan.db.files(&plan.resolution.packages)?;
     let hostfiles = input::expand_hostfiles(&plan.inputs.hostfiles, &req.root);
@@ -516,6 +535,7 @@ fn build_locked(
     let (tree, stats) = appliance::compose(&ComposeSources {
         root: &req.root,
         inputs: &plan.inputs,
+        base: &base,
         package_files: &package_files,
         hostfiles: &hostfiles,
         kernel: &plan.kernel,
@@ -550,8 +570,9 @@ fn build_locked(
     // removal from /boot.
     printer.progress("copying kernel...");
     let kernel_out = staging.path().join("kernel");
-    std::fs::copy(&plan.kernel.path, &kernel_out)
-        .with_context(|| format!("copying kernel {} to {}", plan.kernel.path.display(), kernel_out.display()))?;
+    std::fs::copy(&plan.kernel.path, &kernel_out).with_context(|| {
+        format!("copying kernel {} to {}", plan.kernel.path.display(), kernel_out.display())
+    })?;
     set_mode(&kernel_out, 0o644)?;
 
     // Initrd.

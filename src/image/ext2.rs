@@ -7,7 +7,12 @@
 //! its file is touched. Metadata is then written with a few large `pwrite`s
 //! (one per block group, plus coalesced runs of directory and indirect
 //! blocks), and host file data is copied with `copy_file_range` on all
-//! cores, data regions only, so holes stay holes in the sparse image. The
+//! cores, data regions only, so holes stay holes in the sparse image. Files
+//! kept in a scratch file ([`Data::Scratch`]) keep their holes inside the
+//! file system too: only their data blocks (and the indirect blocks mapping
+//! them) are allocated, as for any sparse ext2 file. Host files on pseudo
+//! file systems (sysfs, procfs), whose `stat` size is not their content,
+//! are read when the layout is made and stored as read. The
 //! primary superblock goes last: an image whose build failed half-way has
 //! no ext2 magic.
 //!
@@ -37,6 +42,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::image::files::{Content, Data, FileTree, Metadata, NodeId};
+use crate::image::hostfile::{self, HostData};
+use crate::image::scratch::ScratchData;
 
 use disk::{ftype, DirEntry, BLOCK_SIZE, FIRST_INO, INODE_SIZE, ROOT_INO};
 use layout::{nth_block, Allocator, Extent, Geometry};
@@ -119,8 +126,11 @@ pub enum Ext2Error {
         /// Length of its target.
         len: usize,
     },
-    /// A file is larger than ext2's indirect block scheme maps (about 4 TiB).
-    #[error("{path}: file of {len} bytes is too large for ext2 with 4 KiB blocks")]
+    /// A file is larger than the kernel's ext2 driver accepts
+    /// ([`MAX_FILE_SIZE`], about 2 TiB).
+    #[error(
+        "{path}: file of {len} bytes is too large for ext2 with 4 KiB blocks (at most {MAX_FILE_SIZE} bytes)"
+    )]
     FileTooLarge {
         /// Path in the appliance.
         path: PathBuf,
@@ -177,6 +187,30 @@ pub enum Ext2Error {
         /// The image file.
         path: PathBuf,
     },
+}
+
+/// Largest regular file the kernel's ext2 driver accepts with 4 KiB blocks:
+/// `ext2_max_size()` in the kernel's fs/ext2/super.c, where `i_blocks`
+/// (512-byte units, data and indirect blocks together) must fit 32 bits.
+/// About 2 TiB; sparse files are measured by their size, not their blocks.
+pub const MAX_FILE_SIZE: u64 = max_file_size();
+
+// The block map of any file we accept fits the indirect scheme.
+const _: () = assert!(MAX_FILE_SIZE / BLOCK_SIZE <= disk::MAX_FILE_BLOCKS);
+
+const fn max_file_size() -> u64 {
+    let ppb = disk::PTRS_PER_BLOCK;
+    // Blocks whose 512-byte sectors fit in a u32.
+    let mut upper = u32::MAX as u64 / (BLOCK_SIZE / 512);
+    let mut res = upper;
+    upper -= 12;
+    let mut meta = 1;
+    upper -= ppb;
+    meta += 1 + ppb;
+    upper -= ppb * ppb;
+    meta += 1 + upper.div_ceil(ppb) + upper.div_ceil(ppb * ppb);
+    res -= meta;
+    res * BLOCK_SIZE
 }
 
 /// The superblock fields callers need, as read by [`read_superblock`].
@@ -249,6 +283,12 @@ enum Source {
     Empty,
     Host(PathBuf),
     Inline(Arc<[u8]>),
+    /// Stored blocks in a scratch file; `path` is the file's path in the
+    /// appliance, for messages.
+    Scratch {
+        data: ScratchData,
+        path: PathBuf,
+    },
 }
 
 /// What kind of inode, with what the writer needs to fill it.
@@ -270,8 +310,11 @@ struct Ino {
     mode: u16,
     links: u64,
     size: u64,
-    /// Logical content blocks (directory, slow symlink or file data).
+    /// Allocated content blocks (directory, slow symlink or file data);
+    /// for a file with holes, only the blocks holding data.
     content_blocks: u64,
+    /// Indirect blocks mapping them.
+    indirect: u64,
     /// Indirect blocks, then (for directories and slow symlinks) content.
     meta_extents: Vec<Extent>,
     /// Regular file data.
@@ -281,7 +324,15 @@ struct Ino {
 
 impl Ino {
     fn indirect(&self) -> u64 {
-        disk::indirect_blocks(self.content_blocks)
+        self.indirect
+    }
+
+    /// The logical blocks holding data, for a file with holes.
+    fn runs(&self) -> Option<&[(u64, u64)]> {
+        match &self.kind {
+            Kind::Regular(Source::Scratch { data, .. }) => Some(data.runs()),
+            _ => None,
+        }
     }
 
     /// Directory and symlink content lives with the metadata (written in
@@ -643,6 +694,7 @@ impl<'t> Plan<'t> {
                 links: 2,
                 size: LOST_FOUND_BLOCKS * BLOCK_SIZE,
                 content_blocks: LOST_FOUND_BLOCKS,
+                indirect: disk::indirect_blocks(LOST_FOUND_BLOCKS),
                 meta_extents: Vec::new(),
                 data_extents: Vec::new(),
                 i_block: [0; 15],
@@ -697,22 +749,36 @@ impl<'t> Plan<'t> {
                             Source::Inline(bytes.clone())
                         }
                     }
-                    Data::Host { path: host, len } => match probe(host) {
-                        Ok(()) if *len > 0 => {
+                    Data::Host { path: host, len } => match hostfile::probe(host) {
+                        Ok(HostData::Regular) if *len > 0 => {
                             size = *len;
                             Source::Host(host.clone())
                         }
-                        Ok(()) => Source::Empty,
+                        Ok(HostData::Regular) => Source::Empty,
+                        // sysfs/procfs: what `read` returned, not the
+                        // `stat` size (4096 or 0).
+                        Ok(HostData::Read(bytes)) if !bytes.is_empty() => {
+                            size = bytes.len() as u64;
+                            Source::Inline(Arc::from(bytes))
+                        }
+                        Ok(HostData::Read(_)) => Source::Empty,
                         Err(e) => {
                             self.unreadable.push((host.clone(), e));
                             Source::Empty
                         }
                     },
+                    Data::Scratch(data) => {
+                        size = data.len();
+                        Source::Scratch { data: data.clone(), path: path.to_owned() }
+                    }
                 };
-                content_blocks = size.div_ceil(BLOCK_SIZE);
-                if content_blocks > disk::MAX_FILE_BLOCKS {
+                if size > MAX_FILE_SIZE {
                     return Err(Ext2Error::FileTooLarge { path: path.to_owned(), len: size });
                 }
+                content_blocks = match &source {
+                    Source::Scratch { data, .. } => data.stored_blocks(),
+                    _ => size.div_ceil(BLOCK_SIZE),
+                };
                 Kind::Regular(source)
             }
             Content::Symlink(target) => {
@@ -748,17 +814,23 @@ impl<'t> Plan<'t> {
                 max: FILE_LINK_MAX,
             });
         }
-        Ok(Ino {
+        let mut ino = Ino {
             kind,
             meta: node.meta,
             mode: node.mode() as u16,
             links,
             size,
             content_blocks,
+            indirect: 0,
             meta_extents: Vec::new(),
             data_extents: Vec::new(),
             i_block,
-        })
+        };
+        ino.indirect = match ino.runs() {
+            Some(runs) => disk::indirect_blocks_for(runs),
+            None => disk::indirect_blocks(content_blocks),
+        };
+        Ok(ino)
     }
 
     /// Entries of a tree directory: `.`, `..`, the writer's lost+found for
@@ -795,9 +867,11 @@ impl<'t> Plan<'t> {
             blocks.clear();
             let k = ino.indirect();
             let meta = &ino.meta_extents;
+            let dense = [(0, ino.content_blocks)];
+            let runs = ino.runs().unwrap_or(&dense);
             let i_block = if ino.content_in_meta() {
                 disk::block_map(
-                    ino.content_blocks,
+                    runs,
                     &|i| nth_block(meta, k + i) as u32,
                     &|j| nth_block(meta, j) as u32,
                     &mut blocks,
@@ -805,7 +879,7 @@ impl<'t> Plan<'t> {
             } else {
                 let data = &ino.data_extents;
                 disk::block_map(
-                    ino.content_blocks,
+                    runs,
                     &|i| nth_block(data, i) as u32,
                     &|j| nth_block(meta, j) as u32,
                     &mut blocks,
@@ -873,8 +947,20 @@ impl<'t> Plan<'t> {
                         off += n;
                     }
                 }
-                Source::Host(path) => {
-                    jobs.push(copy::Job { path, len: ino.size, extents: &ino.data_extents })
+                Source::Host(path) => jobs.push(copy::Job {
+                    name: path,
+                    source: copy::From::Host,
+                    len: ino.size,
+                    extents: &ino.data_extents,
+                }),
+                Source::Scratch { data, path } => {
+                    let (file, offset) = data.source();
+                    jobs.push(copy::Job {
+                        name: path,
+                        source: copy::From::Scratch { file, offset },
+                        len: ino.content_blocks * BLOCK_SIZE,
+                        extents: &ino.data_extents,
+                    })
                 }
             }
         }
@@ -882,7 +968,7 @@ impl<'t> Plan<'t> {
         let mut failures = Vec::new();
         let mut gone = Vec::new();
         for (i, err) in copy::copy_all(image, &jobs, threads) {
-            let path = jobs[i].path.to_owned();
+            let path = jobs[i].name.to_owned();
             match err {
                 copy::JobError::Open(e) => gone.push((path, e)),
                 copy::JobError::Copy(e) => failures.push((path, e)),
@@ -890,15 +976,5 @@ impl<'t> Plan<'t> {
         }
         self.unreadable.extend(gone);
         Ok((data_bytes, failures))
-    }
-}
-
-/// Check that a host file can be opened for reading and is a regular file.
-fn probe(path: &Path) -> io::Result<()> {
-    let f = File::open(path)?;
-    if f.metadata()?.is_file() {
-        Ok(())
-    } else {
-        Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"))
     }
 }

@@ -15,12 +15,29 @@
 //! `ext2fs_namei` does), so `/lib/modules/X` lands in `/usr/lib/modules/X` when
 //! the tree holds `/lib -> usr/lib`.
 //!
+//! Every path in the tree resolves, through the tree's symlinks, to at most
+//! [`PATH_MAX`] bytes (what Linux can name in one system call); deeper
+//! insertions are refused, which also keeps every operation linear in a
+//! path's length. Symlinks are followed at most [`MAX_SYMLINK_FOLLOWS`]
+//! times per resolution, as the kernel does.
+//!
 //! This module knows nothing about packages or on-disk formats.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+
+use crate::image::scratch::ScratchData;
+
+/// Longest path Linux resolves, terminating NUL included (`PATH_MAX`).
+pub const PATH_MAX: usize = 4096;
+
+/// Most bytes all the tree's paths may add up to (each node and hard link
+/// counted with its full resolved path). Writers hold every path at once
+/// ([`FileTree::walk`]); a real appliance needs a few MiB, and without a
+/// bound many deep paths would cost memory quadratic in their depth.
+pub const TREE_PATH_BYTES_MAX: u64 = 256 << 20;
 
 /// Index of a node in a [`FileTree`].
 pub type NodeId = usize;
@@ -29,13 +46,13 @@ pub type NodeId = usize;
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
     /// The path is not absolute or contains `..`.
-    #[error("{path}: appliance paths must be absolute and must not contain '..'")]
+    #[error("{}: appliance paths must be absolute and must not contain '..'", short_path(.path))]
     BadPath {
         /// The offending path.
         path: PathBuf,
     },
     /// A parent component is missing or is not a directory.
-    #[error("{path}: parent directory {parent} is missing in the appliance or is not a directory")]
+    #[error("{}: parent directory {} is missing in the appliance or is not a directory", short_path(.path), short_path(.parent))]
     NoParent {
         /// The path being inserted.
         path: PathBuf,
@@ -43,13 +60,37 @@ pub enum TreeError {
         parent: PathBuf,
     },
     /// Symlinks in the parent chain loop.
-    #[error("{path}: too many levels of symbolic links while resolving its parent")]
+    #[error("{}: too many levels of symbolic links while resolving its parent", short_path(.path))]
     SymlinkLoop {
         /// The path being inserted.
         path: PathBuf,
     },
+    /// The path, resolved through the tree's symlinks, would be longer than
+    /// Linux can resolve.
+    #[error(
+        "{}: its full path in the appliance would be {len} bytes long; Linux cannot resolve \
+         paths of {PATH_MAX} bytes or more (PATH_MAX): shorten it",
+        short_path(.path)
+    )]
+    PathTooLong {
+        /// The path being inserted.
+        path: PathBuf,
+        /// Length of its resolved path, in bytes.
+        len: usize,
+    },
+    /// The tree's paths add up to more than [`TREE_PATH_BYTES_MAX`].
+    #[error(
+        "{}: the appliance's paths add up to more than {} MiB (too many files, or too deeply \
+         nested); trim the inputs",
+        short_path(.path),
+        TREE_PATH_BYTES_MAX >> 20
+    )]
+    TooManyPaths {
+        /// The path whose insertion crossed the limit.
+        path: PathBuf,
+    },
     /// A hard link names a target that does not exist or is a directory.
-    #[error("{path}: hard link target {target} is missing or is a directory")]
+    #[error("{}: hard link target {} is missing or is a directory", short_path(.path), short_path(.target))]
     BadHardLink {
         /// The link being created.
         path: PathBuf,
@@ -107,8 +148,12 @@ pub enum Data {
         /// Size in bytes.
         len: u64,
     },
-    /// Bytes held in memory (from archives, generated files).
+    /// Bytes held in memory (small generated files, the embedded tree).
     Inline(Arc<[u8]>),
+    /// Bytes in a scratch file (base archive members, streamed there so
+    /// memory does not grow with their size); its holes stay holes in the
+    /// image.
+    Scratch(ScratchData),
 }
 
 impl Data {
@@ -117,6 +162,16 @@ impl Data {
         match self {
             Data::Host { len, .. } => *len,
             Data::Inline(bytes) => bytes.len() as u64,
+            Data::Scratch(d) => d.len(),
+        }
+    }
+
+    /// Bytes of data the image must store: [`Data::len`], except that the
+    /// holes of a [`Data::Scratch`] file take no space (its stored blocks).
+    pub fn stored_len(&self) -> u64 {
+        match self {
+            Data::Scratch(d) => d.stored_blocks() * crate::image::scratch::BLOCK,
+            other => other.len(),
         }
     }
 
@@ -191,6 +246,11 @@ pub struct FileTree {
     links: Vec<u32>,
     /// Parent directory of each directory node (root: itself).
     parents: Vec<NodeId>,
+    /// Length in bytes of each node's resolved path where it was created
+    /// (root: 0, `/etc`: 4); never more than `PATH_MAX - 1`.
+    path_lens: Vec<usize>,
+    /// Sum of the resolved path lengths of every node and hard link made.
+    path_bytes: u64,
 }
 
 /// Resolution of a path's parent: the directory node and the final name.
@@ -199,7 +259,9 @@ struct Resolved {
     name: OsString,
 }
 
-const MAX_SYMLINK_FOLLOWS: usize = 40;
+/// Symlinks followed in one path resolution before giving up (Linux's
+/// `MAXSYMLINKS`).
+pub const MAX_SYMLINK_FOLLOWS: usize = 40;
 
 impl FileTree {
     /// The root directory's node id.
@@ -212,6 +274,8 @@ impl FileTree {
             entries: vec![BTreeMap::new()],
             links: vec![1],
             parents: vec![0],
+            path_lens: vec![0],
+            path_bytes: 0,
         }
     }
 
@@ -272,6 +336,18 @@ impl FileTree {
     /// any other existing entry is replaced. Returns the id now at `path`.
     pub fn insert(&mut self, path: &Path, node: Node) -> Result<NodeId, TreeError> {
         let Resolved { dir, name } = self.resolve_parent(path)?;
+        self.insert_in(dir, name, node, path)
+    }
+
+    /// [`FileTree::insert`] with the parent already resolved; `path` is for
+    /// errors only.
+    fn insert_in(
+        &mut self,
+        dir: NodeId,
+        name: OsString,
+        node: Node,
+        path: &Path,
+    ) -> Result<NodeId, TreeError> {
         if let Some(&existing) = self.entries[dir].get(&name) {
             if self.nodes[existing].content.is_dir() {
                 if node.content.is_dir() {
@@ -285,9 +361,24 @@ impl FileTree {
             }
             self.unlink(existing);
         }
-        let id = self.push(node, dir);
+        let len = self.child_path_len(dir, &name, path)?;
+        let id = self.push(node, dir, len);
         self.entries[dir].insert(name, id);
         Ok(id)
+    }
+
+    /// Length of the resolved path of `name` in directory `dir`, refused at
+    /// `PATH_MAX` and beyond, and counted against [`TREE_PATH_BYTES_MAX`].
+    fn child_path_len(&mut self, dir: NodeId, name: &OsStr, path: &Path) -> Result<usize, TreeError> {
+        let len = self.path_lens[dir] + 1 + name.len();
+        if len >= PATH_MAX {
+            return Err(TreeError::PathTooLong { path: path.to_owned(), len });
+        }
+        if self.path_bytes + len as u64 > TREE_PATH_BYTES_MAX {
+            return Err(TreeError::TooManyPaths { path: path.to_owned() });
+        }
+        self.path_bytes += len as u64;
+        Ok(len)
     }
 
     /// Make `path` a hard link to the existing non-directory at `target`.
@@ -305,6 +396,9 @@ impl FileTree {
             if self.nodes[existing].content.is_dir() {
                 return Err(bad());
             }
+        }
+        self.child_path_len(dir, &name, path)?;
+        if let Some(existing) = self.entries[dir].get(&name).copied() {
             self.unlink(existing);
         }
         self.links[target_id] += 1;
@@ -313,21 +407,39 @@ impl FileTree {
     }
 
     /// Create every missing directory along `path` (like `mkdir -p`) with the
-    /// given metadata; existing components are kept. Returns the final id.
+    /// given metadata; existing components are kept (followed when they are
+    /// symlinks to directories, replaced when they are anything else).
+    /// Returns the final id. One pass down the path: linear in its length.
     pub fn create_dir_all(&mut self, path: &Path, meta: Metadata) -> Result<NodeId, TreeError> {
         let comps = normal_components(path)?;
         let mut built = PathBuf::from("/");
-        let mut id = Self::ROOT;
+        let mut dir = Self::ROOT;
+        let mut budget = MAX_SYMLINK_FOLLOWS;
         for comp in comps {
             built.push(comp);
-            id = match self.lookup(&built) {
-                Some(existing) if self.is_dir_following(existing, &built) => {
-                    self.follow(existing, &built)?
-                }
-                _ => self.insert(&built, Node { meta, content: Content::Directory })?,
+            let existing = self.entries[dir].get(comp).copied();
+            let followed = match existing {
+                Some(id) => match self.follow(id, &built, &mut budget) {
+                    Ok(target) if self.nodes[target].content.is_dir() => Some(target),
+                    Ok(_) => None,
+                    Err(TreeError::SymlinkLoop { .. }) if budget == 0 => {
+                        return Err(TreeError::SymlinkLoop { path: built })
+                    }
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            dir = match followed {
+                Some(target) => target,
+                None => self.insert_in(
+                    dir,
+                    comp.to_os_string(),
+                    Node { meta, content: Content::Directory },
+                    &built,
+                )?,
             };
         }
-        Ok(id)
+        Ok(dir)
     }
 
     /// Remove a path from the tree (no-op when absent). Directories are
@@ -356,12 +468,13 @@ impl FileTree {
         out
     }
 
-    fn push(&mut self, node: Node, parent: NodeId) -> NodeId {
+    fn push(&mut self, node: Node, parent: NodeId, path_len: usize) -> NodeId {
         let id = self.nodes.len();
         self.nodes.push(node);
         self.entries.push(BTreeMap::new());
         self.links.push(1);
         self.parents.push(parent);
+        self.path_lens.push(path_len);
         id
     }
 
@@ -376,29 +489,43 @@ impl FileTree {
         }
     }
 
-    fn is_dir_following(&self, id: NodeId, at: &Path) -> bool {
-        self.follow(id, at).map(|d| self.nodes[d].content.is_dir()).unwrap_or(false)
-    }
-
-    /// Follow `id` (found at path `at`) through symlinks to a final node.
-    fn follow(&self, mut id: NodeId, at: &Path) -> Result<NodeId, TreeError> {
+    /// Follow `id` (found at path `at`) through symlinks to a final node,
+    /// spending one unit of `budget` per symlink.
+    fn follow(&self, mut id: NodeId, at: &Path, budget: &mut usize) -> Result<NodeId, TreeError> {
+        // Most nodes are not symlinks: no allocation for them.
+        if !matches!(self.nodes[id].content, Content::Symlink(_)) {
+            return Ok(id);
+        }
         let mut at = at.to_path_buf();
-        for _ in 0..MAX_SYMLINK_FOLLOWS {
-            let Content::Symlink(target) = &self.nodes[id].content else {
-                return Ok(id);
+        while let Content::Symlink(target) = &self.nodes[id].content {
+            if *budget == 0 {
+                return Err(TreeError::SymlinkLoop { path: at });
+            }
+            *budget -= 1;
+            let next = lexical_normalize(&at.parent().unwrap_or(Path::new("/")).join(target));
+            let missing = || TreeError::NoParent { path: at.clone(), parent: next.clone() };
+            id = if next == Path::new("/") {
+                Self::ROOT
+            } else {
+                let r = self.resolve_parent_with(&next, budget).map_err(|e| match e {
+                    TreeError::SymlinkLoop { .. } => e,
+                    _ => missing(),
+                })?;
+                *self.entries[r.dir].get(&r.name).ok_or_else(missing)?
             };
-            let next = at.parent().unwrap_or(Path::new("/")).join(target);
-            let next = lexical_normalize(&next);
-            id = self.lookup(&next).ok_or_else(|| TreeError::NoParent {
-                path: at.clone(),
-                parent: next.clone(),
-            })?;
             at = next;
         }
-        Err(TreeError::SymlinkLoop { path: at })
+        Ok(id)
     }
 
     fn resolve_parent(&self, path: &Path) -> Result<Resolved, TreeError> {
+        let mut budget = MAX_SYMLINK_FOLLOWS;
+        self.resolve_parent_with(path, &mut budget)
+    }
+
+    /// Resolve the directory holding `path`'s last component, following
+    /// symlinks in the components before it (at most `budget` in all).
+    fn resolve_parent_with(&self, path: &Path, budget: &mut usize) -> Result<Resolved, TreeError> {
         let comps = normal_components(path)?;
         let Some((last, dirs)) = comps.split_last() else {
             return Err(TreeError::BadPath { path: path.to_owned() });
@@ -410,7 +537,7 @@ impl FileTree {
             let no_parent =
                 || TreeError::NoParent { path: path.to_owned(), parent: walked.clone() };
             let child = *self.entries[dir].get(*comp).ok_or_else(no_parent)?;
-            let target = self.follow(child, &walked)?;
+            let target = self.follow(child, &walked, budget)?;
             if !self.nodes[target].content.is_dir() {
                 return Err(no_parent());
             }
@@ -418,6 +545,25 @@ impl FileTree {
         }
         Ok(Resolved { dir, name: last.to_os_string() })
     }
+}
+
+/// A name or path for an error message: lossy UTF-8, and shortened (with
+/// its length in bytes) when too long to read, so that a hostile 4 KiB path
+/// still gives a one-line error.
+pub fn shorten(name: &[u8]) -> String {
+    const KEEP: usize = 120;
+    let text = String::from_utf8_lossy(name);
+    if text.chars().count() <= KEEP {
+        return text.into_owned();
+    }
+    let head: String = text.chars().take(KEEP).collect();
+    format!("{head}... ({} bytes)", name.len())
+}
+
+/// [`shorten`] for a path.
+pub fn short_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    shorten(path.as_os_str().as_bytes())
 }
 
 /// Split an absolute path into its normal components; refuse `..`.
@@ -542,5 +688,70 @@ mod tests {
         t.remove(Path::new("/d")).unwrap();
         assert!(!t.is_reachable(d));
         assert!(!t.is_reachable(f));
+    }
+
+    /// Issue 8, item 6: deep paths cost linear work (this 2,000-deep path
+    /// took seconds when every prefix was looked up from the root) and
+    /// resolved paths stop at PATH_MAX, symlinks included.
+    #[test]
+    fn deep_paths_are_linear_and_bounded_by_path_max() {
+        let mut t = FileTree::new(meta());
+        let deep = PathBuf::from(format!("/{}", "d/".repeat(2000)));
+        let id = t.create_dir_all(&deep, meta()).unwrap();
+        assert_eq!(t.path_lens[id], 4000);
+        t.insert(&deep.join("f"), file(b"x")).unwrap();
+        // 4095 bytes is the longest path Linux resolves.
+        let last = deep.join("a".repeat(4095 - 4001));
+        t.insert(&last, file(b"")).unwrap();
+        let e = t.insert(&deep.join("a".repeat(4096 - 4001)), file(b"")).unwrap_err();
+        assert!(e.to_string().contains("4096 bytes long") && e.to_string().contains("PATH_MAX"), "{e}");
+        assert!(e.to_string().len() < 400, "shortened: {e}");
+        // Through a symlink, the resolved length counts.
+        t.insert(Path::new("/l"), link(&format!("/{}", "d/".repeat(2000)))).unwrap();
+        let e = t.create_dir_all(&Path::new("/l").join("e/".repeat(100)), meta()).unwrap_err();
+        assert!(matches!(e, TreeError::PathTooLong { len: 4096 | 4097, .. }), "{e}");
+        let e = t.hard_link(&deep.join("b".repeat(200)), &deep.join("f")).unwrap_err();
+        assert!(matches!(e, TreeError::PathTooLong { .. }), "{e}");
+    }
+
+    #[test]
+    fn symlink_loops_and_long_chains_stop_at_forty() {
+        let mut t = FileTree::new(meta());
+        t.insert(Path::new("/a"), link("b")).unwrap();
+        t.insert(Path::new("/b"), link("a")).unwrap();
+        assert!(matches!(t.insert(Path::new("/a/x"), file(b"")).unwrap_err(), TreeError::SymlinkLoop { .. }));
+        assert!(matches!(
+            t.create_dir_all(Path::new("/a/x"), meta()).unwrap_err(),
+            TreeError::SymlinkLoop { .. }
+        ));
+        // A chain of 40 links resolves, 41 do not (Linux's MAXSYMLINKS).
+        t.insert(Path::new("/target"), dir()).unwrap();
+        t.insert(Path::new("/s0"), link("target")).unwrap();
+        for i in 1..=40 {
+            t.insert(&PathBuf::from(format!("/s{i}")), link(&format!("s{}", i - 1))).unwrap();
+        }
+        assert!(t.insert(Path::new("/s39/ok"), file(b"")).is_ok());
+        assert!(matches!(
+            t.insert(Path::new("/s40/no"), file(b"")).unwrap_err(),
+            TreeError::SymlinkLoop { .. }
+        ));
+    }
+
+    /// Many files deep down add up; the tree refuses past
+    /// TREE_PATH_BYTES_MAX instead of letting writers hold them all.
+    #[test]
+    fn total_path_bytes_are_bounded() {
+        let mut t = FileTree::new(meta());
+        // 15 components of 255 bytes: long, but cheap to resolve.
+        let deep = PathBuf::from(format!("/{}", format!("{}/", "d".repeat(255)).repeat(15)));
+        t.create_dir_all(&deep, meta()).unwrap();
+        let per_file = 15 * 256 + 1 + 8;
+        let fits = (TREE_PATH_BYTES_MAX - t.path_bytes) / per_file;
+        for i in 0..fits {
+            t.insert(&deep.join(format!("{i:08}")), file(b"")).unwrap();
+        }
+        let e = t.insert(&deep.join("zzzzzzzz"), file(b"")).unwrap_err();
+        assert!(matches!(e, TreeError::TooManyPaths { .. }), "{e}");
+        assert!(e.to_string().contains("256 MiB"), "{e}");
     }
 }

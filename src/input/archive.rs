@@ -1,12 +1,21 @@
-//! Base archives: parse a tar stream fully into [`BaseEntry`] values, and
-//! insert parsed entries into a [`FileTree`] the way GNU tar, run as root,
+//! Base archives: stream a tar archive member by member, keeping each
+//! member's metadata as a [`BaseEntry`] and its data in a scratch file, and
+//! insert the entries into a [`FileTree`] the way GNU tar, run as root,
 //! extracts them into supermin's scratch `base.d` (reference §1.3, §4.3).
 //!
-//! Parsing happens once, in `read_inputs`, so a corrupt archive fails before
-//! any work is done. Owners are numeric (like GNU tar as root when the
-//! archive's user names are unknown: we never consult NSS, the binaries are
-//! static). What the tree does with the entries later (merging with package
-//! files, writing ext2) is left to others.
+//! Costs are bounded by what the image can hold, never by what an archive
+//! claims: data is streamed (memory does not grow with member size), holes
+//! of sparse members and all-zero blocks are never stored, every size is
+//! checked against the root image before a byte of the member is read, and
+//! names are limited to what Linux resolves (`PATH_MAX`). The archive is
+//! decompressed here, once, while building; `check` only hashes it.
+//!
+//! Owners are numeric (like GNU tar as root when the archive's user names
+//! are unknown: we never consult NSS, the binaries are static). What the
+//! tree does with the entries later (merging with package files, writing
+//! ext2) is left to others.
+
+mod reader;
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -15,14 +24,18 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use crate::image::files::{Content, Data, FileTree, Metadata, Node};
+use crate::image::scratch::Scratch;
+use crate::printer::human_bytes;
 
-use super::InputError;
+use super::source::HashedFile;
+use super::{classify, Compression, InputError};
+use reader::{MemberType, TarError, TarReader};
 
 /// What a base entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum EntryKind {
-    /// A regular file with its bytes.
-    File(Arc<[u8]>),
+    /// A regular file with its data (in memory or in the scratch file).
+    File(Data),
     /// A directory.
     Dir,
     /// A symbolic link with its exact target text.
@@ -54,7 +67,7 @@ pub(crate) struct BaseEntry {
     pub kind: EntryKind,
 }
 
-/// The parsed members of one base archive, in archive order.
+/// The members of one base archive, in archive order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BaseArchive {
     /// The input file, for error messages.
@@ -63,94 +76,246 @@ pub(crate) struct BaseArchive {
     pub entries: Vec<BaseEntry>,
 }
 
-/// Parse a whole (decompressed) tar stream.
+/// Most bytes of member names and link targets kept for all base archives
+/// together: far above any real archive (libguestfs's hold a few KiB), low
+/// enough that metadata cannot exhaust memory.
+pub(crate) const NAMES_MAX: u64 = 256 << 20;
+
+/// Limits shared by all the base archives of one build, and the scratch
+/// file their data goes to.
+pub(crate) struct Extraction<'a> {
+    /// Where member data is stored.
+    pub scratch: &'a mut Scratch,
+    /// Size of the root image (`--size`): member data of all archives
+    /// together must fit in it.
+    pub image_size: u64,
+    /// Member data accepted so far, in bytes.
+    pub data: u64,
+    /// Bytes of names and link targets kept so far.
+    pub names: u64,
+}
+
+/// Buffer for streaming member data.
+const COPY_BUF: usize = 256 << 10;
+
+/// Extract one base archive file: decompress it as a stream, store member
+/// data in the scratch file, and check that the file still has the
+/// `sha256` it had when the inputs were read (it is read twice: hashed for
+/// the fingerprint, then here).
 ///
-/// Errors: [`InputError::CorruptTar`] for bad checksums, truncated headers
-/// or member data; [`InputError::BadMember`] for a member path or hard-link
-/// target containing `..`.
-pub(crate) fn parse_tar(source: &Path, bytes: &[u8]) -> Result<BaseArchive, InputError> {
-    let corrupt = |detail: String| InputError::CorruptTar { path: source.to_owned(), detail };
-    let mut archive = tar::Archive::new(bytes);
-    let mut entries = Vec::new();
-    let iter = archive.entries().map_err(|e| corrupt(e.to_string()))?;
-    for entry in iter {
-        let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
-        let raw_path = entry.path_bytes().into_owned();
-        let member = String::from_utf8_lossy(&raw_path).into_owned();
-        let header = entry.header();
-        let entry_type = header.entry_type();
-        let field =
-            |what: &str, e: std::io::Error| corrupt(format!("member {member}: {what}: {e}"));
-        let perm = header.mode().map_err(|e| field("mode", e))? & 0o7777;
-        let id = |v: u64, what: &str| {
-            u32::try_from(v)
-                .map_err(|_| corrupt(format!("member {member}: {what} {v} out of range")))
-        };
-        let uid = id(header.uid().map_err(|e| field("uid", e))?, "uid")?;
-        let gid = id(header.gid().map_err(|e| field("gid", e))?, "gid")?;
-        let mtime = header.mtime().map_err(|e| field("mtime", e))?;
-        let dev = || -> Result<u64, InputError> {
-            let major = header.device_major().map_err(|e| field("device major", e))?.unwrap_or(0);
-            let minor = header.device_minor().map_err(|e| field("device minor", e))?.unwrap_or(0);
-            Ok(makedev(major, minor))
-        };
-        let link_target = || -> Result<OsString, InputError> {
-            let link = entry
-                .link_name_bytes()
-                .ok_or_else(|| corrupt(format!("member {member}: link without a target")))?;
-            Ok(std::ffi::OsStr::from_bytes(&link).to_os_string())
-        };
-        use tar::EntryType as T;
-        let kind = match entry_type {
-            T::XGlobalHeader => continue,
-            // GNU volume label: not a file.
-            t if t.as_byte() == b'V' => continue,
-            // GNU dumpdir ('D') is a directory with a listing we ignore.
-            t if t == T::Directory || t.as_byte() == b'D' => EntryKind::Dir,
-            T::Symlink => EntryKind::Symlink(link_target()?),
-            T::Link => {
-                let target = link_target()?;
-                let target = member_path(source, &target.to_string_lossy(), target.as_bytes())?
-                    .ok_or_else(|| bad_member(source, &member, "hard link to the archive root"))?;
-                EntryKind::HardLink(target)
-            }
-            T::Char => EntryKind::Char(dev()?),
-            T::Block => EntryKind::Block(dev()?),
-            T::Fifo => EntryKind::Fifo,
-            // Regular, contiguous, GNU sparse, and unknown types (which GNU
-            // tar extracts as regular files).
-            _ => EntryKind::File(Arc::from(Vec::new())),
-        };
-        let kind = match kind {
-            EntryKind::File(_) => {
-                let expected = entry.size();
-                let mut data = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
-                entry.read_to_end(&mut data).map_err(|e| field("data", e))?;
-                // The tar crate stops quietly at end of input; a short member
-                // means the archive was truncated.
-                if (data.len() as u64) < expected {
-                    return Err(corrupt(format!(
-                        "member {member}: {} of {expected} bytes present",
-                        data.len()
-                    )));
-                }
-                EntryKind::File(Arc::from(data))
-            }
-            other => other,
-        };
-        let Some(path) = member_path(source, &member, &raw_path)? else {
-            // `./` itself: GNU tar would restamp the extraction directory,
-            // which supermin never copies into the image (§4.2).
-            continue;
-        };
-        let mtime = i64::try_from(mtime).unwrap_or(i64::MAX);
-        entries.push(BaseEntry { path, perm, uid, gid, mtime: Some(mtime), kind });
+/// Errors: [`InputError`] naming the archive and, where known, the member:
+/// I/O, decompression, corrupt or truncated tar, refused members, sizes the
+/// image cannot hold, no space for the scratch file, a changed file.
+pub(crate) fn extract_file(
+    source: &Path,
+    compression: Compression,
+    sha256: &[u8; 32],
+    ex: &mut Extraction<'_>,
+) -> Result<BaseArchive, InputError> {
+    let io = |e| InputError::Io { path: source.to_owned(), source: e };
+    let file = HashedFile::open(source)?;
+    let stream = classify::decoder(compression, file.reader().map_err(io)?);
+    let entries = read_entries(source, stream, ex).map_err(|e| match e {
+        // A decoder error is the compressed data's fault; a plain read
+        // error is the file's.
+        ReadFailure::Source(e) if compression != Compression::None => {
+            InputError::Decompress { path: source.to_owned(), format: compression.name(), source: e }
+        }
+        ReadFailure::Source(e) => io(e),
+        ReadFailure::Input(e) => e,
+    })?;
+    // Trailing blocks the decompressor did not need are hashed too.
+    if &file.finish().map_err(io)? != sha256 {
+        return Err(InputError::Changed { path: source.to_owned() });
     }
     Ok(BaseArchive { source: source.to_owned(), entries })
 }
 
-fn bad_member(source: &Path, member: &str, reason: &'static str) -> InputError {
-    InputError::BadMember { path: source.to_owned(), member: member.to_owned(), reason }
+/// Failure of [`read_entries`]: the stream itself, or anything else.
+enum ReadFailure {
+    Source(std::io::Error),
+    Input(InputError),
+}
+
+impl From<InputError> for ReadFailure {
+    fn from(e: InputError) -> Self {
+        ReadFailure::Input(e)
+    }
+}
+
+/// Read every member of a (decompressed) tar stream.
+fn read_entries<R: Read>(
+    source: &Path,
+    stream: R,
+    ex: &mut Extraction<'_>,
+) -> Result<Vec<BaseEntry>, ReadFailure> {
+    let corrupt = |detail: String| InputError::CorruptTar { path: source.to_owned(), detail };
+    let tar_error = |e: TarError| match e {
+        TarError::Source(e) => ReadFailure::Source(e),
+        TarError::Truncated { member } => ReadFailure::Input(corrupt(match member {
+            Some(m) => format!("member {m}: the archive ends inside it"),
+            None => "the archive ends inside a header".into(),
+        })),
+        TarError::Format { member, detail } => ReadFailure::Input(corrupt(match member {
+            Some(m) => format!("member {m}: {detail}"),
+            None => detail,
+        })),
+        TarError::Refused { member, reason } => {
+            ReadFailure::Input(InputError::BadMember { path: source.to_owned(), member, reason })
+        }
+    };
+    let mut reader = TarReader::new(stream);
+    let mut entries = Vec::new();
+    let mut buf = vec![0u8; COPY_BUF];
+    while let Some(m) = reader.next_member().map_err(tar_error)? {
+        let member = reader::shown(&m.name);
+        let bad = |reason: String| InputError::BadMember {
+            path: source.to_owned(),
+            member: member.clone(),
+            reason,
+        };
+        ex.names += (m.name.len() + m.link.len()) as u64;
+        if ex.names > NAMES_MAX {
+            return Err(bad(format!(
+                "the base archives' member names add up to more than {}; split them or build \
+                 from fewer files",
+                human_bytes(NAMES_MAX)
+            ))
+            .into());
+        }
+        check_size(source, &member, &m, ex)?;
+        let perm = (m.mode & 0o7777) as u32;
+        let id = |v: u64, what: &str| {
+            u32::try_from(v).map_err(|_| corrupt(format!("member {member}: {what} {v} out of range")))
+        };
+        let uid = id(m.uid, "uid")?;
+        let gid = id(m.gid, "gid")?;
+        let path = member_path(&m.name).map_err(|reason| bad(reason.into()))?;
+        let kind = match m.kind {
+            MemberType::Directory => EntryKind::Dir,
+            MemberType::Symlink => {
+                if m.link.is_empty() {
+                    return Err(corrupt(format!("member {member}: symlink without a target")).into());
+                }
+                EntryKind::Symlink(std::ffi::OsStr::from_bytes(&m.link).to_os_string())
+            }
+            MemberType::HardLink => {
+                let target = member_path(&m.link)
+                    .map_err(|reason| bad(format!("hard link target: {reason}")))?
+                    .ok_or_else(|| bad("hard link to the archive root".into()))?;
+                EntryKind::HardLink(target)
+            }
+            MemberType::Char => EntryKind::Char(device(&m, &corrupt, &member)?),
+            MemberType::Block => EntryKind::Block(device(&m, &corrupt, &member)?),
+            MemberType::Fifo => EntryKind::Fifo,
+            MemberType::Regular => {
+                EntryKind::File(store_data(&mut reader, &m, ex, &mut buf).map_err(|e| match e {
+                    StoreFailure::Tar(e) => tar_error(e),
+                    StoreFailure::Scratch(e) => ReadFailure::Input(InputError::Scratch {
+                        path: source.to_owned(),
+                        member: member.clone(),
+                        dir: ex.scratch.dir().to_owned(),
+                        source: e,
+                    }),
+                })?)
+            }
+        };
+        let Some(path) = path else {
+            // `./` itself: GNU tar would restamp the extraction directory,
+            // which supermin never copies into the image (§4.2).
+            continue;
+        };
+        entries.push(BaseEntry { path, perm, uid, gid, mtime: Some(m.mtime), kind });
+    }
+    Ok(entries)
+}
+
+/// Refuse a member whose size the image cannot hold, before reading it:
+/// a file larger than ext2 allows, or data that does not fit in the root
+/// image together with the data of the members before it.
+fn check_size(
+    source: &Path,
+    member: &str,
+    m: &reader::Member,
+    ex: &mut Extraction<'_>,
+) -> Result<(), InputError> {
+    use crate::image::ext2::MAX_FILE_SIZE;
+    let bad =
+        |reason: String| InputError::BadMember { path: source.to_owned(), member: member.to_owned(), reason };
+    if m.kind == MemberType::Regular && m.size > MAX_FILE_SIZE {
+        return Err(bad(format!(
+            "a file of {} bytes ({}) is larger than ext2 can hold ({})",
+            m.size,
+            human_bytes(m.size),
+            human_bytes(MAX_FILE_SIZE)
+        )));
+    }
+    let total = ex.data.saturating_add(m.data_len);
+    if total > ex.image_size {
+        let what = if ex.data == 0 || m.data_len > ex.image_size {
+            format!("its {} bytes of data ({})", m.data_len, human_bytes(m.data_len))
+        } else {
+            format!("with it, base archives hold {total} bytes of data ({})", human_bytes(total))
+        };
+        return Err(InputError::TooBig {
+            path: source.to_owned(),
+            member: member.to_owned(),
+            what,
+            image_size: ex.image_size,
+        });
+    }
+    ex.data = total;
+    Ok(())
+}
+
+fn device(
+    m: &reader::Member,
+    corrupt: &dyn Fn(String) -> InputError,
+    member: &str,
+) -> Result<u64, InputError> {
+    let part = |v: u64, what: &str| {
+        u32::try_from(v).map_err(|_| corrupt(format!("member {member}: device {what} {v} out of range")))
+    };
+    Ok(makedev(part(m.dev.0, "major")?, part(m.dev.1, "minor")?))
+}
+
+/// Why storing a member's data failed.
+enum StoreFailure {
+    Tar(TarError),
+    Scratch(std::io::Error),
+}
+
+/// Stream a regular member's data into the scratch file, segment by
+/// segment (holes between sparse segments are never written).
+fn store_data<R: Read>(
+    reader: &mut TarReader<R>,
+    m: &reader::Member,
+    ex: &mut Extraction<'_>,
+    buf: &mut [u8],
+) -> Result<Data, StoreFailure> {
+    if m.size == 0 {
+        return Ok(Data::Inline(Arc::from(Vec::new())));
+    }
+    let dense = [(0, m.size)];
+    let segments = m.sparse.as_deref().unwrap_or(&dense);
+    let mut w = ex.scratch.writer(m.size);
+    for &(offset, len) in segments {
+        let mut at = offset;
+        let end = offset + len;
+        while at < end {
+            let want = ((end - at) as usize).min(buf.len());
+            let n = reader.read_data(&mut buf[..want]).map_err(StoreFailure::Tar)?;
+            if n == 0 {
+                return Err(StoreFailure::Tar(TarError::Format {
+                    member: Some(reader::shown(&m.name)),
+                    detail: "member data shorter than its sparse map".into(),
+                }));
+            }
+            w.write_at(at, &buf[..n]).map_err(StoreFailure::Scratch)?;
+            at += n as u64;
+        }
+    }
+    w.finish().map(Data::Scratch).map_err(StoreFailure::Scratch)
 }
 
 /// Turn a member name (`./etc/x`, `etc/x`, `/etc/x`) into an absolute
@@ -159,7 +324,7 @@ fn bad_member(source: &Path, member: &str, reason: &'static str) -> InputError {
 /// appliance's `/`, that cannot escape anything. `..` is refused outright
 /// (GNU tar skips such members; silently losing a file is worse).
 /// Returns `None` for the root itself.
-fn member_path(source: &Path, member: &str, raw: &[u8]) -> Result<Option<PathBuf>, InputError> {
+fn member_path(raw: &[u8]) -> Result<Option<PathBuf>, &'static str> {
     let mut out = PathBuf::from("/");
     let mut any = false;
     for comp in Path::new(std::ffi::OsStr::from_bytes(raw)).components() {
@@ -169,9 +334,7 @@ fn member_path(source: &Path, member: &str, raw: &[u8]) -> Result<Option<PathBuf
                 out.push(c);
                 any = true;
             }
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(bad_member(source, member, "its path contains '..'"))
-            }
+            Component::ParentDir | Component::Prefix(_) => return Err("its path contains '..'"),
         }
     }
     Ok(any.then_some(out))
@@ -193,11 +356,15 @@ fn makedev(major: u32, minor: u32) -> u64 {
 /// finds an existing directory updates its metadata, as GNU tar's default
 /// `--overwrite-dir` does: this is why libguestfs's `/etc` ends up owned by
 /// the Debian build user (reference §4.4) although `base.tar.gz` created it
-/// first. Non-directories replace what was there; hard links share a node.
-/// ctime is `default_time` (on disk it is the extraction time).
+/// first. Non-directories replace what was there (an empty directory too);
+/// hard links share a node. ctime is `default_time` (on disk it is the
+/// extraction time).
 ///
-/// Errors: [`InputError::Tree`] naming the archive and member when the tree
-/// refuses an insertion (e.g. a hard link to a missing member).
+/// Errors: [`InputError::ReplacesDirectory`] for a non-directory member
+/// over a directory that has contents: GNU tar cannot remove it ("Cannot
+/// open: File exists"), exits 2, and supermin fails, so we refuse too.
+/// [`InputError::Tree`] naming the archive and member when the tree refuses
+/// an insertion (e.g. a hard link to a missing member, a path too long).
 pub(crate) fn unpack(
     archive: &BaseArchive,
     tree: &mut FileTree,
@@ -213,14 +380,18 @@ pub(crate) fn unpack(
         let parent = e.path.parent().unwrap_or(Path::new("/"));
         tree.create_dir_all(parent, parent_meta).map_err(wrap)?;
         let mtime = e.mtime.unwrap_or(default_time);
-        let meta = Metadata {
-            perm: e.perm,
-            uid: e.uid,
-            gid: e.gid,
-            atime: mtime,
-            mtime,
-            ctime: default_time,
-        };
+        let meta =
+            Metadata { perm: e.perm, uid: e.uid, gid: e.gid, atime: mtime, mtime, ctime: default_time };
+        if !matches!(e.kind, EntryKind::Dir) {
+            if let Some(id) = tree.lookup(&e.path) {
+                if tree.node(id).content.is_dir() && tree.child_count(id) > 0 {
+                    return Err(InputError::ReplacesDirectory {
+                        path: archive.source.clone(),
+                        member: e.path.clone(),
+                    });
+                }
+            }
+        }
         let content = match &e.kind {
             EntryKind::HardLink(target) => {
                 tree.hard_link(&e.path, target).map_err(wrap)?;
@@ -235,7 +406,7 @@ pub(crate) fn unpack(
                 }
                 Content::Directory
             }
-            EntryKind::File(bytes) => Content::Regular(Data::Inline(bytes.clone())),
+            EntryKind::File(data) => Content::Regular(data.clone()),
             EntryKind::Symlink(t) => Content::Symlink(t.clone()),
             EntryKind::Char(dev) => Content::CharDevice(*dev),
             EntryKind::Block(dev) => Content::BlockDevice(*dev),
@@ -247,146 +418,20 @@ pub(crate) fn unpack(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    /// Build a tar in memory: (name, type, mode, uid, data-or-linkname).
-    pub(crate) fn make_tar(members: &[(&str, tar::EntryType, u32, u32, &[u8])]) -> Vec<u8> {
+/// Archives for tests elsewhere in `input`.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// A GNU tar holding one regular file `name` of `size` bytes (0, 1, 2,
+    /// ... 250, repeated: no all-zero block).
+    pub(crate) fn one_member_tar(name: &[u8], size: usize) -> Vec<u8> {
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8 + 1).collect();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size as u64);
+        h.set_mode(0o644);
         let mut b = tar::Builder::new(Vec::new());
-        for &(name, ty, mode, uid, data) in members {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(ty);
-            h.set_mode(mode);
-            h.set_uid(u64::from(uid));
-            h.set_gid(u64::from(uid));
-            h.set_mtime(1_000_000);
-            if matches!(ty, tar::EntryType::Char | tar::EntryType::Block) {
-                h.set_device_major(1).unwrap();
-                h.set_device_minor(3).unwrap();
-            }
-            if matches!(ty, tar::EntryType::Symlink | tar::EntryType::Link) {
-                h.set_size(0);
-                b.append_link(&mut h, name, std::str::from_utf8(data).unwrap()).unwrap();
-            } else {
-                h.set_size(data.len() as u64);
-                b.append_data(&mut h, name, data).unwrap();
-            }
-        }
+        b.append_data(&mut h, std::str::from_utf8(name).unwrap(), &data[..]).unwrap();
         b.into_inner().unwrap()
-    }
-
-    fn tree() -> FileTree {
-        FileTree::new(Metadata::new(0o755, 0, 0, 5))
-    }
-
-    #[test]
-    fn parses_members_and_normalises_paths() {
-        use tar::EntryType as T;
-        let bytes = make_tar(&[
-            ("./etc/a.conf", T::Regular, 0o644, 0, b"hello"),
-            ("usr/sbin/", T::Directory, 0o755, 2952, b""),
-            ("usr/sbin/d", T::Regular, 0o4755, 2952, b"bin"),
-            ("usr/sbin/h", T::Link, 0o755, 0, b"./usr/sbin/d"),
-            ("bin", T::Symlink, 0o777, 0, b"usr/bin"),
-        ]);
-        let a = parse_tar(Path::new("A"), &bytes).unwrap();
-        let paths: Vec<_> = a.entries.iter().map(|e| e.path.to_str().unwrap()).collect();
-        assert_eq!(paths, ["/etc/a.conf", "/usr/sbin", "/usr/sbin/d", "/usr/sbin/h", "/bin"]);
-        assert_eq!(a.entries[0].kind, EntryKind::File(Arc::from(&b"hello"[..])));
-        assert_eq!(a.entries[2].perm, 0o4755);
-        assert_eq!(a.entries[2].uid, 2952);
-        assert_eq!(a.entries[2].mtime, Some(1_000_000));
-        assert_eq!(a.entries[3].kind, EntryKind::HardLink(PathBuf::from("/usr/sbin/d")));
-        assert_eq!(a.entries[4].kind, EntryKind::Symlink("usr/bin".into()));
-    }
-
-    #[test]
-    fn dotdot_is_refused() {
-        // The tar crate's builder refuses `..`, so patch the name in place.
-        let mut bytes = make_tar(&[("xx/evil", tar::EntryType::Regular, 0o644, 0, b"x")]);
-        bytes[..7].copy_from_slice(b"../evil");
-        let mut h = tar::Header::from_byte_slice(&bytes[..512]).clone();
-        h.set_cksum();
-        bytes[..512].copy_from_slice(h.as_bytes());
-        let e = parse_tar(Path::new("A.tar"), &bytes).unwrap_err().to_string();
-        assert!(e.contains("A.tar") && e.contains("../evil") && e.contains(".."), "{e}");
-    }
-
-    #[test]
-    fn truncated_and_corrupt_archives_fail() {
-        let bytes = make_tar(&[("f", tar::EntryType::Regular, 0o644, 0, &[7u8; 2000])]);
-        let e = parse_tar(Path::new("T"), &bytes[..1024]).unwrap_err().to_string();
-        assert!(e.starts_with("T: corrupt or truncated tar archive"), "{e}");
-        assert!(e.contains("regenerate"), "{e}");
-        let mut bad = bytes.clone();
-        bad[0] = b'g'; // checksum no longer matches
-        assert!(parse_tar(Path::new("T"), &bad).is_err());
-        // Truncated in the middle of a header.
-        assert!(parse_tar(Path::new("T"), &bytes[..100]).is_err());
-    }
-
-    #[test]
-    fn unpack_creates_parents_and_keeps_metadata() {
-        use tar::EntryType as T;
-        let a = parse_tar(
-            Path::new("A"),
-            &make_tar(&[
-                ("./etc/x/a", T::Regular, 0o600, 7, b"1"),
-                ("etc/h", T::Link, 0, 0, b"etc/x/a"),
-                ("dev/null", T::Char, 0o666, 0, b""),
-            ]),
-        )
-        .unwrap();
-        let mut t = tree();
-        unpack(&a, &mut t, 42).unwrap();
-        let etc = t.node(t.lookup(Path::new("/etc")).unwrap());
-        assert_eq!(etc.meta, Metadata::new(0o755, 0, 0, 42));
-        let f = t.lookup(Path::new("/etc/x/a")).unwrap();
-        assert_eq!(t.node(f).meta.perm, 0o600);
-        assert_eq!(t.node(f).meta.uid, 7);
-        assert_eq!(t.node(f).meta.mtime, 1_000_000);
-        assert_eq!(t.node(f).meta.ctime, 42);
-        assert_eq!(t.lookup(Path::new("/etc/h")), Some(f));
-        assert_eq!(t.link_count(f), 2);
-        let null = t.node(t.lookup(Path::new("/dev/null")).unwrap());
-        assert_eq!(null.content, Content::CharDevice(0x0103));
-    }
-
-    #[test]
-    fn later_archives_overwrite_files_and_restamp_dirs() {
-        use tar::EntryType as T;
-        let first =
-            parse_tar(Path::new("1"), &make_tar(&[("etc/f", T::Regular, 0o644, 0, b"old")]))
-                .unwrap();
-        let second = parse_tar(
-            Path::new("2"),
-            &make_tar(&[
-                ("etc/", T::Directory, 0o750, 2952, b""),
-                ("etc/f", T::Regular, 0o644, 0, b"new"),
-            ]),
-        )
-        .unwrap();
-        let mut t = tree();
-        unpack(&first, &mut t, 1).unwrap();
-        unpack(&second, &mut t, 1).unwrap();
-        let etc = t.node(t.lookup(Path::new("/etc")).unwrap());
-        assert_eq!((etc.meta.uid, etc.meta.perm), (2952, 0o750), "GNU tar --overwrite-dir");
-        let f = t.node(t.lookup(Path::new("/etc/f")).unwrap());
-        assert_eq!(f.content, Content::Regular(Data::Inline(Arc::from(&b"new"[..]))));
-    }
-
-    #[test]
-    fn dangling_hard_link_names_archive_and_member() {
-        let a =
-            parse_tar(Path::new("L.tar"), &make_tar(&[("a", tar::EntryType::Link, 0, 0, b"nope")]))
-                .unwrap();
-        let e = unpack(&a, &mut tree(), 0).unwrap_err().to_string();
-        assert!(e.contains("L.tar") && e.contains("/a"), "{e}");
-    }
-
-    #[test]
-    fn makedev_matches_glibc() {
-        assert_eq!(makedev(1, 3), 0x0103);
-        assert_eq!(makedev(259, 0x12345), (259 << 8) | 0x45 | (0x123 << 20));
     }
 }

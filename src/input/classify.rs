@@ -52,29 +52,33 @@ pub(crate) fn compression_of(bytes: &[u8]) -> Compression {
     }
 }
 
-/// Decompress `bytes` (all of it: inputs are small and tar parsing needs the
-/// whole stream anyway). Concatenated gzip members and xz streams are read
-/// like `zcat`/`xzcat` do.
+/// A reader of the decompressed stream. Concatenated gzip members and xz
+/// streams are read like `zcat`/`xzcat` do. Read errors from it are the
+/// decoder's (corrupt or truncated data) or the underlying reader's.
+pub(crate) fn decoder<'a, R: Read + 'a>(compression: Compression, inner: R) -> Box<dyn Read + 'a> {
+    match compression {
+        Compression::None => Box::new(std::io::BufReader::with_capacity(256 << 10, inner)),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(inner)),
+    }
+}
+
+/// Read up to `limit` decompressed bytes from `stream` (all of them when
+/// it is shorter).
 ///
-/// Errors: [`InputError::Decompress`] naming `path` for a corrupt or
-/// truncated stream.
-pub(crate) fn decompress(
+/// Errors: [`InputError::Decompress`] (or [`InputError::Io`] for an
+/// uncompressed file) naming `path`.
+pub(crate) fn read_up_to(
     path: &Path,
-    bytes: &[u8],
     compression: Compression,
-) -> Result<Vec<u8>, InputError> {
-    let mut out = Vec::new();
-    let result = match compression {
-        Compression::None => return Ok(bytes.to_vec()),
-        Compression::Gzip => flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out),
-        Compression::Xz => liblzma::read::XzDecoder::new_multi_decoder(bytes).read_to_end(&mut out),
-    };
-    result.map_err(|source| InputError::Decompress {
-        path: path.to_owned(),
-        format: compression.name(),
-        source,
-    })?;
-    Ok(out)
+    stream: &mut dyn Read,
+    limit: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), InputError> {
+    stream.take(limit).read_to_end(out).map(drop).map_err(|source| match compression {
+        Compression::None => InputError::Io { path: path.to_owned(), source },
+        _ => InputError::Decompress { path: path.to_owned(), format: compression.name(), source },
+    })
 }
 
 /// Classify the (decompressed) content of a file, first match wins, in
@@ -232,15 +236,27 @@ mod tests {
         gz.write_all(b"bash\n").unwrap();
         let gz = gz.finish().unwrap();
         assert_eq!(compression_of(&gz), Compression::Gzip);
-        assert_eq!(decompress(Path::new("F"), &gz, Compression::Gzip).unwrap(), b"bash\n");
+        let decompress = |bytes: &[u8], c: Compression| {
+            let mut out = Vec::new();
+            read_up_to(Path::new("F"), c, &mut decoder(c, bytes), 1 << 20, &mut out).map(|()| out)
+        };
+        assert_eq!(decompress(&gz, Compression::Gzip).unwrap(), b"bash\n");
         let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
         xz.write_all(b"-/boot/*\n").unwrap();
         let xz = xz.finish().unwrap();
         assert_eq!(compression_of(&xz), Compression::Xz);
-        assert_eq!(decompress(Path::new("F"), &xz, Compression::Xz).unwrap(), b"-/boot/*\n");
+        assert_eq!(decompress(&xz, Compression::Xz).unwrap(), b"-/boot/*\n");
         // Truncated gzip fails and names the file.
-        let e = decompress(Path::new("F"), &gz[..gz.len() - 6], Compression::Gzip).unwrap_err();
-        assert!(e.to_string().starts_with("F: "), "{e}");
+        let e = decompress(&gz[..gz.len() - 6], Compression::Gzip).unwrap_err();
+        assert!(e.to_string().starts_with("F: corrupt or truncated gzip"), "{e}");
+        // The limit bounds what is read, whatever the stream holds.
+        let mut big = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        big.write_all(&vec![b'a'; 10 << 20]).unwrap();
+        let big = big.finish().unwrap();
+        let mut out = Vec::new();
+        let mut d = decoder(Compression::Gzip, &big[..]);
+        read_up_to(Path::new("F"), Compression::Gzip, &mut d, 4096, &mut out).unwrap();
+        assert_eq!(out.len(), 4096);
         // gzip magic with a non-deflate method byte is not gzip.
         assert_eq!(compression_of(&[0x1f, 0x8b, 0x07]), Compression::None);
     }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::archive::{BaseArchive, BaseEntry, EntryKind};
-use super::{Compression, ExcludePattern, InputFile, InputKind, Inputs};
+use super::{BaseSource, Compression, ExcludePattern, InputFile, InputKind, Inputs};
+use crate::image::files::Data;
 
 /// The line the minimal appliance's `/init` prints on the console once the
 /// root is mounted. The full line continues with ` (kernel RELEASE)`; tests
@@ -43,8 +44,8 @@ const DIRS: &[(&str, u32)] = &[
 /// and `<embedded>/init` (kind [`InputKind::BaseArchive`] with
 /// [`Compression::None`]: it stands for the base tree), each with the sha256
 /// of its embedded text, so the manifest fingerprint changes whenever the
-/// templates do. Base entries carry no mtime: `unpack_base` stamps them with
-/// its `default_time`. Never fails: the templates are checked by tests.
+/// templates do. Base entries carry no mtime: [`super::BaseMembers::unpack`]
+/// stamps them with its `default_time`. Never fails: the templates are checked by tests.
 pub fn embedded_minimal() -> Inputs {
     let file = |name: &str, kind: InputKind, text: &str| InputFile {
         path: PathBuf::from(format!("<embedded>/{name}")),
@@ -68,7 +69,7 @@ pub fn embedded_minimal() -> Inputs {
         uid: 0,
         gid: 0,
         mtime: None,
-        kind: EntryKind::File(Arc::from(INIT.as_bytes())),
+        kind: EntryKind::File(Data::Inline(Arc::from(INIT.as_bytes()))),
     });
     Inputs {
         files: vec![
@@ -78,19 +79,16 @@ pub fn embedded_minimal() -> Inputs {
         ],
         packages: super::split_lines(PACKAGES),
         hostfiles: Vec::new(),
-        excludes: super::split_lines(EXCLUDEFILES)
-            .iter()
-            .filter_map(|l| ExcludePattern::parse(l))
-            .collect(),
-        base: vec![BaseArchive { source: PathBuf::from("<embedded>/init"), entries }],
+        excludes: super::split_lines(EXCLUDEFILES).iter().filter_map(|l| ExcludePattern::parse(l)).collect(),
+        base: vec![BaseSource::Embedded(BaseArchive { source: PathBuf::from("<embedded>/init"), entries })],
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::files::{Content, FileTree, Metadata};
     use crate::test_support::tool;
-    use crate::image::files::{Content, Data, FileTree, Metadata};
     use std::path::Path;
 
     #[test]
@@ -116,7 +114,9 @@ mod tests {
     #[test]
     fn base_tree_has_init_and_root_dirs() {
         let mut tree = FileTree::new(Metadata::new(0o755, 0, 0, 0));
-        embedded_minimal().unpack_base(&mut tree, 1234).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut scratch = crate::image::scratch::Scratch::create_in(dir.path()).unwrap();
+        embedded_minimal().extract_base(&mut scratch, 1 << 30).unwrap().unpack(&mut tree, 1234).unwrap();
         let init = tree.node(tree.lookup(Path::new("/init")).unwrap());
         assert_eq!(init.mode(), libc::S_IFREG | 0o755);
         assert_eq!(init.meta.mtime, 1234);

@@ -5,8 +5,14 @@
 //! This module owns the on-disk input format only. Resolving package names
 //! against the package database, applying excludes to package files and
 //! copying hostfiles are left to `package/` and `appliance.rs`; base archive
-//! entries are handed over through [`Inputs::unpack_base`] into the shared
+//! members are extracted by [`Inputs::extract_base`] (data into a scratch
+//! file) and handed over through [`BaseMembers::unpack`] into the shared
 //! [`FileTree`].
+//!
+//! Reading inputs ([`read_inputs`]) is cheap, because `check` does it: every
+//! file is hashed as a stream, lists are decompressed (at most
+//! [`LIST_MAX`] bytes), and a base archive is only decompressed far enough
+//! to be recognised. It is unpacked once, by the build.
 //!
 //! Compatibility: the walk, classification and list rules are supermin's.
 //! Deliberate differences, all of them turning a silent misreading or a
@@ -17,9 +23,18 @@
 //!   as "unknown file type" (zstd, lz4).
 //! - every cpio variant is refused, not just `070701`; a v7 tar (no `ustar`
 //!   magic) is refused instead of being misread.
-//! - base archives are parsed completely while reading inputs, so a corrupt
-//!   or truncated archive fails before anything is built; member paths with
-//!   `..` are an error (GNU tar skips them with a warning).
+//! - a corrupt or truncated base archive fails the build before anything is
+//!   written to the output; member paths with `..` are an error (GNU tar
+//!   skips them with a warning), and so are names or link targets of
+//!   `PATH_MAX` (4096) bytes or more, which Linux cannot resolve.
+//! - base archives may not hold more member data than the root image
+//!   (`--size`) or files larger than ext2 allows; sparse members and
+//!   all-zero blocks stay holes in the image (supermin, through GNU tar and
+//!   libext2fs, writes them out in full).
+//! - PAX sparse members (formats 0.0, 0.1, 1.0) are extracted as GNU tar
+//!   does; unknown sparse formats are refused.
+//! - a non-directory member over a directory with contents is an error;
+//!   GNU tar fails there too, which fails supermin's build.
 //! - list files must be UTF-8 text.
 //! - base archive owners are always numeric (GNU tar maps known user names
 //!   to host ids; we never consult NSS).
@@ -29,14 +44,15 @@ mod classify;
 mod embedded;
 mod fnmatch;
 mod hostfiles;
+mod source;
 
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::image::files::{FileTree, TreeError};
+use crate::image::scratch::Scratch;
 
 pub use embedded::{embedded_minimal, MINIMAL_INIT_MARKER};
 pub use fnmatch::{fnmatch, ExcludePattern};
@@ -102,8 +118,36 @@ pub struct Inputs {
     pub hostfiles: Vec<String>,
     /// Exclude patterns, in walk order.
     pub excludes: Vec<ExcludePattern>,
-    /// Parsed base archives, in walk order.
-    base: Vec<archive::BaseArchive>,
+    /// Base archives, in walk order.
+    base: Vec<BaseSource>,
+}
+
+/// Where a base archive's members come from.
+#[derive(Debug, Clone)]
+enum BaseSource {
+    /// A file, extracted at build time.
+    File {
+        /// The archive.
+        path: PathBuf,
+        /// Its compression.
+        compression: Compression,
+        /// Its sha256 when the inputs were read.
+        sha256: [u8; 32],
+    },
+    /// The embedded minimal tree, already in memory.
+    Embedded(archive::BaseArchive),
+}
+
+/// Largest list file (packages, hostfiles, excludefiles) accepted, after
+/// decompression; real ones are a few KiB.
+pub const LIST_MAX: u64 = 64 << 20;
+
+/// Base archive members extracted for one build (see
+/// [`Inputs::extract_base`]). Their file data lives in the scratch file
+/// given there, which must stay alive until the image is written.
+#[derive(Debug, Clone)]
+pub struct BaseMembers {
+    archives: Vec<archive::BaseArchive>,
 }
 
 /// Errors from reading inputs. Each names the file (and line or archive
@@ -184,10 +228,56 @@ pub enum InputError {
     BadMember {
         /// The archive.
         path: PathBuf,
-        /// The member name as stored.
+        /// The member name as stored (shortened when very long).
         member: String,
         /// Why it is refused.
-        reason: &'static str,
+        reason: String,
+    },
+    /// Member data the root image cannot hold.
+    #[error("{}: member {member}: {what} do not fit in the root image of {image_size} bytes ({}); build with a larger --size, or remove the member from the archive",
+        .path.display(), crate::printer::human_bytes(*.image_size))]
+    TooBig {
+        /// The archive.
+        path: PathBuf,
+        /// The member name as stored.
+        member: String,
+        /// What does not fit ("its N bytes of data (1.0 GiB)").
+        what: String,
+        /// The root image size (`--size`).
+        image_size: u64,
+    },
+    /// Storing member data in the scratch file failed.
+    #[error("{}: member {member}: storing its data in a scratch file in {}: {source}; free some space there or build elsewhere",
+        .path.display(), .dir.display())]
+    Scratch {
+        /// The archive.
+        path: PathBuf,
+        /// The member name as stored.
+        member: String,
+        /// Directory of the scratch file.
+        dir: PathBuf,
+        /// The OS error (e.g. no space left on device).
+        source: std::io::Error,
+    },
+    /// An input file changed between reading the inputs and the build.
+    #[error("{}: changed while the appliance was being built; run the build again", .path.display())]
+    Changed {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A non-directory member over a directory that has contents.
+    #[error("{}: member {}: an earlier member made it a directory with contents, which GNU tar cannot replace (\"Cannot open: File exists\"; supermin's build fails); remove one of the two members", .path.display(), crate::image::files::short_path(.member))]
+    ReplacesDirectory {
+        /// The archive.
+        path: PathBuf,
+        /// The member's appliance path.
+        member: PathBuf,
+    },
+    /// A list file beyond [`LIST_MAX`] bytes.
+    #[error("{}: list file larger than {} once decompressed; supermin.d lists are a few KiB: remove or fix this file", .path.display(), crate::printer::human_bytes(LIST_MAX))]
+    ListTooLarge {
+        /// The file.
+        path: PathBuf,
     },
     /// An excludefiles line without the leading `-`.
     #[error("{}:{line}: excludefiles line does not start with '-'; every line must be -PATTERN (remove empty lines)", .path.display())]
@@ -206,7 +296,7 @@ pub enum InputError {
         line: usize,
     },
     /// The file tree refused a base archive member.
-    #[error("{}: unpacking {}: {source}", .path.display(), .member.display())]
+    #[error("{}: unpacking {}: {source}", .path.display(), crate::image::files::short_path(.member))]
     Tree {
         /// The archive.
         path: PathBuf,
@@ -222,8 +312,9 @@ pub enum InputError {
 ///
 /// Directories are walked depth-first, pre-order, entries sorted bytewise,
 /// hidden files included, symlinks to directories followed (reference
-/// §1.1). Every file is read once into memory, hashed and classified by
-/// content (§1.2); base archives are decompressed and parsed completely.
+/// §1.1). Every file is hashed as a stream and classified by content
+/// (§1.2); lists are read into memory, base archives are only recognised
+/// (see [`Inputs::extract_base`]).
 ///
 /// Errors: the first [`InputError`] met, naming the file; nothing is
 /// partially returned.
@@ -268,14 +359,29 @@ fn walk(path: &Path, ancestors: &mut Vec<(u64, u64)>, out: &mut Inputs) -> Resul
 }
 
 fn read_file(path: &Path, out: &mut Inputs) -> Result<(), InputError> {
-    let bytes =
-        std::fs::read(path).map_err(|source| InputError::Io { path: path.to_owned(), source })?;
-    let sha256 = Sha256::digest(&bytes).into();
-    let compression = classify::compression_of(&bytes);
-    let data = classify::decompress(path, &bytes, compression)?;
-    let kind = match classify::classify(path, &data)? {
+    let io = |source| InputError::Io { path: path.to_owned(), source };
+    let file = source::HashedFile::open(path)?;
+    let mut raw = file.reader().map_err(io)?;
+    // The compression magic is in the first 6 bytes.
+    let mut magic = Vec::with_capacity(8);
+    (&mut raw).take(6).read_to_end(&mut magic).map_err(io)?;
+    let compression = classify::compression_of(&magic);
+    let mut stream = classify::decoder(compression, std::io::Cursor::new(magic).chain(raw));
+    // Enough decompressed bytes to classify (a tar header is 512 bytes).
+    let mut data = Vec::new();
+    classify::read_up_to(path, compression, &mut stream, 4096, &mut data)?;
+    let content = classify::classify(path, &data)?;
+    if content != classify::Content::Tar && data.len() == 4096 {
+        classify::read_up_to(path, compression, &mut stream, LIST_MAX + 1 - 4096, &mut data)?;
+        if data.len() as u64 > LIST_MAX {
+            return Err(InputError::ListTooLarge { path: path.to_owned() });
+        }
+    }
+    drop(stream);
+    let sha256 = file.finish().map_err(io)?;
+    let kind = match content {
         classify::Content::Tar => {
-            out.base.push(archive::parse_tar(path, &data)?);
+            out.base.push(BaseSource::File { path: path.to_owned(), compression, sha256 });
             InputKind::BaseArchive(compression)
         }
         classify::Content::Packages => {
@@ -288,9 +394,8 @@ fn read_file(path: &Path, out: &mut Inputs) -> Result<(), InputError> {
         }
         classify::Content::Excludefiles => {
             for (i, line) in text_lines(path, &data)?.iter().enumerate() {
-                let pattern = ExcludePattern::parse(line).ok_or_else(|| {
-                    InputError::BadExcludeLine { path: path.to_owned(), line: i + 1 }
-                })?;
+                let pattern = ExcludePattern::parse(line)
+                    .ok_or_else(|| InputError::BadExcludeLine { path: path.to_owned(), line: i + 1 })?;
                 out.excludes.push(pattern);
             }
             InputKind::Excludefiles
@@ -366,6 +471,31 @@ pub fn default_input_dirs(root: &Path) -> Vec<PathBuf> {
 }
 
 impl Inputs {
+    /// Extract every base archive, in walk order, for a root image of
+    /// `image_size` bytes: members are streamed from the (decompressed)
+    /// archive, their data stored in `scratch` without its holes and
+    /// all-zero blocks. Costs are bounded by the image, not the archives:
+    /// a member whose data does not fit in the image together with the
+    /// members before it is refused before it is read, as are files larger
+    /// than ext2 allows and names Linux cannot resolve.
+    ///
+    /// Errors: the first [`InputError`], naming the archive and member.
+    pub fn extract_base(&self, scratch: &mut Scratch, image_size: u64) -> Result<BaseMembers, InputError> {
+        let mut ex = archive::Extraction { scratch, image_size, data: 0, names: 0 };
+        let mut archives = Vec::with_capacity(self.base.len());
+        for b in &self.base {
+            archives.push(match b {
+                BaseSource::File { path, compression, sha256 } => {
+                    archive::extract_file(path, *compression, sha256, &mut ex)?
+                }
+                BaseSource::Embedded(a) => a.clone(),
+            });
+        }
+        Ok(BaseMembers { archives })
+    }
+}
+
+impl BaseMembers {
     /// Insert every base archive's members into `tree`, archives in walk
     /// order, as GNU tar run as root would extract them into one directory:
     /// archive uid/gid/mode/mtime (numeric ids), missing parents created
@@ -377,17 +507,19 @@ impl Inputs {
     /// Embedded entries without an mtime get `default_time`.
     ///
     /// Errors: [`InputError::Tree`] naming archive and member when the tree
-    /// refuses an insertion (e.g. a hard link to a missing member).
-    pub fn unpack_base(&self, tree: &mut FileTree, default_time: i64) -> Result<(), InputError> {
-        for a in &self.base {
+    /// refuses an insertion (e.g. a hard link to a missing member);
+    /// [`InputError::ReplacesDirectory`] for a file over a directory with
+    /// contents, where GNU tar fails.
+    pub fn unpack(&self, tree: &mut FileTree, default_time: i64) -> Result<(), InputError> {
+        for a in &self.archives {
             archive::unpack(a, tree, default_time)?;
         }
         Ok(())
     }
 
-    /// Number of base archive members parsed (all archives), for `-v`.
-    pub fn base_member_count(&self) -> usize {
-        self.base.iter().map(|a| a.entries.len()).sum()
+    /// Number of base archive members (all archives), for `-v`.
+    pub fn member_count(&self) -> usize {
+        self.archives.iter().map(|a| a.entries.len()).sum()
     }
 }
 

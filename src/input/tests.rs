@@ -2,7 +2,8 @@
 //! temporary bad inputs, and libguestfs's real supermin.d when installed.
 
 use super::*;
-use crate::image::files::{Content, Metadata};
+use crate::image::files::{Content, Data, Metadata};
+use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
 
@@ -21,6 +22,17 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(bytes).unwrap();
     gz.finish().unwrap()
+}
+
+/// Extract the base archives of `inputs` (scratch in a temporary
+/// directory, a 1 GiB image) and unpack them into a fresh tree.
+fn unpacked(inputs: &Inputs, default_time: i64) -> Result<(FileTree, usize), InputError> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scratch = Scratch::create_in(dir.path()).unwrap();
+    let base = inputs.extract_base(&mut scratch, 1 << 30)?;
+    let mut tree = FileTree::new(Metadata::new(0o755, 0, 0, 0));
+    base.unpack(&mut tree, default_time)?;
+    Ok((tree, base.member_count()))
 }
 
 fn ci() -> bool {
@@ -58,16 +70,14 @@ fn fixture_walk_order_kinds_and_lists() {
     assert_eq!(ex, ["/usr/share/doc/*", "/var/log/*.log*"]);
     let raw = fs::read(fixture().join("packages")).unwrap();
     assert_eq!(inputs.files[4].sha256, <[u8; 32]>::from(Sha256::digest(&raw)));
-    assert_eq!(inputs.base_member_count(), 5);
+    assert_eq!(unpacked(&inputs, 0).unwrap().1, 5);
 }
 
 #[test]
 fn fixture_base_unpacks_like_gnu_tar() {
     let inputs = read_inputs(&[fixture()]).unwrap();
-    let mut tree = FileTree::new(Metadata::new(0o755, 0, 0, 0));
-    inputs.unpack_base(&mut tree, 77).unwrap();
-    let node =
-        |p: &str| tree.node(tree.lookup(Path::new(p)).unwrap_or_else(|| panic!("{p} missing")));
+    let (tree, _) = unpacked(&inputs, 77).unwrap();
+    let node = |p: &str| tree.node(tree.lookup(Path::new(p)).unwrap_or_else(|| panic!("{p} missing")));
     assert_eq!(node("/etc").meta, Metadata::new(0o755, 0, 0, 77), "implicit parent");
     assert_eq!(node("/usr").meta.uid, 2952, "explicit dir member restamps");
     assert_eq!(node("/usr").meta.gid, 1009);
@@ -77,10 +87,10 @@ fn fixture_base_unpacks_like_gnu_tar() {
     assert_eq!(tree.node(tool).meta.mtime, 1_000_000_000);
     assert_eq!(tree.lookup(Path::new("/usr/bin/tool2")), Some(tool));
     assert_eq!(node("/bin").content, Content::Symlink("usr/bin".into()));
-    assert_eq!(
-        node("/etc/motd").content,
-        Content::Regular(crate::image::files::Data::Inline(b"hello\n"[..].into()))
-    );
+    let Content::Regular(Data::Scratch(motd)) = &node("/etc/motd").content else {
+        panic!("/etc/motd is not a file kept in the scratch file")
+    };
+    assert_eq!(motd.read_all().unwrap(), b"hello\n");
 }
 
 #[test]
@@ -148,12 +158,17 @@ fn bad_inputs_are_refused_with_advice() {
     assert!(e.starts_with("DIR/f:2: not valid UTF-8"), "{e}");
     let e = read_one(&gzip(b"bash\n")[..10]).unwrap_err();
     assert!(e.starts_with("DIR/f: corrupt or truncated gzip data"), "{e}");
-    // A truncated base archive fails while reading, not while unpacking.
+    // A truncated base archive is recognised while reading (cheap, for
+    // `check`) and fails when it is extracted.
     let tar = fs::read(fixture().join("base.tar.gz")).unwrap();
     let mut plain = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&tar[..]), &mut plain).unwrap();
-    let e = read_one(&plain[..600]).unwrap_err();
-    assert!(e.starts_with("DIR/f: corrupt or truncated tar archive"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("f"), &plain[..600]).unwrap();
+    let inputs = read_inputs(&[dir.path().to_owned()]).unwrap();
+    assert_eq!(inputs.files[0].kind, InputKind::BaseArchive(Compression::None));
+    let e = unpacked(&inputs, 0).unwrap_err().to_string();
+    assert!(e.contains("/f: corrupt or truncated tar archive"), "{e}");
     let e = read_inputs(&[PathBuf::from("/nonexistent/supermin.d")]).unwrap_err().to_string();
     assert!(e.starts_with("/nonexistent/supermin.d: "), "{e}");
 }
@@ -197,9 +212,49 @@ fn libguestfs_installed_supermin_d() {
     assert!(inputs.excludes.iter().any(|p| p.as_str() == "/lib/modules/*"));
     let bases = inputs.files.iter().filter(|f| matches!(f.kind, InputKind::BaseArchive(_))).count();
     assert!(bases >= 2, "{:?}", inputs.files);
-    let mut tree = FileTree::new(Metadata::new(0o755, 0, 0, 0));
-    inputs.unpack_base(&mut tree, 0).unwrap();
+    let (tree, _) = unpacked(&inputs, 0).unwrap();
     let init = tree.lookup(Path::new("/init")).expect("libguestfs ships /init in init.tar.gz");
     assert_eq!(tree.node(init).meta.perm, 0o755);
     assert!(tree.lookup(Path::new("/usr/sbin/guestfsd")).is_some());
+}
+
+/// `check` reads inputs: a base archive is hashed, not decompressed, so a
+/// gzip bomb costs nothing there; a list is read up to LIST_MAX.
+#[test]
+fn reading_inputs_does_not_unpack_archives() {
+    let dir = tempfile::tempdir().unwrap();
+    // A valid tar header, then gzip data that is corrupt after 64 KiB: only
+    // the build, which decompresses everything, notices.
+    let mut tar = crate::input::archive::tests_support::one_member_tar(b"f", 1 << 20);
+    tar.truncate(70_000);
+    let gz = gzip(&tar);
+    let cut = gz.len() - 20;
+    fs::write(dir.path().join("base.tar.gz"), &gz[..cut]).unwrap();
+    let inputs = read_inputs(&[dir.path().to_owned()]).unwrap();
+    assert_eq!(inputs.files[0].kind, InputKind::BaseArchive(Compression::Gzip));
+    assert_eq!(inputs.files[0].sha256, <[u8; 32]>::from(Sha256::digest(&gz[..cut])));
+    let e = unpacked(&inputs, 0).unwrap_err().to_string();
+    assert!(e.contains("base.tar.gz: corrupt or truncated gzip data"), "{e}");
+
+    // A list that decompresses beyond LIST_MAX is refused, not read whole.
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let line = b"package\n".repeat(1 << 16);
+    for _ in 0..(LIST_MAX as usize / line.len() + 1) {
+        enc.write_all(&line).unwrap();
+    }
+    let e = read_one(&enc.finish().unwrap()).unwrap_err();
+    assert!(e.starts_with("DIR/f: list file larger than 64.0 MiB"), "{e}");
+}
+
+/// The archive is read twice (hashed by `read_inputs`, extracted by the
+/// build); a change in between is an error, not a mismatched manifest.
+#[test]
+fn archive_changed_after_reading_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.tar");
+    fs::write(&base, crate::input::archive::tests_support::one_member_tar(b"f", 10)).unwrap();
+    let inputs = read_inputs(&[dir.path().to_owned()]).unwrap();
+    fs::write(&base, crate::input::archive::tests_support::one_member_tar(b"g", 10)).unwrap();
+    let e = unpacked(&inputs, 0).unwrap_err().to_string();
+    assert!(e.contains("base.tar: changed while the appliance was being built"), "{e}");
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::util::*;
 
 /// A stand-in "previous appliance": the four files with known content.
-fn previous_appliance(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn previous_appliance(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::create_dir_all(dir).unwrap();
     let mut files = BTreeMap::new();
     for name in ["kernel", "initrd", "root", "README.fixed"] {
@@ -19,7 +19,7 @@ fn previous_appliance(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-fn assert_unchanged(dir: &Path, before: &BTreeMap<String, Vec<u8>>) {
+pub(crate) fn assert_unchanged(dir: &Path, before: &BTreeMap<String, Vec<u8>>) {
     let mut now = BTreeMap::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
@@ -29,7 +29,7 @@ fn assert_unchanged(dir: &Path, before: &BTreeMap<String, Vec<u8>>) {
 }
 
 /// No staging or old directories left beside DIR.
-fn assert_no_leftovers(parent: &Path) {
+pub(crate) fn assert_no_leftovers(parent: &Path) {
     let left: Vec<_> = std::fs::read_dir(parent)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -40,7 +40,7 @@ fn assert_no_leftovers(parent: &Path) {
 }
 
 /// The last stderr line is our one-line error and mentions every needle.
-fn assert_error_line(run: &Run, needles: &[&str]) {
+pub(crate) fn assert_error_line(run: &Run, needles: &[&str]) {
     let stderr = run.stderr();
     let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
     assert!(last.starts_with("guestfs-appliance: error: "), "{}", run.shown_all());
@@ -65,7 +65,7 @@ fn input_with(tmp: &Path, name: &str, content: &[u8]) -> PathBuf {
     input
 }
 
-fn build_fails(tmp: &Path, args: &[&str], needles: &[&str]) {
+pub(crate) fn build_fails(tmp: &Path, args: &[&str], needles: &[&str]) {
     let dir = tmp.join("appliance");
     let before = previous_appliance(&dir);
     let mut all = vec!["build"];
@@ -77,7 +77,7 @@ fn build_fails(tmp: &Path, args: &[&str], needles: &[&str]) {
     assert_no_leftovers(tmp);
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(bytes).unwrap();

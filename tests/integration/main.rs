@@ -3,6 +3,7 @@
 //! binary (`autotests = false`) so the binaries are built once.
 
 mod bad_input;
+mod base_archives;
 mod build;
 mod cache;
 mod check;

@@ -1,7 +1,8 @@
-//! Copying host file data into the image: data regions only (holes stay
-//! holes), with `copy_file_range` so the bytes never pass through user
-//! space, on all cores. Where the blocks go was decided by `layout`; this
-//! module only moves bytes.
+//! Copying file data into the image: host files (data regions only, so
+//! holes stay holes) and the stored blocks of scratch files, with
+//! `copy_file_range` so the bytes never pass through user space, on all
+//! cores. Where the blocks go was decided by `layout`; this module only
+//! moves bytes.
 
 use std::fs::File;
 use std::io;
@@ -17,9 +18,21 @@ use nix::unistd::{lseek, Whence};
 use super::disk::BLOCK_SIZE;
 use super::layout::Extent;
 
-/// One host file to copy: at most `len` bytes of `path` into `extents`.
+/// Where a job's bytes come from.
+pub(super) enum From<'a> {
+    /// The host file named by the job (opened by the worker).
+    Host,
+    /// Packed blocks of a scratch file, starting at `offset`.
+    Scratch { file: &'a File, offset: u64 },
+}
+
+/// One file to copy: at most `len` bytes into `extents`. For a host file
+/// `name` is its path (and file offsets are image offsets within the
+/// extents); for a scratch file the `len` bytes from its offset fill the
+/// extents in order and `name` is only for messages.
 pub(super) struct Job<'a> {
-    pub path: &'a Path,
+    pub name: &'a Path,
+    pub source: From<'a>,
     pub len: u64,
     pub extents: &'a [Extent],
 }
@@ -64,7 +77,12 @@ pub(super) fn copy_all(image: &File, jobs: &[Job], threads: usize) -> Vec<(usize
 }
 
 fn copy_one(image: &File, job: &Job, buf: &mut Vec<u8>) -> Result<(), JobError> {
-    let src = File::open(job.path).map_err(JobError::Open)?;
+    if let From::Scratch { file, offset } = job.source {
+        // Scratch files hold exactly the blocks to copy, back to back.
+        copy_range(file, offset, image, job.extents, 0, job.len, buf).map_err(JobError::Copy)?;
+        return Ok(());
+    }
+    let src = File::open(job.name).map_err(JobError::Open)?;
     let fd = src.as_raw_fd();
     let mut pos = 0u64;
     while pos < job.len {
@@ -85,8 +103,7 @@ fn copy_one(image: &File, job: &Job, buf: &mut Vec<u8>) -> Result<(), JobError> 
         if end <= start {
             break;
         }
-        let copied =
-            copy_range(&src, image, job.extents, start, end, buf).map_err(JobError::Copy)?;
+        let copied = copy_range(&src, 0, image, job.extents, start, end, buf).map_err(JobError::Copy)?;
         if copied < end - start {
             // The file shrank since it was listed: the rest stays zero.
             break;
@@ -96,10 +113,12 @@ fn copy_one(image: &File, job: &Job, buf: &mut Vec<u8>) -> Result<(), JobError> 
     Ok(())
 }
 
-/// Copy file bytes `[from, to)` to where the extents put them. Returns the
-/// number of bytes copied (short only at end of file).
+/// Copy bytes `[from, to)` (read from `src` at `base` + offset) to where the
+/// extents put them. Returns the number of bytes copied (short only at end
+/// of file).
 fn copy_range(
     src: &File,
+    base: u64,
     image: &File,
     extents: &[Extent],
     from: u64,
@@ -114,7 +133,7 @@ fn copy_range(
         let hi = to.min(file_off + ext_bytes);
         if lo < hi {
             let img = e.start * BLOCK_SIZE + (lo - file_off);
-            let n = copy_bytes(src, image, lo, img, hi - lo, buf)?;
+            let n = copy_bytes(src, image, base + lo, img, hi - lo, buf)?;
             done += n;
             if n < hi - lo {
                 return Ok(done);

@@ -235,67 +235,98 @@ pub(super) fn indirect_blocks(n: u64) -> u64 {
 pub(super) const MAX_FILE_BLOCKS: u64 =
     12 + PTRS_PER_BLOCK + PTRS_PER_BLOCK * PTRS_PER_BLOCK + PTRS_PER_BLOCK.pow(3);
 
-/// Build the block map of an inode with `n` data blocks.
+/// Number of indirect blocks needed to map the logical blocks in `runs`
+/// (ascending, disjoint `(first, count)` runs; everything else is a hole,
+/// mapped by no block). Agrees with [`indirect_blocks`] for `[(0, n)]`.
+pub(super) fn indirect_blocks_for(runs: &[(u64, u64)]) -> u64 {
+    map_blocks(runs, &|_| 0, &|_| 0, None).1
+}
+
+/// Build the block map of an inode whose logical blocks `runs` hold data
+/// (ascending, disjoint `(first, count)` runs, all below
+/// [`MAX_FILE_BLOCKS`]; other blocks are holes: pointer 0, and no indirect
+/// block is made for a stretch of holes).
 ///
-/// `data(i)` gives the physical block of logical block `i`; `ind(j)` the
-/// physical block of the `j`-th indirect block in allocation order (parents
-/// before children, single before double before triple tree). Returns
-/// `i_block` and appends the indirect blocks' contents, in that same order,
-/// to `out`.
+/// `data(k)` gives the physical block of the `k`-th block holding data (in
+/// logical order); `ind(j)` the physical block of the `j`-th indirect block
+/// in allocation order (parents before children, left to right, single
+/// before double before triple tree). Returns `i_block` and appends the
+/// indirect blocks' contents, in that same order, to `out`.
 pub(super) fn block_map(
-    n: u64,
+    runs: &[(u64, u64)],
     data: &dyn Fn(u64) -> u32,
     ind: &dyn Fn(u64) -> u32,
     out: &mut Vec<u8>,
 ) -> [u32; 15] {
-    let mut i_block = [0u32; 15];
-    for (i, slot) in i_block.iter_mut().enumerate().take(n.min(12) as usize) {
-        *slot = data(i as u64);
-    }
-    let mut next_ind = 0u64;
-    let mut first = 12u64;
-    for level in 1..=3u32 {
-        if first >= n {
-            break;
-        }
-        let count = (n - first).min(PTRS_PER_BLOCK.pow(level));
-        i_block[11 + level as usize] = tree(level, first, count, data, ind, &mut next_ind, out);
-        first += count;
-    }
-    i_block
+    map_blocks(runs, data, ind, Some(out)).0
 }
 
-/// Emit one indirect block of depth `level` mapping `count` data blocks
-/// starting at logical block `first`; returns its physical block.
-fn tree(
-    level: u32,
-    first: u64,
-    count: u64,
+/// The one walk behind [`block_map`] and [`indirect_blocks_for`]: visit the
+/// data blocks in logical order, opening an indirect block whenever a data
+/// block needs one that is not open yet. Logical order makes that a
+/// pre-order walk of the trees, which is the allocation order `ind` uses.
+/// Without `out`, only counts. Linear in the number of data blocks.
+fn map_blocks(
+    runs: &[(u64, u64)],
     data: &dyn Fn(u64) -> u32,
     ind: &dyn Fn(u64) -> u32,
-    next_ind: &mut u64,
-    out: &mut Vec<u8>,
-) -> u32 {
-    let me = *next_ind;
-    *next_ind += 1;
-    let phys = ind(me);
-    // Our block's slot in `out`: indirect blocks are emitted in allocation
-    // order, and we were allocated before our children.
-    let slot = out.len();
-    out.resize(slot + BLOCK_SIZE as usize, 0);
-    let span = PTRS_PER_BLOCK.pow(level - 1);
-    let mut i = 0;
-    while i * span < count {
-        let ptr = if level == 1 {
-            data(first + i)
-        } else {
-            let sub = (count - i * span).min(span);
-            tree(level - 1, first + i * span, sub, data, ind, next_ind, out)
-        };
-        put32(&mut out[slot..], (i * 4) as usize, ptr);
-        i += 1;
+    mut out: Option<&mut Vec<u8>>,
+) -> ([u32; 15], u64) {
+    let p = PTRS_PER_BLOCK;
+    let mut i_block = [0u32; 15];
+    let mut next = 0u64;
+    // For each tree (single, double, triple) and depth: the open block's key
+    // (logical index within the tree divided by what one block spans) and
+    // its offset in `out`.
+    let mut open = [[None::<(u64, usize)>; 3]; 3];
+    let mut rank = 0u64;
+    for &(first, count) in runs {
+        for i in first..first + count {
+            let k = rank;
+            rank += 1;
+            if i < 12 {
+                if out.is_some() {
+                    i_block[i as usize] = data(k);
+                }
+                continue;
+            }
+            let (levels, j) = if i < 12 + p {
+                (1usize, i - 12)
+            } else if i < 12 + p + p * p {
+                (2, i - 12 - p)
+            } else {
+                (3, i - 12 - p - p * p)
+            };
+            let mut parent: Option<usize> = None;
+            for (depth, opened) in open[levels - 1].iter_mut().enumerate().take(levels) {
+                let key = j / p.pow((levels - depth) as u32);
+                let slot = match *opened {
+                    Some((open_key, slot)) if open_key == key => slot,
+                    _ => {
+                        let idx = next;
+                        next += 1;
+                        let mut slot = 0;
+                        if let Some(out) = out.as_deref_mut() {
+                            slot = out.len();
+                            out.resize(slot + BLOCK_SIZE as usize, 0);
+                            let phys = ind(idx);
+                            match parent {
+                                None => i_block[11 + levels] = phys,
+                                Some(at) => put32(&mut out[at..], ((key % p) * 4) as usize, phys),
+                            }
+                        }
+                        *opened = Some((key, slot));
+                        slot
+                    }
+                };
+                parent = Some(slot);
+            }
+            if let (Some(out), Some(at)) = (out.as_deref_mut(), parent) {
+                put32(&mut out[at..], ((j % p) * 4) as usize, data(k));
+            }
+        }
     }
-    phys
+    (i_block, next)
 }
 
 /// One directory entry to pack.
@@ -393,8 +424,9 @@ mod tests {
         for n in [0, 1, 12, 13, 12 + p, 13 + p, 12 + p + p * p, 13 + p + p * p, 12 + p + 5 * p + 3]
         {
             let mut out = Vec::new();
-            block_map(n, &|i| i as u32 + 1000, &|j| j as u32 + 1, &mut out);
+            block_map(&[(0, n)], &|i| i as u32 + 1000, &|j| j as u32 + 1, &mut out);
             assert_eq!(out.len() as u64 / BLOCK_SIZE, indirect_blocks(n), "n = {n}");
+            assert_eq!(indirect_blocks_for(&[(0, n)]), indirect_blocks(n), "n = {n}");
         }
         assert_eq!(indirect_blocks(13), 1);
         assert_eq!(indirect_blocks(12 + p + 1), 3);
@@ -405,7 +437,7 @@ mod tests {
         let p = PTRS_PER_BLOCK;
         let n = 12 + p + p + 2;
         let mut out = Vec::new();
-        let ib = block_map(n, &|i| i as u32 + 100_000, &|j| j as u32 + 1, &mut out);
+        let ib = block_map(&[(0, n)], &|i| i as u32 + 100_000, &|j| j as u32 + 1, &mut out);
         assert_eq!(ib[11], 100_011);
         assert_eq!(ib[12], 1);
         assert_eq!(ib[13], 2);
@@ -418,6 +450,38 @@ mod tests {
         assert_eq!(get32(second_child, 0), (100_000 + 12 + 2 * p) as u32);
         assert_eq!(get32(second_child, 4), (100_000 + 12 + 2 * p + 1) as u32);
         assert_eq!(get32(second_child, 8), 0);
+    }
+
+    #[test]
+    fn holes_get_no_pointers_and_no_indirect_blocks() {
+        let p = PTRS_PER_BLOCK;
+        // Block 3, one block deep in the double tree, one far into the triple.
+        let far = 12 + p + p * p + 5 * p * p + 7 * p + 9;
+        let runs = [(3, 1), (12 + p + 2 * p + 1, 1), (far, 2)];
+        let mut out = Vec::new();
+        let ib = block_map(&runs, &|k| k as u32 + 500, &|j| j as u32 + 10, &mut out);
+        // Double: root + one child; triple: root + one level-2 + one level-1.
+        assert_eq!(out.len() as u64 / BLOCK_SIZE, 5);
+        assert_eq!(indirect_blocks_for(&runs), 5);
+        let mut want = [0u32; 15];
+        want[3] = 500;
+        want[13] = 10;
+        want[14] = 12;
+        assert_eq!(ib, want);
+        let block = |n: usize| &out[n * BLOCK_SIZE as usize..(n + 1) * BLOCK_SIZE as usize];
+        let nonzero = |b: &[u8]| {
+            (0..p as usize)
+                .filter(|&s| get32(b, s * 4) != 0)
+                .map(|s| (s, get32(b, s * 4)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(nonzero(block(0)), [(2, 11)], "double root points at its third child");
+        assert_eq!(nonzero(block(1)), [(1, 501)]);
+        assert_eq!(nonzero(block(2)), [(5, 13)], "triple root");
+        assert_eq!(nonzero(block(3)), [(7, 14)]);
+        assert_eq!(nonzero(block(4)), [(9, 502), (10, 503)]);
+        // A file of holes only needs nothing.
+        assert_eq!(indirect_blocks_for(&[]), 0);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! debugfs (skipped with a message when they are missing, unless CI=true).
 
 use super::*;
-use crate::test_support::tool;
 use crate::image::files::Node;
+use crate::test_support::tool;
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -224,6 +224,16 @@ fn debugfs_stat(debugfs: &Path, image: &Path, path: &str) -> String {
     text
 }
 
+/// A file's bytes as `debugfs -R 'cat PATH'` prints them.
+fn debugfs_cat(debugfs: &Path, image: &Path, path: &str) -> Vec<u8> {
+    let out = Command::new(debugfs)
+        .args(["-R", &format!("cat \"{path}\""), image.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
 #[test]
 fn random_tree_round_trips_through_e2fsck_and_debugfs() {
     let fx = fixture(0x5eed, true);
@@ -395,4 +405,115 @@ fn not_ext2_is_refused() {
     std::fs::write(&path, vec![0u8; 4096]).unwrap();
     assert!(matches!(read_superblock(&path), Err(Ext2Error::NotExt2 { .. })));
     assert!(matches!(read_superblock(&dir.path().join("nope")), Err(Ext2Error::Read { .. })));
+}
+
+/// Issue 8, item 5: data kept in a scratch file keeps its holes inside the
+/// file system: a 10 GiB file with two blocks of data in a 64 MiB image,
+/// holes in the direct, single, double and triple ranges, a file of zeros
+/// that allocates nothing. e2fsck agrees, and the data is where debugfs
+/// says it is.
+#[test]
+fn scratch_files_keep_their_holes_in_the_image() {
+    use crate::image::scratch::Scratch;
+    let dir = tempfile::tempdir().unwrap();
+    let mut scratch = Scratch::create_in(dir.path()).unwrap();
+    let mut add = |tree: &mut FileTree, path: &str, len: u64, chunks: &[(u64, &[u8])]| {
+        let mut w = scratch.writer(len);
+        for &(at, bytes) in chunks {
+            w.write_at(at, bytes).unwrap();
+        }
+        let data = w.finish().unwrap();
+        tree.insert(
+            Path::new(path),
+            Node { meta: meta(0o644, 0, 0, T0), content: Content::Regular(Data::Scratch(data)) },
+        )
+        .unwrap();
+    };
+    let mut tree = FileTree::new(meta(0o755, 0, 0, T0));
+    let big: u64 = 10 << 30;
+    let far = 5u64 << 30;
+    add(&mut tree, "/big", big, &[(0, b"head"), (far, b"far away")]);
+    // One block in each of the direct, single, double and triple ranges.
+    let p = 1024u64;
+    let marks: Vec<(u64, Vec<u8>)> = [3u64, 12 + 7, 12 + p + 2 * p + 5, 12 + p + p * p + 3 * p * p + 9]
+        .iter()
+        .map(|&b| (b * 4096 + 10, format!("block {b}").into_bytes()))
+        .collect();
+    let chunks: Vec<(u64, &[u8])> = marks.iter().map(|(o, b)| (*o, &b[..])).collect();
+    let holey_len = (12 + p + p * p + 4 * p * p) * 4096;
+    add(&mut tree, "/holey", holey_len, &chunks);
+    add(&mut tree, "/zeros", 1 << 20, &[(0, &vec![0u8; 1 << 20])]);
+    let dense: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8 + 1).collect();
+    add(&mut tree, "/dense", dense.len() as u64, &[(0, &dense)]);
+
+    let img = dir.path().join("root");
+    let file = File::create(&img).unwrap();
+    write_image(&tree, &file, &opts(64 << 20)).unwrap();
+    drop(file);
+    assert_fsck_clean(&img);
+    let Some(debugfs) = tool("debugfs") else { return };
+    let s = debugfs_stat(&debugfs, &img, "/big");
+    assert!(s.contains(&format!("Size: {big}")), "{s}");
+    // Two data blocks, plus the triple-indirect chain for the far one
+    // (3 blocks): 5 blocks of 8 sectors.
+    assert!(s.contains("Blockcount: 40\n"), "{s}");
+    let s = debugfs_stat(&debugfs, &img, "/holey");
+    // 4 data blocks; single (1), double (2), triple (3) indirect blocks.
+    assert!(s.contains("Blockcount: 80\n"), "{s}");
+    let s = debugfs_stat(&debugfs, &img, "/zeros");
+    assert!(s.contains("Size: 1048576") && s.contains("Blockcount: 0\n"), "{s}");
+    assert!(debugfs_cat(&debugfs, &img, "/dense") == dense, "dense file content");
+
+    // Data where the block map says, zeros elsewhere.
+    let image = File::open(&img).unwrap();
+    let block_of = |path: &str, logical: u64| -> u64 {
+        let out = Command::new(&debugfs)
+            .args(["-R", &format!("bmap {path} {logical}"), img.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim().parse().unwrap_or_else(|_| panic!("bmap {path} {logical}: {text:?}"))
+    };
+    let read = |block: u64, off: u64, n: usize| {
+        let mut buf = vec![0u8; n];
+        image.read_exact_at(&mut buf, block * 4096 + off).unwrap();
+        buf
+    };
+    assert_eq!(read(block_of("/big", 0), 0, 4), b"head");
+    assert_eq!(read(block_of("/big", far / 4096), 0, 8), b"far away");
+    assert_eq!(block_of("/big", 1), 0, "a hole has no block");
+    for (off, bytes) in &marks {
+        assert_eq!(read(block_of("/holey", off / 4096), off % 4096, bytes.len()), *bytes);
+    }
+}
+
+/// Issue 8, item 16: pseudo-files are stored as `read` returns them, not
+/// padded to their `stat` size (sysfs: 4096) or left empty (procfs: 0).
+#[test]
+fn pseudo_files_are_stored_as_read() {
+    let online = Path::new("/sys/devices/system/cpu/online");
+    let ostype = Path::new("/proc/sys/kernel/ostype");
+    let mut tree = FileTree::new(meta(0o755, 0, 0, T0));
+    for (name, host) in [("/online", online), ("/ostype", ostype)] {
+        let len = std::fs::metadata(host).unwrap().len();
+        let node = Node {
+            meta: meta(0o444, 0, 0, T0),
+            content: Content::Regular(Data::Host { path: host.to_owned(), len }),
+        };
+        tree.insert(Path::new(name), node).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("root");
+    let file = File::create(&img).unwrap();
+    let stats = write_image(&tree, &file, &opts(16 << 20)).unwrap();
+    drop(file);
+    assert!(stats.unreadable.is_empty(), "{:?}", stats.unreadable);
+    assert_fsck_clean(&img);
+    let Some(debugfs) = tool("debugfs") else { return };
+    for (name, host) in [("/online", online), ("/ostype", ostype)] {
+        let want = std::fs::read(host).unwrap();
+        assert_eq!(debugfs_cat(&debugfs, &img, name), want, "{name}");
+        let s = debugfs_stat(&debugfs, &img, name);
+        assert!(s.contains(&format!("Size: {}\n", want.len())), "{name}: {s}");
+    }
 }

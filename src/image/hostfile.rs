@@ -1,0 +1,104 @@
+//! Opening a host file whose bytes go into an image, and deciding how to
+//! copy them.
+//!
+//! Most files are copied later, by size, from their data regions. Files on
+//! pseudo file systems cannot be: sysfs reports 4096 bytes for a 2-byte
+//! attribute and procfs reports 0 for everything, while `read` returns the
+//! real content (supermin streams until end of file and sets the size to
+//! what it read, reference §4.3). Those are read here, once, at most
+//! [`PSEUDO_MAX`] bytes. Where the bytes go is left to the writers.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use nix::sys::statfs::{self, FsType};
+
+/// Most bytes read from one pseudo-file; a larger one (`/proc/kcore`,
+/// `/sys/kernel/btf/vmlinux`) is refused rather than read without bound.
+pub const PSEUDO_MAX: u64 = 16 << 20;
+
+/// How a host file's content is to be taken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HostData {
+    /// A regular file whose `stat` size is its content: copy it later.
+    Regular,
+    /// A pseudo-file's content, as `read` returned it.
+    Read(Vec<u8>),
+}
+
+/// File systems whose files' sizes say nothing about their content.
+const PSEUDO_FS: &[FsType] = &[
+    statfs::PROC_SUPER_MAGIC,
+    statfs::SYSFS_MAGIC,
+    statfs::DEBUGFS_MAGIC,
+    statfs::TRACEFS_MAGIC,
+    statfs::SECURITYFS_MAGIC,
+    statfs::CGROUP_SUPER_MAGIC,
+    statfs::CGROUP2_SUPER_MAGIC,
+    statfs::BPF_FS_MAGIC,
+    statfs::SELINUX_MAGIC,
+    statfs::SMACK_MAGIC,
+];
+
+/// Open `path` (without blocking: a FIFO swapped in is refused, not waited
+/// on), check it is a regular file, and read it now if it lives on a pseudo
+/// file system.
+///
+/// # Errors
+/// The OS error; `InvalidInput` when it is not a regular file, or is a
+/// pseudo-file longer than [`PSEUDO_MAX`].
+pub fn probe(path: &Path) -> io::Result<HostData> {
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let fs = statfs::fstatfs(&file)?.filesystem_type();
+    if PSEUDO_FS.contains(&fs) {
+        return read_pseudo(file).map(HostData::Read);
+    }
+    Ok(HostData::Regular)
+}
+
+fn read_pseudo(file: File) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    file.take(PSEUDO_MAX + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > PSEUDO_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("pseudo-file of more than {} MiB", PSEUDO_MAX >> 20),
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn procfs_and_sysfs_are_read_regular_files_are_not() {
+        // procfs: stat size 0, content "Linux\n".
+        assert_eq!(probe(Path::new("/proc/sys/kernel/ostype")).unwrap(), HostData::Read(b"Linux\n".to_vec()));
+        // sysfs: stat size 4096, content much shorter.
+        let online = Path::new("/sys/devices/system/cpu/online");
+        if online.exists() {
+            let HostData::Read(bytes) = probe(online).unwrap() else { panic!("not read") };
+            assert!(bytes.len() < 4096 && bytes.ends_with(b"\n"), "{bytes:?}");
+            assert_eq!(bytes, std::fs::read(online).unwrap());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"abc").unwrap();
+        assert_eq!(probe(&f).unwrap(), HostData::Regular);
+    }
+
+    #[test]
+    fn fifos_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(probe(&fifo).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
+}
