@@ -214,7 +214,7 @@ impl ScratchWriter<'_> {
     /// `InvalidInput` for a write out of order or past the end (a bug in
     /// the producer); otherwise the OS error from writing the scratch file.
     pub fn write_at(&mut self, at: u64, mut data: &[u8]) -> io::Result<()> {
-        if at < self.pos || at.checked_add(data.len() as u64).map_or(true, |end| end > self.len) {
+        if at < self.pos || at.checked_add(data.len() as u64).is_none_or(|end| end > self.len) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("scratch write of {} bytes at {at} out of order or past {}", data.len(), self.len),
