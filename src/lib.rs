@@ -9,6 +9,8 @@
 //!   build.rs                             the build pipeline, wires everything
 //!   status.rs, env.rs                    health report; LIBGUESTFS_* for shells
 //! appliance.rs                           inputs + packages + modules -> FileTree
+//! hostdata.rs                            host metadata kept/normalized; hostfiles
+//!                                        and modules tree fingerprinted
 //! input/                                 supermin.d: classify, lists, base tarballs
 //! package/                               PackageDb trait; dpkg.rs reads /var/lib/dpkg
 //! kernel.rs                              kernel + modules directory selection
@@ -37,6 +39,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod health;
+pub mod hostdata;
 pub mod image;
 pub mod input;
 pub mod kernel;
@@ -56,7 +59,8 @@ pub fn exit_code(result: anyhow::Result<()>, printer: &printer::Printer) -> std:
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             let broken_pipe = err.chain().any(|e| {
-                e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             });
             if broken_pipe {
                 return std::process::ExitCode::SUCCESS;

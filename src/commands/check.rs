@@ -1,5 +1,7 @@
 //! `check`: is the appliance fresh? Exit 0 fresh, 1 stale (with one line
-//! per change on stdout), 2 cannot tell.
+//! per change on stdout), 2 cannot tell. DIR is judged against what it was
+//! built from (its manifest), with any source option given replacing the
+//! recorded one.
 
 use std::process::ExitCode;
 
@@ -27,8 +29,8 @@ struct CheckJson<'a> {
 
 /// Run `check`; returns the exit code.
 pub fn run(args: &CheckArgs, config: &Config, printer: &Printer) -> Result<ExitCode> {
-    let req = BuildRequest::from_source(args.dir.clone(), None, &args.source, config)?;
-    let dir = req.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
+    let dir = args.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
+    let req = BuildRequest::for_appliance(&dir, &args.source, config)?;
     let eval = check::evaluate(&dir, &req, printer);
     let (status, code, reason, changes): (_, u8, Option<&str>, &[Change]) = match &eval.freshness {
         Freshness::Fresh => ("fresh", 0, None, &[]),

@@ -10,6 +10,7 @@ mod cli;
 mod env;
 mod initrd;
 mod qemu;
+mod reproducible;
 mod schedule;
 mod status;
 mod util;
