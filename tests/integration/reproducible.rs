@@ -1,8 +1,9 @@
 //! Issue 7, item 3: "same host state → same bytes" survives ordinary host
 //! activity. Two builds of libguestfs's appliance with host noise in
 //! between — entries created and removed in /tmp, /var/tmp and /etc, host
-//! files read (atimes and ctimes move), a qemu boot of the first appliance —
-//! give byte-identical kernel, initrd and root. Everything the test creates
+//! files read (atimes and ctimes move), ldconfig rewriting /etc/ld.so.cache,
+//! a qemu boot of the first appliance — give byte-identical kernel, initrd
+//! and root. Everything the test creates
 //! on the host is removed when it ends, pass or fail.
 
 use std::path::{Path, PathBuf};
@@ -95,6 +96,11 @@ fn issue7_host_activity_between_builds_keeps_bytes_identical() {
     for path in read.iter().filter(|p| p.is_file()) {
         read_and_access(path);
     }
+    // Every apt run with a library in it runs ldconfig: /etc/ld.so.cache is
+    // rewritten (new inode and times, same bytes).
+    let ldconfig = crate::qemu::tool("ldconfig").expect("ldconfig");
+    let out = std::process::Command::new(&ldconfig).output().expect("run ldconfig");
+    assert!(out.status.success(), "ldconfig: {}", String::from_utf8_lossy(&out.stderr));
     // Boot the first appliance (its root changes; its hashes were taken).
     let log = qemu::boot(
         &a.join("kernel"),
@@ -112,4 +118,43 @@ fn issue7_host_activity_between_builds_keeps_bytes_identical() {
         "the host state changed under the test"
     );
     assert_eq!(hashes(&b), before, "same fingerprint, different bytes after ordinary host activity");
+}
+
+/// `SOURCE_DATE_EPOCH` is a build option like the others: recorded, used by
+/// `check` without it in the environment, reported when it differs; the
+/// image's normalized times are it. A malformed value is an error.
+#[test]
+fn issue7_source_date_epoch_is_recorded_and_checked() {
+    if !crate::build::prerequisites_pub() {
+        return;
+    }
+    use std::ffi::OsStr;
+    let tmp = scratch();
+    let ga_env = |args: &[&str], epoch: &str| {
+        run_in(tmp.path(), &bin("guestfs-appliance"), args, &[("SOURCE_DATE_EPOCH", OsStr::new(epoch))])
+    };
+    let run = ga_env(&["build", "-q", "--minimal", "--size", "64M", "bad"], "yesterday").expect_code(2);
+    assert!(run.stderr().contains("SOURCE_DATE_EPOCH=\"yesterday\""), "{}", run.shown_all());
+    assert!(!tmp.path().join("bad").exists(), "{}", run.shown_all());
+
+    ga_env(&["build", "-q", "--minimal", "--size", "1G", "app"], "1000000000").success();
+    let m = Manifest::read(&tmp.path().join("app")).unwrap();
+    assert_eq!((m.options.source_date_epoch, m.options.timestamp), (Some(1_000_000_000), 1_000_000_000));
+    // /usr comes from the host (a package directory): its time is the epoch.
+    let out = std::process::Command::new("debugfs")
+        .args(["-R", "stat /usr"])
+        .arg(tmp.path().join("app/root"))
+        .output()
+        .expect("run debugfs");
+    let stat = String::from_utf8_lossy(&out.stdout);
+    assert!(stat.contains("mtime: 0x3b9aca00"), "{stat}");
+
+    ga(tmp.path(), ["check", "app"]).success();
+    let run = ga_env(&["check", "app"], "1000000001").expect_code(1);
+    assert_eq!(
+        run.stdout(),
+        "option changed: source-date-epoch 1000000000 → 1000000001\n",
+        "{}",
+        run.shown_all()
+    );
 }
