@@ -157,7 +157,19 @@ impl BuildRequest {
     /// compared with; `check`, `build --if-needed`, `cache list` and
     /// `status` reach it through [`BuildRequest::for_appliance`].
     pub fn from_manifest(dir: &Path, m: &Manifest, src: &SourceArgs) -> Result<Self> {
-        let (choice, paths) = m.input_request();
+        let (mut choice, paths) = m.input_request();
+        let root = match &src.root {
+            Some(r) => absolute_lexical(r),
+            None => PathBuf::from(&m.options.root),
+        };
+        if m.options.inputs.is_none()
+            && choice == InputChoice::Given
+            && paths == input::default_input_dirs(&root)
+        {
+            // A manifest older than format 2 does not say; libguestfs's own
+            // supermin.d was most likely the default.
+            choice = InputChoice::Default;
+        }
         let (inputs, minimal) = if src.minimal {
             (Vec::new(), true)
         } else if !src.inputs.is_empty() {
@@ -179,10 +191,7 @@ impl BuildRequest {
                 None => m.options.size,
             },
             strict: src.strict || m.options.strict,
-            root: match &src.root {
-                Some(r) => absolute_lexical(r),
-                None => PathBuf::from(&m.options.root),
-            },
+            root,
             host_cpu: src.host_cpu.clone().unwrap_or_else(|| m.options.host_cpu.clone()),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             extra_packages: m.options.extra_packages.clone(),
@@ -919,6 +928,66 @@ mod tests {
         assert!(!text.contains('@'), "{text}");
         assert!(text.contains("export LIBGUESTFS_PATH=/dev/shm/appliance"));
         assert!(text.contains("6.1.0-56-amd64"));
+    }
+
+    /// The recipe comes from the manifest; each explicit option replaces
+    /// its part of it; the config file plays no part.
+    #[test]
+    fn from_manifest_takes_the_recipe_and_explicit_options_win() {
+        let mut m = crate::manifest::tests::sample();
+        m.options.inputs = Some(InputChoice::Minimal);
+        m.options.input_paths.clear();
+        m.options.strict = true;
+        m.options.extra_packages = vec!["vim".into()];
+        m.options.source_date_epoch = Some(5);
+        let dir = Path::new("/srv/app");
+        let req = BuildRequest::from_manifest(dir, &m, &SourceArgs::default()).unwrap();
+        assert!(req.minimal && req.inputs.is_empty());
+        assert_eq!((req.size, req.strict, req.root.as_path()), (4 << 30, true, Path::new("/")));
+        assert_eq!((req.host_cpu.as_str(), req.extra_packages.clone()), ("x86_64", vec!["vim".to_string()]));
+        if std::env::var_os(SOURCE_DATE_EPOCH).is_none() {
+            assert_eq!(req.source_date_epoch, Some(5));
+        }
+
+        let src = SourceArgs {
+            inputs: vec![PathBuf::from("/in")],
+            size: Some("1G".into()),
+            root: Some(PathBuf::from("/r")),
+            host_cpu: Some("aarch64".into()),
+            ..Default::default()
+        };
+        let req = BuildRequest::from_manifest(dir, &m, &src).unwrap();
+        assert!(!req.minimal);
+        assert_eq!(req.inputs, vec![PathBuf::from("/in")]);
+        assert_eq!(
+            (req.size, req.root.as_path(), req.host_cpu.as_str()),
+            (1 << 30, Path::new("/r"), "aarch64")
+        );
+
+        m.options.inputs = Some(InputChoice::Default);
+        m.options.input_paths = vec!["/usr/lib/x86_64-linux-gnu/guestfs/supermin.d".into()];
+        let req = BuildRequest::from_manifest(dir, &m, &SourceArgs::default()).unwrap();
+        assert!(!req.minimal && req.inputs.is_empty(), "default inputs are looked for again");
+    }
+
+    /// A format-1 manifest whose inputs were libguestfs's supermin.d under
+    /// its root is taken as built from the default inputs.
+    #[test]
+    fn format_1_manifest_from_the_default_dir_means_default_inputs() {
+        let root = tempfile::tempdir().unwrap();
+        // The last of libguestfs's candidate locations, on every arch.
+        let supermin_d = root.path().join("usr/lib/guestfs/supermin.d");
+        std::fs::create_dir_all(&supermin_d).unwrap();
+        let mut m = crate::manifest::tests::sample();
+        m.format_version = 1;
+        m.options.inputs = None;
+        m.options.root = root.path().display().to_string();
+        m.inputs[0].path = supermin_d.join("packages").display().to_string();
+        let req = BuildRequest::from_manifest(Path::new("/srv/app"), &m, &SourceArgs::default()).unwrap();
+        assert!(!req.minimal && req.inputs.is_empty(), "{:?}", req.inputs);
+        m.inputs[0].path = "/elsewhere/packages".into();
+        let req = BuildRequest::from_manifest(Path::new("/srv/app"), &m, &SourceArgs::default()).unwrap();
+        assert_eq!(req.inputs, vec![PathBuf::from("/elsewhere")]);
     }
 
     #[test]
