@@ -12,7 +12,8 @@
 //! [`BuildRequest::for_appliance`].
 //!
 //! When nothing the fingerprint depends on changed since the last exact
-//! answer (see [`crate::stamp`]), the answer comes from `stat` alone.
+//! answer (see [`crate::stamp`]), the answer comes from `stat` alone; for an
+//! appliance judged as built, without even parsing its manifest.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,7 +21,9 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::cli::SourceArgs;
 use crate::commands::build::{self, BuildRequest, Plan};
+use crate::config::Config;
 use crate::manifest::{self, Manifest};
 use crate::printer::Printer;
 use crate::stamp;
@@ -199,20 +202,85 @@ pub fn request_digest(req: &BuildRequest) -> String {
     manifest::hex(&h.finalize())
 }
 
-/// Check `dir` against the host as `req` describes it (quietly), writing
-/// nothing: reports (`status`, `cache list`) must not leave files, possibly
-/// root-owned, beside appliances they only look at.
-pub fn check_appliance(dir: &Path, req: &BuildRequest) -> Freshness {
-    evaluate_with(dir, req, &Printer::quiet(), false).freshness
+/// The stamp key of "the appliance as built, with these source options
+/// given": everything that, with the manifest file (whose `stat` the stamp
+/// also checks), decides the request [`BuildRequest::for_appliance`] makes.
+/// So the stamp answers without parsing the manifest.
+pub fn as_built_key(src: &SourceArgs) -> String {
+    let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let text = format!(
+        "as built\n{}\n{}\n{:?}\n{}\n{:?}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+        env!("CARGO_PKG_VERSION"),
+        manifest::FORMAT_VERSION,
+        src.inputs.iter().map(|p| abs(p)).collect::<Vec<_>>(),
+        src.minimal,
+        src.size,
+        src.strict,
+        src.root.as_deref().map(abs),
+        src.host_cpu,
+        env(crate::commands::build::SOURCE_DATE_EPOCH),
+        env("SUPERMIN_KERNEL"),
+        env("SUPERMIN_MODULES"),
+        env("SUPERMIN_KERNEL_VERSION"),
+    );
+    manifest::sha256_hex(text.as_bytes())
 }
 
-/// Evaluate `dir`: stamp first, then the exact computation. Records a new
-/// stamp when the computation finds it fresh.
+/// Check `dir` against what it was built from (its manifest), quietly and
+/// writing nothing: reports (`status`, `cache list`) must not leave files,
+/// possibly root-owned, beside appliances they only look at.
+pub fn check_as_built(dir: &Path, config: &Config) -> Freshness {
+    match evaluate_as_built(dir, &SourceArgs::default(), config, &Printer::quiet(), false) {
+        Ok((eval, _)) => eval.freshness,
+        Err(e) => Freshness::Unknown(crate::error_line(&e)),
+    }
+}
+
+/// Evaluate `dir` against what it was built from, with the source options
+/// in `src` replacing the recorded ones ([`BuildRequest::for_appliance`]):
+/// stamp first (no manifest parsing), then the exact computation, stamped
+/// when fresh and `record`. Returns the request when it was made (always,
+/// unless the stamp answered). Errors: a bad option in `src`.
+pub fn evaluate_as_built(
+    dir: &Path,
+    src: &SourceArgs,
+    config: &Config,
+    printer: &Printer,
+    record: bool,
+) -> anyhow::Result<(Evaluation, Option<BuildRequest>)> {
+    let key = as_built_key(src);
+    if let Some(eval) = from_stamp(dir, &key, printer) {
+        return Ok((eval, None));
+    }
+    let req = BuildRequest::for_appliance(dir, src, config)?;
+    let eval = evaluate_exact(dir, &req, &key, printer, record);
+    Ok((eval, Some(req)))
+}
+
+/// Evaluate `dir` against `req`: stamp first, then the exact computation.
+/// Records a new stamp when the computation finds it fresh.
 pub fn evaluate(dir: &Path, req: &BuildRequest, printer: &Printer) -> Evaluation {
-    evaluate_with(dir, req, printer, true)
+    let key = request_digest(req);
+    from_stamp(dir, &key, printer).unwrap_or_else(|| evaluate_exact(dir, req, &key, printer, true))
 }
 
-fn evaluate_with(dir: &Path, req: &BuildRequest, printer: &Printer, record: bool) -> Evaluation {
+/// "Fresh" when the stamp recorded under `key` still holds.
+fn from_stamp(dir: &Path, key: &str, printer: &Printer) -> Option<Evaluation> {
+    let fp = stamp::still_fresh(dir, key)?;
+    printer.stage("check: nothing changed since the last check (stat-level stamp)");
+    Some(Evaluation {
+        freshness: Freshness::Fresh,
+        method: Method::Stamp,
+        appliance_fingerprint: Some(fp.clone()),
+        host_fingerprint: Some(fp),
+        plan: None,
+    })
+}
+
+/// Recompute the fingerprint for `req` and compare; stamp under `key` when
+/// fresh and `record`.
+fn evaluate_exact(dir: &Path, req: &BuildRequest, key: &str, printer: &Printer, record: bool) -> Evaluation {
     let unknown = |why: String, fp: Option<String>| Evaluation {
         freshness: Freshness::Unknown(why),
         method: Method::None,
@@ -220,17 +288,6 @@ fn evaluate_with(dir: &Path, req: &BuildRequest, printer: &Printer, record: bool
         host_fingerprint: None,
         plan: None,
     };
-    let digest = request_digest(req);
-    if let Some(fp) = stamp::still_fresh(dir, &digest) {
-        printer.stage("check: nothing changed since the last check (stat-level stamp)");
-        return Evaluation {
-            freshness: Freshness::Fresh,
-            method: Method::Stamp,
-            appliance_fingerprint: Some(fp.clone()),
-            host_fingerprint: Some(fp),
-            plan: None,
-        };
-    }
     if !dir.join(manifest::MANIFEST_NAME).exists() {
         let why = if dir.is_dir() {
             format!("{} has no {} (not built by guestfs-appliance)", dir.display(), manifest::MANIFEST_NAME)
@@ -256,7 +313,7 @@ fn evaluate_with(dir: &Path, req: &BuildRequest, printer: &Printer, record: bool
     let freshness = if new.fingerprint == old.fingerprint {
         if !record {
             // Reports look without writing.
-        } else if let Err(e) = stamp::record(dir, &digest, &new.fingerprint, &plan.watched) {
+        } else if let Err(e) = stamp::record(dir, key, &new.fingerprint, &plan.watched) {
             printer.stage(format!("check: could not record the stamp beside {} ({e})", dir.display()));
         }
         Freshness::Fresh
@@ -504,7 +561,9 @@ mod tests {
     #[test]
     fn missing_appliance_is_unknown() {
         let tmp = tempfile::tempdir().unwrap();
-        let req = BuildRequest::for_dir(Some(tmp.path().join("none")), &Default::default()).unwrap();
-        assert!(matches!(check_appliance(&tmp.path().join("none"), &req), Freshness::Unknown(_)));
+        assert!(matches!(
+            check_as_built(&tmp.path().join("none"), &Config::default()),
+            Freshness::Unknown(_)
+        ));
     }
 }

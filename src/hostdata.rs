@@ -18,11 +18,12 @@
 //!   ([`hostfile_records`]); their times are the timestamp (ldconfig rewrites
 //!   `/etc/ld.so.cache` with a new mtime after every library install, mostly
 //!   with the same bytes);
-//! - the kernel modules tree is copied whole: its listing (path, type, mode,
-//!   owner; for modules also size and mtime, which the kernel package sets)
-//!   and the content of the files at its top (depmod's indexes, rewritten
-//!   with new times by every `depmod -a`, which get the timestamp) make one
-//!   digest ([`modules_tree_digest`]).
+//! - the kernel modules tree is copied whole. Its `kernel/` subtree is the
+//!   kernel package's, vouched for by the kernel image's sha256; the rest is
+//!   listed (path, type, mode, owner; for modules also size and mtime, which
+//!   their package sets) and the files at its top (depmod's indexes,
+//!   rewritten with new times by every `depmod -a`, which get the timestamp)
+//!   are hashed, into one digest ([`modules_tree_digest`]).
 //!
 //! This module decides metadata and digests; `appliance.rs` decides what
 //! goes into the tree, the writers how it is stored.
@@ -153,6 +154,14 @@ pub fn hostfile_records(root: &Path, paths: &[PathBuf]) -> Vec<ManifestHostfile>
         .collect()
 }
 
+/// The subdirectory of a modules directory that holds the kernel package's
+/// own modules (Debian, Fedora, Arch, SUSE alike). Like any package file,
+/// they are vouched for by their package, here through the kernel image's
+/// sha256 (same package, same build); walking its ~5,000 entries would cost
+/// more than the rest of `check` together. A module set change there runs
+/// depmod, whose indexes the digest hashes.
+const KERNEL_PACKAGE_SUBTREE: &str = "kernel";
+
 /// The modules tree digest and the paths whose `stat` tells it may have
 /// changed.
 #[derive(Debug, Clone)]
@@ -171,8 +180,10 @@ pub struct ModulesTree {
 /// (sorted walk, links not followed) its relative path, kind, mode and
 /// owner; for modules their size and mtime (kept in the image); for files at
 /// the top (depmod's indexes, whose times the image does not keep) the
-/// sha256 of their content; for symlinks the target. About 5,000 `lstat`s
-/// and 5 MB of hashing on a Debian kernel.
+/// sha256 of their content; for symlinks the target. `kernel/` is not
+/// walked (see [`KERNEL_PACKAGE_SUBTREE`]); what else is there (`updates/`,
+/// `extra/`: DKMS and other packages' modules) is. About 5 MB of hashing on
+/// a Debian kernel.
 pub fn modules_tree_digest(dir: &Path) -> Result<ModulesTree, HostDataError> {
     let md = std::fs::symlink_metadata(dir)
         .map_err(|source| HostDataError::Modules { path: dir.to_path_buf(), source })?;
@@ -215,7 +226,7 @@ impl ModulesWalk {
             )
             .as_bytes(),
         );
-        if !md.is_dir() {
+        if !md.is_dir() || rel == Path::new(KERNEL_PACKAGE_SUBTREE) {
             return Ok(());
         }
         let mut children = Vec::new();
@@ -279,8 +290,8 @@ mod tests {
     }
 
     /// depmod rewriting its indexes with the same bytes, reads and new
-    /// directory times leave the digest alone; a module's new mtime or an
-    /// index's new content change it.
+    /// directory times leave the digest alone; a DKMS module's new mtime or
+    /// an index's new content change it.
     #[test]
     fn modules_digest_follows_what_the_image_copies() {
         let tmp = tempfile::tempdir().unwrap();
@@ -303,11 +314,24 @@ mod tests {
         std::fs::remove_dir(dir.join("kernel/x")).unwrap();
         assert_eq!(modules_tree_digest(&dir).unwrap().sha256, first.sha256);
 
-        set_times(&dir.join("kernel/fs/ext4.ko"), 1_000, 2_000);
+        // A DKMS module rebuilt in place (same index content): new mtime.
+        std::fs::create_dir_all(dir.join("updates/dkms")).unwrap();
+        std::fs::write(dir.join("updates/dkms/vbox.ko"), "elf").unwrap();
+        set_times(&dir.join("updates/dkms/vbox.ko"), 1_000, 1_000);
+        let with_dkms = modules_tree_digest(&dir).unwrap().sha256;
+        assert_ne!(with_dkms, first.sha256);
+        set_times(&dir.join("updates/dkms/vbox.ko"), 1_000, 2_000);
         let rebuilt = modules_tree_digest(&dir).unwrap().sha256;
-        assert_ne!(rebuilt, first.sha256);
+        assert_ne!(rebuilt, with_dkms);
         std::fs::write(dir.join("modules.dep"), "kernel/fs/ext4.ko: kernel/fs/jbd2.ko\n").unwrap();
         assert_ne!(modules_tree_digest(&dir).unwrap().sha256, rebuilt);
+        // The kernel package's own modules are its word (the kernel image's
+        // hash), not walked.
+        set_times(&dir.join("kernel/fs/ext4.ko"), 1_000, 3_000);
+        std::fs::write(dir.join("kernel/fs/jbd2.ko"), "elf").unwrap();
+        let walked = modules_tree_digest(&dir).unwrap().sha256;
+        std::fs::remove_file(dir.join("kernel/fs/jbd2.ko")).unwrap();
+        assert_eq!(modules_tree_digest(&dir).unwrap().sha256, walked);
     }
 
     #[test]

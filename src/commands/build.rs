@@ -155,7 +155,8 @@ impl BuildRequest {
     ///
     /// This is the one place that decides what an existing appliance is
     /// compared with; `check`, `build --if-needed`, `cache list` and
-    /// `status` reach it through [`BuildRequest::for_appliance`].
+    /// `status` reach it through [`BuildRequest::for_appliance`], called by
+    /// [`crate::check::evaluate_as_built`].
     pub fn from_manifest(dir: &Path, m: &Manifest, src: &SourceArgs) -> Result<Self> {
         let (mut choice, paths) = m.input_request();
         let root = match &src.root {
@@ -213,12 +214,6 @@ impl BuildRequest {
         }
     }
 
-    /// [`BuildRequest::for_appliance`] with no source option given: the
-    /// appliance in `dir` exactly as it was built (for reports).
-    pub fn as_built(dir: &Path, config: &Config) -> Result<Self> {
-        Self::for_appliance(dir, &SourceArgs::default(), config)
-    }
-
     /// Defaults for a new build of `dir` from the default inputs.
     pub fn for_dir(dir: Option<PathBuf>, config: &Config) -> Result<Self> {
         Self::from_source(dir, None, &SourceArgs::default(), config)
@@ -262,9 +257,8 @@ pub fn run(args: &BuildArgs, config: &Config, printer: &Printer) -> Result<()> {
     }
     // Refresh DIR as it was built: options not given come from its manifest.
     let dir = args.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
-    let mut req = BuildRequest::for_appliance(&dir, &args.source, config)?;
-    req.lock_timeout = std::time::Duration::from_secs(args.lock_timeout);
-    match build_if_needed(&req, printer)? {
+    let timeout = std::time::Duration::from_secs(args.lock_timeout);
+    match refresh_as_built(&dir, &args.source, config, timeout, printer)? {
         IfNeeded::Fresh(dir) => printer.stage(format!("{} is fresh: nothing to do", dir.display())),
         IfNeeded::Built { why, summary } => {
             printer.info(format!("{} ({why})", summary.line()));
@@ -286,18 +280,48 @@ pub enum IfNeeded {
     },
 }
 
-/// Build only when the appliance is missing or stale. The lock is taken
-/// before the check (as supermin's `--lock` before `--if-newer`), so
-/// concurrent callers wait for the one building and then find it fresh.
+/// Build `req` only when its directory is missing or stale against `req`
+/// (`cache prime`: the appliance libguestfs needs, whatever was there).
 pub fn build_if_needed(req: &BuildRequest, printer: &Printer) -> Result<IfNeeded> {
     let dir = req.dir.as_deref().context("--if-needed needs an appliance directory")?;
+    if_needed(dir, req.lock_path.as_deref(), req.lock_timeout, printer, |dir| {
+        Ok((crate::check::evaluate(dir, req, printer), Some(req.clone())))
+    })
+}
+
+/// `build --if-needed DIR`: rebuild DIR, as it was built (source options
+/// in `src` replacing the recorded ones), only when it is missing or stale.
+pub fn refresh_as_built(
+    dir: &Path,
+    src: &SourceArgs,
+    config: &Config,
+    lock_timeout: std::time::Duration,
+    printer: &Printer,
+) -> Result<IfNeeded> {
+    if_needed(dir, None, lock_timeout, printer, |dir| {
+        let (eval, req) = crate::check::evaluate_as_built(dir, src, config, printer, true)?;
+        Ok((eval, req.map(|r| BuildRequest { lock_timeout, ..r })))
+    })
+}
+
+/// The lock is taken before the check (as supermin's `--lock` before
+/// `--if-newer`), so concurrent callers wait for the one building and then
+/// find it fresh. `evaluate` judges the resolved directory and returns the
+/// request to build with (only a stamp's "fresh" may come without one).
+fn if_needed(
+    dir: &Path,
+    lock_path: Option<&Path>,
+    lock_timeout: std::time::Duration,
+    printer: &Printer,
+    evaluate: impl FnOnce(&Path) -> Result<(crate::check::Evaluation, Option<BuildRequest>)>,
+) -> Result<IfNeeded> {
     let dir = output::resolve_target(&absolute(dir))?;
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating parent directory {}", parent.display()))?;
     }
-    let lock = lock_for(&dir, req, printer)?;
-    let eval = crate::check::evaluate(&dir, req, printer);
+    let lock = lock_for(&dir, lock_path, lock_timeout, printer)?;
+    let (eval, req) = evaluate(&dir)?;
     let why = match &eval.freshness {
         crate::check::Freshness::Fresh => return Ok(IfNeeded::Fresh(dir)),
         crate::check::Freshness::Stale(changes) => {
@@ -308,16 +332,22 @@ pub fn build_if_needed(req: &BuildRequest, printer: &Printer) -> Result<IfNeeded
         }
         crate::check::Freshness::Unknown(why) => why.clone(),
     };
-    let summary = build_locked(req, printer, Some(lock), eval.plan)?;
+    let req = req.context("internal error: a stale appliance without a build request")?;
+    let summary = build_locked(&req, printer, Some(lock), eval.plan)?;
     Ok(IfNeeded::Built { why, summary: Box::new(summary) })
 }
 
-fn lock_for(dir: &Path, req: &BuildRequest, printer: &Printer) -> Result<OutputLock> {
-    let lock_path = match &req.lock_path {
-        Some(p) => p.clone(),
+fn lock_for(
+    dir: &Path,
+    lock_path: Option<&Path>,
+    timeout: std::time::Duration,
+    printer: &Printer,
+) -> Result<OutputLock> {
+    let lock_path = match lock_path {
+        Some(p) => p.to_path_buf(),
         None => output::lock_path_for(dir)?,
     };
-    Ok(OutputLock::acquire(&lock_path, req.lock_timeout, || {
+    Ok(OutputLock::acquire(&lock_path, timeout, || {
         printer.info(format!("waiting for another build holding {}", lock_path.display()))
     })?)
 }
@@ -687,7 +717,7 @@ fn build_locked(
         target.clone().or_else(|| tar_path.clone()).context("nothing to build: give DIR or --tar FILE")?;
     let _lock = match (&target, held) {
         (_, Some(lock)) => Some(lock),
-        (Some(dir), None) => Some(lock_for(dir, req, printer)?),
+        (Some(dir), None) => Some(lock_for(dir, req.lock_path.as_deref(), req.lock_timeout, printer)?),
         (None, None) => None,
     };
     for old in output::clean_leftovers(&lock_target)? {
@@ -840,10 +870,10 @@ fn build_locked(
             crate::stamp::clear(&lock_target);
             staging.commit()?;
             // The new appliance is fresh by construction: record the stamp so
-            // the next `check` answers from stat alone.
-            let digest = crate::check::request_digest(req);
-            if let Err(e) = crate::stamp::record(&lock_target, &digest, &manifest.fingerprint, &plan.watched)
-            {
+            // the next `check DIR` (which judges DIR as built, and its
+            // manifest records `req`) answers from stat alone.
+            let key = crate::check::as_built_key(&SourceArgs::default());
+            if let Err(e) = crate::stamp::record(&lock_target, &key, &manifest.fingerprint, &plan.watched) {
                 printer.stage(format!("check: could not record the stamp ({e})"));
             }
         }

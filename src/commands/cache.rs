@@ -51,11 +51,7 @@ fn find(paths: &[PathBuf], config: &Config) -> Result<Vec<PathBuf>> {
 /// Check an `appliance.d` holding our manifest against the host, as its
 /// manifest says it was built.
 fn manifest_state(dir: &Path, config: &Config) -> ApplianceState {
-    let req = match BuildRequest::as_built(dir, config) {
-        Ok(r) => r,
-        Err(e) => return ApplianceState::Unknown(crate::error_line(&e)),
-    };
-    match check::check_appliance(dir, &req) {
+    match check::check_as_built(dir, config) {
         Freshness::Fresh => ApplianceState::Fresh,
         Freshness::Stale(changes) => ApplianceState::Stale(changes.iter().map(|c| c.to_string()).collect()),
         Freshness::Unknown(why) => ApplianceState::Unknown(why),

@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::check::{self, Change, Freshness, Method};
 use crate::cli::CheckArgs;
-use crate::commands::build::BuildRequest;
 use crate::config::Config;
 use crate::printer::Printer;
 
@@ -30,8 +29,7 @@ struct CheckJson<'a> {
 /// Run `check`; returns the exit code.
 pub fn run(args: &CheckArgs, config: &Config, printer: &Printer) -> Result<ExitCode> {
     let dir = args.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
-    let req = BuildRequest::for_appliance(&dir, &args.source, config)?;
-    let eval = check::evaluate(&dir, &req, printer);
+    let (eval, _) = check::evaluate_as_built(&dir, &args.source, config, printer, true)?;
     let (status, code, reason, changes): (_, u8, Option<&str>, &[Change]) = match &eval.freshness {
         Freshness::Fresh => ("fresh", 0, None, &[]),
         Freshness::Stale(c) => ("stale", 1, None, c),

@@ -17,7 +17,6 @@ use serde::Serialize;
 
 use super::{location, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
 use crate::check::{self, Freshness};
-use crate::commands::build::BuildRequest;
 use crate::config::{Config, HealthConfig};
 use crate::image::ext2;
 use crate::kernel::{self, KernelEnv};
@@ -207,13 +206,7 @@ fn read_head(path: &Path) -> Option<Vec<u8>> {
 
 /// Freshness as `check DIR` computes it: against what DIR was built from.
 fn check_freshness(dir: &Path, config: &Config) -> FreshnessFacts {
-    let req = match BuildRequest::as_built(dir, config) {
-        Ok(r) => r,
-        Err(e) => {
-            return FreshnessFacts { state: "unknown", changes: vec![], reason: Some(crate::error_line(&e)) };
-        }
-    };
-    match check::check_appliance(dir, &req) {
+    match check::check_as_built(dir, config) {
         Freshness::Fresh => FreshnessFacts { state: "fresh", changes: vec![], reason: None },
         Freshness::Stale(changes) => FreshnessFacts {
             state: "stale",
