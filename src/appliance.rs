@@ -8,9 +8,12 @@
 //! 3. hostfiles (glob-expanded);
 //! 4. the kernel's modules directory, as `/lib/modules/<version>`.
 //!
-//! Host entries become [`Node`]s from `lstat` of the host path; regular files
-//! keep only their host path (their bytes are copied later by the writer, so
-//! each host file is read once). Missing parents are taken from the host as
+//! Host entries become [`Node`]s from `lstat` of the host path, with the
+//! times [`crate::hostdata`] allows (package files and modules keep their
+//! mtime; directories, symlinks, hostfiles and depmod's indexes get the
+//! build's timestamp; atime and ctime never come from the host); regular
+//! files keep only their host path (their bytes are copied later by the
+//! writer, so each host file is read once). Missing parents are taken from the host as
 //! supermin's "munge" does, including directory symlinks such as
 //! `/lib -> usr/lib` on merged-/usr hosts, whose targets are created first.
 //! This module knows the sources but no on-disk format.
@@ -19,6 +22,7 @@ use std::ffi::OsString;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::hostdata::{self, HostTimes};
 use crate::image::files::{Content, Data, FileTree, Metadata, Node, TreeError};
 use crate::input::{BaseMembers, ExcludePattern, Inputs};
 use crate::kernel::KernelChoice;
@@ -79,19 +83,20 @@ pub struct ComposeSources<'a> {
     pub hostfiles: &'a [PathBuf],
     /// The kernel whose modules go in.
     pub kernel: &'a KernelChoice,
-    /// Time for entries we invent (missing parents of archive members).
-    pub default_time: i64,
+    /// Time for entries we invent (missing parents of archive members) and
+    /// for host entries whose own times are volatile.
+    pub timestamp: i64,
 }
 
 /// Build the appliance tree. Errors name the path involved.
 pub fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), ComposeError> {
     let mut stats = ComposeStats::default();
-    let root_meta = Metadata::new(0o755, 0, 0, src.default_time);
+    let root_meta = Metadata::new(0o755, 0, 0, src.timestamp);
     let mut tree = FileTree::new(root_meta);
-    src.base.unpack(&mut tree, src.default_time)?;
+    src.base.unpack(&mut tree, src.timestamp)?;
 
-    // Package files: (destination, source) pairs.
-    let mut entries: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(src.package_files.len());
+    // Package files: (destination, source, times) triples.
+    let mut entries: Vec<(PathBuf, PathBuf, HostTimes)> = Vec::with_capacity(src.package_files.len());
     stats.package_paths = src.package_files.len();
     for f in src.package_files {
         if f.path.starts_with("/etc") && f.path != Path::new("/etc") {
@@ -105,16 +110,16 @@ pub fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), Com
             stats.excluded += 1;
             continue;
         }
-        entries.push((f.path.clone(), f.source.clone()));
+        entries.push((f.path.clone(), f.source.clone(), HostTimes::KeepMtime));
     }
     stats.hostfiles = src.hostfiles.len();
-    entries.extend(src.hostfiles.iter().map(|p| (p.clone(), p.clone())));
+    entries.extend(src.hostfiles.iter().map(|p| (p.clone(), p.clone(), HostTimes::Timestamp)));
     // Stable sort by destination: parents come before children, and for a
     // duplicated path the later (hostfiles) entry is inserted last and wins.
     entries.sort_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
 
-    let mut composer = HostComposer { tree, root: src.root };
-    for (dest, source) in &entries {
+    let mut composer = HostComposer { tree, root: src.root, timestamp: src.timestamp };
+    for (dest, source, times) in &entries {
         let source_host = host_path(src.root, source);
         let chosen = match std::fs::symlink_metadata(&source_host) {
             Ok(md) if md.is_file() => Some((source_host, md)),
@@ -127,7 +132,7 @@ pub fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), Com
             stats.missing_on_host += 1;
             continue;
         };
-        let node = node_from_host(&host, &md)?;
+        let node = node_from_host(&host, &md, *times, src.timestamp)?;
         composer.add(dest, &host, node, 0)?;
     }
 
@@ -151,7 +156,7 @@ pub fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), Com
         let dest = if rel.as_os_str().is_empty() { modules_dest.clone() } else { modules_dest.join(rel) };
         let md = std::fs::symlink_metadata(item.path())
             .map_err(|source| ComposeError::Host { path: item.path().to_path_buf(), source })?;
-        let node = node_from_host(item.path(), &md)?;
+        let node = node_from_host(item.path(), &md, hostdata::module_times(rel), src.timestamp)?;
         composer.tree.insert(&dest, node)?;
         if !md.is_dir() {
             stats.module_files += 1;
@@ -182,11 +187,17 @@ pub fn host_path(root: &Path, path: &Path) -> PathBuf {
     }
 }
 
-/// Turn a host `lstat` result into a tree node. Directories lose setuid (as
-/// supermin); symlinks keep their exact target text.
-pub fn node_from_host(host: &Path, md: &std::fs::Metadata) -> Result<Node, ComposeError> {
+/// Turn a host `lstat` result into a tree node, with times by `times` (see
+/// [`hostdata::image_metadata`]). Directories lose setuid (as supermin);
+/// symlinks keep their exact target text.
+pub fn node_from_host(
+    host: &Path,
+    md: &std::fs::Metadata,
+    times: HostTimes,
+    timestamp: i64,
+) -> Result<Node, ComposeError> {
     let ft = md.file_type();
-    let mut meta = Metadata::from_std(md);
+    let mut meta = hostdata::image_metadata(md, times, timestamp);
     let content = if ft.is_dir() {
         meta.perm &= 0o3777;
         Content::Directory
@@ -212,6 +223,8 @@ pub fn node_from_host(host: &Path, md: &std::fs::Metadata) -> Result<Node, Compo
 struct HostComposer<'a> {
     tree: FileTree,
     root: &'a Path,
+    /// Times of the parents and link targets taken from the host.
+    timestamp: i64,
 }
 
 /// Guard against symlink cycles on a broken host.
@@ -258,7 +271,7 @@ impl HostComposer<'_> {
         let host = host_path(self.root, path);
         let md = std::fs::symlink_metadata(&host)
             .map_err(|source| ComposeError::Host { path: host.clone(), source })?;
-        let node = node_from_host(&host, &md)?;
+        let node = node_from_host(&host, &md, HostTimes::Timestamp, self.timestamp)?;
         self.add(path, &host, node, depth + 1)
     }
 }
@@ -279,12 +292,18 @@ mod tests {
         std::fs::create_dir_all(r.join("usr/lib/x")).unwrap();
         std::fs::write(r.join("usr/lib/x/libfoo.so"), b"elf").unwrap();
         std::os::unix::fs::symlink("usr/lib", r.join("lib")).unwrap();
-        let mut c = HostComposer { tree: FileTree::new(Metadata::new(0o755, 0, 0, 0)), root: r };
+        let mut c =
+            HostComposer { tree: FileTree::new(Metadata::new(0o755, 0, 0, 0)), root: r, timestamp: 7 };
         c.ensure_host_path(Path::new("/lib/x/libfoo.so"), 0).unwrap();
         let id = c.tree.lookup(Path::new("/usr/lib/x/libfoo.so")).expect("file under usr");
         assert!(matches!(c.tree.node(id).content, Content::Regular(Data::Host { len: 3, .. })));
         let lib = c.tree.lookup(Path::new("/lib")).unwrap();
         assert_eq!(c.tree.node(lib).content, Content::Symlink("usr/lib".into()));
+        // Parents taken from the host carry the timestamp, not host times.
+        let usr = c.tree.lookup(Path::new("/usr")).unwrap();
+        let m = c.tree.node(usr).meta;
+        assert_eq!((m.atime, m.mtime, m.ctime), (7, 7, 7));
+        assert_eq!(c.tree.node(lib).meta.mtime, 7);
     }
 
     #[test]

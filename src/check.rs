@@ -2,20 +2,28 @@
 //!
 //! Fresh means: recomputing the fingerprint from the host now (the resolved
 //! package set with versions and architectures, the inputs' content, the
-//! kernel and its modules.dep, the options, our format version) gives the
-//! fingerprint recorded in the appliance's manifest. File dates play no part,
-//! so `touch`ing the dpkg status file or reinstalling a package keeps an
-//! appliance fresh, while an upgrade inside the closure makes it stale.
+//! kernel and its modules tree, what the hostfiles match and their content,
+//! the options, our format version) gives the fingerprint recorded in the
+//! appliance's manifest. Host file dates play no part, so `touch`ing the
+//! dpkg status file or reinstalling a package keeps an appliance fresh,
+//! while an upgrade inside the closure or a new `/etc/ld.so.cache` makes it
+//! stale. What "now" is built from (inputs, options, host root) is the
+//! caller's [`BuildRequest`]: normally the appliance's own recipe, from
+//! [`BuildRequest::for_appliance`].
 //!
 //! When nothing the fingerprint depends on changed since the last exact
-//! answer (see [`crate::stamp`]), the answer comes from `stat` alone.
+//! answer (see [`crate::stamp`]), the answer comes from `stat` alone; for an
+//! appliance judged as built, without even parsing its manifest.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::cli::SourceArgs;
 use crate::commands::build::{self, BuildRequest, Plan};
+use crate::config::Config;
 use crate::manifest::{self, Manifest};
 use crate::printer::Printer;
 use crate::stamp;
@@ -69,6 +77,22 @@ pub enum Change {
         /// The input file.
         path: String,
     },
+    /// A path a hostfiles pattern matches changed content, kind, mode or
+    /// owner.
+    HostfileChanged {
+        /// The path in the appliance.
+        path: String,
+    },
+    /// A hostfiles pattern matches a new path.
+    HostfileAdded {
+        /// The path in the appliance.
+        path: String,
+    },
+    /// A path the hostfiles patterns matched is gone.
+    HostfileRemoved {
+        /// The path in the appliance.
+        path: String,
+    },
     /// A build option differs.
     OptionChanged {
         /// Which option.
@@ -97,11 +121,16 @@ impl std::fmt::Display for Change {
         match self {
             Change::PackageAdded { package, version } => write!(f, "package added: {package} {version}"),
             Change::PackageRemoved { package, version } => write!(f, "package removed: {package} {version}"),
-            Change::PackageUpgraded { package, old, new } => write!(f, "package upgraded: {package} {old} → {new}"),
+            Change::PackageUpgraded { package, old, new } => {
+                write!(f, "package upgraded: {package} {old} → {new}")
+            }
             Change::KernelChanged { old, new } => write!(f, "kernel changed: {old} → {new}"),
             Change::InputChanged { path } => write!(f, "input changed: {path}"),
             Change::InputAdded { path } => write!(f, "input added: {path}"),
             Change::InputRemoved { path } => write!(f, "input removed: {path}"),
+            Change::HostfileChanged { path } => write!(f, "hostfile changed: {path}"),
+            Change::HostfileAdded { path } => write!(f, "hostfile added: {path}"),
+            Change::HostfileRemoved { path } => write!(f, "hostfile removed: {path}"),
             Change::OptionChanged { option, old, new } => write!(f, "option changed: {option} {old} → {new}"),
             Change::FormatChanged { old, new } => write!(f, "format changed: {old} → {new}"),
             Change::Other { what } => write!(f, "changed: {what}"),
@@ -147,13 +176,13 @@ pub struct Evaluation {
 }
 
 /// Digest of everything in the request that could change the answer
-/// without changing a watched file: options, `SUPERMIN_*` variables and our
-/// own version.
+/// without changing a watched file: options, `SOURCE_DATE_EPOCH`,
+/// `SUPERMIN_*` variables and our own version.
 pub fn request_digest(req: &BuildRequest) -> String {
     let mut h = Sha256::new();
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let text = format!(
-        "{}\n{}\n{:?}\n{}\n{}\n{}\n{}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+        "{}\n{}\n{:?}\n{}\n{}\n{}\n{}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
         env!("CARGO_PKG_VERSION"),
         manifest::FORMAT_VERSION,
         req.inputs,
@@ -164,6 +193,7 @@ pub fn request_digest(req: &BuildRequest) -> String {
         req.host_cpu,
         req.extra_packages,
         req.extra_excludes,
+        req.source_date_epoch,
         env("SUPERMIN_KERNEL"),
         env("SUPERMIN_MODULES"),
         env("SUPERMIN_KERNEL_VERSION"),
@@ -172,20 +202,85 @@ pub fn request_digest(req: &BuildRequest) -> String {
     manifest::hex(&h.finalize())
 }
 
-/// Check `dir` against the host as `req` describes it (quietly), writing
-/// nothing: reports (`status`, `cache list`) must not leave files, possibly
-/// root-owned, beside appliances they only look at.
-pub fn check_appliance(dir: &Path, req: &BuildRequest) -> Freshness {
-    evaluate_with(dir, req, &Printer::quiet(), false).freshness
+/// The stamp key of "the appliance as built, with these source options
+/// given": everything that, with the manifest file (whose `stat` the stamp
+/// also checks), decides the request [`BuildRequest::for_appliance`] makes.
+/// So the stamp answers without parsing the manifest.
+pub fn as_built_key(src: &SourceArgs) -> String {
+    let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let text = format!(
+        "as built\n{}\n{}\n{:?}\n{}\n{:?}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+        env!("CARGO_PKG_VERSION"),
+        manifest::FORMAT_VERSION,
+        src.inputs.iter().map(|p| abs(p)).collect::<Vec<_>>(),
+        src.minimal,
+        src.size,
+        src.strict,
+        src.root.as_deref().map(abs),
+        src.host_cpu,
+        env(crate::commands::build::SOURCE_DATE_EPOCH),
+        env("SUPERMIN_KERNEL"),
+        env("SUPERMIN_MODULES"),
+        env("SUPERMIN_KERNEL_VERSION"),
+    );
+    manifest::sha256_hex(text.as_bytes())
 }
 
-/// Evaluate `dir`: stamp first, then the exact computation. Records a new
-/// stamp when the computation finds it fresh.
+/// Check `dir` against what it was built from (its manifest), quietly and
+/// writing nothing: reports (`status`, `cache list`) must not leave files,
+/// possibly root-owned, beside appliances they only look at.
+pub fn check_as_built(dir: &Path, config: &Config) -> Freshness {
+    match evaluate_as_built(dir, &SourceArgs::default(), config, &Printer::quiet(), false) {
+        Ok((eval, _)) => eval.freshness,
+        Err(e) => Freshness::Unknown(crate::error_line(&e)),
+    }
+}
+
+/// Evaluate `dir` against what it was built from, with the source options
+/// in `src` replacing the recorded ones ([`BuildRequest::for_appliance`]):
+/// stamp first (no manifest parsing), then the exact computation, stamped
+/// when fresh and `record`. Returns the request when it was made (always,
+/// unless the stamp answered). Errors: a bad option in `src`.
+pub fn evaluate_as_built(
+    dir: &Path,
+    src: &SourceArgs,
+    config: &Config,
+    printer: &Printer,
+    record: bool,
+) -> anyhow::Result<(Evaluation, Option<BuildRequest>)> {
+    let key = as_built_key(src);
+    if let Some(eval) = from_stamp(dir, &key, printer) {
+        return Ok((eval, None));
+    }
+    let req = BuildRequest::for_appliance(dir, src, config)?;
+    let eval = evaluate_exact(dir, &req, &key, printer, record);
+    Ok((eval, Some(req)))
+}
+
+/// Evaluate `dir` against `req`: stamp first, then the exact computation.
+/// Records a new stamp when the computation finds it fresh.
 pub fn evaluate(dir: &Path, req: &BuildRequest, printer: &Printer) -> Evaluation {
-    evaluate_with(dir, req, printer, true)
+    let key = request_digest(req);
+    from_stamp(dir, &key, printer).unwrap_or_else(|| evaluate_exact(dir, req, &key, printer, true))
 }
 
-fn evaluate_with(dir: &Path, req: &BuildRequest, printer: &Printer, record: bool) -> Evaluation {
+/// "Fresh" when the stamp recorded under `key` still holds.
+fn from_stamp(dir: &Path, key: &str, printer: &Printer) -> Option<Evaluation> {
+    let fp = stamp::still_fresh(dir, key)?;
+    printer.stage("check: nothing changed since the last check (stat-level stamp)");
+    Some(Evaluation {
+        freshness: Freshness::Fresh,
+        method: Method::Stamp,
+        appliance_fingerprint: Some(fp.clone()),
+        host_fingerprint: Some(fp),
+        plan: None,
+    })
+}
+
+/// Recompute the fingerprint for `req` and compare; stamp under `key` when
+/// fresh and `record`.
+fn evaluate_exact(dir: &Path, req: &BuildRequest, key: &str, printer: &Printer, record: bool) -> Evaluation {
     let unknown = |why: String, fp: Option<String>| Evaluation {
         freshness: Freshness::Unknown(why),
         method: Method::None,
@@ -193,17 +288,6 @@ fn evaluate_with(dir: &Path, req: &BuildRequest, printer: &Printer, record: bool
         host_fingerprint: None,
         plan: None,
     };
-    let digest = request_digest(req);
-    if let Some(fp) = stamp::still_fresh(dir, &digest) {
-        printer.stage("check: nothing changed since the last check (stat-level stamp)");
-        return Evaluation {
-            freshness: Freshness::Fresh,
-            method: Method::Stamp,
-            appliance_fingerprint: Some(fp.clone()),
-            host_fingerprint: Some(fp),
-            plan: None,
-        };
-    }
     if !dir.join(manifest::MANIFEST_NAME).exists() {
         let why = if dir.is_dir() {
             format!("{} has no {} (not built by guestfs-appliance)", dir.display(), manifest::MANIFEST_NAME)
@@ -229,7 +313,7 @@ fn evaluate_with(dir: &Path, req: &BuildRequest, printer: &Printer, record: bool
     let freshness = if new.fingerprint == old.fingerprint {
         if !record {
             // Reports look without writing.
-        } else if let Err(e) = stamp::record(dir, &digest, &new.fingerprint, &plan.watched) {
+        } else if let Err(e) = stamp::record(dir, key, &new.fingerprint, &plan.watched) {
             printer.stage(format!("check: could not record the stamp beside {} ({e})", dir.display()));
         }
         Freshness::Fresh
@@ -246,31 +330,57 @@ fn evaluate_with(dir: &Path, req: &BuildRequest, printer: &Printer, record: bool
 }
 
 /// What differs between the appliance's manifest and the host's.
+///
+/// Options come first. When the inputs or the host root differ, the
+/// packages, inputs, hostfiles and kernel follow from that one change and
+/// are not itemised (`check --minimal` on a libguestfs appliance is one
+/// option change, not a list of 200 packages "removed"). Parts that the
+/// old manifest's format did not record are not compared (its format
+/// change says it is stale).
 pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Change> {
     let mut changes = Vec::new();
     if old.format_version != new.format_version {
         changes.push(Change::FormatChanged { old: old.format_version, new: new.format_version });
     }
+    let recorded_v2 = old.format_version >= 2;
     let mut opt = |option: &str, o: String, n: String| {
         if o != n {
             changes.push(Change::OptionChanged { option: option.into(), old: o, new: n });
+            true
+        } else {
+            false
         }
     };
+    let inputs_changed = opt("inputs", old.inputs_label(), new.inputs_label());
+    let root_changed = opt("root", old.options.root.clone(), new.options.root.clone());
     opt("size", old.options.size.to_string(), new.options.size.to_string());
     opt("host-cpu", old.options.host_cpu.clone(), new.options.host_cpu.clone());
-    opt("root", old.options.root.clone(), new.options.root.clone());
     opt("strict", old.options.strict.to_string(), new.options.strict.to_string());
     opt("extra-packages", old.options.extra_packages.join(","), new.options.extra_packages.join(","));
     opt("extra-excludes", old.options.extra_excludes.join(","), new.options.extra_excludes.join(","));
     opt("package-handler", old.package_handler.clone(), new.package_handler.clone());
+    let epoch = |e: Option<i64>| e.map_or_else(|| "unset".to_string(), |t| t.to_string());
+    let epoch_changed = recorded_v2
+        && opt(
+            "source-date-epoch",
+            epoch(old.options.source_date_epoch),
+            epoch(new.options.source_date_epoch),
+        );
+    if inputs_changed || root_changed {
+        return changes;
+    }
 
     let (ok, nk) = (&old.kernel, &new.kernel);
+    let tree_changed = recorded_v2 && ok.modules_tree_sha256 != nk.modules_tree_sha256;
     if ok.version != nk.version || ok.path != nk.path {
         changes.push(Change::KernelChanged {
             old: format!("{} ({})", ok.version, ok.path),
             new: format!("{} ({})", nk.version, nk.path),
         });
-    } else if ok.sha256 != nk.sha256 || ok.modules_dep_sha256 != nk.modules_dep_sha256 || ok.modules_dir != nk.modules_dir
+    } else if ok.sha256 != nk.sha256
+        || ok.modules_dep_sha256 != nk.modules_dep_sha256
+        || ok.modules_dir != nk.modules_dir
+        || tree_changed
     {
         changes.push(Change::KernelChanged {
             old: format!("{} (rebuilt or modules changed)", ok.version),
@@ -278,8 +388,8 @@ pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Change> {
         });
     }
 
-    let old_inputs: std::collections::BTreeMap<_, _> = old.inputs.iter().map(|i| (&i.path, i)).collect();
-    let new_inputs: std::collections::BTreeMap<_, _> = new.inputs.iter().map(|i| (&i.path, i)).collect();
+    let old_inputs: BTreeMap<_, _> = old.inputs.iter().map(|i| (&i.path, i)).collect();
+    let new_inputs: BTreeMap<_, _> = new.inputs.iter().map(|i| (&i.path, i)).collect();
     for (path, n) in &new_inputs {
         match old_inputs.get(path) {
             None => changes.push(Change::InputAdded { path: path.to_string() }),
@@ -292,15 +402,43 @@ pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Change> {
     for path in old_inputs.keys().filter(|p| !new_inputs.contains_key(*p)) {
         changes.push(Change::InputRemoved { path: path.to_string() });
     }
+    let input_changed = changes.iter().any(|c| {
+        matches!(c, Change::InputChanged { .. } | Change::InputAdded { .. } | Change::InputRemoved { .. })
+    });
+    if recorded_v2 && !epoch_changed && !input_changed && old.options.timestamp != new.options.timestamp {
+        // Without SOURCE_DATE_EPOCH the timestamp is the newest input
+        // file's mtime: an input edited shows as that, a touched one as this.
+        changes.push(Change::OptionChanged {
+            option: "timestamp".into(),
+            old: old.options.timestamp.to_string(),
+            new: new.options.timestamp.to_string(),
+        });
+    }
     if old.hostfiles != new.hostfiles && changes.iter().all(|c| !matches!(c, Change::InputChanged { .. })) {
         changes.push(Change::Other { what: "hostfiles patterns".into() });
+    }
+    if recorded_v2 {
+        let old_files: BTreeMap<_, _> = old.host_files.iter().map(|h| (&h.path, h)).collect();
+        let new_files: BTreeMap<_, _> = new.host_files.iter().map(|h| (&h.path, h)).collect();
+        for (path, n) in &new_files {
+            match old_files.get(path) {
+                None => changes.push(Change::HostfileAdded { path: path.to_string() }),
+                Some(o) if o != n => changes.push(Change::HostfileChanged { path: path.to_string() }),
+                _ => {}
+            }
+        }
+        for path in old_files.keys().filter(|p| !new_files.contains_key(*p)) {
+            changes.push(Change::HostfileRemoved { path: path.to_string() });
+        }
     }
 
     let old_pkgs = old.package_map();
     let new_pkgs = new.package_map();
     for (name, version) in &new_pkgs {
         match old_pkgs.get(name) {
-            None => changes.push(Change::PackageAdded { package: name.clone(), version: version.to_string() }),
+            None => {
+                changes.push(Change::PackageAdded { package: name.clone(), version: version.to_string() })
+            }
             Some(o) if o != version => changes.push(Change::PackageUpgraded {
                 package: name.clone(),
                 old: o.to_string(),
@@ -331,7 +469,11 @@ mod tests {
         new.packages.push(ManifestPackage { name: "zsh".into(), version: "1".into(), arch: "amd64".into() });
         new.kernel.version = "6.1.0-57-amd64".into();
         new.inputs[0].sha256 = "dd".into();
-        new.inputs.push(ManifestInput { path: "/x/new".into(), kind: "packages".into(), sha256: "ee".into() });
+        new.inputs.push(ManifestInput {
+            path: "/x/new".into(),
+            kind: "packages".into(),
+            sha256: "ee".into(),
+        });
         new.options.size = 1 << 30;
         let lines: Vec<String> = diff(&old, &new).iter().map(|c| c.to_string()).collect();
         assert!(lines.contains(&"package upgraded: bash:amd64 5.2 → 5.3".to_string()), "{lines:?}");
@@ -343,18 +485,85 @@ mod tests {
     }
 
     #[test]
+    fn other_inputs_are_one_option_change_not_packages_removed() {
+        let old = crate::manifest::tests::sample();
+        let mut new = old.clone();
+        new.options.inputs = Some(crate::manifest::InputChoice::Minimal);
+        new.options.input_paths.clear();
+        new.inputs = vec![ManifestInput {
+            path: "<embedded>/packages".into(),
+            kind: "packages".into(),
+            sha256: "ee".into(),
+        }];
+        new.packages.clear();
+        new.host_files.clear();
+        let lines: Vec<String> = diff(&old, &new).iter().map(|c| c.to_string()).collect();
+        assert_eq!(lines, ["option changed: inputs /x → minimal"]);
+    }
+
+    #[test]
+    fn hostfiles_are_itemised() {
+        let old = crate::manifest::tests::sample();
+        let mut new = old.clone();
+        new.host_files[0].content = "c1".into();
+        let mut added = new.host_files[0].clone();
+        added.path = "/lib/lsb/init-functions".into();
+        new.host_files.push(added);
+        let lines: Vec<String> = diff(&old, &new).iter().map(|c| c.to_string()).collect();
+        assert_eq!(lines, ["hostfile changed: /etc/ld.so.cache", "hostfile added: /lib/lsb/init-functions"]);
+        let lines: Vec<String> = diff(&new, &old).iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            lines,
+            ["hostfile changed: /etc/ld.so.cache", "hostfile removed: /lib/lsb/init-functions"]
+        );
+    }
+
+    /// A format-1 manifest recorded no hostfile matches, timestamp or
+    /// modules tree: the format change says it is stale, without noise.
+    #[test]
+    fn format_1_manifest_is_a_format_change_without_noise() {
+        let mut old = crate::manifest::tests::sample();
+        old.format_version = 1;
+        old.options.inputs = None;
+        old.options.input_paths.clear();
+        old.options.timestamp = 0;
+        old.host_files.clear();
+        old.kernel.modules_tree_sha256.clear();
+        let new = crate::manifest::tests::sample();
+        let lines: Vec<String> = diff(&old, &new).iter().map(|c| c.to_string()).collect();
+        assert_eq!(lines, [format!("format changed: 1 → {}", crate::manifest::FORMAT_VERSION)]);
+    }
+
+    #[test]
+    fn timestamp_and_source_date_epoch_are_options() {
+        let old = crate::manifest::tests::sample();
+        let mut new = old.clone();
+        new.options.timestamp += 60;
+        let lines: Vec<String> = diff(&old, &new).iter().map(|c| c.to_string()).collect();
+        assert_eq!(lines, ["option changed: timestamp 1700000000 → 1700000060"]);
+        new.options.source_date_epoch = Some(1_700_000_060);
+        let lines: Vec<String> = diff(&old, &new).iter().map(|c| c.to_string()).collect();
+        assert_eq!(lines, ["option changed: source-date-epoch unset → 1700000060"]);
+    }
+
+    #[test]
     fn diff_of_removed_package() {
         let old = crate::manifest::tests::sample();
         let mut new = old.clone();
         new.packages.clear();
         let changes = diff(&old, &new);
-        assert_eq!(changes, vec![Change::PackageRemoved { package: "bash:amd64".into(), version: "5.2".into() }]);
+        assert_eq!(
+            changes,
+            vec![Change::PackageRemoved { package: "bash:amd64".into(), version: "5.2".into() }]
+        );
     }
 
     #[test]
     fn missing_appliance_is_unknown() {
         let tmp = tempfile::tempdir().unwrap();
-        let req = BuildRequest::for_dir(Some(tmp.path().join("none")), &Default::default()).unwrap();
-        assert!(matches!(check_appliance(&tmp.path().join("none"), &req), Freshness::Unknown(_)));
+        assert!(matches!(
+            check_as_built(&tmp.path().join("none"), &Config::default()),
+            Freshness::Unknown(_)
+        ));
     }
 }

@@ -217,6 +217,11 @@ pub struct CacheCleanArgs {
 
 /// What the appliance is built from: shared by `build` and `check`, so that
 /// `check` asks about the same appliance `build` would make.
+///
+/// Every field is "not given" by default: a new build fills the gaps from
+/// the config file and the defaults, while `check`, `build --if-needed`,
+/// `cache list` and `status` fill them from the existing appliance's
+/// manifest (see `BuildRequest::for_appliance`).
 #[derive(Debug, Args, Clone, Default)]
 pub struct SourceArgs {
     /// A supermin.d input directory or file (repeatable). Default:
@@ -233,12 +238,14 @@ pub struct SourceArgs {
     /// Fail when a package named in the input is not installed.
     #[arg(long)]
     pub strict: bool,
-    /// Host root holding the package database, files and kernels.
-    #[arg(long = "root", visible_alias = "dpkg-root", value_name = "DIR", default_value = "/")]
-    pub root: PathBuf,
-    /// CPU the appliance is for (kernel selection), as supermin's --host-cpu.
-    #[arg(long, value_name = "CPU", default_value = std::env::consts::ARCH)]
-    pub host_cpu: String,
+    /// Host root holding the package database, files and kernels
+    /// (default: /).
+    #[arg(long = "root", visible_alias = "dpkg-root", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// CPU the appliance is for (kernel selection), as supermin's --host-cpu
+    /// (default: this machine's).
+    #[arg(long, value_name = "CPU")]
+    pub host_cpu: Option<String>,
 }
 
 /// Options of `build`.
@@ -256,7 +263,8 @@ pub struct BuildArgs {
     /// .tar.xz if FILE ends in .xz.
     #[arg(long, value_name = "FILE")]
     pub tar: Option<PathBuf>,
-    /// Build only if DIR is missing or stale (for cron and package hooks).
+    /// Build only if DIR is missing or stale (for cron and package hooks);
+    /// source options not given are taken from DIR's manifest.
     #[arg(long, conflicts_with = "tar")]
     pub if_needed: bool,
     /// Give up waiting for another build of DIR after this many seconds.
@@ -270,7 +278,8 @@ pub struct CheckArgs {
     /// Appliance directory. Default: appliance.dir from the config file.
     #[arg(value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// What the appliance should be built from.
+    /// What the appliance should be built from; what is not given is taken
+    /// from DIR's manifest (what DIR was built from).
     #[command(flatten)]
     pub source: SourceArgs,
     /// Print the result as JSON on stdout.

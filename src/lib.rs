@@ -9,6 +9,8 @@
 //!   build.rs                             the build pipeline, wires everything
 //!   status.rs, env.rs                    health report; LIBGUESTFS_* for shells
 //! appliance.rs                           inputs + packages + modules -> FileTree
+//! hostdata.rs                            host metadata kept/normalized; hostfiles
+//!                                        and modules tree fingerprinted
 //! input/                                 supermin.d: classify, lists, base tarballs
 //!   archive.rs, archive/reader.rs          stream tar members (GNU, PAX, sparse) to scratch
 //! package/                               PackageDb trait; dpkg.rs reads /var/lib/dpkg
@@ -48,6 +50,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod health;
+pub mod hostdata;
 pub mod image;
 pub mod init;
 pub mod input;

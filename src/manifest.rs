@@ -3,14 +3,20 @@
 //!
 //! The fingerprint is a sha256 over a canonical, line-oriented rendering of
 //! everything that decides the appliance's content: the format version of
-//! this tool's output, the options, each input file's content hash, the
-//! kernel (version, path, content hash, modules.dep hash) and every package
-//! of the closure with version and architecture. It deliberately leaves out
-//! file dates, the tool's own version string (only [`FORMAT_VERSION`]) and
-//! anything about the build run (time, host name), so two builds from the
-//! same host state share a fingerprint, and the root image's UUID is derived
-//! from it. The manifest records all the parts so that `check` can say *what*
-//! changed, not only *that* something did.
+//! this tool's output, the options (including the timestamp given to
+//! entries whose host times are volatile), each input file's content hash,
+//! the kernel (version, path, content hash, modules.dep hash and a digest of
+//! the modules tree), every package of the closure with version and
+//! architecture, and what the hostfiles patterns matched with each file's
+//! content hash and the metadata the image copies (see [`crate::hostdata`]).
+//! The appliance's `kernel`, `initrd` and `root` are a pure function of it.
+//! It deliberately leaves out host file dates that ordinary activity moves
+//! (the image does not copy them), the tool's own version string (only
+//! [`FORMAT_VERSION`]) and anything about the build run (time, host name), so
+//! two builds from the same host state share a fingerprint, and the root
+//! image's UUID is derived from it. The manifest records all the parts so
+//! that `check` can say *what* changed, not only *that* something did, and
+//! the options so that `check DIR` can ask about the appliance DIR holds.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +26,11 @@ use sha2::{Digest, Sha256};
 
 /// Version of the appliance layout we write. Bump it when the same inputs
 /// would produce different output, so older appliances read as stale.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2: host times normalized (issue 7); hostfiles, the modules tree and the
+/// timestamp fingerprinted; options record how the inputs were chosen.
+/// Manifests of format 1 still read (the new fields have defaults).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// File name of the manifest inside an appliance directory.
 pub const MANIFEST_NAME: &str = "manifest.toml";
@@ -81,6 +91,23 @@ pub struct ManifestKernel {
     pub modules_dir: String,
     /// Hex sha256 of `modules.dep` (changes whenever the module set does).
     pub modules_dep_sha256: String,
+    /// Hex digest of the modules tree as the image copies it (see
+    /// [`crate::hostdata::modules_tree_digest`]); empty before format 2.
+    #[serde(default)]
+    pub modules_tree_sha256: String,
+}
+
+/// How the inputs of a build were chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputChoice {
+    /// No inputs named: libguestfs's installed supermin.d, else the built-in
+    /// minimal appliance (decided again at every build and check).
+    Default,
+    /// The built-in minimal appliance (`--minimal`).
+    Minimal,
+    /// Paths named with `--input` or the config file's `inputs`.
+    Given,
 }
 
 /// Options that change the output.
@@ -100,6 +127,42 @@ pub struct ManifestOptions {
     /// Exclude patterns added by the config file.
     #[serde(default)]
     pub extra_excludes: Vec<String>,
+    /// How the inputs were chosen; `None` in manifests older than format 2
+    /// (see [`Manifest::input_request`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<InputChoice>,
+    /// The input directories or files read, absolute; empty for the
+    /// built-in minimal appliance.
+    #[serde(default)]
+    pub input_paths: Vec<String>,
+    /// `SOURCE_DATE_EPOCH` of the build, if it was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<i64>,
+    /// Seconds since the epoch given to every entry whose host times are
+    /// not kept (directories, symlinks, hostfiles, invented entries):
+    /// `SOURCE_DATE_EPOCH`, else the newest input file's mtime.
+    #[serde(default)]
+    pub timestamp: i64,
+}
+
+/// One path a hostfiles pattern matched, with what the image copies of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestHostfile {
+    /// Path in the appliance (the host path under the root).
+    pub path: String,
+    /// `file`, `directory`, `symlink`, `char-device`, `block-device`,
+    /// `fifo`, `socket`, or `missing` (it vanished after the match).
+    pub kind: String,
+    /// Permission bits (`mode & 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Regular files: hex sha256 of the content (`unreadable` if it cannot
+    /// be read: the image then holds an empty file). Symlinks: the target.
+    /// Devices: the device number. Empty otherwise.
+    pub content: String,
 }
 
 /// Sizes of what was written (informational; not fingerprinted).
@@ -138,6 +201,9 @@ pub struct Manifest {
     pub inputs: Vec<ManifestInput>,
     /// hostfiles patterns, in order.
     pub hostfiles: Vec<String>,
+    /// What the hostfiles patterns matched, in copy order.
+    #[serde(default)]
+    pub host_files: Vec<ManifestHostfile>,
     /// Names requested by the inputs that were not installed.
     pub missing_packages: Vec<String>,
     /// The resolved closure, sorted.
@@ -169,16 +235,24 @@ impl Manifest {
         for e in &self.options.extra_excludes {
             line("option.extra_exclude", e);
         }
+        line("option.timestamp", &self.options.timestamp.to_string());
         line("kernel.version", &self.kernel.version);
         line("kernel.path", &self.kernel.path);
         line("kernel.sha256", &self.kernel.sha256);
         line("kernel.modules_dir", &self.kernel.modules_dir);
         line("kernel.modules_dep", &self.kernel.modules_dep_sha256);
+        line("kernel.modules_tree", &self.kernel.modules_tree_sha256);
         for i in &self.inputs {
             line("input", &format!("{}\t{}\t{}", i.path, i.kind, i.sha256));
         }
         for h in &self.hostfiles {
             line("hostfiles", h);
+        }
+        for h in &self.host_files {
+            line(
+                "hostfile",
+                &format!("{}\t{}\t{:o}\t{}\t{}\t{}", h.path, h.kind, h.mode, h.uid, h.gid, h.content),
+            );
         }
         for p in &self.packages {
             line("package", &format!("{}\t{}\t{}", p.name, p.version, p.arch));
@@ -223,6 +297,39 @@ impl Manifest {
         toml::from_str(&text).map_err(|e| ManifestError::Parse { path, message: e.message().to_string() })
     }
 
+    /// How this appliance's inputs were chosen and the paths given, for
+    /// asking about it again. Manifests older than format 2 do not record
+    /// it: all-embedded inputs were the minimal appliance, otherwise the
+    /// directories holding the input files are taken as given.
+    pub fn input_request(&self) -> (InputChoice, Vec<PathBuf>) {
+        match self.options.inputs {
+            Some(choice) => (choice, self.options.input_paths.iter().map(PathBuf::from).collect()),
+            None if self.inputs.iter().all(|i| i.path.starts_with("<embedded>")) => {
+                (InputChoice::Minimal, Vec::new())
+            }
+            None => {
+                let mut dirs: Vec<PathBuf> = Vec::new();
+                for i in &self.inputs {
+                    let dir = Path::new(&i.path).parent().map(Path::to_path_buf).unwrap_or_default();
+                    if !dirs.contains(&dir) {
+                        dirs.push(dir);
+                    }
+                }
+                (InputChoice::Given, dirs)
+            }
+        }
+    }
+
+    /// The inputs as people name them: `minimal` for the built-in
+    /// appliance, else the paths read, comma-separated.
+    pub fn inputs_label(&self) -> String {
+        let (_, paths) = self.input_request();
+        if paths.is_empty() {
+            return "minimal".into();
+        }
+        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    }
+
     /// Package versions keyed by `name:arch`, for comparisons.
     pub fn package_map(&self) -> BTreeMap<String, &str> {
         self.packages.iter().map(|p| (format!("{}:{}", p.name, p.arch), p.version.as_str())).collect()
@@ -265,6 +372,10 @@ pub(crate) mod tests {
                 strict: false,
                 extra_packages: vec![],
                 extra_excludes: vec![],
+                inputs: Some(InputChoice::Given),
+                input_paths: vec!["/x".into()],
+                source_date_epoch: None,
+                timestamp: 1_700_000_000,
             },
             kernel: ManifestKernel {
                 version: "6.1.0-56-amd64".into(),
@@ -272,11 +383,28 @@ pub(crate) mod tests {
                 sha256: "aa".into(),
                 modules_dir: "/lib/modules/6.1.0-56-amd64".into(),
                 modules_dep_sha256: "bb".into(),
+                modules_tree_sha256: "b0".into(),
             },
-            inputs: vec![ManifestInput { path: "/x/packages".into(), kind: "packages".into(), sha256: "cc".into() }],
+            inputs: vec![ManifestInput {
+                path: "/x/packages".into(),
+                kind: "packages".into(),
+                sha256: "cc".into(),
+            }],
             hostfiles: vec!["/etc/ld.so.cache".into()],
+            host_files: vec![ManifestHostfile {
+                path: "/etc/ld.so.cache".into(),
+                kind: "file".into(),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                content: "c0".into(),
+            }],
             missing_packages: vec!["xfsprogs".into()],
-            packages: vec![ManifestPackage { name: "bash".into(), version: "5.2".into(), arch: "amd64".into() }],
+            packages: vec![ManifestPackage {
+                name: "bash".into(),
+                version: "5.2".into(),
+                arch: "amd64".into(),
+            }],
             output: ManifestOutput::default(),
         }
     }
@@ -310,6 +438,77 @@ pub(crate) mod tests {
         assert_eq!(u, m.root_uuid());
         assert_eq!(u[6] >> 4, 4);
         assert_eq!(u[8] >> 6, 2);
+    }
+
+    #[test]
+    fn fingerprint_covers_hostfile_content_modules_tree_and_timestamp() {
+        let a = sample();
+        let mut b = sample();
+        b.host_files[0].content = "c1".into();
+        assert_ne!(a.compute_fingerprint(), b.compute_fingerprint());
+        let mut b = sample();
+        b.kernel.modules_tree_sha256 = "b1".into();
+        assert_ne!(a.compute_fingerprint(), b.compute_fingerprint());
+        let mut b = sample();
+        b.options.timestamp += 1;
+        assert_ne!(a.compute_fingerprint(), b.compute_fingerprint());
+    }
+
+    /// A manifest written before format 2 (no input choice, timestamp,
+    /// matched hostfiles or modules tree digest) still reads, and says how
+    /// its inputs were chosen.
+    #[test]
+    fn format_1_manifest_reads_with_defaults() {
+        let text = r#"format_version = 1
+tool_version = "0.1.0"
+fingerprint = "ff"
+built_at = 1
+package_handler = "dpkg"
+hostfiles = []
+missing_packages = []
+
+[options]
+size = 4294967296
+host_cpu = "x86_64"
+root = "/"
+strict = false
+
+[kernel]
+version = "6.1.0-56-amd64"
+path = "/boot/vmlinuz-6.1.0-56-amd64"
+sha256 = "aa"
+modules_dir = "/lib/modules/6.1.0-56-amd64"
+modules_dep_sha256 = "bb"
+
+[[inputs]]
+path = "<embedded>/packages"
+kind = "packages"
+sha256 = "cc"
+
+[[packages]]
+name = "bash"
+version = "5.2"
+arch = "amd64"
+
+[output]
+root_uuid = ""
+files = 0
+root_allocated_bytes = 0
+initrd_bytes = 0
+initrd_modules = 0
+"#;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MANIFEST_NAME), text).unwrap();
+        let mut m = Manifest::read(dir.path()).unwrap();
+        assert_eq!(m.format_version, 1);
+        assert_eq!(m.input_request(), (InputChoice::Minimal, vec![]));
+        assert_eq!(m.inputs_label(), "minimal");
+        m.inputs[0].path = "/usr/lib/x86_64-linux-gnu/guestfs/supermin.d/packages".into();
+        assert_eq!(
+            m.input_request(),
+            (InputChoice::Given, vec![PathBuf::from("/usr/lib/x86_64-linux-gnu/guestfs/supermin.d")])
+        );
+        assert_eq!(m.inputs_label(), "/usr/lib/x86_64-linux-gnu/guestfs/supermin.d");
     }
 
     #[test]

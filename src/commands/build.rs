@@ -12,10 +12,13 @@ use crate::appliance::{self, ComposeSources};
 use crate::cli::{BuildArgs, SourceArgs};
 use crate::config::Config;
 use crate::image::scratch::Scratch;
+use crate::hostdata;
 use crate::image::{ext2, initrd, tarball};
 use crate::input::{self, Inputs};
 use crate::kernel::{self, KernelChoice, KernelEnv};
-use crate::manifest::{self, Manifest, ManifestInput, ManifestKernel, ManifestOptions, ManifestPackage};
+use crate::manifest::{
+    self, InputChoice, Manifest, ManifestInput, ManifestKernel, ManifestOptions, ManifestPackage,
+};
 use crate::output::{self, OutputLock, Staging};
 use crate::package;
 use crate::printer::{human_bytes, Printer};
@@ -26,6 +29,12 @@ const README_TEMPLATE: &str = include_str!("../../templates/README.fixed");
 /// Space we keep free beyond the estimate, so a build never fills a disk
 /// to the last block.
 const SPACE_MARGIN: u64 = 64 << 20;
+
+/// The reproducible-builds variable giving the time of invented entries.
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// How long a build waits for another build of the same directory.
+const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What a finished build reports.
 #[derive(Debug, Clone)]
@@ -71,7 +80,7 @@ pub struct BuildRequest {
     pub dir: Option<PathBuf>,
     /// Tarball to write, if any.
     pub tar: Option<PathBuf>,
-    /// Explicit inputs; empty = default.
+    /// Explicit inputs (absolute); empty = default.
     pub inputs: Vec<PathBuf>,
     /// Force the embedded minimal appliance.
     pub minimal: bool,
@@ -79,7 +88,7 @@ pub struct BuildRequest {
     pub size: u64,
     /// Missing packages are errors.
     pub strict: bool,
-    /// Host root.
+    /// Host root (absolute).
     pub root: PathBuf,
     /// Host CPU for kernel selection.
     pub host_cpu: String,
@@ -89,6 +98,9 @@ pub struct BuildRequest {
     pub extra_packages: Vec<String>,
     /// Patterns added to the inputs' excludefiles (config `extra_excludes`).
     pub extra_excludes: Vec<String>,
+    /// `SOURCE_DATE_EPOCH`: the timestamp of invented and normalized
+    /// entries; `None` = the newest input file's mtime.
+    pub source_date_epoch: Option<i64>,
     /// Lock file to take instead of `.DIR.lock` beside DIR (e.g. libguestfs's
     /// `.guestfs-UID/lock`, which supermin's `--lock` uses).
     pub lock_path: Option<PathBuf>,
@@ -99,54 +111,152 @@ pub struct BuildRequest {
 
 impl BuildRequest {
     /// From the source options, with the config file filling what the
-    /// command line leaves out.
-    pub fn from_source(dir: Option<PathBuf>, tar: Option<PathBuf>, src: &SourceArgs, config: &Config) -> Result<Self> {
+    /// command line leaves out: what a new build makes.
+    pub fn from_source(
+        dir: Option<PathBuf>,
+        tar: Option<PathBuf>,
+        src: &SourceArgs,
+        config: &Config,
+    ) -> Result<Self> {
         let app = &config.appliance;
         let dir = match (dir, &tar) {
             (Some(d), _) => Some(d),
             (None, Some(_)) => None,
             (None, None) => Some(app.dir.clone()),
         };
-        let inputs = if src.inputs.is_empty() && !src.minimal { app.inputs.clone() } else { src.inputs.clone() };
+        let inputs = if src.inputs.is_empty() && !src.minimal { &app.inputs } else { &src.inputs };
         Ok(BuildRequest {
             dir,
             tar,
-            inputs,
+            inputs: inputs.iter().map(|p| absolute_lexical(p)).collect(),
             minimal: src.minimal,
             size: parse_size(src.size.as_deref().unwrap_or(&app.size))?,
             strict: src.strict || app.strict,
-            root: src.root.clone(),
-            host_cpu: src.host_cpu.clone(),
-            lock_timeout: std::time::Duration::from_secs(3600),
+            root: absolute_lexical(src.root.as_deref().unwrap_or(Path::new("/"))),
+            host_cpu: src.host_cpu.clone().unwrap_or_else(|| std::env::consts::ARCH.to_string()),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             extra_packages: app.extra_packages.clone(),
             extra_excludes: app.extra_excludes.clone(),
+            source_date_epoch: source_date_epoch()?,
             lock_path: None,
             owner: None,
         })
     }
 
-    /// Defaults for a build of `dir` from the default inputs.
-    pub fn for_dir(dir: Option<PathBuf>, config: &Config) -> Result<Self> {
-        let src = SourceArgs {
-            root: PathBuf::from("/"),
-            host_cpu: std::env::consts::ARCH.to_string(),
-            ..Default::default()
+    /// What the appliance recorded in `m` was built from, with each source
+    /// option given in `src` replacing the recorded one: inputs (including
+    /// the built-in minimal appliance, and "libguestfs's default", which is
+    /// looked for again), size, strictness, host root, host CPU, the config's
+    /// extra packages and excludes, and `SOURCE_DATE_EPOCH` (the
+    /// environment's, if set). The config file plays no part: it describes
+    /// new builds, not this one.
+    ///
+    /// This is the one place that decides what an existing appliance is
+    /// compared with; `check`, `build --if-needed`, `cache list` and
+    /// `status` reach it through [`BuildRequest::for_appliance`], called by
+    /// [`crate::check::evaluate_as_built`].
+    pub fn from_manifest(dir: &Path, m: &Manifest, src: &SourceArgs) -> Result<Self> {
+        let (mut choice, paths) = m.input_request();
+        let root = match &src.root {
+            Some(r) => absolute_lexical(r),
+            None => PathBuf::from(&m.options.root),
         };
-        Self::from_source(dir, None, &src, config)
+        if m.options.inputs.is_none()
+            && choice == InputChoice::Given
+            && paths == input::default_input_dirs(&root)
+        {
+            // A manifest older than format 2 does not say; libguestfs's own
+            // supermin.d was most likely the default.
+            choice = InputChoice::Default;
+        }
+        let (inputs, minimal) = if src.minimal {
+            (Vec::new(), true)
+        } else if !src.inputs.is_empty() {
+            (src.inputs.iter().map(|p| absolute_lexical(p)).collect(), false)
+        } else {
+            match choice {
+                InputChoice::Default => (Vec::new(), false),
+                InputChoice::Minimal => (Vec::new(), true),
+                InputChoice::Given => (paths, false),
+            }
+        };
+        Ok(BuildRequest {
+            dir: Some(dir.to_path_buf()),
+            tar: None,
+            inputs,
+            minimal,
+            size: match &src.size {
+                Some(s) => parse_size(s)?,
+                None => m.options.size,
+            },
+            strict: src.strict || m.options.strict,
+            root,
+            host_cpu: src.host_cpu.clone().unwrap_or_else(|| m.options.host_cpu.clone()),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            extra_packages: m.options.extra_packages.clone(),
+            extra_excludes: m.options.extra_excludes.clone(),
+            source_date_epoch: source_date_epoch()?.or(m.options.source_date_epoch),
+            lock_path: None,
+            owner: None,
+        })
     }
+
+    /// The request to judge (or refresh) the appliance in `dir` with: from
+    /// its manifest ([`BuildRequest::from_manifest`]) when it has a readable
+    /// one, else what a new build would make ([`BuildRequest::from_source`];
+    /// the freshness check then reports the missing or broken manifest).
+    pub fn for_appliance(dir: &Path, src: &SourceArgs, config: &Config) -> Result<Self> {
+        match Manifest::read(dir) {
+            Ok(m) => Self::from_manifest(dir, &m, src),
+            Err(_) => Self::from_source(Some(dir.to_path_buf()), None, src, config),
+        }
+    }
+
+    /// Defaults for a new build of `dir` from the default inputs.
+    pub fn for_dir(dir: Option<PathBuf>, config: &Config) -> Result<Self> {
+        Self::from_source(dir, None, &SourceArgs::default(), config)
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment: whole seconds since 1970, or
+/// an error saying so (reproducible-builds.org asks tools to fail rather
+/// than guess).
+fn source_date_epoch() -> Result<Option<i64>> {
+    let value = match std::env::var(SOURCE_DATE_EPOCH) {
+        Err(std::env::VarError::NotPresent) => return Ok(None),
+        Ok(v) if v.trim().is_empty() => return Ok(None),
+        Ok(v) => v,
+        Err(std::env::VarError::NotUnicode(v)) => v.to_string_lossy().into_owned(),
+    };
+    match value.trim().parse::<u32>() {
+        Ok(t) => Ok(Some(i64::from(t))),
+        Err(_) => bail!(
+            "{SOURCE_DATE_EPOCH}={value:?} is not a whole number of seconds since 1970 (at most {}, what the image formats hold); fix or unset it",
+            u32::MAX
+        ),
+    }
+}
+
+/// `path` made absolute against the current directory, without resolving
+/// symlinks, so a manifest's paths mean the same from any directory.
+fn absolute_lexical(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Run `build` and print its summary. With `--if-needed`, a fresh
 /// appliance is left alone silently (one line with `-v`).
 pub fn run(args: &BuildArgs, config: &Config, printer: &Printer) -> Result<()> {
-    let mut req = BuildRequest::from_source(args.dir.clone(), args.tar.clone(), &args.source, config)?;
-    req.lock_timeout = std::time::Duration::from_secs(args.lock_timeout);
     if !args.if_needed {
+        let mut req = BuildRequest::from_source(args.dir.clone(), args.tar.clone(), &args.source, config)?;
+        req.lock_timeout = std::time::Duration::from_secs(args.lock_timeout);
         let summary = build(&req, printer)?;
         printer.info(summary.line());
         return Ok(());
     }
-    match build_if_needed(&req, printer)? {
+    // Refresh DIR as it was built: options not given come from its manifest.
+    let dir = args.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
+    let timeout = std::time::Duration::from_secs(args.lock_timeout);
+    match refresh_as_built(&dir, &args.source, config, timeout, printer)? {
         IfNeeded::Fresh(dir) => printer.stage(format!("{} is fresh: nothing to do", dir.display())),
         IfNeeded::Built { why, summary } => {
             printer.info(format!("{} ({why})", summary.line()));
@@ -168,36 +278,74 @@ pub enum IfNeeded {
     },
 }
 
-/// Build only when the appliance is missing or stale. The lock is taken
-/// before the check (as supermin's `--lock` before `--if-newer`), so
-/// concurrent callers wait for the one building and then find it fresh.
+/// Build `req` only when its directory is missing or stale against `req`
+/// (`cache prime`: the appliance libguestfs needs, whatever was there).
 pub fn build_if_needed(req: &BuildRequest, printer: &Printer) -> Result<IfNeeded> {
     let dir = req.dir.as_deref().context("--if-needed needs an appliance directory")?;
+    if_needed(dir, req.lock_path.as_deref(), req.lock_timeout, printer, |dir| {
+        Ok((crate::check::evaluate(dir, req, printer), Some(req.clone())))
+    })
+}
+
+/// `build --if-needed DIR`: rebuild DIR, as it was built (source options
+/// in `src` replacing the recorded ones), only when it is missing or stale.
+pub fn refresh_as_built(
+    dir: &Path,
+    src: &SourceArgs,
+    config: &Config,
+    lock_timeout: std::time::Duration,
+    printer: &Printer,
+) -> Result<IfNeeded> {
+    if_needed(dir, None, lock_timeout, printer, |dir| {
+        let (eval, req) = crate::check::evaluate_as_built(dir, src, config, printer, true)?;
+        Ok((eval, req.map(|r| BuildRequest { lock_timeout, ..r })))
+    })
+}
+
+/// The lock is taken before the check (as supermin's `--lock` before
+/// `--if-newer`), so concurrent callers wait for the one building and then
+/// find it fresh. `evaluate` judges the resolved directory and returns the
+/// request to build with (only a stamp's "fresh" may come without one).
+fn if_needed(
+    dir: &Path,
+    lock_path: Option<&Path>,
+    lock_timeout: std::time::Duration,
+    printer: &Printer,
+    evaluate: impl FnOnce(&Path) -> Result<(crate::check::Evaluation, Option<BuildRequest>)>,
+) -> Result<IfNeeded> {
     let dir = output::resolve_target(&absolute(dir))?;
     if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating parent directory {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating parent directory {}", parent.display()))?;
     }
-    let lock = lock_for(&dir, req, printer)?;
-    let eval = crate::check::evaluate(&dir, req, printer);
+    let lock = lock_for(&dir, lock_path, lock_timeout, printer)?;
+    let (eval, req) = evaluate(&dir)?;
     let why = match &eval.freshness {
         crate::check::Freshness::Fresh => return Ok(IfNeeded::Fresh(dir)),
         crate::check::Freshness::Stale(changes) => {
             let first: Vec<String> = changes.iter().take(3).map(|c| c.to_string()).collect();
-            let more = if changes.len() > 3 { format!(", and {} more", changes.len() - 3) } else { String::new() };
+            let more =
+                if changes.len() > 3 { format!(", and {} more", changes.len() - 3) } else { String::new() };
             format!("stale: {}{more}", first.join("; "))
         }
         crate::check::Freshness::Unknown(why) => why.clone(),
     };
-    let summary = build_locked(req, printer, Some(lock), eval.plan)?;
+    let req = req.context("internal error: a stale appliance without a build request")?;
+    let summary = build_locked(&req, printer, Some(lock), eval.plan)?;
     Ok(IfNeeded::Built { why, summary: Box::new(summary) })
 }
 
-fn lock_for(dir: &Path, req: &BuildRequest, printer: &Printer) -> Result<OutputLock> {
-    let lock_path = match &req.lock_path {
-        Some(p) => p.clone(),
+fn lock_for(
+    dir: &Path,
+    lock_path: Option<&Path>,
+    timeout: std::time::Duration,
+    printer: &Printer,
+) -> Result<OutputLock> {
+    let lock_path = match lock_path {
+        Some(p) => p.to_path_buf(),
         None => output::lock_path_for(dir)?,
     };
-    Ok(OutputLock::acquire(&lock_path, req.lock_timeout, || {
+    Ok(OutputLock::acquire(&lock_path, timeout, || {
         printer.info(format!("waiting for another build holding {}", lock_path.display()))
     })?)
 }
@@ -205,7 +353,8 @@ fn lock_for(dir: &Path, req: &BuildRequest, printer: &Printer) -> Result<OutputL
 /// Parse a size in supermin's syntax: digits (and a decimal point) followed
 /// by `b`, `K`, `M` or `G` (binary multiples), e.g. `4G`, `1.5G`, `800M`.
 pub fn parse_size(text: &str) -> Result<u64> {
-    let bad = || anyhow::anyhow!("invalid --size {text:?}: use a number followed by b, K, M or G, e.g. 4G or 1.5G");
+    let bad =
+        || anyhow::anyhow!("invalid --size {text:?}: use a number followed by b, K, M or G, e.g. 4G or 1.5G");
     let (num, unit) = text.split_at(text.len().saturating_sub(1));
     let mult: u64 = match unit {
         "b" => 1,
@@ -226,25 +375,26 @@ pub fn parse_size(text: &str) -> Result<u64> {
 }
 
 /// Choose the inputs: explicit ones, else libguestfs's installed supermin.d,
-/// else the embedded minimal appliance.
-fn load_inputs(req: &BuildRequest, printer: &Printer) -> Result<Inputs> {
+/// else the embedded minimal appliance. Returns them with how they were
+/// chosen and the paths read (none for the embedded appliance).
+fn load_inputs(req: &BuildRequest, printer: &Printer) -> Result<(Inputs, InputChoice, Vec<PathBuf>)> {
     if req.minimal {
         printer.stage("inputs: built-in minimal appliance (--minimal)");
-        return Ok(input::embedded_minimal());
+        return Ok((input::embedded_minimal(), InputChoice::Minimal, Vec::new()));
     }
     if !req.inputs.is_empty() {
         printer.stage(format!("inputs: {} given on the command line", req.inputs.len()));
-        return Ok(input::read_inputs(&req.inputs)?);
+        return Ok((input::read_inputs(&req.inputs)?, InputChoice::Given, req.inputs.clone()));
     }
     let defaults = input::default_input_dirs(&req.root);
     if defaults.is_empty() {
         printer.info(
             "no libguestfs supermin.d found on this host; building the built-in minimal appliance (install libguestfs0 for the full one)",
         );
-        return Ok(input::embedded_minimal());
+        return Ok((input::embedded_minimal(), InputChoice::Default, Vec::new()));
     }
     printer.stage(format!("inputs: {} (libguestfs's installed supermin.d)", defaults[0].display()));
-    Ok(input::read_inputs(&defaults)?)
+    Ok((input::read_inputs(&defaults)?, InputChoice::Default, defaults))
 }
 
 /// Refuse an output directory that sits inside one of the input directories:
@@ -291,11 +441,12 @@ fn absolute(path: &Path) -> PathBuf {
     }
 }
 
-/// Time for entries the writers must invent: `SOURCE_DATE_EPOCH` when set,
-/// else the newest modification time among the input files (a property of
-/// the host state, so two builds from the same state agree).
-fn invented_time(inputs: &Inputs) -> i64 {
-    if let Some(t) = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()) {
+/// Time for entries the writers invent and for host entries whose own
+/// times are volatile: `SOURCE_DATE_EPOCH` when set, else the newest
+/// modification time among the input files (0 for the embedded appliance).
+/// Either way it is recorded in the manifest and fingerprinted.
+fn build_timestamp(req: &BuildRequest, inputs: &Inputs) -> i64 {
+    if let Some(t) = req.source_date_epoch {
         return t;
     }
     use std::os::unix::fs::MetadataExt;
@@ -306,6 +457,7 @@ fn invented_time(inputs: &Inputs) -> i64 {
         .map(|m| m.mtime())
         .max()
         .unwrap_or(0)
+        .clamp(0, i64::from(u32::MAX))
 }
 
 fn input_kind_name(kind: &input::InputKind) -> &'static str {
@@ -330,11 +482,17 @@ pub struct Plan {
     pub resolution: package::Resolution,
     /// Chosen kernel.
     pub kernel: KernelChoice,
+    /// What the hostfiles patterns matched (appliance paths).
+    pub hostfiles: Vec<PathBuf>,
+    /// Time of invented entries and of host entries with volatile times.
+    pub timestamp: i64,
     /// The manifest (fingerprint filled, output part empty).
     pub manifest: Manifest,
     /// Host paths whose `stat` tells whether the fingerprint may have
     /// changed (see `stamp`): the package database, input files and
-    /// directories, kernel, modules.dep, and the kernel search directories.
+    /// directories, kernel, the modules directory and depmod's indexes, the
+    /// kernel search directories, and every path the hostfiles expansion
+    /// looked at (matches, listed directories, names tested).
     pub watched: Vec<PathBuf>,
 }
 
@@ -355,7 +513,7 @@ impl Plan {
 /// Resolve inputs, packages and kernel, and compute the fingerprint.
 /// Cheap relative to a build; `check` uses it too.
 pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
-    let mut inputs = load_inputs(req, printer)?;
+    let (mut inputs, input_choice, input_paths) = load_inputs(req, printer)?;
     inputs.packages.extend(req.extra_packages.iter().cloned());
     for pattern in &req.extra_excludes {
         let line = format!("-{}", pattern.strip_prefix('-').unwrap_or(pattern));
@@ -393,6 +551,25 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
         .with_context(|| format!("reading kernel {}", kernel.path.display()))?;
     let dep = kernel.modules_dir.join("modules.dep");
     let dep_sha = manifest::sha256_file(&dep).with_context(|| format!("reading {}", dep.display()))?;
+    let modules_tree = hostdata::modules_tree_digest(&kernel.modules_dir)?;
+    printer.detail(format!(
+        "kernel: modules tree {} digest {}",
+        kernel.modules_dir.display(),
+        modules_tree.sha256
+    ));
+
+    let timestamp = build_timestamp(req, &inputs);
+    let (hostfiles, hostfile_probes) = input::expand_hostfiles_probed(&inputs.hostfiles, &req.root);
+    let host_files = hostdata::hostfile_records(&req.root, &hostfiles);
+    printer.stage(format!(
+        "hostfiles: {} patterns matched {} paths; timestamp {timestamp}{}",
+        inputs.hostfiles.len(),
+        hostfiles.len(),
+        if req.source_date_epoch.is_some() { " (SOURCE_DATE_EPOCH)" } else { " (newest input file)" }
+    ));
+    for h in &host_files {
+        printer.detail(format!("hostfiles: {} {} {}", h.path, h.kind, h.content));
+    }
 
     let mut manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
@@ -407,6 +584,10 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
             strict: req.strict,
             extra_packages: req.extra_packages.clone(),
             extra_excludes: req.extra_excludes.clone(),
+            inputs: Some(input_choice),
+            input_paths: input_paths.iter().map(|p| p.display().to_string()).collect(),
+            source_date_epoch: req.source_date_epoch,
+            timestamp,
         },
         kernel: ManifestKernel {
             version: kernel.version.clone(),
@@ -414,6 +595,7 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
             sha256: kernel_sha,
             modules_dir: kernel.modules_dir.display().to_string(),
             modules_dep_sha256: dep_sha,
+            modules_tree_sha256: modules_tree.sha256,
         },
         inputs: inputs
             .files
@@ -425,11 +607,16 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
             })
             .collect(),
         hostfiles: inputs.hostfiles.clone(),
+        host_files,
         missing_packages: resolution.missing.clone(),
         packages: resolution
             .packages
             .iter()
-            .map(|p| ManifestPackage { name: p.name.clone(), version: p.version.clone(), arch: p.arch.clone() })
+            .map(|p| ManifestPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                arch: p.arch.clone(),
+            })
             .collect(),
         output: Default::default(),
     };
@@ -446,12 +633,13 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
         }
     }
     watched.push(kernel.path.clone());
-    watched.push(dep);
+    watched.extend(modules_tree.watched);
+    watched.extend(hostfile_probes);
     watched.push(appliance::host_path(&req.root, Path::new("/boot")));
     watched.push(appliance::host_path(&req.root, Path::new("/lib/modules")));
     watched.sort();
     watched.dedup();
-    Ok(Plan { inputs, db, resolution, kernel, manifest, watched })
+    Ok(Plan { inputs, db, resolution, kernel, hostfiles, timestamp, manifest, watched })
 }
 
 /// Build the appliance described by `req`.
@@ -489,10 +677,11 @@ fn build_locked(
     // The lock serialises builds of one directory. A tarball-only build
     // takes none (the tarball is renamed into place atomically, and staging
     // names carry the PID), so it leaves no lock file in the user's cwd.
-    let lock_target = target.clone().or_else(|| tar_path.clone()).context("nothing to build: give DIR or --tar FILE")?;
+    let lock_target =
+        target.clone().or_else(|| tar_path.clone()).context("nothing to build: give DIR or --tar FILE")?;
     let _lock = match (&target, held) {
         (_, Some(lock)) => Some(lock),
-        (Some(dir), None) => Some(lock_for(dir, req, printer)?),
+        (Some(dir), None) => Some(lock_for(dir, req.lock_path.as_deref(), req.lock_timeout, printer)?),
         (None, None) => None,
     };
     for old in output::clean_leftovers(&lock_target)? {
@@ -507,7 +696,7 @@ fn build_locked(
     if let Some(dir) = &target {
         check_not_inside_inputs(dir, &plan.inputs)?;
     }
-    let default_time = invented_time(&plan.inputs);
+    let timestamp = plan.timestamp;
     let mut manifest = plan.manifest;
 
     // Base archives are unpacked here, once: member data is streamed into an
@@ -530,16 +719,15 @@ fn build_locked(
 
     printer.progress("listing package files...");
     let package_files = plan.db.files(&plan.resolution.packages)?;
-    let hostfiles = input::expand_hostfiles(&plan.inputs.hostfiles, &req.root);
     printer.progress("composing the appliance tree...");
     let (tree, stats) = appliance::compose(&ComposeSources {
         root: &req.root,
         inputs: &plan.inputs,
         base: &base,
         package_files: &package_files,
-        hostfiles: &hostfiles,
+        hostfiles: &plan.hostfiles,
         kernel: &plan.kernel,
-        default_time,
+        timestamp,
     })?;
     printer.stage(format!(
         "tree: {} package paths, {} config files dropped, {} excluded, {} hostfiles, {} missing on host, {} module files -> {} entries, {}",
@@ -585,7 +773,7 @@ fn build_locked(
         let file = std::fs::File::create(&initrd_out)
             .with_context(|| format!("creating {}", initrd_out.display()))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        let s = initrd::write_initrd(&mut w, &init.bytes, &modules, default_time)?;
+        let s = initrd::write_initrd(&mut w, &init.bytes, &modules, timestamp)?;
         use std::io::Write;
         w.flush().with_context(|| format!("writing {}", initrd_out.display()))?;
         s
@@ -603,7 +791,7 @@ fn build_locked(
             .create_new(true)
             .open(&root_out)
             .with_context(|| format!("creating {}", root_out.display()))?;
-        ext2::write_image(&tree, &file, &ext2::Ext2Options { size: req.size, uuid, timestamp: default_time, label: None })
+        ext2::write_image(&tree, &file, &ext2::Ext2Options { size: req.size, uuid, timestamp, label: None })
             .with_context(|| format!("writing root image {}", root_out.display()))?
     };
     set_mode(&root_out, 0o644)?;
@@ -636,14 +824,22 @@ fn build_locked(
 
     if let Some(tar) = &tar_path {
         printer.progress("compressing tarball...");
-        let compression =
-            if tar.extension().is_some_and(|e| e == "xz") { tarball::Compression::Xz } else { tarball::Compression::Gzip };
+        let compression = if tar.extension().is_some_and(|e| e == "xz") {
+            tarball::Compression::Xz
+        } else {
+            tarball::Compression::Gzip
+        };
         let files = ["kernel", "initrd", "root", "README.fixed", manifest::MANIFEST_NAME];
         let t = tarball::write_tarball(
             staging.path(),
             &files,
             tar,
-            &tarball::TarballOptions { compression, prefix: "appliance".into(), mtime: default_time, threads: 0 },
+            &tarball::TarballOptions {
+                compression,
+                prefix: "appliance".into(),
+                mtime: timestamp,
+                threads: 0,
+            },
         )?;
         printer.stage(format!("tarball: {} ({})", tar.display(), human_bytes(t.compressed_bytes)));
     }
@@ -657,9 +853,10 @@ fn build_locked(
             crate::stamp::clear(&lock_target);
             staging.commit()?;
             // The new appliance is fresh by construction: record the stamp so
-            // the next `check` answers from stat alone.
-            let digest = crate::check::request_digest(req);
-            if let Err(e) = crate::stamp::record(&lock_target, &digest, &manifest.fingerprint, &plan.watched) {
+            // the next `check DIR` (which judges DIR as built, and its
+            // manifest records `req`) answers from stat alone.
+            let key = crate::check::as_built_key(&SourceArgs::default());
+            if let Err(e) = crate::stamp::record(&lock_target, &key, &manifest.fingerprint, &plan.watched) {
                 printer.stage(format!("check: could not record the stamp ({e})"));
             }
         }
@@ -744,6 +941,66 @@ mod tests {
         assert!(!text.contains('@'), "{text}");
         assert!(text.contains("export LIBGUESTFS_PATH=/dev/shm/appliance"));
         assert!(text.contains("6.1.0-56-amd64"));
+    }
+
+    /// The recipe comes from the manifest; each explicit option replaces
+    /// its part of it; the config file plays no part.
+    #[test]
+    fn from_manifest_takes_the_recipe_and_explicit_options_win() {
+        let mut m = crate::manifest::tests::sample();
+        m.options.inputs = Some(InputChoice::Minimal);
+        m.options.input_paths.clear();
+        m.options.strict = true;
+        m.options.extra_packages = vec!["vim".into()];
+        m.options.source_date_epoch = Some(5);
+        let dir = Path::new("/srv/app");
+        let req = BuildRequest::from_manifest(dir, &m, &SourceArgs::default()).unwrap();
+        assert!(req.minimal && req.inputs.is_empty());
+        assert_eq!((req.size, req.strict, req.root.as_path()), (4 << 30, true, Path::new("/")));
+        assert_eq!((req.host_cpu.as_str(), req.extra_packages.clone()), ("x86_64", vec!["vim".to_string()]));
+        if std::env::var_os(SOURCE_DATE_EPOCH).is_none() {
+            assert_eq!(req.source_date_epoch, Some(5));
+        }
+
+        let src = SourceArgs {
+            inputs: vec![PathBuf::from("/in")],
+            size: Some("1G".into()),
+            root: Some(PathBuf::from("/r")),
+            host_cpu: Some("aarch64".into()),
+            ..Default::default()
+        };
+        let req = BuildRequest::from_manifest(dir, &m, &src).unwrap();
+        assert!(!req.minimal);
+        assert_eq!(req.inputs, vec![PathBuf::from("/in")]);
+        assert_eq!(
+            (req.size, req.root.as_path(), req.host_cpu.as_str()),
+            (1 << 30, Path::new("/r"), "aarch64")
+        );
+
+        m.options.inputs = Some(InputChoice::Default);
+        m.options.input_paths = vec!["/usr/lib/x86_64-linux-gnu/guestfs/supermin.d".into()];
+        let req = BuildRequest::from_manifest(dir, &m, &SourceArgs::default()).unwrap();
+        assert!(!req.minimal && req.inputs.is_empty(), "default inputs are looked for again");
+    }
+
+    /// A format-1 manifest whose inputs were libguestfs's supermin.d under
+    /// its root is taken as built from the default inputs.
+    #[test]
+    fn format_1_manifest_from_the_default_dir_means_default_inputs() {
+        let root = tempfile::tempdir().unwrap();
+        // The last of libguestfs's candidate locations, on every arch.
+        let supermin_d = root.path().join("usr/lib/guestfs/supermin.d");
+        std::fs::create_dir_all(&supermin_d).unwrap();
+        let mut m = crate::manifest::tests::sample();
+        m.format_version = 1;
+        m.options.inputs = None;
+        m.options.root = root.path().display().to_string();
+        m.inputs[0].path = supermin_d.join("packages").display().to_string();
+        let req = BuildRequest::from_manifest(Path::new("/srv/app"), &m, &SourceArgs::default()).unwrap();
+        assert!(!req.minimal && req.inputs.is_empty(), "{:?}", req.inputs);
+        m.inputs[0].path = "/elsewhere/packages".into();
+        let req = BuildRequest::from_manifest(Path::new("/srv/app"), &m, &SourceArgs::default()).unwrap();
+        assert_eq!(req.inputs, vec![PathBuf::from("/elsewhere")]);
     }
 
     #[test]

@@ -44,14 +44,10 @@ fn find(paths: &[PathBuf], config: &Config) -> Result<Vec<PathBuf>> {
     Ok(cache::find_caches(&dirs)?)
 }
 
-/// Check an `appliance.d` holding our manifest against the host as a
-/// default build would make it.
+/// Check an `appliance.d` holding our manifest against the host, as its
+/// manifest says it was built.
 fn manifest_state(dir: &Path, config: &Config) -> ApplianceState {
-    let req = match BuildRequest::for_dir(Some(dir.to_path_buf()), config) {
-        Ok(r) => r,
-        Err(e) => return ApplianceState::Unknown(crate::error_line(&e)),
-    };
-    match check::check_appliance(dir, &req) {
+    match check::check_as_built(dir, config) {
         Freshness::Fresh => ApplianceState::Fresh,
         Freshness::Stale(changes) => ApplianceState::Stale(changes.iter().map(|c| c.to_string()).collect()),
         Freshness::Unknown(why) => ApplianceState::Unknown(why),

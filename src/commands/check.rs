@@ -1,5 +1,7 @@
 //! `check`: is the appliance fresh? Exit 0 fresh, 1 stale (with one line
-//! per change on stdout), 2 cannot tell.
+//! per change on stdout), 2 cannot tell. DIR is judged against what it was
+//! built from (its manifest), with any source option given replacing the
+//! recorded one.
 
 use std::process::ExitCode;
 
@@ -8,7 +10,6 @@ use serde::Serialize;
 
 use crate::check::{self, Change, Freshness, Method};
 use crate::cli::CheckArgs;
-use crate::commands::build::BuildRequest;
 use crate::config::Config;
 use crate::printer::Printer;
 
@@ -27,9 +28,8 @@ struct CheckJson<'a> {
 
 /// Run `check`; returns the exit code.
 pub fn run(args: &CheckArgs, config: &Config, printer: &Printer) -> Result<ExitCode> {
-    let req = BuildRequest::from_source(args.dir.clone(), None, &args.source, config)?;
-    let dir = req.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
-    let eval = check::evaluate(&dir, &req, printer);
+    let dir = args.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
+    let (eval, _) = check::evaluate_as_built(&dir, &args.source, config, printer, true)?;
     let (status, code, reason, changes): (_, u8, Option<&str>, &[Change]) = match &eval.freshness {
         Freshness::Fresh => ("fresh", 0, None, &[]),
         Freshness::Stale(c) => ("stale", 1, None, c),

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 use crate::cli::{MakeFixedCli, SourceArgs};
-use crate::config::Config;
 use crate::commands::build::{self, BuildRequest};
+use crate::config::Config;
 use crate::input;
 use crate::package;
 use crate::printer::Printer;
@@ -37,7 +37,7 @@ pub fn run(cli: &MakeFixedCli, printer: &Printer) -> Result<()> {
         cli.tar.clone()
     };
     // libguestfs's defaults, not the config file: this is the drop-in.
-    let source = SourceArgs { inputs, root, host_cpu: std::env::consts::ARCH.to_string(), ..Default::default() };
+    let source = SourceArgs { inputs, root: Some(root), ..Default::default() };
     let req = BuildRequest::from_source(cli.outputdir.clone(), tar, &source, &Config::default())?;
     let summary = build::build(&req, printer)?;
     printer.info(summary.line());
@@ -48,5 +48,6 @@ pub fn run(cli: &MakeFixedCli, printer: &Printer) -> Result<()> {
 /// as libguestfs's script names its tarball; our own version if libguestfs
 /// is not in the package database.
 pub fn libguestfs_version(root: &Path) -> String {
-    package::installed_upstream_version(root, "libguestfs0").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
+    package::installed_upstream_version(root, "libguestfs0")
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
 }

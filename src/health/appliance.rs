@@ -18,7 +18,6 @@ use serde::Serialize;
 use super::libguestfs::Source;
 use super::{location, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
 use crate::check::{self, Freshness};
-use crate::commands::build::BuildRequest;
 use crate::config::{Config, HealthConfig};
 use crate::image::ext2;
 use crate::kernel::{self, KernelEnv};
@@ -175,8 +174,7 @@ pub fn gather(dir: &Path, config: &Config, freshness: bool) -> ApplianceFacts {
         _ => (location::ESTIMATED_APPLIANCE_BYTES, true),
     };
     let bootable = BOOT_FILES.iter().all(|n| present(n)) && root.as_ref().is_some_and(|r| r.valid);
-    let freshness =
-        (freshness && manifest.is_some()).then(|| check_freshness(dir, config, manifest.as_ref()));
+    let freshness = (freshness && manifest.is_some()).then(|| check_freshness(dir, config));
     ApplianceFacts {
         dir: dir.to_path_buf(),
         exists: dir.is_dir(),
@@ -207,22 +205,9 @@ fn read_head(path: &Path) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-fn check_freshness(dir: &Path, config: &Config, manifest: Option<&Manifest>) -> FreshnessFacts {
-    let mut req = match BuildRequest::for_dir(Some(dir.to_path_buf()), config) {
-        Ok(r) => r,
-        Err(e) => {
-            return FreshnessFacts { state: "unknown", changes: vec![], reason: Some(crate::error_line(&e)) };
-        }
-    };
-    // An appliance built with --minimal is compared with the minimal inputs,
-    // not with libguestfs's (it would always read as stale otherwise).
-    if manifest
-        .is_some_and(|m| !m.inputs.is_empty() && m.inputs.iter().all(|i| i.path.starts_with("<embedded>")))
-    {
-        req.minimal = true;
-        req.inputs.clear();
-    }
-    match check::check_appliance(dir, &req) {
+/// Freshness as `check DIR` computes it: against what DIR was built from.
+fn check_freshness(dir: &Path, config: &Config) -> FreshnessFacts {
+    match check::check_as_built(dir, config) {
         Freshness::Fresh => FreshnessFacts { state: "fresh", changes: vec![], reason: None },
         Freshness::Stale(changes) => FreshnessFacts {
             state: "stale",

@@ -121,19 +121,6 @@ impl Metadata {
     pub fn new(perm: u32, uid: u32, gid: u32, time: i64) -> Self {
         Metadata { perm: perm & 0o7777, uid, gid, atime: time, mtime: time, ctime: time }
     }
-
-    /// Metadata of a host file from `lstat` results (seconds only, as supermin).
-    pub fn from_std(md: &std::fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        Metadata {
-            perm: md.mode() & 0o7777,
-            uid: md.uid(),
-            gid: md.gid(),
-            atime: md.atime(),
-            mtime: md.mtime(),
-            ctime: md.ctime(),
-        }
-    }
 }
 
 /// Where the bytes of a regular file come from.

@@ -27,18 +27,28 @@ use super::fnmatch::fnmatch;
 /// directory, which is never what the author meant). Unreadable
 /// directories and unmatched patterns contribute nothing; this never fails.
 pub fn expand_hostfiles(patterns: &[String], root: &Path) -> Vec<PathBuf> {
+    expand_hostfiles_probed(patterns, root).0
+}
+
+/// [`expand_hostfiles`], also returning every host path it looked at:
+/// directories it listed and paths it tested for existence. The listing
+/// can only change if the `lstat` signature of one of them does (a new
+/// match changes its directory's mtime), so the stamp watches them.
+pub fn expand_hostfiles_probed(patterns: &[String], root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut out = Vec::new();
+    let mut probed = Vec::new();
     for pattern in patterns {
-        let mut matches = expand_one(pattern, root);
+        let mut matches = expand_one(pattern, root, &mut probed);
         matches.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
         out.extend(matches);
     }
-    out
+    probed.sort();
+    probed.dedup();
+    (out, probed)
 }
 
-fn expand_one(pattern: &str, root: &Path) -> Vec<PathBuf> {
-    let comps: Vec<&[u8]> =
-        pattern.as_bytes().split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+fn expand_one(pattern: &str, root: &Path, probed: &mut Vec<PathBuf>) -> Vec<PathBuf> {
+    let comps: Vec<&[u8]> = pattern.as_bytes().split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
     // (host path, appliance path) pairs matched so far.
     let mut current = vec![(root.to_path_buf(), PathBuf::from("/"))];
     for (i, comp) in comps.iter().enumerate() {
@@ -50,13 +60,19 @@ fn expand_one(pattern: &str, root: &Path) -> Vec<PathBuf> {
                 let h = host.join(name);
                 // glob(3) returns a final non-magic component when lstat
                 // succeeds (a dangling symlink counts); inner ones must be
-                // directories (following symlinks).
+                // directories (following symlinks). An inner directory that
+                // is there needs no watching: whatever replaces it changes
+                // the paths probed below it.
                 let ok = if last { h.symlink_metadata().is_ok() } else { h.is_dir() };
+                if last || !ok {
+                    probed.push(h.clone());
+                }
                 if ok {
                     next.push((h, appl.join(name)));
                 }
                 continue;
             }
+            probed.push(host.clone());
             let Ok(entries) = std::fs::read_dir(host) else { continue };
             for entry in entries.flatten() {
                 let name = entry.file_name();
@@ -112,11 +128,10 @@ mod tests {
     #[test]
     fn libguestfs_hostfiles_expand_sorted_without_dotfiles() {
         let dir = fixture();
-        let pats: Vec<String> =
-            ["/etc/ld.so.cache", "/lib/lsb/*", "/usr/share/augeas/lenses/*.aug"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+        let pats: Vec<String> = ["/etc/ld.so.cache", "/lib/lsb/*", "/usr/share/augeas/lenses/*.aug"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(
             strs(expand_hostfiles(&pats, dir.path())),
             [
@@ -141,6 +156,22 @@ mod tests {
             strs(expand_hostfiles(&pats, dir.path())),
             ["/etc/ld.so.cache", "/etc/ld.so.cache", "/etc/dangling"]
         );
+    }
+
+    #[test]
+    fn probed_paths_cover_listed_dirs_and_tested_names() {
+        let dir = fixture();
+        let pats: Vec<String> = ["/etc/ld.so.cache", "/usr/share/augeas/lenses/*.aug", "/nope/x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (_, probed) = expand_hostfiles_probed(&pats, dir.path());
+        let r = dir.path();
+        for want in [r.join("etc/ld.so.cache"), r.join("usr/share/augeas/lenses"), r.join("nope")] {
+            assert!(probed.contains(&want), "{} not in {probed:?}", want.display());
+        }
+        // Files created next to a literal match do not matter.
+        assert!(!probed.contains(&r.join("etc")), "{probed:?}");
     }
 
     #[test]

@@ -56,7 +56,7 @@ use crate::image::scratch::Scratch;
 
 pub use embedded::{embedded_minimal, MINIMAL_INIT_MARKER};
 pub use fnmatch::{fnmatch, ExcludePattern};
-pub use hostfiles::expand_hostfiles;
+pub use hostfiles::{expand_hostfiles, expand_hostfiles_probed};
 
 /// The compression layer of an input file (gzip and xz only, as supermin).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -146,6 +146,7 @@ fn missing_package_without_strict_is_one_warning() {
         lock_timeout: std::time::Duration::from_secs(5),
         extra_packages: Vec::new(),
         extra_excludes: Vec::new(),
+        source_date_epoch: None,
         lock_path: None,
         owner: None,
     };

@@ -36,8 +36,11 @@ impl Fixture {
         std::fs::copy(&kernel, root.join("boot").join(format!("vmlinuz-{version}"))).unwrap();
         let modules = root.join("lib/modules").join(&version);
         std::fs::create_dir_all(&modules).unwrap();
-        std::fs::copy(Path::new("/lib/modules").join(&version).join("modules.dep"), modules.join("modules.dep"))
-            .unwrap();
+        std::fs::copy(
+            Path::new("/lib/modules").join(&version).join("modules.dep"),
+            modules.join("modules.dep"),
+        )
+        .unwrap();
         let input = tmp.path().join("supermin.d");
         std::fs::create_dir_all(&input).unwrap();
         std::fs::write(input.join("packages"), "bash\n").unwrap();
@@ -60,8 +63,7 @@ impl Fixture {
     fn record_build(&self) {
         let src = guestfs_appliance::cli::SourceArgs {
             inputs: vec![self.input.clone()],
-            root: self.root.clone(),
-            host_cpu: std::env::consts::ARCH.into(),
+            root: Some(self.root.clone()),
             ..Default::default()
         };
         let req = BuildRequest::from_source(Some(self.dir.clone()), None, &src, &Config::default()).unwrap();
@@ -92,7 +94,8 @@ impl Fixture {
 
 /// The Version line of package `name` in a status text.
 fn version_of(status: &str, name: &str) -> String {
-    let stanza = status.split("\n\n").find(|s| s.lines().next() == Some(&format!("Package: {name}"))).unwrap();
+    let stanza =
+        status.split("\n\n").find(|s| s.lines().next() == Some(&format!("Package: {name}"))).unwrap();
     stanza.lines().find_map(|l| l.strip_prefix("Version: ")).unwrap().to_string()
 }
 
@@ -134,7 +137,8 @@ fn remove_stanza(status: String, name: &str) -> String {
         .join("\n\n")
 }
 
-const FAKE_PACKAGE: &str = "Package: zz-guestfs-appliance-test\nStatus: install ok installed\nPriority: optional\n\
+const FAKE_PACKAGE: &str =
+    "Package: zz-guestfs-appliance-test\nStatus: install ok installed\nPriority: optional\n\
 Section: misc\nInstalled-Size: 1\nMaintainer: nobody <nobody@example.org>\nArchitecture: all\nVersion: 1.0\n\
 Description: test package\n";
 
@@ -190,7 +194,11 @@ fn removing_and_adding_packages_inside_the_closure_is_stale() {
             .and_then(|st| st.lines().find_map(|l| l.strip_prefix("Depends: ")).map(str::to_string))
             .unwrap_or_default();
         let s = format!("{}\n\n{FAKE_PACKAGE}", s.trim_end());
-        let deps = if deps.is_empty() { "zz-guestfs-appliance-test".into() } else { format!("{deps}, zz-guestfs-appliance-test") };
+        let deps = if deps.is_empty() {
+            "zz-guestfs-appliance-test".into()
+        } else {
+            format!("{deps}, zz-guestfs-appliance-test")
+        };
         set_field(s, "bash", "Depends", &deps)
     });
     let run = fx.check(&[]).expect_code(1);
@@ -208,7 +216,9 @@ fn removing_and_adding_packages_inside_the_closure_is_stale() {
     assert_eq!(json["status"], "stale");
     let changes = json["changes"].as_array().unwrap();
     assert!(
-        changes.iter().any(|c| c["kind"] == "package-removed" && c["package"] == "bash:amd64" && c["version"] == version),
+        changes.iter().any(|c| c["kind"] == "package-removed"
+            && c["package"] == "bash:amd64"
+            && c["version"] == version),
         "{}",
         run.shown_all()
     );
@@ -228,7 +238,8 @@ fn changed_input_and_newer_kernel_are_stale() {
     // modules directory.
     let newer = fx.kernel_version.replacen(|c: char| c.is_ascii_digit(), "9", 1);
     assert_eq!(newer.len(), fx.kernel_version.len());
-    let mut image = std::fs::read(fx.root.join("boot").join(format!("vmlinuz-{}", fx.kernel_version))).unwrap();
+    let mut image =
+        std::fs::read(fx.root.join("boot").join(format!("vmlinuz-{}", fx.kernel_version))).unwrap();
     let at = image.windows(fx.kernel_version.len()).position(|w| w == fx.kernel_version.as_bytes()).unwrap();
     image[at..at + newer.len()].copy_from_slice(newer.as_bytes());
     std::fs::write(fx.root.join("boot").join(format!("vmlinuz-{newer}")), image).unwrap();
@@ -290,11 +301,139 @@ fn real_build_is_fresh_and_if_needed_builds_once() {
     ga(tmp.path(), ["check", "--minimal", "--size", "1G", dir.to_str().unwrap()]).success();
     // Fresh: silent, and the appliance is not rebuilt.
     let before = sha256(&dir.join("manifest.toml"));
-    let run = ga(tmp.path(), ["build", "--if-needed", "--minimal", "--size", "1G", dir.to_str().unwrap()]).success();
+    let run = ga(tmp.path(), ["build", "--if-needed", "--minimal", "--size", "1G", dir.to_str().unwrap()])
+        .success();
     assert_eq!(run.stderr(), "", "{}", run.shown_all());
     assert_eq!(sha256(&dir.join("manifest.toml")), before);
     // A changed option makes it stale: it rebuilds and says why.
-    let run = ga(tmp.path(), ["build", "--if-needed", "--minimal", "--size", "2G", dir.to_str().unwrap()]).success();
+    let run = ga(tmp.path(), ["build", "--if-needed", "--minimal", "--size", "2G", dir.to_str().unwrap()])
+        .success();
     assert!(run.stderr().contains("option changed: size"), "{}", run.shown_all());
     assert_eq!(std::fs::metadata(dir.join("root")).unwrap().len(), 2 << 30);
+}
+
+/// `debugfs -R "cat PATH"` of a root image.
+fn image_cat(root: &Path, path: &str) -> String {
+    let out = std::process::Command::new("debugfs")
+        .args(["-R", &format!("cat {path}")])
+        .arg(root)
+        .output()
+        .expect("run debugfs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 7, item 3: hostfiles are content. A new `/etc/ld.so.cache`-like
+/// file (same size, same mtime: only its bytes and ctime differ) is a
+/// change `check` names, and `build --if-needed` rebuilds; a new match of a
+/// glob is one too. Neither is hidden by the stat-level stamp.
+#[test]
+fn issue7_changed_hostfile_is_named_and_rebuilt() {
+    if !crate::build::prerequisites_pub() {
+        return;
+    }
+    let Some(fx) = Fixture::new() else { return };
+    // Buildable: an empty modules.dep puts no modules in the initrd.
+    std::fs::write(fx.root.join("lib/modules").join(&fx.kernel_version).join("modules.dep"), "").unwrap();
+    let conf = fx.root.join("etc/guestfs-appliance-test.conf");
+    std::fs::create_dir_all(fx.root.join("etc/guestfs-appliance-test.d")).unwrap();
+    std::fs::write(&conf, "one\n").unwrap();
+    std::fs::write(fx.root.join("etc/guestfs-appliance-test.d/a.conf"), "a\n").unwrap();
+    // The fixture's dpkg info is a symlink to the host's: not for the image.
+    std::fs::write(fx.input.join("excludefiles"), "-/var/lib/dpkg/*\n").unwrap();
+    std::fs::write(
+        fx.input.join("hostfiles"),
+        "/etc/guestfs-appliance-test.conf\n/etc/guestfs-appliance-test.d/*.conf\n",
+    )
+    .unwrap();
+    let cwd = fx.dir.parent().unwrap();
+    let mut build = vec!["build".to_string(), "-q".into(), "--size".into(), "64M".into()];
+    build.extend(fx.args());
+    ga(cwd, &build).success();
+    assert_eq!(image_cat(&fx.dir.join("root"), "/etc/guestfs-appliance-test.conf"), "one\n");
+    let dir = fx.dir.to_str().unwrap();
+    let run = ga(cwd, ["check", "--json", dir]).success();
+    assert!(run.stdout().contains("\"method\": \"stamp\""), "{}", run.shown_all());
+
+    let mtime = std::fs::metadata(&conf).unwrap().modified().unwrap();
+    std::fs::write(&conf, "two\n").unwrap();
+    std::fs::File::options().write(true).open(&conf).unwrap().set_modified(mtime).unwrap();
+    let run = ga(cwd, ["check", dir]).expect_code(1);
+    assert_eq!(run.stdout(), "hostfile changed: /etc/guestfs-appliance-test.conf\n", "{}", run.shown_all());
+
+    let run = ga(cwd, ["build", "--if-needed", dir]).success();
+    assert!(
+        run.stderr().contains("built ")
+            && run.stderr().contains("hostfile changed: /etc/guestfs-appliance-test.conf"),
+        "{}",
+        run.shown_all()
+    );
+    assert_eq!(image_cat(&fx.dir.join("root"), "/etc/guestfs-appliance-test.conf"), "two\n");
+    let run = ga(cwd, ["check", "--json", dir]).success();
+    assert!(run.stdout().contains("\"method\": \"stamp\""), "{}", run.shown_all());
+
+    std::fs::write(fx.root.join("etc/guestfs-appliance-test.d/b.conf"), "b\n").unwrap();
+    let run = ga(cwd, ["check", dir]).expect_code(1);
+    assert_eq!(run.stdout(), "hostfile added: /etc/guestfs-appliance-test.d/b.conf\n", "{}", run.shown_all());
+}
+
+/// Issue 7, item 4: an appliance is judged against what it was built from.
+/// `build --minimal D` is fresh for `check D`, `build --if-needed D`,
+/// `status --dir D` and `cache list` alike; an explicit option that differs
+/// is one option change, not a list of packages "removed".
+#[test]
+fn issue7_minimal_appliance_is_judged_by_its_own_recipe() {
+    if !crate::build::prerequisites_pub() {
+        return;
+    }
+    let tmp = scratch();
+    // D doubles as the appliance of a libguestfs cache, for `cache list`.
+    let uid = nix::unistd::geteuid().as_raw();
+    let cache = tmp.path().join(format!(".guestfs-{uid}"));
+    std::fs::create_dir(&cache).unwrap();
+    let d = cache.join("appliance.d");
+    let dir = d.to_str().unwrap();
+    ga(tmp.path(), ["build", "-q", "--minimal", dir]).success();
+
+    let run = ga(tmp.path(), ["check", dir]).success();
+    assert_eq!(run.stdout(), "", "{}", run.shown_all());
+    std::fs::remove_file(guestfs_appliance::stamp::stamp_path(&d)).unwrap();
+    let run = ga(tmp.path(), ["check", "--json", dir]).success();
+    assert!(run.stdout().contains("\"method\": \"computed\""), "{}", run.shown_all());
+
+    let before = sha256(&d.join("manifest.toml"));
+    let run = ga(tmp.path(), ["build", "--if-needed", dir]).success();
+    assert_eq!(run.stderr(), "", "{}", run.shown_all());
+    assert_eq!(sha256(&d.join("manifest.toml")), before, "a fresh appliance was rebuilt");
+
+    let run =
+        run_in(tmp.path(), &bin("guestfs-appliance"), ["status", "--format", "json", "--dir", dir], &[]);
+    let json: serde_json::Value =
+        serde_json::from_str(&run.stdout()).unwrap_or_else(|e| panic!("{e}\n{}", run.shown_all()));
+    assert_eq!(json["appliance"]["freshness"]["state"], "fresh", "{}", run.shown_all());
+
+    let run = ga(tmp.path(), ["cache", "list", "--json", tmp.path().to_str().unwrap()]).success();
+    let json: serde_json::Value =
+        serde_json::from_str(&run.stdout()).unwrap_or_else(|e| panic!("{e}\n{}", run.shown_all()));
+    let canon = std::fs::canonicalize(&cache).unwrap();
+    let listed: Vec<_> = json["caches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| Path::new(c["path"].as_str().unwrap()) == canon)
+        .collect();
+    assert_eq!(listed.len(), 1, "{}", run.shown_all());
+    assert_eq!(listed[0]["state"], "fresh", "{}", run.shown_all());
+
+    let run = ga(tmp.path(), ["check", "--size", "1G", dir]).expect_code(1);
+    assert_eq!(run.stdout(), "option changed: size 4294967296 → 1073741824\n", "{}", run.shown_all());
+    let libguestfs = guestfs_appliance::input::default_input_dirs(Path::new("/"));
+    if let Some(input) = libguestfs.first() {
+        let run = ga(tmp.path(), ["check", "--input", input.to_str().unwrap(), dir]).expect_code(1);
+        assert_eq!(
+            run.stdout(),
+            format!("option changed: inputs minimal → {}\n", input.display()),
+            "{}",
+            run.shown_all()
+        );
+    }
 }

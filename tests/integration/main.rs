@@ -14,6 +14,7 @@ mod initrd;
 mod packaging;
 mod pipe;
 mod qemu;
+mod reproducible;
 mod schedule;
 mod status;
 mod util;
