@@ -144,7 +144,8 @@ impl Config {
     /// `$GUESTFS_APPLIANCE_CONFIG`, else the default path if it exists, else
     /// the defaults.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
-        let named = explicit.map(Path::to_path_buf).or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from));
+        let named =
+            explicit.map(Path::to_path_buf).or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from));
         match named {
             Some(path) => Self::from_file(&path),
             None => {
@@ -170,8 +171,13 @@ impl Config {
     /// Parse text; `path` is only used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(0);
-            ConfigError::Invalid { path: path.to_owned(), line, message: e.message().trim().replace('\n', " ") }
+            let line =
+                e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(0);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                message: e.message().trim().replace('\n', " "),
+            }
         })?;
         if config.health.probe_bytes > 64 << 20 {
             return Err(ConfigError::Invalid {

@@ -85,8 +85,7 @@ impl KernelEnv {
         KernelEnv {
             kernel: std::env::var_os("SUPERMIN_KERNEL").map(PathBuf::from),
             modules: std::env::var_os("SUPERMIN_MODULES").map(PathBuf::from),
-            version: std::env::var_os("SUPERMIN_KERNEL_VERSION")
-                .map(|v| v.to_string_lossy().into_owned()),
+            version: std::env::var_os("SUPERMIN_KERNEL_VERSION").map(|v| v.to_string_lossy().into_owned()),
         }
     }
 }
@@ -115,11 +114,7 @@ pub struct KernelChoice {
 /// Errors: [`KernelError::NoKernel`] listing where we looked and what was
 /// skipped; [`KernelError::Unreadable`] / [`KernelError::Open`] when the
 /// chosen file cannot be read.
-pub fn select_kernel(
-    env: &KernelEnv,
-    root: &Path,
-    host_cpu: &str,
-) -> Result<KernelChoice, KernelError> {
+pub fn select_kernel(env: &KernelEnv, root: &Path, host_cpu: &str) -> Result<KernelChoice, KernelError> {
     let mut looked = Vec::new();
     let mut rejected = Vec::new();
     let mut ignored_env = None;
@@ -247,11 +242,8 @@ fn from_boot(
     rejected: &mut Vec<String>,
 ) -> Option<KernelChoice> {
     let boot = root.join("boot");
-    let names: Vec<String> = std::fs::read_dir(&boot)
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
+    let names: Vec<String> =
+        std::fs::read_dir(&boot).ok()?.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
     let candidates = |patterns: &[String]| -> Vec<String> {
         let mut v: Vec<String> = names
             .iter()
@@ -464,10 +456,7 @@ mod tests {
 
     #[test]
     fn version_from_bzimage_header() {
-        assert_eq!(
-            version_from_image(&fake_image("6.1.0-56-amd64")).as_deref(),
-            Some("6.1.0-56-amd64")
-        );
+        assert_eq!(version_from_image(&fake_image("6.1.0-56-amd64")).as_deref(), Some("6.1.0-56-amd64"));
         let mut b = fake_image("6.1.0-56-amd64");
         b[518..520].copy_from_slice(&0x01feu16.to_le_bytes());
         assert_eq!(version_from_image(&b), None, "old boot protocol");

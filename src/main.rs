@@ -19,15 +19,21 @@ fn main() -> ExitCode {
     };
     let printer = Printer::new(cli.global.verbosity(), cli.global.color);
     let result =
-        Config::load(cli.config.as_deref()).map_err(anyhow::Error::from).and_then(|config| match &cli
-            .command
-        {
-            Command::Build(args) => commands::build::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
-            Command::Check(args) => commands::check::run(args, &config, &printer),
-            Command::Cache(args) => commands::cache::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
-            Command::Status(args) => commands::status::run(args, &config, &printer),
-            Command::Env(args) => commands::env::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
-            Command::Schedule(args) => commands::schedule::run(args, &printer).map(|()| ExitCode::SUCCESS),
+        Config::load(cli.config.as_deref()).map_err(anyhow::Error::from).and_then(|config| {
+            match &cli.command {
+                Command::Build(args) => {
+                    commands::build::run(args, &config, &printer).map(|()| ExitCode::SUCCESS)
+                }
+                Command::Check(args) => commands::check::run(args, &config, &printer),
+                Command::Cache(args) => {
+                    commands::cache::run(args, &config, &printer).map(|()| ExitCode::SUCCESS)
+                }
+                Command::Status(args) => commands::status::run(args, &config, &printer),
+                Command::Env(args) => commands::env::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
+                Command::Schedule(args) => {
+                    commands::schedule::run(args, &printer).map(|()| ExitCode::SUCCESS)
+                }
+            }
         });
     match (result, &cli.command) {
         (Ok(code), _) => code,

@@ -252,11 +252,7 @@ pub fn clean_leftovers(target: &Path) -> Result<Vec<PathBuf>, OutputError> {
 
 /// Whether a process with this PID exists (signal 0 probes without sending).
 fn is_alive(pid: i32) -> bool {
-    pid > 0
-        && !matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-            Err(Errno::ESRCH)
-        )
+    pid > 0 && !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(Errno::ESRCH))
 }
 
 fn remove_tree(path: &Path) -> Result<(), OutputError> {
@@ -300,12 +296,13 @@ impl Staging {
         sync_dir_contents(&self.dir)?;
         let exists = check_target(&self.target)?;
         if exists {
-            renameat2(None, &self.dir, None, &self.target, RenameFlags::RENAME_EXCHANGE)
-                .map_err(|e| OutputError::Io {
+            renameat2(None, &self.dir, None, &self.target, RenameFlags::RENAME_EXCHANGE).map_err(|e| {
+                OutputError::Io {
                     action: "swapping in the new appliance at",
                     path: self.target.clone(),
                     source: e.into(),
-                })?;
+                }
+            })?;
             // self.dir now holds the previous appliance.
             let (parent, name) = split_target(&self.target)?;
             let old = parent.join(format!(".{name}.{OLD_TAG}-{}", std::process::id()));
@@ -314,12 +311,13 @@ impl Staging {
             sync_parent(&self.target)?;
             remove_tree(&old)?;
         } else {
-            renameat2(None, &self.dir, None, &self.target, RenameFlags::RENAME_NOREPLACE)
-                .map_err(|e| OutputError::Io {
+            renameat2(None, &self.dir, None, &self.target, RenameFlags::RENAME_NOREPLACE).map_err(|e| {
+                OutputError::Io {
                     action: "moving the new appliance to",
                     path: self.target.clone(),
                     source: e.into(),
-                })?;
+                }
+            })?;
             self.done = true;
             sync_parent(&self.target)?;
         }
@@ -345,9 +343,7 @@ impl Drop for Staging {
 fn sync_dir_contents(dir: &Path) -> Result<(), OutputError> {
     for entry in std::fs::read_dir(dir).map_err(io_err("listing", dir))? {
         let path = entry.map_err(io_err("listing", dir))?.path();
-        File::open(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(io_err("syncing", &path))?;
+        File::open(&path).and_then(|f| f.sync_all()).map_err(io_err("syncing", &path))?;
     }
     File::open(dir).and_then(|f| f.sync_all()).map_err(io_err("syncing", dir))
 }

@@ -81,11 +81,7 @@ pub fn output<S: AsRef<OsStr>>(argv: &[S]) -> Result<Vec<u8>, ProcessError> {
     let trimmed = stderr.trim_end();
     let start = trimmed.len().saturating_sub(STDERR_TAIL);
     let start = (start..trimmed.len()).find(|i| trimmed.is_char_boundary(*i)).unwrap_or(0);
-    Err(ProcessError::Failed {
-        argv: shown,
-        status: out.status,
-        stderr_tail: trimmed[start..].to_string(),
-    })
+    Err(ProcessError::Failed { argv: shown, status: out.status, stderr_tail: trimmed[start..].to_string() })
 }
 
 #[cfg(test)]

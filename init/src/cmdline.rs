@@ -91,14 +91,10 @@ pub fn parse_root(cmdline: &str) -> Result<RootSpec, CmdlineError> {
         .find_map(|word| word.strip_prefix("root="))
         .ok_or(CmdlineError::NoRoot)?;
     if let Some(uuid) = value.strip_prefix("UUID=") {
-        return parse_uuid(uuid)
-            .map(RootSpec::Uuid)
-            .ok_or_else(|| CmdlineError::BadUuid(value.to_owned()));
+        return parse_uuid(uuid).map(RootSpec::Uuid).ok_or_else(|| CmdlineError::BadUuid(value.to_owned()));
     }
     match value.strip_prefix("/dev/") {
-        Some(name) if !name.is_empty() && !name.contains('/') => {
-            Ok(RootSpec::Device(name.to_owned()))
-        }
+        Some(name) if !name.is_empty() && !name.contains('/') => Ok(RootSpec::Device(name.to_owned())),
         _ => Err(CmdlineError::Unknown(value.to_owned())),
     }
 }
@@ -124,10 +120,8 @@ fn parse_uuid(text: &str) -> Option<[u8; 16]> {
 mod tests {
     use super::*;
 
-    const UUID_BYTES: [u8; 16] = [
-        0xf7, 0x28, 0x96, 0xff, 0x53, 0x3d, 0x4c, 0x89, 0x93, 0x4b, 0xb6, 0x4d, 0x42, 0x64, 0x33,
-        0x10,
-    ];
+    const UUID_BYTES: [u8; 16] =
+        [0xf7, 0x28, 0x96, 0xff, 0x53, 0x3d, 0x4c, 0x89, 0x93, 0x4b, 0xb6, 0x4d, 0x42, 0x64, 0x33, 0x10];
 
     #[test]
     fn uuid_forms() {
@@ -138,10 +132,7 @@ mod tests {
             parse_root("root=UUID=-F72896FF533D4C89934BB64D4264331-0-"),
             Ok(RootSpec::Uuid(UUID_BYTES))
         );
-        assert_eq!(
-            RootSpec::Uuid(UUID_BYTES).to_string(),
-            "UUID=f72896ff-533d-4c89-934b-b64d42643310"
-        );
+        assert_eq!(RootSpec::Uuid(UUID_BYTES).to_string(), "UUID=f72896ff-533d-4c89-934b-b64d42643310");
     }
 
     #[test]
@@ -152,49 +143,25 @@ mod tests {
             "root=UUID=g72896ff533d4c89934bb64d42643310",
             "root=UUID=",
         ] {
-            assert!(
-                matches!(parse_root(bad), Err(CmdlineError::BadUuid(_))),
-                "{bad}"
-            );
+            assert!(matches!(parse_root(bad), Err(CmdlineError::BadUuid(_))), "{bad}");
         }
     }
 
     #[test]
     fn device_forms() {
-        assert_eq!(
-            parse_root("root=/dev/sdb quiet"),
-            Ok(RootSpec::Device("sdb".into()))
-        );
+        assert_eq!(parse_root("root=/dev/sdb quiet"), Ok(RootSpec::Device("sdb".into())));
         assert!(parse_root("root=/dev/pmem0").unwrap().is_pmem());
         assert!(!parse_root("root=/dev/sda").unwrap().is_pmem());
-        assert!(matches!(
-            parse_root("root=/dev/"),
-            Err(CmdlineError::Unknown(_))
-        ));
-        assert!(matches!(
-            parse_root("root=/dev/disk/by-uuid/x"),
-            Err(CmdlineError::Unknown(_))
-        ));
-        assert!(matches!(
-            parse_root("root=LABEL=x"),
-            Err(CmdlineError::Unknown(_))
-        ));
+        assert!(matches!(parse_root("root=/dev/"), Err(CmdlineError::Unknown(_))));
+        assert!(matches!(parse_root("root=/dev/disk/by-uuid/x"), Err(CmdlineError::Unknown(_))));
+        assert!(matches!(parse_root("root=LABEL=x"), Err(CmdlineError::Unknown(_))));
     }
 
     #[test]
     fn first_whole_word_wins() {
-        assert_eq!(
-            parse_root("root=/dev/sda root=/dev/sdb"),
-            Ok(RootSpec::Device("sda".into()))
-        );
-        assert_eq!(
-            parse_root("guestfs_root=/dev/x root=/dev/vda"),
-            Ok(RootSpec::Device("vda".into()))
-        );
-        assert_eq!(
-            parse_root("console=ttyS0 panic=1"),
-            Err(CmdlineError::NoRoot)
-        );
+        assert_eq!(parse_root("root=/dev/sda root=/dev/sdb"), Ok(RootSpec::Device("sda".into())));
+        assert_eq!(parse_root("guestfs_root=/dev/x root=/dev/vda"), Ok(RootSpec::Device("vda".into())));
+        assert_eq!(parse_root("console=ttyS0 panic=1"), Err(CmdlineError::NoRoot));
         assert!(CmdlineError::NoRoot.to_string().contains("root=UUID="));
     }
 

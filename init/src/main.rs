@@ -44,13 +44,8 @@ fn main() {
         std::process::exit(2);
     }
     let cmdline = mount_proc_and_read_cmdline();
-    let out = Console {
-        quiet: cmdline::is_quiet(&cmdline),
-    };
-    out.step(format_args!(
-        "guestfs-appliance-init {}; cmdline: {cmdline}",
-        env!("CARGO_PKG_VERSION")
-    ));
+    let out = Console { quiet: cmdline::is_quiet(&cmdline) };
+    out.step(format_args!("guestfs-appliance-init {}; cmdline: {cmdline}", env!("CARGO_PKG_VERSION")));
     mount_kernel_filesystems(&out);
     load_modules(&out);
     let spec = cmdline::parse_root(&cmdline).unwrap_or_else(|e| die(format_args!("{e}")));
@@ -104,13 +99,7 @@ fn mkdir(path: &str) {
 
 fn mount_fs(fstype: &str, target: &str) -> Result<(), Errno> {
     mkdir(target);
-    match mount(
-        Some(fstype),
-        target,
-        Some(fstype),
-        MsFlags::empty(),
-        None::<&str>,
-    ) {
+    match mount(Some(fstype), target, Some(fstype), MsFlags::empty(), None::<&str>) {
         // Already mounted (e.g. by a kernel option): fine.
         Err(Errno::EBUSY) | Ok(()) => Ok(()),
         Err(e) => Err(e),
@@ -135,10 +124,7 @@ fn mount_kernel_filesystems(out: &Console) {
     // Not fatal: the disk scan and the root node use mknod, which works on
     // the initramfs's own /dev too.
     if let Err(e) = mount_fs("devtmpfs", "/dev") {
-        say(format_args!(
-            "warning: mount devtmpfs on /dev: {} ({e}); continuing without it",
-            e.desc()
-        ));
+        say(format_args!("warning: mount devtmpfs on /dev: {} ({e}); continuing without it", e.desc()));
     }
     mkdir(NEW_ROOT);
 }
@@ -148,9 +134,7 @@ fn mount_kernel_filesystems(out: &Console) {
 /// apply to this machine (ENODEV).
 fn load_modules(out: &Console) {
     let list = std::fs::read_to_string("/modules").unwrap_or_else(|e| {
-        die(format_args!(
-            "reading /modules: {e}; the initrd is incomplete: rebuild the appliance"
-        ))
+        die(format_args!("reading /modules: {e}; the initrd is incomplete: rebuild the appliance"))
     });
     let (mut loaded, mut failed) = (0, 0);
     for name in list.lines().filter(|l| !l.is_empty()) {
@@ -167,10 +151,7 @@ fn load_modules(out: &Console) {
         match nix::kmod::init_module(&image, c"") {
             Ok(()) => loaded += 1,
             Err(e) => {
-                say(format_args!(
-                    "insmod {path}: init_module: {} ({e})",
-                    e.desc()
-                ));
+                say(format_args!("insmod {path}: init_module: {} ({e})", e.desc()));
                 failed += 1;
             }
         }
@@ -203,28 +184,14 @@ fn mount_root(out: &Console, spec: &RootSpec) {
     // Read-write with noatime, as supermin: libguestfs's /init writes to it.
     let data = if spec.is_pmem() { Some("dax") } else { None };
     out.step(format_args!("mounting {ROOT_NODE} on {NEW_ROOT} (ext2)"));
-    let result = match mount(
-        Some(ROOT_NODE),
-        NEW_ROOT,
-        Some("ext2"),
-        MsFlags::MS_NOATIME,
-        data,
-    ) {
+    let result = match mount(Some(ROOT_NODE), NEW_ROOT, Some("ext2"), MsFlags::MS_NOATIME, data) {
         // ENODEV = no driver registered for "ext2" (a kernel built without
         // CONFIG_EXT4_USE_FOR_EXT2); the ext4 driver reads ext2 as well.
         // Any other error is about the disk or its features, where retrying
         // as ext4 would only hide the cause (reference trap 1).
         Err(Errno::ENODEV) => {
-            say(format_args!(
-                "mount as ext2 failed with ENODEV (no ext2 driver); retrying as ext4"
-            ));
-            mount(
-                Some(ROOT_NODE),
-                NEW_ROOT,
-                Some("ext4"),
-                MsFlags::MS_NOATIME,
-                data,
-            )
+            say(format_args!("mount as ext2 failed with ENODEV (no ext2 driver); retrying as ext4"));
+            mount(Some(ROOT_NODE), NEW_ROOT, Some("ext4"), MsFlags::MS_NOATIME, data)
         }
         other => other,
     };
@@ -243,10 +210,7 @@ fn delete_initramfs_files(out: &Console) {
     for entry in entries.filter_map(|e| e.ok()) {
         if entry.file_type().is_ok_and(|t| t.is_file()) {
             if let Err(e) = std::fs::remove_file(entry.path()) {
-                say(format_args!(
-                    "warning: deleting {}: {e}",
-                    entry.path().display()
-                ));
+                say(format_args!("warning: deleting {}: {e}", entry.path().display()));
             }
         }
     }

@@ -45,10 +45,7 @@ impl std::fmt::Display for DevNum {
 /// Parses the `MAJOR:MINOR\n` content of a sysfs `dev` file.
 pub fn parse_dev_numbers(text: &str) -> Option<DevNum> {
     let (major, minor) = text.trim().split_once(':')?;
-    Some(DevNum {
-        major: major.parse().ok()?,
-        minor: minor.parse().ok()?,
-    })
+    Some(DevNum { major: major.parse().ok()?, minor: minor.parse().ok()? })
 }
 
 /// The sleeps between scans: 1 ms doubling up to 1 s, then 1 s steps, about
@@ -99,10 +96,7 @@ pub fn wait_for_root(
         }
         std::thread::sleep(delay);
     }
-    Err(NotFound {
-        waited: start.elapsed(),
-        disks,
-    })
+    Err(NotFound { waited: start.elapsed(), disks })
 }
 
 /// One pass over `/sys/block`: the matching disk, if any, and every disk
@@ -112,10 +106,8 @@ fn scan(spec: &RootSpec) -> (Option<(String, DevNum)>, Vec<String>) {
     let Ok(entries) = std::fs::read_dir("/sys/block") else {
         return (None, seen);
     };
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> =
+        entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     for name in names.into_iter().filter(|n| !n.starts_with('.')) {
         let Some(dev) = std::fs::read_to_string(format!("/sys/block/{name}/dev"))
@@ -143,9 +135,7 @@ fn read_uuid(dev: DevNum) -> Option<[u8; 16]> {
     make_block_node(PROBE_NODE, dev).ok()?;
     let uuid = File::open(PROBE_NODE).ok().and_then(|disk| {
         let mut buf = [0u8; 16];
-        disk.read_exact_at(&mut buf, EXT2_UUID_OFFSET)
-            .ok()
-            .map(|()| buf)
+        disk.read_exact_at(&mut buf, EXT2_UUID_OFFSET).ok().map(|()| buf)
     });
     let _ = std::fs::remove_file(PROBE_NODE);
     uuid
@@ -161,12 +151,7 @@ pub fn make_block_node(path: &str, dev: DevNum) -> Result<(), Errno> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)),
     }
-    mknod(
-        path,
-        SFlag::S_IFBLK,
-        Mode::from_bits_truncate(0o600),
-        makedev(dev.major, dev.minor),
-    )
+    mknod(path, SFlag::S_IFBLK, Mode::from_bits_truncate(0o600), makedev(dev.major, dev.minor))
 }
 
 #[cfg(test)]
@@ -175,20 +160,8 @@ mod tests {
 
     #[test]
     fn dev_numbers() {
-        assert_eq!(
-            parse_dev_numbers("8:16\n"),
-            Some(DevNum {
-                major: 8,
-                minor: 16
-            })
-        );
-        assert_eq!(
-            parse_dev_numbers("259:0"),
-            Some(DevNum {
-                major: 259,
-                minor: 0
-            })
-        );
+        assert_eq!(parse_dev_numbers("8:16\n"), Some(DevNum { major: 8, minor: 16 }));
+        assert_eq!(parse_dev_numbers("259:0"), Some(DevNum { major: 259, minor: 0 }));
         assert_eq!(parse_dev_numbers("8"), None);
         assert_eq!(parse_dev_numbers("a:b"), None);
         assert_eq!(DevNum { major: 8, minor: 0 }.to_string(), "8:0");
@@ -198,15 +171,9 @@ mod tests {
     fn delays_grow_then_cap_and_are_bounded() {
         let delays = retry_delays();
         assert_eq!(delays[0], Duration::from_millis(1));
-        assert!(
-            delays.windows(2).all(|w| w[0] <= w[1]),
-            "delays must not shrink"
-        );
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]), "delays must not shrink");
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));
         let total: Duration = delays.iter().sum();
-        assert!(
-            total >= Duration::from_secs(60) && total < Duration::from_secs(62),
-            "{total:?}"
-        );
+        assert!(total >= Duration::from_secs(60) && total < Duration::from_secs(62), "{total:?}");
     }
 }

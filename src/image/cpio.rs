@@ -52,12 +52,7 @@ impl<W: Write> CpioWriter<W> {
     /// `0..=u32::MAX` makes the first `add_*` call fail with
     /// [`io::ErrorKind::InvalidInput`].
     pub fn new(out: W, mtime: i64) -> Self {
-        Self {
-            out,
-            mtime,
-            next_ino: 1,
-            pos: 0,
-        }
+        Self { out, mtime, next_ino: 1, pos: 0 }
     }
 
     /// Adds a directory entry `name` with permission bits `perm`
@@ -90,17 +85,9 @@ impl<W: Write> CpioWriter<W> {
     /// [`io::ErrorKind::UnexpectedEof`] if `src` yields fewer than `len`
     /// bytes (e.g. the file shrank after it was measured). The archive is
     /// unusable after an error.
-    pub fn add_file_from(
-        &mut self,
-        name: &str,
-        perm: u32,
-        len: u64,
-        src: &mut impl Read,
-    ) -> io::Result<()> {
+    pub fn add_file_from(&mut self, name: &str, perm: u32, len: u64, src: &mut impl Read) -> io::Result<()> {
         let size = u32::try_from(len).map_err(|_| {
-            invalid(format!(
-                "{name}: {len} bytes is too large for a newc cpio entry (limit 4 GiB)"
-            ))
+            invalid(format!("{name}: {len} bytes is too large for a newc cpio entry (limit 4 GiB)"))
         })?;
         let ino = self.take_ino();
         self.write_header(name, ino, S_IFREG | (perm & 0o7777), 1, size)?;
@@ -134,25 +121,12 @@ impl<W: Write> CpioWriter<W> {
         ino
     }
 
-    fn write_header(
-        &mut self,
-        name: &str,
-        ino: u32,
-        mode: u32,
-        nlink: u32,
-        size: u32,
-    ) -> io::Result<()> {
+    fn write_header(&mut self, name: &str, ino: u32, mode: u32, nlink: u32, size: u32) -> io::Result<()> {
         if name.as_bytes().contains(&0) {
-            return Err(invalid(format!(
-                "{name:?}: a cpio entry name cannot contain NUL"
-            )));
+            return Err(invalid(format!("{name:?}: a cpio entry name cannot contain NUL")));
         }
-        let mtime = u32::try_from(self.mtime).map_err(|_| {
-            invalid(format!(
-                "mtime {} does not fit the 32-bit newc field",
-                self.mtime
-            ))
-        })?;
+        let mtime = u32::try_from(self.mtime)
+            .map_err(|_| invalid(format!("mtime {} does not fit the 32-bit newc field", self.mtime)))?;
         let namesize = u32::try_from(name.len() + 1)
             .map_err(|_| invalid(format!("{name}: name too long for a cpio entry")))?;
         let fields = [ino, mode, 0, 0, nlink, mtime, size, 0, 0, 0, 0, namesize, 0];
@@ -214,17 +188,13 @@ pub struct CpioEntry {
 /// non-hex field, truncated entry or missing trailer.
 pub fn read_newc(bytes: &[u8]) -> io::Result<Vec<CpioEntry>> {
     let bad = |off: usize, what: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("cpio at offset {off}: {what}"),
-        )
+        io::Error::new(io::ErrorKind::InvalidData, format!("cpio at offset {off}: {what}"))
     };
     let mut entries = Vec::new();
     let mut off = 0usize;
     loop {
-        let header = bytes
-            .get(off..off + HEADER_LEN)
-            .ok_or_else(|| bad(off, "truncated header (no trailer?)"))?;
+        let header =
+            bytes.get(off..off + HEADER_LEN).ok_or_else(|| bad(off, "truncated header (no trailer?)"))?;
         if &header[..6] != MAGIC {
             return Err(bad(off, "bad magic, expected 070701"));
         }
@@ -237,35 +207,19 @@ pub fn read_newc(bytes: &[u8]) -> io::Result<Vec<CpioEntry>> {
         let [ino, mode, uid, gid, nlink, mtime, size, _, _, _, _, namesize, _] = fields;
         let name_start = off + HEADER_LEN;
         let name_end = name_start + namesize as usize;
-        let name_bytes = bytes
-            .get(name_start..name_end)
-            .ok_or_else(|| bad(off, "truncated name"))?;
+        let name_bytes = bytes.get(name_start..name_end).ok_or_else(|| bad(off, "truncated name"))?;
         let name = std::str::from_utf8(
-            name_bytes
-                .strip_suffix(&[0])
-                .ok_or_else(|| bad(off, "name not NUL-terminated"))?,
+            name_bytes.strip_suffix(&[0]).ok_or_else(|| bad(off, "name not NUL-terminated"))?,
         )
         .map_err(|_| bad(off, "name is not UTF-8"))?
         .to_owned();
         let data_start = name_end.next_multiple_of(4);
         let data_end = data_start + size as usize;
-        let data = bytes
-            .get(data_start..data_end)
-            .ok_or_else(|| bad(off, "truncated data"))?
-            .to_vec();
+        let data = bytes.get(data_start..data_end).ok_or_else(|| bad(off, "truncated data"))?.to_vec();
         if name == TRAILER {
             return Ok(entries);
         }
-        entries.push(CpioEntry {
-            name,
-            mode,
-            ino,
-            uid,
-            gid,
-            nlink,
-            mtime,
-            data,
-        });
+        entries.push(CpioEntry { name, mode, ino, uid, gid, nlink, mtime, data });
         off = data_end.next_multiple_of(4);
     }
 }
@@ -279,8 +233,7 @@ mod tests {
         w.add_dir(".", 0o755).unwrap();
         w.add_file("init", 0o755, b"#!/bin/sh\n").unwrap();
         w.add_file("a", 0o644, b"").unwrap();
-        w.add_file_from("five", 0o600, 5, &mut &b"12345xyz"[..])
-            .unwrap();
+        w.add_file_from("five", 0o600, 5, &mut &b"12345xyz"[..]).unwrap();
         w.finish().unwrap()
     }
 
@@ -299,9 +252,7 @@ mod tests {
         assert_eq!(entries[3].mode, 0o100_600);
         let inos: Vec<_> = entries.iter().map(|e| e.ino).collect();
         assert_eq!(inos, [1, 2, 3, 4]);
-        assert!(entries
-            .iter()
-            .all(|e| e.uid == 0 && e.gid == 0 && e.mtime == 1_700_000_000));
+        assert!(entries.iter().all(|e| e.uid == 0 && e.gid == 0 && e.mtime == 1_700_000_000));
     }
 
     #[test]
@@ -321,10 +272,7 @@ mod tests {
     fn archive_is_padded_to_512_and_ends_with_trailer() {
         let bytes = sample();
         assert_eq!(bytes.len() % 512, 0);
-        let at = bytes
-            .windows(TRAILER.len())
-            .rposition(|w| w == TRAILER.as_bytes())
-            .unwrap();
+        let at = bytes.windows(TRAILER.len()).rposition(|w| w == TRAILER.as_bytes()).unwrap();
         assert!(bytes[at + TRAILER.len()..].iter().all(|&b| b == 0));
     }
 
@@ -336,9 +284,7 @@ mod tests {
     #[test]
     fn short_source_is_an_error() {
         let mut w = CpioWriter::new(Vec::new(), 0);
-        let err = w
-            .add_file_from("x", 0o644, 10, &mut &b"abc"[..])
-            .unwrap_err();
+        let err = w.add_file_from("x", 0o644, 10, &mut &b"abc"[..]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert!(err.to_string().contains("x: expected 10 bytes"), "{err}");
     }
@@ -346,15 +292,9 @@ mod tests {
     #[test]
     fn out_of_range_mtime_and_nul_names_are_refused() {
         let mut w = CpioWriter::new(Vec::new(), -1);
-        assert_eq!(
-            w.add_dir(".", 0o755).unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
+        assert_eq!(w.add_dir(".", 0o755).unwrap_err().kind(), io::ErrorKind::InvalidInput);
         let mut w = CpioWriter::new(Vec::new(), 0);
-        assert_eq!(
-            w.add_file("a\0b", 0o644, b"").unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
+        assert_eq!(w.add_file("a\0b", 0o644, b"").unwrap_err().kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]

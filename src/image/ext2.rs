@@ -101,7 +101,9 @@ pub enum Ext2Error {
         size: u64,
     },
     /// Beyond what ext2 without the 64bit feature addresses (16 TiB).
-    #[error("an ext2 image of {size} bytes is larger than ext2 with 4 KiB blocks supports (16 TiB); lower --size")]
+    #[error(
+        "an ext2 image of {size} bytes is larger than ext2 with 4 KiB blocks supports (16 TiB); lower --size"
+    )]
     TooLarge {
         /// The size that was asked for.
         size: u64,
@@ -153,9 +155,7 @@ pub enum Ext2Error {
     #[error("/lost+found in the appliance tree is not a directory; remove it from the inputs")]
     LostFoundNotDir,
     /// Writing the image failed.
-    #[error(
-        "writing the ext2 image ({what}): {source}; check free space where the image is written"
-    )]
+    #[error("writing the ext2 image ({what}): {source}; check free space where the image is written")]
     Write {
         /// What was being written.
         what: String,
@@ -262,8 +262,7 @@ pub fn read_superblock(image: &Path) -> Result<Superblock, Ext2Error> {
     // but reading them costs nothing when the feature (incompat 0x80) is on.
     let is64 = disk::get32(&sb, 0x60) & 0x80 != 0;
     let wide = |lo: usize, hi: usize| {
-        u64::from(disk::get32(&sb, lo))
-            | if is64 { u64::from(disk::get32(&sb, hi)) << 32 } else { 0 }
+        u64::from(disk::get32(&sb, lo)) | if is64 { u64::from(disk::get32(&sb, hi)) << 32 } else { 0 }
     };
     Ok(Superblock {
         uuid,
@@ -387,11 +386,7 @@ struct Plan<'t> {
 /// errors (name, symlink, size, links) are reported before the image is
 /// touched. [`Ext2Error::Write`] and [`Ext2Error::Copy`] come from I/O while
 /// writing; the image then has no valid superblock.
-pub fn write_image(
-    tree: &FileTree,
-    image: &File,
-    opts: &Ext2Options,
-) -> Result<Ext2Stats, Ext2Error> {
+pub fn write_image(tree: &FileTree, image: &File, opts: &Ext2Options) -> Result<Ext2Stats, Ext2Error> {
     if opts.size == 0 {
         return Err(Ext2Error::ZeroSize);
     }
@@ -416,10 +411,7 @@ pub fn write_image(
         }
     }
     let geo = Geometry::plan(opts.size, max_ino, meta_total + data_total).ok_or_else(|| {
-        Ext2Error::TooSmall {
-            needed: needed_size(max_ino, meta_total + data_total),
-            size: opts.size,
-        }
+        Ext2Error::TooSmall { needed: needed_size(max_ino, meta_total + data_total), size: opts.size }
     })?;
 
     // Allocate: all metadata-like blocks first (so they coalesce into a few
@@ -561,10 +553,8 @@ fn used_inodes(g: u64, ipg: u64, max_ino: u64) -> u64 {
 /// reproducible (mke2fs uses a random one).
 fn hash_seed(uuid: &[u8; 16]) -> [u8; 16] {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(b"guestfs-appliance ext2 hash seed")
-        .chain_update(uuid)
-        .finalize();
+    let digest =
+        Sha256::new().chain_update(b"guestfs-appliance ext2 hash seed").chain_update(uuid).finalize();
     let mut seed = [0u8; 16];
     seed.copy_from_slice(&digest[..16]);
     seed
@@ -651,10 +641,8 @@ impl<'t> Plan<'t> {
         let mut ino_of = vec![0u32; tree.node_count()];
         let mut entries = vec![0u64; tree.node_count()];
         ino_of[FileTree::ROOT] = ROOT_INO;
-        let tree_lost_found = tree
-            .children(FileTree::ROOT)
-            .find(|(n, _)| n.as_bytes() == b"lost+found")
-            .map(|(_, id)| id);
+        let tree_lost_found =
+            tree.children(FileTree::ROOT).find(|(n, _)| n.as_bytes() == b"lost+found").map(|(_, id)| id);
         if let Some(id) = tree_lost_found {
             if !tree.node(id).content.is_dir() {
                 return Err(Ext2Error::LostFoundNotDir);
@@ -715,26 +703,17 @@ impl<'t> Plan<'t> {
         let mut links = entries;
         let kind = match &node.content {
             Content::Directory => {
-                let subdirs = self
-                    .tree
-                    .children(id)
-                    .filter(|(_, c)| self.tree.node(*c).content.is_dir())
-                    .count() as u64
-                    + u64::from(id == FileTree::ROOT && self.tree_lost_found.is_none());
+                let subdirs =
+                    self.tree.children(id).filter(|(_, c)| self.tree.node(*c).content.is_dir()).count()
+                        as u64
+                        + u64::from(id == FileTree::ROOT && self.tree_lost_found.is_none());
                 links = 2 + subdirs;
                 if links > DIR_LINK_MAX {
-                    return Err(Ext2Error::TooManyLinks {
-                        path: path.to_owned(),
-                        links,
-                        max: DIR_LINK_MAX,
-                    });
+                    return Err(Ext2Error::TooManyLinks { path: path.to_owned(), links, max: DIR_LINK_MAX });
                 }
                 let min = if Some(id) == self.tree_lost_found { LOST_FOUND_BLOCKS } else { 1 };
-                let mut it = self.dir_entries(id).into_iter().map(|(name, _)| DirEntry {
-                    name,
-                    ino: 0,
-                    ftype: 0,
-                });
+                let mut it =
+                    self.dir_entries(id).into_iter().map(|(name, _)| DirEntry { name, ino: 0, ftype: 0 });
                 content_blocks = disk::pack_dir(&mut it, min, None);
                 size = content_blocks * BLOCK_SIZE;
                 Kind::Dir(Some(id))
@@ -808,11 +787,7 @@ impl<'t> Plan<'t> {
             Content::Fifo | Content::Socket => Kind::Special,
         };
         if !node.content.is_dir() && links > FILE_LINK_MAX {
-            return Err(Ext2Error::TooManyLinks {
-                path: path.to_owned(),
-                links,
-                max: FILE_LINK_MAX,
-            });
+            return Err(Ext2Error::TooManyLinks { path: path.to_owned(), links, max: FILE_LINK_MAX });
         }
         let mut ino = Ino {
             kind,
@@ -941,9 +916,9 @@ impl<'t> Plan<'t> {
                     let mut off = 0usize;
                     for e in &ino.data_extents {
                         let n = ((e.len * BLOCK_SIZE) as usize).min(bytes.len() - off);
-                        image.write_all_at(&bytes[off..off + n], e.start * BLOCK_SIZE).map_err(
-                            |source| Ext2Error::Write { what: "inline file data".into(), source },
-                        )?;
+                        image
+                            .write_all_at(&bytes[off..off + n], e.start * BLOCK_SIZE)
+                            .map_err(|source| Ext2Error::Write { what: "inline file data".into(), source })?;
                         off += n;
                     }
                 }

@@ -521,8 +521,7 @@ impl FileTree {
         let mut walked = PathBuf::from("/");
         for comp in dirs {
             walked.push(comp);
-            let no_parent =
-                || TreeError::NoParent { path: path.to_owned(), parent: walked.clone() };
+            let no_parent = || TreeError::NoParent { path: path.to_owned(), parent: walked.clone() };
             let child = *self.entries[dir].get(*comp).ok_or_else(no_parent)?;
             let target = self.follow(child, &walked, budget)?;
             if !self.nodes[target].content.is_dir() {
@@ -618,10 +617,7 @@ mod tests {
         t.insert(Path::new("/lib"), link("usr/lib")).unwrap();
         t.insert(Path::new("/lib/modules"), dir()).unwrap();
         assert!(t.lookup(Path::new("/usr/lib/modules")).is_some());
-        assert!(matches!(
-            t.node(t.lookup(Path::new("/lib")).unwrap()).content,
-            Content::Symlink(_)
-        ));
+        assert!(matches!(t.node(t.lookup(Path::new("/lib")).unwrap()).content, Content::Symlink(_)));
     }
 
     #[test]

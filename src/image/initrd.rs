@@ -23,44 +23,20 @@ use crate::image::cpio::CpioWriter;
 /// before its root file system is mounted. Same list as supermin's, with the
 /// reason for each entry.
 pub const MODULE_WHITELIST: &[(&str, &str)] = &[
-    (
-        "ext2.ko*",
-        "the root image is mounted as ext2 (older kernels have a separate driver)",
-    ),
+    ("ext2.ko*", "the root image is mounted as ext2 (older kernels have a separate driver)"),
     ("ext4.ko*", "modern kernels mount ext2 with the ext4 driver"),
-    (
-        "virtio*.ko*",
-        "virtio-scsi, virtio-blk, virtio-pci, virtio-serial: the appliance's disks and channel",
-    ),
+    ("virtio*.ko*", "virtio-scsi, virtio-blk, virtio-pci, virtio-serial: the appliance's disks and channel"),
     ("libata*.ko*", "IDE/SATA disks on machines without virtio"),
-    (
-        "piix*.ko*",
-        "the PIIX IDE controller of qemu's default PC machine",
-    ),
-    (
-        "sd_mod.ko*",
-        "SCSI disk driver: the root disk is a scsi-hd behind virtio-scsi",
-    ),
+    ("piix*.ko*", "the PIIX IDE controller of qemu's default PC machine"),
+    ("sd_mod.ko*", "SCSI disk driver: the root disk is a scsi-hd behind virtio-scsi"),
     ("ata_piix.ko*", "PIIX ATA driver for qemu's IDE emulation"),
     ("crc*.ko*", "checksums needed by ext4 and the block layer"),
-    (
-        "libcrc*.ko*",
-        "libcrc32c, needed by ext4 metadata checksums",
-    ),
-    (
-        "ibmvscsic.ko*",
-        "POWER virtual SCSI client (ppc64 guests), older name",
-    ),
+    ("libcrc*.ko*", "libcrc32c, needed by ext4 metadata checksums"),
+    ("ibmvscsic.ko*", "POWER virtual SCSI client (ppc64 guests), older name"),
     ("ibmvscsi.ko*", "POWER virtual SCSI client (ppc64 guests)"),
-    (
-        "libnvdimm.ko*",
-        "persistent memory root devices (root=/dev/pmem*)",
-    ),
+    ("libnvdimm.ko*", "persistent memory root devices (root=/dev/pmem*)"),
     ("nd_pmem.ko*", "persistent memory block devices"),
-    (
-        "nd_btt.ko*",
-        "block translation table for persistent memory",
-    ),
+    ("nd_btt.ko*", "block translation table for persistent memory"),
     ("nfit.ko*", "ACPI NFIT: discovers NVDIMMs"),
 ];
 
@@ -160,21 +136,11 @@ pub fn select_modules(modules_dir: &Path) -> Result<Vec<InitrdModule>, InitrdErr
     let text = match std::fs::read_to_string(&dep_path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let version = modules_dir
-                .file_name()
-                .map(|v| v.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            return Err(InitrdError::NoModulesDep {
-                path: dep_path,
-                version,
-            });
+            let version =
+                modules_dir.file_name().map(|v| v.to_string_lossy().into_owned()).unwrap_or_default();
+            return Err(InitrdError::NoModulesDep { path: dep_path, version });
         }
-        Err(source) => {
-            return Err(InitrdError::Read {
-                path: dep_path,
-                source,
-            })
-        }
+        Err(source) => return Err(InitrdError::Read { path: dep_path, source }),
     };
     let deps = parse_modules_dep(&text);
     let order = dependency_order(&deps);
@@ -185,11 +151,7 @@ pub fn select_modules(modules_dir: &Path) -> Result<Vec<InitrdModule>, InitrdErr
         let source = modules_dir.join(path);
         let name = initrd_name(path);
         if let Some(first) = seen.get(&name) {
-            return Err(InitrdError::DuplicateName {
-                name,
-                first: first.clone(),
-                second: source,
-            });
+            return Err(InitrdError::DuplicateName { name, first: first.clone(), second: source });
         }
         seen.insert(name.clone(), source.clone());
         modules.push(InitrdModule { source, name });
@@ -243,12 +205,8 @@ fn basename(path: &str) -> &str {
 }
 
 fn is_wanted(name: &str) -> bool {
-    MODULE_WHITELIST
-        .iter()
-        .any(|(pat, _)| fnmatch_star(pat, name))
-        && !MODULE_BLACKLIST
-            .iter()
-            .any(|(pat, _)| fnmatch_star(pat, name))
+    MODULE_WHITELIST.iter().any(|(pat, _)| fnmatch_star(pat, name))
+        && !MODULE_BLACKLIST.iter().any(|(pat, _)| fnmatch_star(pat, name))
 }
 
 /// `fnmatch` for patterns whose only wildcard is `*`, which is all the
@@ -278,11 +236,7 @@ fn fnmatch_star(pattern: &str, name: &str) -> bool {
 /// The module's file name in the initrd: basename minus compression suffix.
 fn initrd_name(path: &str) -> String {
     let base = basename(path);
-    COMPRESSION_SUFFIXES
-        .iter()
-        .find_map(|suffix| base.strip_suffix(suffix))
-        .unwrap_or(base)
-        .to_owned()
+    COMPRESSION_SUFFIXES.iter().find_map(|suffix| base.strip_suffix(suffix)).unwrap_or(base).to_owned()
 }
 
 /// Writes the initrd to `out`: an uncompressed newc archive holding `.`,
@@ -333,51 +287,31 @@ pub fn write_initrd(
         entries.insert(name, Entry::Module(module));
     }
 
-    let mut counter = CountingWriter {
-        inner: out,
-        count: 0,
-    };
+    let mut counter = CountingWriter { inner: out, count: 0 };
     let mut cpio = CpioWriter::new(&mut counter, mtime);
     cpio.add_dir(".", 0o755).map_err(InitrdError::Write)?;
     for (name, entry) in entries {
         match entry {
-            Entry::Bytes(data, perm) => cpio
-                .add_file(name, perm, data)
-                .map_err(InitrdError::Write)?,
+            Entry::Bytes(data, perm) => cpio.add_file(name, perm, data).map_err(InitrdError::Write)?,
             Entry::Module(module) => add_module(&mut cpio, module)?,
         }
     }
     cpio.finish().map_err(InitrdError::Write)?;
-    Ok(InitrdStats {
-        modules: modules.len(),
-        bytes: counter.count,
-    })
+    Ok(InitrdStats { modules: modules.len(), bytes: counter.count })
 }
 
 /// Adds one module, streaming an uncompressed file and decompressing a
 /// compressed one into memory (modules are at most a few MiB).
-fn add_module<W: Write>(
-    cpio: &mut CpioWriter<W>,
-    module: &InitrdModule,
-) -> Result<(), InitrdError> {
+fn add_module<W: Write>(cpio: &mut CpioWriter<W>, module: &InitrdModule) -> Result<(), InitrdError> {
     let path = &module.source;
-    let read_err = |source| InitrdError::Read {
-        path: path.clone(),
-        source,
-    };
+    let read_err = |source| InitrdError::Read { path: path.clone(), source };
     let mut file = File::open(path).map_err(read_err)?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let data = if file_name.ends_with(".xz") {
         decompress(path, liblzma::read::XzDecoder::new_multi_decoder(file))?
     } else if file_name.ends_with(".zst") {
-        let decoder =
-            zstd::stream::read::Decoder::new(file).map_err(|source| InitrdError::Decompress {
-                path: path.clone(),
-                source,
-            })?;
+        let decoder = zstd::stream::read::Decoder::new(file)
+            .map_err(|source| InitrdError::Decompress { path: path.clone(), source })?;
         decompress(path, decoder)?
     } else if file_name.ends_with(".gz") {
         decompress(path, flate2::read::MultiGzDecoder::new(file))?
@@ -385,25 +319,19 @@ fn add_module<W: Write>(
         let len = file.metadata().map_err(read_err)?.len();
         // A short read here means the file changed under us: report it
         // against the module, not as a generic write error.
-        return cpio
-            .add_file_from(&module.name, 0o644, len, &mut file)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => read_err(e),
-                _ => InitrdError::Write(e),
-            });
+        return cpio.add_file_from(&module.name, 0o644, len, &mut file).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => read_err(e),
+            _ => InitrdError::Write(e),
+        });
     };
-    cpio.add_file(&module.name, 0o644, &data)
-        .map_err(InitrdError::Write)
+    cpio.add_file(&module.name, 0o644, &data).map_err(InitrdError::Write)
 }
 
 fn decompress(path: &Path, mut decoder: impl Read) -> Result<Vec<u8>, InitrdError> {
     let mut data = Vec::new();
     decoder
         .read_to_end(&mut data)
-        .map_err(|source| InitrdError::Decompress {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| InitrdError::Decompress { path: path.to_path_buf(), source })?;
     Ok(data)
 }
 
@@ -473,10 +401,7 @@ fn check_static_elf(bytes: &[u8]) -> Option<bool> {
                 } else {
                     (u64::from(elf.u32(ph + 4)?), u64::from(elf.u32(ph + 16)?))
                 };
-                if elf.dynamic_has_needed(
-                    usize::try_from(offset).ok()?,
-                    usize::try_from(size).ok()?,
-                )? {
+                if elf.dynamic_has_needed(usize::try_from(offset).ok()?, usize::try_from(size).ok()?)? {
                     return Some(false);
                 }
             }
@@ -498,37 +423,21 @@ impl ElfReader<'_> {
     }
     fn u16(&self, at: usize) -> Option<u16> {
         let b = self.take(at)?;
-        Some(if self.big {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        })
+        Some(if self.big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
     }
     fn u32(&self, at: usize) -> Option<u32> {
         let b = self.take(at)?;
-        Some(if self.big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
+        Some(if self.big { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
     }
     fn u64(&self, at: usize) -> Option<u64> {
         let b = self.take(at)?;
-        Some(if self.big {
-            u64::from_be_bytes(b)
-        } else {
-            u64::from_le_bytes(b)
-        })
+        Some(if self.big { u64::from_be_bytes(b) } else { u64::from_le_bytes(b) })
     }
     /// Scans the dynamic section at `offset` (`size` bytes) for DT_NEEDED.
     fn dynamic_has_needed(&self, offset: usize, size: usize) -> Option<bool> {
         let entry = if self.wide { 16 } else { 8 };
         for at in (offset..offset.checked_add(size)?).step_by(entry) {
-            let tag = if self.wide {
-                self.u64(at)?
-            } else {
-                u64::from(self.u32(at)?)
-            };
+            let tag = if self.wide { self.u64(at)? } else { u64::from(self.u32(at)?) };
             match tag {
                 DT_NULL => break,
                 DT_NEEDED => return Some(true),
@@ -542,8 +451,8 @@ impl ElfReader<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::test_support::tool;
     use crate::image::cpio::read_newc;
+    use crate::test_support::tool;
     use std::fs;
 
     /// A minimal little-endian ELF64 executable header with one program
@@ -590,10 +499,7 @@ pub(crate) mod tests {
         // static-pie: PT_DYNAMIC with relocation tags only.
         assert!(is_static_elf(&fake_elf(false, Some(&[(7, 0), (8, 0)]))));
         assert!(!is_static_elf(&fake_elf(true, None)));
-        assert!(!is_static_elf(&fake_elf(
-            false,
-            Some(&[(7, 0), (DT_NEEDED, 1)])
-        )));
+        assert!(!is_static_elf(&fake_elf(false, Some(&[(7, 0), (DT_NEEDED, 1)]))));
         assert!(!is_static_elf(b"#!/bin/sh\n"));
         let mut truncated = fake_elf(false, None);
         truncated.truncate(80);
@@ -665,10 +571,7 @@ this line has no colon and is ignored
                 "ext4.ko"
             ]
         );
-        assert_eq!(
-            mods[0].source,
-            dir.path().join("kernel/drivers/scsi/scsi_common.ko")
-        );
+        assert_eq!(mods[0].source, dir.path().join("kernel/drivers/scsi/scsi_common.ko"));
     }
 
     #[test]
@@ -676,26 +579,16 @@ this line has no colon and is ignored
         let dir = tempfile::tempdir().unwrap();
         let err = select_modules(dir.path()).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("modules.dep") && msg.contains("run `depmod"),
-            "{msg}"
-        );
+        assert!(msg.contains("modules.dep") && msg.contains("run `depmod"), "{msg}");
     }
 
     #[test]
     fn cycles_terminate_and_duplicates_are_refused() {
         let dir = fixture_dir("a/virtio_a.ko: b/virtio_b.ko\nb/virtio_b.ko: a/virtio_a.ko\n");
-        let names: Vec<_> = select_modules(dir.path())
-            .unwrap()
-            .into_iter()
-            .map(|m| m.name)
-            .collect();
+        let names: Vec<_> = select_modules(dir.path()).unwrap().into_iter().map(|m| m.name).collect();
         assert_eq!(names, ["virtio_b.ko", "virtio_a.ko"]);
         let dir = fixture_dir("a/virtio.ko:\nb/virtio.ko.xz:\n");
-        assert!(matches!(
-            select_modules(dir.path()),
-            Err(InitrdError::DuplicateName { .. })
-        ));
+        assert!(matches!(select_modules(dir.path()), Err(InitrdError::DuplicateName { .. })));
     }
 
     /// Host modules directory of Debian's 6.1 kernel, if installed.
@@ -706,9 +599,7 @@ this line has no colon and is ignored
                 .map(|e| e.path())
                 .filter(|p| {
                     let n = p.file_name().unwrap().to_string_lossy().into_owned();
-                    n.starts_with("6.1.0-")
-                        && n.ends_with("-amd64")
-                        && p.join("modules.dep").exists()
+                    n.starts_with("6.1.0-") && n.ends_with("-amd64") && p.join("modules.dep").exists()
                 })
                 .collect();
             dirs.sort();
@@ -738,15 +629,8 @@ this line has no colon and is ignored
         let Some(dir) = host_modules_dir() else {
             return;
         };
-        let names: Vec<_> = select_modules(&dir)
-            .unwrap()
-            .into_iter()
-            .map(|m| m.name)
-            .collect();
-        let expected: Vec<_> = OBSERVED_DEBIAN_61
-            .split_whitespace()
-            .map(|n| format!("{n}.ko"))
-            .collect();
+        let names: Vec<_> = select_modules(&dir).unwrap().into_iter().map(|m| m.name).collect();
+        let expected: Vec<_> = OBSERVED_DEBIAN_61.split_whitespace().map(|n| format!("{n}.ko")).collect();
         assert_eq!(names.len(), 52);
         assert_eq!(names, expected);
     }
@@ -775,41 +659,21 @@ this line has no colon and is ignored
 
         let mods = select_modules(dir.path()).unwrap();
         let names: Vec<_> = mods.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["sd_mod.ko", "virtio.ko", "virtio_ring.ko", "virtio_scsi.ko"]
-        );
+        assert_eq!(names, ["sd_mod.ko", "virtio.ko", "virtio_ring.ko", "virtio_scsi.ko"]);
 
         let mut out = Vec::new();
         let init = fake_elf(false, None);
         let stats = write_initrd(&mut out, &init, &mods, 1_000).unwrap();
-        assert_eq!(
-            stats,
-            InitrdStats {
-                modules: 4,
-                bytes: out.len() as u64
-            }
-        );
+        assert_eq!(stats, InitrdStats { modules: 4, bytes: out.len() as u64 });
         let entries = read_newc(&out).unwrap();
         let listed: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(
             listed,
-            [
-                ".",
-                "init",
-                "modules",
-                "sd_mod.ko",
-                "virtio.ko",
-                "virtio_ring.ko",
-                "virtio_scsi.ko"
-            ]
+            [".", "init", "modules", "sd_mod.ko", "virtio.ko", "virtio_ring.ko", "virtio_scsi.ko"]
         );
         let data = |name: &str| &entries.iter().find(|e| e.name == name).unwrap().data;
         assert_eq!(data("init"), &init);
-        assert_eq!(
-            data("modules"),
-            b"sd_mod.ko\nvirtio.ko\nvirtio_ring.ko\nvirtio_scsi.ko\n"
-        );
+        assert_eq!(data("modules"), b"sd_mod.ko\nvirtio.ko\nvirtio_ring.ko\nvirtio_scsi.ko\n");
         assert_eq!(data("virtio.ko"), b"plain module");
         for name in ["sd_mod.ko", "virtio_ring.ko", "virtio_scsi.ko"] {
             assert_eq!(data(name), &raw, "{name}");
@@ -824,15 +688,9 @@ this line has no colon and is ignored
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("virtio.ko.xz");
         fs::write(&bad, b"not xz at all").unwrap();
-        let mods = [InitrdModule {
-            source: bad.clone(),
-            name: "virtio.ko".into(),
-        }];
+        let mods = [InitrdModule { source: bad.clone(), name: "virtio.ko".into() }];
         let err = write_initrd(&mut Vec::new(), &fake_elf(false, None), &mods, 0).unwrap_err();
-        assert!(
-            matches!(&err, InitrdError::Decompress { path, .. } if *path == bad),
-            "{err}"
-        );
+        assert!(matches!(&err, InitrdError::Decompress { path, .. } if *path == bad), "{err}");
     }
 
     #[test]
@@ -855,49 +713,20 @@ this line has no colon and is ignored
         })
         .unwrap();
         let mods = [
-            InitrdModule {
-                source: dir.path().join("b.ko"),
-                name: "b.ko".into(),
-            },
-            InitrdModule {
-                source: dir.path().join("a.ko.gz"),
-                name: "a.ko".into(),
-            },
+            InitrdModule { source: dir.path().join("b.ko"), name: "b.ko".into() },
+            InitrdModule { source: dir.path().join("a.ko.gz"), name: "a.ko".into() },
         ];
         let initrd = dir.path().join("initrd");
         let init = fake_elf(false, None);
-        write_initrd(
-            &mut File::create(&initrd).unwrap(),
-            &init,
-            &mods,
-            1_600_000_000,
-        )
-        .unwrap();
+        write_initrd(&mut File::create(&initrd).unwrap(), &init, &mods, 1_600_000_000).unwrap();
 
-        let out = std::process::Command::new(file)
-            .arg("-b")
-            .arg(&initrd)
-            .output()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "ASCII cpio archive (SVR4 with no CRC)"
-        );
+        let out = std::process::Command::new(file).arg("-b").arg(&initrd).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ASCII cpio archive (SVR4 with no CRC)");
 
-        let out = std::process::Command::new(&cpio)
-            .arg("-t")
-            .stdin(File::open(&initrd).unwrap())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            ".\na.ko\nb.ko\ninit\nmodules\n"
-        );
+        let out =
+            std::process::Command::new(&cpio).arg("-t").stdin(File::open(&initrd).unwrap()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), ".\na.ko\nb.ko\ninit\nmodules\n");
 
         let extract = dir.path().join("x");
         fs::create_dir(&extract).unwrap();
@@ -907,22 +736,11 @@ this line has no colon and is ignored
             .stdin(File::open(&initrd).unwrap())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(fs::read(extract.join("init")).unwrap(), init);
         assert_eq!(fs::read(extract.join("a.ko")).unwrap(), b"module a");
         assert_eq!(fs::read(extract.join("modules")).unwrap(), b"b.ko\na.ko\n");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            fs::metadata(extract.join("init"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o755
-        );
+        assert_eq!(fs::metadata(extract.join("init")).unwrap().permissions().mode() & 0o777, 0o755);
     }
 }

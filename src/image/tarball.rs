@@ -128,9 +128,7 @@ pub enum TarballError {
         source: io::Error,
     },
     /// The output file system is full (or over quota).
-    #[error(
-        "writing {path}: no space left on device; free space or choose another output directory"
-    )]
+    #[error("writing {path}: no space left on device; free space or choose another output directory")]
     NoSpace {
         /// The final output path.
         path: PathBuf,
@@ -189,39 +187,26 @@ pub fn write_tarball(
     let compressed_bytes = file.metadata().map_err(werr)?.len();
     drop(file);
     tmp.persist(out)?;
-    Ok(TarballStats {
-        members,
-        data_bytes,
-        compressed_bytes,
-    })
+    Ok(TarballStats { members, data_bytes, compressed_bytes })
 }
 
 /// Refuse names that would escape the prefix directory.
 fn check_name(name: &str) -> Result<(), TarballError> {
     let path = Path::new(name);
-    let ok = !name.is_empty()
-        && path
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    let ok =
+        !name.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
     if ok {
         Ok(())
     } else {
-        Err(TarballError::InvalidName {
-            name: name.to_owned(),
-        })
+        Err(TarballError::InvalidName { name: name.to_owned() })
     }
 }
 
 /// Map an output error, singling out a full disk.
 fn write_error(out: &Path, source: io::Error) -> TarballError {
     match source.raw_os_error() {
-        Some(libc::ENOSPC | libc::EDQUOT) => TarballError::NoSpace {
-            path: out.to_owned(),
-        },
-        _ => TarballError::Write {
-            path: out.to_owned(),
-            source,
-        },
+        Some(libc::ENOSPC | libc::EDQUOT) => TarballError::NoSpace { path: out.to_owned() },
+        _ => TarballError::Write { path: out.to_owned(), source },
     }
 }
 
@@ -235,9 +220,7 @@ struct TarStream<'a, S: Write> {
 
 impl<S: Write> TarStream<'_, S> {
     fn put(&mut self, bytes: &[u8]) -> Result<(), TarballError> {
-        self.sink
-            .write_all(bytes)
-            .map_err(|e| write_error(self.out, e))?;
+        self.sink.write_all(bytes).map_err(|e| write_error(self.out, e))?;
         self.written += bytes.len() as u64;
         Ok(())
     }
@@ -252,11 +235,7 @@ fn write_members<S: Write>(
     opts: &TarballOptions,
     out: &Path,
 ) -> Result<(usize, u64), TarballError> {
-    let mut tar = TarStream {
-        sink,
-        written: 0,
-        out,
-    };
+    let mut tar = TarStream { sink, written: 0, out };
     let mut members = 0;
     let mut data_bytes = 0;
     let mut hdr = Vec::with_capacity(4 * BLOCK);
@@ -268,27 +247,14 @@ fn write_members<S: Write>(
         }
     };
     if !opts.prefix.is_empty() {
-        header::encode(
-            &mut hdr,
-            &member_name(""),
-            0o755,
-            opts.mtime,
-            &Kind::Directory,
-        );
+        header::encode(&mut hdr, &member_name(""), 0o755, opts.mtime, &Kind::Directory);
         tar.put(&hdr)?;
         members += 1;
     }
     let mut buf = vec![0u8; COPY_BUF];
     for name in files {
         let path = dir.join(name);
-        data_bytes += write_file(
-            &mut tar,
-            &path,
-            &member_name(name),
-            opts.mtime,
-            &mut hdr,
-            &mut buf,
-        )?;
+        data_bytes += write_file(&mut tar, &path, &member_name(name), opts.mtime, &mut hdr, &mut buf)?;
         members += 1;
     }
     // End of archive: two zero blocks, then pad to a whole record.
@@ -311,22 +277,15 @@ fn write_file<S: Write>(
 ) -> Result<u64, TarballError> {
     let read_err = |source: io::Error| {
         if source.kind() == io::ErrorKind::UnexpectedEof {
-            TarballError::Changed {
-                path: path.to_owned(),
-            }
+            TarballError::Changed { path: path.to_owned() }
         } else {
-            TarballError::Read {
-                path: path.to_owned(),
-                source,
-            }
+            TarballError::Read { path: path.to_owned(), source }
         }
     };
     let file = File::open(path).map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
     if !meta.is_file() {
-        return Err(TarballError::NotRegular {
-            path: path.to_owned(),
-        });
+        return Err(TarballError::NotRegular { path: path.to_owned() });
     }
     let size = meta.len();
     let mode = meta.permissions().mode();
@@ -341,16 +300,7 @@ fn write_file<S: Write>(
             // segment, and so do we.
             segments.push((size, 0));
         }
-        header::encode(
-            hdr,
-            name,
-            mode,
-            mtime,
-            &Kind::Sparse {
-                real_size: size,
-                map: &segments,
-            },
-        );
+        header::encode(hdr, name, mode, mtime, &Kind::Sparse { real_size: size, map: &segments });
     }
     tar.put(hdr)?;
     for &(offset, len) in &segments {
@@ -378,9 +328,7 @@ struct TempOutput {
 impl TempOutput {
     /// Create `.NAME.tmpXXXX` beside `out`.
     fn create(out: &Path) -> Result<(Self, File), TarballError> {
-        let base = out.file_name().ok_or_else(|| TarballError::InvalidOutput {
-            path: out.to_owned(),
-        })?;
+        let base = out.file_name().ok_or_else(|| TarballError::InvalidOutput { path: out.to_owned() })?;
         let dir = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
@@ -392,16 +340,9 @@ impl TempOutput {
             name.extend_from_slice(base.as_bytes());
             name.extend_from_slice(format!(".tmp{pid:x}{attempt:x}").as_bytes());
             let path = dir.join(std::ffi::OsStr::from_bytes(&name));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&path)
-            {
+            match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
                 Ok(file) => return Ok((TempOutput { path, armed: true }, file)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => {
-                    attempt += 1
-                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => attempt += 1,
                 Err(source) => return Err(TarballError::CreateTemp { dir, source }),
             }
         }
@@ -415,9 +356,7 @@ impl TempOutput {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| write_error(out, e))
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| write_error(out, e))
     }
 }
 
@@ -443,11 +382,7 @@ mod tests {
 
     fn run(cmd: &mut Command) -> String {
         let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -480,28 +415,18 @@ mod tests {
         root.write_all_at(&noise(5000, 3), 10 << 20).unwrap();
         root.write_all_at(&[0u8; 65536], 20 << 20).unwrap();
         root.write_all_at(&noise(3 << 20, 4), 30 << 20).unwrap();
-        root.write_all_at(&noise(1000, 5), ROOT_SIZE - 1000)
-            .unwrap();
+        root.write_all_at(&noise(1000, 5), ROOT_SIZE - 1000).unwrap();
         // Enough extents that the sparse map needs extension blocks.
         for i in 0..30u64 {
-            root.write_all_at(&noise(100, 6 + i), (40 << 20) + i * 65536)
-                .unwrap();
+            root.write_all_at(&noise(100, 6 + i), (40 << 20) + i * 65536).unwrap();
         }
         std::fs::write(p.join("README.fixed"), "This is the fixed appliance.\n").unwrap();
-        File::create(p.join("holes"))
-            .unwrap()
-            .set_len(100_000)
-            .unwrap();
+        File::create(p.join("holes")).unwrap().set_len(100_000).unwrap();
         dir
     }
 
     fn opts(compression: Compression, threads: usize) -> TarballOptions {
-        TarballOptions {
-            compression,
-            prefix: "appliance".into(),
-            mtime: MTIME,
-            threads,
-        }
+        TarballOptions { compression, prefix: "appliance".into(), mtime: MTIME, threads }
     }
 
     fn round_trip(compression: Compression, name: &str, checker: &str) {
@@ -517,10 +442,7 @@ mod tests {
         // 4 KiB block + 30 small blocks; allocated zeros are not stored.
         let root_data = (1 << 20) + 8192 + (3 << 20) + 4096 + 30 * 4096;
         assert_eq!(stats.data_bytes, 300_000 + 160_000 + root_data + 29);
-        assert_eq!(
-            stats.compressed_bytes,
-            std::fs::metadata(&out).unwrap().len()
-        );
+        assert_eq!(stats.compressed_bytes, std::fs::metadata(&out).unwrap().len());
 
         run(Command::new(check).arg("-t").arg(&out));
         let listing = run(Command::new(&tar)
@@ -530,11 +452,7 @@ mod tests {
         let lines: Vec<&str> = listing.lines().collect();
         assert_eq!(lines.len(), 6, "{listing}");
         assert!(lines[0].starts_with("drwxr-xr-x 0/0"), "{}", lines[0]);
-        assert!(
-            lines[0].ends_with("2023-11-14 22:13:20 appliance/"),
-            "{}",
-            lines[0]
-        );
+        assert!(lines[0].ends_with("2023-11-14 22:13:20 appliance/"), "{}", lines[0]);
         assert!(lines[2].starts_with("-rw------- 0/0"), "{}", lines[2]);
         for (line, file) in lines[1..].iter().zip(FILES) {
             assert!(line.ends_with(&format!(" appliance/{file}")), "{line}");
@@ -542,11 +460,7 @@ mod tests {
         assert!(lines[3].contains(&format!(" {ROOT_SIZE} ")), "{}", lines[3]);
 
         let dest = tempfile::tempdir().unwrap();
-        run(Command::new(&tar)
-            .arg("-xf")
-            .arg(&out)
-            .arg("-C")
-            .arg(dest.path()));
+        run(Command::new(&tar).arg("-xf").arg(&out).arg("-C").arg(dest.path()));
         for file in FILES {
             let a = std::fs::read(src.path().join(file)).unwrap();
             let b = std::fs::read(dest.path().join("appliance").join(file)).unwrap();
@@ -554,11 +468,7 @@ mod tests {
         }
         let root = std::fs::metadata(dest.path().join("appliance/root")).unwrap();
         assert_eq!(root.len(), ROOT_SIZE);
-        assert!(
-            root.blocks() * 512 < 8 << 20,
-            "root not sparse: {} blocks",
-            root.blocks()
-        );
+        assert!(root.blocks() * 512 < 8 << 20, "root not sparse: {} blocks", root.blocks());
         let holes = std::fs::metadata(dest.path().join("appliance/holes")).unwrap();
         assert_eq!((holes.len(), holes.blocks()), (100_000, 0));
 
@@ -587,10 +497,7 @@ mod tests {
         let err = write_tarball(src.path(), &FILES, &out, &opts(Compression::Gzip, 2)).unwrap_err();
         assert!(matches!(err, TarballError::CreateTemp { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(
-            msg.contains("no-such-dir") && msg.contains("choose another"),
-            "{msg}"
-        );
+        assert!(msg.contains("no-such-dir") && msg.contains("choose another"), "{msg}");
     }
 
     #[test]
@@ -611,12 +518,8 @@ mod tests {
         let src = fixture();
         let out = src.path().join("x.tar.gz");
         for bad in ["", "/etc/passwd", "../root", "a/../../b"] {
-            let err =
-                write_tarball(src.path(), &[bad], &out, &opts(Compression::Gzip, 1)).unwrap_err();
-            assert!(
-                matches!(err, TarballError::InvalidName { .. }),
-                "{bad}: {err:?}"
-            );
+            let err = write_tarball(src.path(), &[bad], &out, &opts(Compression::Gzip, 1)).unwrap_err();
+            assert!(matches!(err, TarballError::InvalidName { .. }), "{bad}: {err:?}");
         }
         assert!(!out.exists());
     }
@@ -626,8 +529,7 @@ mod tests {
         let src = fixture();
         std::fs::create_dir(src.path().join("sub")).unwrap();
         let out = src.path().join("x.tar.gz");
-        let err =
-            write_tarball(src.path(), &["sub"], &out, &opts(Compression::Gzip, 1)).unwrap_err();
+        let err = write_tarball(src.path(), &["sub"], &out, &opts(Compression::Gzip, 1)).unwrap_err();
         assert!(matches!(err, TarballError::NotRegular { .. }), "{err:?}");
         assert!(!out.exists());
     }

@@ -372,11 +372,7 @@ pub(crate) fn unpack(
 ) -> Result<(), InputError> {
     let parent_meta = Metadata::new(0o755, 0, 0, default_time);
     for e in &archive.entries {
-        let wrap = |source| InputError::Tree {
-            path: archive.source.clone(),
-            member: e.path.clone(),
-            source,
-        };
+        let wrap = |source| InputError::Tree { path: archive.source.clone(), member: e.path.clone(), source };
         let parent = e.path.parent().unwrap_or(Path::new("/"));
         tree.create_dir_all(parent, parent_meta).map_err(wrap)?;
         let mtime = e.mtime.unwrap_or(default_time);

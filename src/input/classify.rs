@@ -105,8 +105,7 @@ pub(crate) fn classify(path: &Path, bytes: &[u8]) -> Result<Content, InputError>
     if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         return Err(unsupported("zstd", false));
     }
-    if bytes.starts_with(&[0x04, 0x22, 0x4d, 0x18]) || bytes.starts_with(&[0x02, 0x21, 0x4c, 0x18])
-    {
+    if bytes.starts_with(&[0x04, 0x22, 0x4d, 0x18]) || bytes.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
         return Err(unsupported("lz4", false));
     }
     if is_v7_tar(bytes) {
@@ -137,15 +136,9 @@ fn is_bzip2(bytes: &[u8]) -> bool {
 fn is_v7_tar(bytes: &[u8]) -> bool {
     let Some(header) = bytes.get(..512) else { return false };
     let field = &header[148..156];
-    let digits: Vec<u8> = field
-        .iter()
-        .copied()
-        .skip_while(|&c| c == b' ')
-        .take_while(|c| (b'0'..=b'7').contains(c))
-        .collect();
-    let Some(stored) =
-        std::str::from_utf8(&digits).ok().and_then(|s| u32::from_str_radix(s, 8).ok())
-    else {
+    let digits: Vec<u8> =
+        field.iter().copied().skip_while(|&c| c == b' ').take_while(|c| (b'0'..=b'7').contains(c)).collect();
+    let Some(stored) = std::str::from_utf8(&digits).ok().and_then(|s| u32::from_str_radix(s, 8).ok()) else {
         return false;
     };
     let sum: u32 = header
@@ -218,10 +211,7 @@ mod tests {
         let mut bz = b"BZh91AY&SY".to_vec();
         bz.extend_from_slice(&[0; 20]);
         let e = kind(&bz).unwrap_err();
-        assert!(
-            e.contains("bzip2-compressed file; supermin would misread it as a package list"),
-            "{e}"
-        );
+        assert!(e.contains("bzip2-compressed file; supermin would misread it as a package list"), "{e}");
         assert!(e.contains("recompress it with gzip or xz"), "{e}");
         // A package literally named BZh... is still a package list.
         assert_eq!(kind(b"BZh9-utils\n"), Ok(Content::Packages));

@@ -94,10 +94,7 @@ mod tests {
     #[test]
     fn templates_are_well_formed() {
         let inputs = embedded_minimal();
-        assert_eq!(
-            inputs.packages,
-            ["bash", "coreutils", "libc-bin", "libc6", "mount", "util-linux"]
-        );
+        assert_eq!(inputs.packages, ["bash", "coreutils", "libc-bin", "libc6", "mount", "util-linux"]);
         // Every excludefiles line parsed (none silently dropped).
         assert_eq!(inputs.excludes.len(), EXCLUDEFILES.lines().count());
         assert!(inputs.excludes.iter().any(|p| p.matches(b"/usr/share/doc/bash/copyright")));

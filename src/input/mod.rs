@@ -462,12 +462,7 @@ fn multiarch_triplet() -> Option<&'static str> {
 ///
 /// Returns zero or one host path (joined onto `root`); never fails.
 pub fn default_input_dirs(root: &Path) -> Vec<PathBuf> {
-    input_dir_candidates()
-        .into_iter()
-        .map(|rel| root.join(rel))
-        .find(|p| p.is_dir())
-        .into_iter()
-        .collect()
+    input_dir_candidates().into_iter().map(|rel| root.join(rel)).find(|p| p.is_dir()).into_iter().collect()
 }
 
 impl Inputs {

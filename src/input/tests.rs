@@ -98,8 +98,7 @@ fn several_inputs_and_single_files_concatenate_in_order() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("a"), "zzz\n").unwrap();
     let inputs =
-        read_inputs(&[fixture().join("sub"), dir.path().join("a"), fixture().join("packages")])
-            .unwrap();
+        read_inputs(&[fixture().join("sub"), dir.path().join("a"), fixture().join("packages")]).unwrap();
     assert_eq!(inputs.packages, ["xfsprogs", "zzz", "bash", "coreutils"]);
 }
 

@@ -195,10 +195,7 @@ pub fn detect(root: &Path) -> Result<Box<dyn PackageDb>, PackageError> {
     if dpkg::is_present(root) {
         return Ok(Box::new(open_dpkg(root)?));
     }
-    Err(PackageError::NoDatabase {
-        root: root.to_path_buf(),
-        looked_for: dpkg::STATUS_FILE.to_string(),
-    })
+    Err(PackageError::NoDatabase { root: root.to_path_buf(), looked_for: dpkg::STATUS_FILE.to_string() })
 }
 
 /// The upstream part of a Debian-style version: no epoch, no revision
@@ -230,20 +227,13 @@ mod tests {
     }
 
     fn pkg(name: &str, version: &str, arch: &str) -> Package {
-        Package {
-            name: name.into(),
-            version: version.into(),
-            arch: arch.into(),
-        }
+        Package { name: name.into(), version: version.into(), arch: arch.into() }
     }
 
     #[test]
     fn packages_sort_by_name_then_arch() {
-        let mut v = [
-            pkg("libc6", "2.36-9", "i386"),
-            pkg("bash", "5.2", "amd64"),
-            pkg("libc6", "2.37-1", "amd64"),
-        ];
+        let mut v =
+            [pkg("libc6", "2.36-9", "i386"), pkg("bash", "5.2", "amd64"), pkg("libc6", "2.37-1", "amd64")];
         v.sort();
         let got: Vec<String> = v.iter().map(Package::qualified_name).collect();
         assert_eq!(got, ["bash:amd64", "libc6:amd64", "libc6:i386"]);

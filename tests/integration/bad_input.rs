@@ -48,11 +48,7 @@ pub(crate) fn assert_error_line(run: &Run, needles: &[&str]) {
         assert!(last.contains(n), "error line lacks {n:?}: {last}\n{}", run.shown_all());
     }
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-        assert!(
-            line.starts_with("guestfs-appliance: "),
-            "stray stderr line {line:?}\n{}",
-            run.shown_all()
-        );
+        assert!(line.starts_with("guestfs-appliance: "), "stray stderr line {line:?}\n{}", run.shown_all());
     }
 }
 
@@ -188,7 +184,8 @@ fn dir_inside_an_input_directory_is_refused() {
     let tmp = scratch();
     let input = input_with(tmp.path(), "hostfiles", b"/etc/hostname\n");
     let dir = input.join("out");
-    let run = ga(tmp.path(), ["build", "--input", input.to_str().unwrap(), dir.to_str().unwrap()]).expect_code(2);
+    let run =
+        ga(tmp.path(), ["build", "--input", input.to_str().unwrap(), dir.to_str().unwrap()]).expect_code(2);
     assert_error_line(&run, &["inside the input directory"]);
     assert!(!dir.exists());
 }

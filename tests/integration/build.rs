@@ -68,7 +68,12 @@ fn minimal_appliance_is_valid_and_boots_its_init() {
     assert!(stat.contains("Type: regular"), "{stat}");
     let (_, uuid) = tool_output(&["debugfs", "-R", "stats", root.to_str().unwrap()]);
     assert!(uuid.contains(&m.output.root_uuid), "UUID {} not in: {uuid}", m.output.root_uuid);
-    let (_, ls) = tool_output(&["debugfs", "-R", &format!("ls -p /usr/lib/modules/{}", m.kernel.version), root.to_str().unwrap()]);
+    let (_, ls) = tool_output(&[
+        "debugfs",
+        "-R",
+        &format!("ls -p /usr/lib/modules/{}", m.kernel.version),
+        root.to_str().unwrap(),
+    ]);
     assert!(ls.contains("modules.dep"), "{ls}");
 
     // The initrd: newc, our static init, the module list.
@@ -203,12 +208,21 @@ fn libguestfs_appliance_runs_a_real_guestfish_session() {
         .expect("run guestfish");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: String = stderr.lines().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-    assert!(out.status.success(), "guestfish failed: {:?}\nstdout:\n{stdout}\nstderr tail:\n{tail}", out.status);
+    let tail: String =
+        stderr.lines().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    assert!(
+        out.status.success(),
+        "guestfish failed: {:?}\nstdout:\n{stdout}\nstderr tail:\n{tail}",
+        out.status
+    );
     assert!(stdout.contains("written through our appliance"), "stdout:\n{stdout}\nstderr tail:\n{tail}");
     // libguestfs booted our kernel, not a supermin-built one.
     let our_kernel = dir.join("kernel");
-    assert!(stderr.contains(&*our_kernel.to_string_lossy()), "libguestfs did not use {}", our_kernel.display());
+    assert!(
+        stderr.contains(&*our_kernel.to_string_lossy()),
+        "libguestfs did not use {}",
+        our_kernel.display()
+    );
     assert!(!stderr.contains("supermin: build"), "libguestfs ran supermin");
     assert!(disk.exists());
 }

@@ -45,10 +45,7 @@ fn host_kernel() -> Option<HostKernel> {
             let version = e.file_name().to_string_lossy().into_owned();
             let vmlinuz = PathBuf::from(format!("/boot/vmlinuz-{version}"));
             let ok = vmlinuz.is_file() && e.path().join("modules.dep").is_file();
-            ok.then(|| HostKernel {
-                vmlinuz,
-                modules: e.path(),
-            })
+            ok.then(|| HostKernel { vmlinuz, modules: e.path() })
         })
         .collect();
     found.sort_by(|a, b| a.modules.cmp(&b.modules));
@@ -93,25 +90,11 @@ fn build_root(dir: &Path, mke2fs: &Path, busybox: &Path) -> (PathBuf, String) {
         .arg("32M")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "mke2fs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "mke2fs: {}", String::from_utf8_lossy(&out.stderr));
     // The UUID as libguestfs reads it: 16 bytes at 0x468 (reference §8.5).
     let image = fs::read(&root).unwrap();
-    let hex: String = image[0x468..0x478]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let uuid = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    );
+    let hex: String = image[0x468..0x478].iter().map(|b| format!("{b:02x}")).collect();
+    let uuid = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
     (root, uuid)
 }
 
@@ -124,10 +107,7 @@ fn initrd_boots_into_the_root_image() {
     };
     let Some(kernel) = host_kernel() else { return };
     if !is_static_elf(&fs::read(&busybox).unwrap()) {
-        skip(&format!(
-            "{} is not static: install busybox-static",
-            busybox.display()
-        ));
+        skip(&format!("{} is not static: install busybox-static", busybox.display()));
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -142,18 +122,9 @@ fn initrd_boots_into_the_root_image() {
     let scratch = dir.path().join("scratch");
     fs::write(&scratch, vec![0u8; 1 << 20]).unwrap();
     let append = format!("console=ttyS0 panic=1 root=UUID={uuid}");
-    let log = boot(
-        &kernel.vmlinuz,
-        &initrd,
-        &[&scratch, &root],
-        &append,
-        BOOT_TIMEOUT,
-    );
+    let log = boot(&kernel.vmlinuz, &initrd, &[&scratch, &root], &append, BOOT_TIMEOUT);
 
-    assert!(
-        log.contains(MARKER),
-        "the root image's /init did not run\n{log}"
-    );
+    assert!(log.contains(MARKER), "the root image's /init did not run\n{log}");
     assert!(!log.timed_out, "{log}");
     // SCSI probing is asynchronous, so which disk is sda varies between
     // boots; the mount line below shows the UUID match found the ext2 disk.
@@ -175,10 +146,7 @@ fn initrd_boots_into_the_root_image() {
         .find(|l| l.starts_with("loaded modules:"))
         .unwrap_or_else(|| panic!("no module list\n{log}"));
     for module in ["virtio_scsi", "sd_mod", "ext4"] {
-        assert!(
-            loaded.split_whitespace().any(|m| m == module),
-            "{module} not loaded: {loaded}"
-        );
+        assert!(loaded.split_whitespace().any(|m| m == module), "{module} not loaded: {loaded}");
     }
     assert!(!log.contains("Kernel panic"), "{log}");
 }
@@ -193,18 +161,9 @@ fn init_without_root_parameter_powers_off_with_an_error() {
     let initrd = dir.path().join("initrd");
     // No modules: the init fails right after loading none of them.
     build_initrd(&initrd, &[]);
-    let log = boot(
-        &kernel.vmlinuz,
-        &initrd,
-        &[],
-        "console=ttyS0 panic=1",
-        BOOT_TIMEOUT,
-    );
+    let log = boot(&kernel.vmlinuz, &initrd, &[], "console=ttyS0 panic=1", BOOT_TIMEOUT);
     assert!(!log.timed_out, "the init should power off, not hang\n{log}");
-    assert!(
-        log.contains("init: error: no root= on the kernel command line"),
-        "{log}"
-    );
+    assert!(log.contains("init: error: no root= on the kernel command line"), "{log}");
     assert!(log.contains("init: powering off"), "{log}");
     // A clean power-off, not PID 1 exiting (which panics the kernel).
     assert!(!log.contains("Kernel panic"), "{log}");

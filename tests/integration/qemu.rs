@@ -37,11 +37,7 @@ impl BootLog {
 impl std::fmt::Display for BootLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "command: {}", self.argv.join(" "))?;
-        writeln!(
-            f,
-            "timed out: {}, status: {:?}",
-            self.timed_out, self.status
-        )?;
+        writeln!(f, "timed out: {}, status: {:?}", self.timed_out, self.status)?;
         writeln!(f, "----- output -----\n{}\n------------------", self.output)
     }
 }
@@ -64,10 +60,7 @@ pub fn tool(name: &str) -> Option<PathBuf> {
 
 /// Prints a skip reason, or fails under CI=true.
 pub fn skip(reason: &str) {
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but the test cannot run: {reason}"
-    );
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but the test cannot run: {reason}");
     eprintln!("skipping: {reason}");
 }
 
@@ -77,26 +70,12 @@ pub fn skip(reason: &str) {
 /// `timeout` for qemu to exit, then kills it.
 ///
 /// Panics (test helper) only if qemu cannot be started.
-pub fn boot(
-    kernel: &Path,
-    initrd: &Path,
-    disks: &[&Path],
-    append: &str,
-    timeout: Duration,
-) -> BootLog {
-    let mut argv: Vec<String> = [
-        "qemu-system-x86_64",
-        "-accel",
-        "tcg",
-        "-nographic",
-        "-no-reboot",
-        "-m",
-        "512",
-        "-kernel",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+pub fn boot(kernel: &Path, initrd: &Path, disks: &[&Path], append: &str, timeout: Duration) -> BootLog {
+    let mut argv: Vec<String> =
+        ["qemu-system-x86_64", "-accel", "tcg", "-nographic", "-no-reboot", "-m", "512", "-kernel"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     argv.push(kernel.display().to_string());
     argv.push("-initrd".into());
     argv.push(initrd.display().to_string());
@@ -105,10 +84,7 @@ pub fn boot(
     }
     for (i, disk) in disks.iter().enumerate() {
         argv.push("-drive".into());
-        argv.push(format!(
-            "file={},format=raw,if=none,id=disk{i},cache=unsafe",
-            disk.display()
-        ));
+        argv.push(format!("file={},format=raw,if=none,id=disk{i},cache=unsafe", disk.display()));
         argv.push("-device".into());
         argv.push(format!("scsi-hd,drive=disk{i},bus=scsi0.0"));
     }
@@ -126,14 +102,8 @@ pub fn boot(
     // pipe while we wait for it.
     let output = Arc::new(Mutex::new(Vec::new()));
     let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -169,10 +139,5 @@ pub fn boot(
         let _ = reader.join();
     }
     let output = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
-    BootLog {
-        argv,
-        output,
-        timed_out,
-        status,
-    }
+    BootLog { argv, output, timed_out, status }
 }

@@ -421,8 +421,7 @@ mod tests {
     #[test]
     fn indirect_counts_match_the_tree_builder() {
         let p = PTRS_PER_BLOCK;
-        for n in [0, 1, 12, 13, 12 + p, 13 + p, 12 + p + p * p, 13 + p + p * p, 12 + p + 5 * p + 3]
-        {
+        for n in [0, 1, 12, 13, 12 + p, 13 + p, 12 + p + p * p, 13 + p + p * p, 12 + p + 5 * p + 3] {
             let mut out = Vec::new();
             block_map(&[(0, n)], &|i| i as u32 + 1000, &|j| j as u32 + 1, &mut out);
             assert_eq!(out.len() as u64 / BLOCK_SIZE, indirect_blocks(n), "n = {n}");

@@ -69,8 +69,7 @@ impl Geometry {
             }
             let groups = total.div_ceil(BLOCKS_PER_GROUP);
             let wanted = (total * BLOCK_SIZE / INODE_RATIO).max(inodes);
-            let ipg =
-                wanted.div_ceil(groups).next_multiple_of(INODES_PER_BLOCK).max(INODES_PER_BLOCK);
+            let ipg = wanted.div_ceil(groups).next_multiple_of(INODES_PER_BLOCK).max(INODES_PER_BLOCK);
             if ipg > MAX_INODES_PER_GROUP {
                 return None;
             }

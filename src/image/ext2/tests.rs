@@ -80,12 +80,7 @@ fn fixture(seed: u64, big: bool) -> Fixture {
     for i in 0..40 {
         let parent = dirs[rng.below(dirs.len() as u64) as usize].clone();
         let d = format!("{parent}/d{i}");
-        add(
-            &mut files,
-            &mut tree,
-            &d,
-            Node { meta: meta(0o755, 0, 0, T0 + i), content: Content::Directory },
-        );
+        add(&mut files, &mut tree, &d, Node { meta: meta(0o755, 0, 0, T0 + i), content: Content::Directory });
         dirs.push(d);
     }
     for i in 0..200 {
@@ -96,30 +91,10 @@ fn fixture(seed: u64, big: bool) -> Fixture {
         add(&mut files, &mut tree, &format!("{parent}/f{i}"), inline(meta(0o644, 0, 0, t), bytes));
     }
     // Special modes and owners.
-    add(
-        &mut files,
-        &mut tree,
-        "/suid",
-        inline(meta(0o4755, 100_000, 200_000, T0), b"#!/bin/sh\n".to_vec()),
-    );
-    add(
-        &mut files,
-        &mut tree,
-        "/sgid",
-        Node { meta: meta(0o2775, 0, 50, T0), content: Content::Directory },
-    );
-    add(
-        &mut files,
-        &mut tree,
-        "/tmp",
-        Node { meta: meta(0o1777, 0, 0, T0), content: Content::Directory },
-    );
-    add(
-        &mut files,
-        &mut tree,
-        "/future",
-        inline(meta(0o600, 70_000, 65_536, 3_000_000_000), b"y".to_vec()),
-    );
+    add(&mut files, &mut tree, "/suid", inline(meta(0o4755, 100_000, 200_000, T0), b"#!/bin/sh\n".to_vec()));
+    add(&mut files, &mut tree, "/sgid", Node { meta: meta(0o2775, 0, 50, T0), content: Content::Directory });
+    add(&mut files, &mut tree, "/tmp", Node { meta: meta(0o1777, 0, 0, T0), content: Content::Directory });
+    add(&mut files, &mut tree, "/future", inline(meta(0o600, 70_000, 65_536, 3_000_000_000), b"y".to_vec()));
     // Symlinks, devices, fifo, socket.
     let fast = Node { meta: meta(0o777, 0, 0, T0), content: Content::Symlink("d0/f1".into()) };
     add(&mut files, &mut tree, "/fast", fast);
@@ -150,10 +125,7 @@ fn fixture(seed: u64, big: bool) -> Fixture {
                 chunks: &[(u64, Vec<u8>)],
                 len| {
         let (path, want) = host_file(dir.path(), name, chunks, len);
-        let node = Node {
-            meta: meta(0o644, 0, 0, T0),
-            content: Content::Regular(Data::Host { path, len }),
-        };
+        let node = Node { meta: meta(0o644, 0, 0, T0), content: Content::Regular(Data::Host { path, len }) };
         tree.insert(Path::new(p), node).unwrap();
         files.insert(PathBuf::from(p), want);
     };
@@ -199,8 +171,7 @@ fn opts(size: u64) -> Ext2Options {
 
 fn run(cmd: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(cmd).args(args).output().unwrap();
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
@@ -267,8 +238,7 @@ fn random_tree_round_trips_through_e2fsck_and_debugfs() {
     // Every regular file and symlink comes back with the same content.
     let out = img_dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let (ok, text) =
-        run(&debugfs, &["-R", &format!("rdump / {}", out.display()), img.to_str().unwrap()]);
+    let (ok, text) = run(&debugfs, &["-R", &format!("rdump / {}", out.display()), img.to_str().unwrap()]);
     assert!(ok, "{text}");
     let mut checked = 0;
     for (path, id) in fx.tree.walk() {
@@ -277,13 +247,7 @@ fn random_tree_round_trips_through_e2fsck_and_debugfs() {
             Content::Regular(_) => {
                 let want = &fx.files[&path];
                 let have = std::fs::read(&got).unwrap();
-                assert!(
-                    have == *want,
-                    "{} differs ({} vs {} bytes)",
-                    path.display(),
-                    have.len(),
-                    want.len()
-                );
+                assert!(have == *want, "{} differs ({} vs {} bytes)", path.display(), have.len(), want.len());
                 checked += 1;
             }
             Content::Symlink(t) => assert_eq!(&std::fs::read_link(&got).unwrap(), Path::new(t)),
@@ -320,8 +284,7 @@ fn random_tree_round_trips_through_e2fsck_and_debugfs() {
     let s = debugfs_stat(&debugfs, &img, "/sock");
     assert!(s.contains("Type: socket"), "{s}");
     let s = debugfs_stat(&debugfs, &img, "/");
-    let subdirs =
-        fx.tree.children(FileTree::ROOT).filter(|(_, c)| fx.tree.node(*c).content.is_dir()).count();
+    let subdirs = fx.tree.children(FileTree::ROOT).filter(|(_, c)| fx.tree.node(*c).content.is_dir()).count();
     assert!(s.contains(&format!("Links: {}", 2 + subdirs + 1)), "{s}");
     let s = debugfs_stat(&debugfs, &img, "/lost+found");
     assert!(s.contains("Mode:  0700") && s.contains("Size: 16384"), "{s}");
@@ -370,11 +333,8 @@ fn too_small_fails_before_writing() {
 #[test]
 fn tree_lost_found_and_small_images_are_clean() {
     let mut tree = FileTree::new(meta(0o700, 10, 20, T0));
-    tree.insert(
-        Path::new("/lost+found"),
-        Node { meta: meta(0o755, 3, 3, T0), content: Content::Directory },
-    )
-    .unwrap();
+    tree.insert(Path::new("/lost+found"), Node { meta: meta(0o755, 3, 3, T0), content: Content::Directory })
+        .unwrap();
     tree.insert(Path::new("/lost+found/x"), inline(meta(0o644, 0, 0, T0), b"x".to_vec())).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("root");

@@ -218,10 +218,7 @@ fn gzip_worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>) {
 /// is reproducible.
 fn gzip_member(input: &[u8]) -> io::Result<Vec<u8>> {
     let out = Vec::with_capacity(input.len() / 3 + 64);
-    let mut enc = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(out, GzLevel::new(GZ_LEVEL));
+    let mut enc = GzBuilder::new().mtime(0).operating_system(255).write(out, GzLevel::new(GZ_LEVEL));
     enc.write_all(input)?;
     enc.finish()
 }

@@ -203,16 +203,7 @@ mod tests {
     fn sparse_header_spills_into_extension_blocks() {
         let map: Vec<(u64, u64)> = (0..30).map(|i| (i * 8192, 512)).collect();
         let mut out = Vec::new();
-        encode(
-            &mut out,
-            b"a/root",
-            0o644,
-            0,
-            &Kind::Sparse {
-                real_size: 1 << 20,
-                map: &map,
-            },
-        );
+        encode(&mut out, b"a/root", 0o644, 0, &Kind::Sparse { real_size: 1 << 20, map: &map });
         // header + two extension blocks (21 + 5 entries after the first 4)
         assert_eq!(out.len(), 3 * BLOCK);
         assert!(checksum_ok(&out[..BLOCK]));

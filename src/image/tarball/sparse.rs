@@ -64,10 +64,7 @@ fn allocated_regions(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>> {
         };
         if end <= start {
             // Cannot happen on a stable file; stop rather than loop forever.
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file changed while reading",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file changed while reading"));
         }
         regions.push((start, end));
         pos = end;
@@ -76,13 +73,7 @@ fn allocated_regions(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>> {
 }
 
 /// Read `[start, end)` and append its non-zero 4 KiB-aligned pieces.
-fn scan_region(
-    file: &File,
-    start: u64,
-    end: u64,
-    buf: &mut [u8],
-    segments: &mut Segments,
-) -> io::Result<()> {
+fn scan_region(file: &File, start: u64, end: u64, buf: &mut [u8], segments: &mut Segments) -> io::Result<()> {
     let mut pos = start;
     while pos < end {
         let want = (end - pos).min(buf.len() as u64) as usize;
@@ -125,9 +116,9 @@ pub(super) fn read_full(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<
 /// compiler vectorise this, so the scan runs at memory speed.
 fn is_zero(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(8);
-    let acc = words.by_ref().fold(0u64, |acc, w| {
-        acc | u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
-    });
+    let acc = words
+        .by_ref()
+        .fold(0u64, |acc, w| acc | u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]));
     acc == 0 && words.remainder().iter().all(|&b| b == 0)
 }
 
