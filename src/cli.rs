@@ -57,8 +57,8 @@ pub enum Command {
     Check(CheckArgs),
     /// List, prime or clean libguestfs's per-user appliance caches.
     Cache(CacheArgs),
-    /// Show or install cron, systemd and apt files that keep the appliance
-    /// fresh (`build --if-needed`).
+    /// Show or install cron, systemd, apt, kernel and pacman files that keep
+    /// the appliance fresh (`build --if-needed`).
     Schedule(ScheduleArgs),
     /// Report what makes libguestfs slow or fail here: storage, appliance,
     /// KVM, qemu. Exit 0 healthy, 1 problems found, 2 error.
@@ -66,6 +66,63 @@ pub enum Command {
     /// Print the environment libguestfs should run with (LIBGUESTFS_PATH,
     /// LIBGUESTFS_CACHEDIR), or install it system-wide.
     Env(EnvArgs),
+    /// Watch the package database, kernels and the appliance's inputs;
+    /// run `build --if-needed` after each burst of changes.
+    Watch(WatchArgs),
+    /// Write man pages, shell completions or packaged files (for
+    /// packaging/build).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// Options of `watch`.
+#[derive(Debug, Args, Clone)]
+pub struct WatchArgs {
+    /// Appliance directory. Default: appliance.dir from the config file.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Seconds without further changes before checking: a package manager
+    /// run of many packages is one check.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub debounce: f64,
+}
+
+/// Options of the hidden `generate` command.
+#[derive(Debug, Args, Clone)]
+pub struct GenerateArgs {
+    /// What to write.
+    #[command(subcommand)]
+    pub what: GenerateWhat,
+}
+
+/// What `generate` writes.
+#[derive(Debug, Subcommand, Clone)]
+pub enum GenerateWhat {
+    /// Man pages (section 1) for both tools and every subcommand, into DIR.
+    Man {
+        /// Output directory.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// bash, zsh and fish completions for both tools, into DIR.
+    Completions {
+        /// Output directory.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// The packaged config.toml (every key commented at its default) on
+    /// stdout.
+    Config {
+        /// The appliance directory the package owns (set, not commented).
+        #[arg(long, value_name = "DIR")]
+        appliance_dir: Option<PathBuf>,
+    },
+    /// The packaged /etc/profile.d file for appliance DIR on stdout.
+    Profile {
+        /// The appliance directory.
+        #[arg(long, value_name = "DIR")]
+        appliance_dir: PathBuf,
+    },
 }
 
 /// Output formats of `status`.
@@ -267,6 +324,14 @@ pub struct BuildArgs {
     /// source options not given are taken from DIR's manifest.
     #[arg(long, conflicts_with = "tar")]
     pub if_needed: bool,
+    /// For package-manager and kernel hooks: start guestfs-appliance.service
+    /// without waiting where systemd runs, else build here for at most
+    /// --hook-timeout seconds. Failures are reported; the exit code is 0.
+    #[arg(long, requires = "if_needed")]
+    pub hook: bool,
+    /// With --hook: end a build run here after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 900, requires = "hook")]
+    pub hook_timeout: u64,
     /// Give up waiting for another build of DIR after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub lock_timeout: u64,
@@ -290,8 +355,8 @@ pub struct CheckArgs {
 /// Options of `schedule`.
 #[derive(Debug, Args, Clone)]
 pub struct ScheduleArgs {
-    /// Which files (repeatable). Default: systemd timer (or cron without
-    /// systemd) and the apt hook.
+    /// Which files (repeatable). Default: systemd units (or cron without
+    /// systemd), and the apt, kernel and pacman hooks where those exist.
     #[arg(long = "kind", value_enum, value_name = "KIND")]
     pub kinds: Vec<crate::schedule::Kind>,
     /// Write the files instead of printing them.

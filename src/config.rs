@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Default location of the configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/guestfs-appliance/config.toml";
@@ -43,7 +43,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// What to build and where.
@@ -58,7 +58,7 @@ pub struct Config {
 }
 
 /// `[appliance]`: the fixed appliance.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApplianceConfig {
     /// The fixed appliance directory (`LIBGUESTFS_PATH`).
@@ -90,7 +90,7 @@ impl Default for ApplianceConfig {
 }
 
 /// `[health]`: warning thresholds.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
     /// Warn when a location has less free space than the appliance needs
@@ -132,7 +132,7 @@ impl Default for HealthConfig {
 }
 
 /// `[cache]`: libguestfs per-user caches.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Extra directories to look for `.guestfs-UID` caches in.

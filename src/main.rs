@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use guestfs_appliance::cli::{Cli, Command, StatusFormat};
+use guestfs_appliance::cli::{BuildArgs, Cli, Command, StatusFormat};
 use guestfs_appliance::commands;
 use guestfs_appliance::config::Config;
 use guestfs_appliance::printer::Printer;
@@ -18,6 +18,11 @@ fn main() -> ExitCode {
         Err(e) => return commands::status::nagios_usage_error(&e, &args).unwrap_or_else(|| e.exit()),
     };
     let printer = Printer::new(cli.global.verbosity(), cli.global.color);
+    // A hook never fails its package transaction, not even on a broken
+    // config file: the build it runs reports that.
+    if let Command::Build(args @ BuildArgs { hook: true, .. }) = &cli.command {
+        return commands::hook::run(args, &cli, &printer);
+    }
     let result =
         Config::load(cli.config.as_deref()).map_err(anyhow::Error::from).and_then(|config| {
             match &cli.command {
@@ -32,6 +37,10 @@ fn main() -> ExitCode {
                 Command::Env(args) => commands::env::run(args, &config, &printer).map(|()| ExitCode::SUCCESS),
                 Command::Schedule(args) => {
                     commands::schedule::run(args, &printer).map(|()| ExitCode::SUCCESS)
+                }
+                Command::Watch(args) => commands::watch::run(args, &cli, &config, &printer),
+                Command::Generate(args) => {
+                    commands::generate::run(args, &config, &printer).map(|()| ExitCode::SUCCESS)
                 }
             }
         });

@@ -1,8 +1,13 @@
 //! Scheduling files that keep the appliance fresh: a cron.d entry, a
-//! systemd service + timer, and an apt `DPkg::Post-Invoke` hook, all running
-//! `build --if-needed`. They are embedded templates (`templates/schedule/`)
-//! rendered with the path of our binary; this module renders and installs
-//! them and knows nothing about building.
+//! systemd service + timer (and the disabled `watch` service), an apt
+//! `DPkg::Post-Invoke` hook, kernel hooks (`/etc/kernel/post{inst,rm}.d`, a
+//! kernel-install plugin) and an ALPM hook, all running `build --if-needed`
+//! (the hooks with `--hook`, see `commands::hook`). They are embedded
+//! templates (`templates/schedule/`) rendered with the path of our binary;
+//! this module renders and installs them for source installs, and
+//! packaging/build installs the same files into the packages (moving them
+//! to the distributions' package locations). It knows nothing about
+//! building.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +20,10 @@ pub enum Kind {
     Systemd,
     /// apt hook after every dpkg run.
     Apt,
+    /// Kernel hooks: /etc/kernel/postinst.d, postrm.d and install.d.
+    Kernel,
+    /// pacman (ALPM) hook after every transaction.
+    Pacman,
 }
 
 /// A rendered file and where it goes (relative to the destination root).
@@ -24,12 +33,18 @@ pub struct Rendered {
     pub path: PathBuf,
     /// File content.
     pub content: String,
+    /// Permission bits (0644, or 0755 for the kernel hooks' scripts).
+    pub mode: u32,
 }
 
 const CRON: &str = include_str!("../templates/schedule/guestfs-appliance.cron");
 const SERVICE: &str = include_str!("../templates/schedule/guestfs-appliance.service");
 const TIMER: &str = include_str!("../templates/schedule/guestfs-appliance.timer");
 const APT: &str = include_str!("../templates/schedule/80guestfs-appliance.apt");
+const WATCH_SERVICE: &str = include_str!("../templates/schedule/guestfs-appliance-watch.service");
+const KERNEL_POSTINST: &str = include_str!("../templates/schedule/kernel-postinst.sh");
+const KERNEL_INSTALL: &str = include_str!("../templates/schedule/kernel-install.install");
+const ALPM_HOOK: &str = include_str!("../templates/schedule/guestfs-appliance.hook");
 
 /// Errors installing scheduling files.
 #[derive(Debug, thiserror::Error)]
@@ -44,25 +59,44 @@ pub enum ScheduleError {
     },
 }
 
-fn render(template: &str, bin: &Path) -> String {
-    template.replace("@BIN@", &bin.display().to_string()).replace("@VERSION@", env!("CARGO_PKG_VERSION"))
+fn render(template: &str, bin: &Path, path: &str) -> String {
+    template
+        .replace("@BIN@", &bin.display().to_string())
+        .replace("@VERSION@", env!("CARGO_PKG_VERSION"))
+        .replace("@PATH@", path)
 }
 
-/// The files for `kind`, rendered for binary `bin`.
+/// The files for `kind`, rendered for binary `bin`, at their paths for a
+/// source install (packages move them: see packaging/build).
 pub fn files(kind: Kind, bin: &Path) -> Vec<Rendered> {
-    let r = |path: &str, t: &str| Rendered { path: PathBuf::from(path), content: render(t, bin) };
+    let with_mode = |path: &str, t: &str, mode: u32| Rendered {
+        path: PathBuf::from(path),
+        content: render(t, bin, path),
+        mode,
+    };
+    let r = |path: &str, t: &str| with_mode(path, t, 0o644);
     match kind {
         Kind::Cron => vec![r("/etc/cron.d/guestfs-appliance", CRON)],
         Kind::Systemd => vec![
             r("/etc/systemd/system/guestfs-appliance.service", SERVICE),
             r("/etc/systemd/system/guestfs-appliance.timer", TIMER),
+            r("/etc/systemd/system/guestfs-appliance-watch.service", WATCH_SERVICE),
         ],
         Kind::Apt => vec![r("/etc/apt/apt.conf.d/80guestfs-appliance", APT)],
+        // zz-: after the hooks that make the initramfs and boot entries.
+        Kind::Kernel => vec![
+            with_mode("/etc/kernel/postinst.d/zz-guestfs-appliance", KERNEL_POSTINST, 0o755),
+            with_mode("/etc/kernel/postrm.d/zz-guestfs-appliance", KERNEL_POSTINST, 0o755),
+            with_mode("/etc/kernel/install.d/95-guestfs-appliance.install", KERNEL_INSTALL, 0o755),
+        ],
+        Kind::Pacman => vec![r("/etc/pacman.d/hooks/guestfs-appliance.hook", ALPM_HOOK)],
     }
 }
 
 /// The kinds to use when none is named: the systemd timer on systemd
-/// hosts, else cron; plus the apt hook where apt exists.
+/// hosts, else cron; plus the apt hook where apt exists, the kernel hooks
+/// where /etc/kernel exists and the pacman hook where pacman's hook
+/// directory exists.
 pub fn default_kinds(root: &Path) -> Vec<Kind> {
     let mut kinds = Vec::new();
     if root.join("run/systemd/system").is_dir() {
@@ -73,10 +107,17 @@ pub fn default_kinds(root: &Path) -> Vec<Kind> {
     if root.join("etc/apt/apt.conf.d").is_dir() {
         kinds.push(Kind::Apt);
     }
+    if root.join("etc/kernel").is_dir() {
+        kinds.push(Kind::Kernel);
+    }
+    if root.join("etc/pacman.d").is_dir() {
+        kinds.push(Kind::Pacman);
+    }
     kinds
 }
 
-/// Write `file` under `dest_root` atomically (temp file + rename), mode 0644.
+/// Write `file` under `dest_root` atomically (temp file + rename) with its
+/// mode.
 pub fn install(file: &Rendered, dest_root: &Path) -> Result<PathBuf, ScheduleError> {
     use std::os::unix::fs::PermissionsExt;
     let rel = file.path.strip_prefix("/").unwrap_or(&file.path);
@@ -87,7 +128,7 @@ pub fn install(file: &Rendered, dest_root: &Path) -> Result<PathBuf, ScheduleErr
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, &file.content)
-        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)))
+        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(file.mode)))
         .and_then(|()| std::fs::rename(&tmp, &path))
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
@@ -102,10 +143,15 @@ mod tests {
 
     #[test]
     fn templates_render_without_placeholders() {
-        for kind in [Kind::Cron, Kind::Systemd, Kind::Apt] {
+        for kind in [Kind::Cron, Kind::Systemd, Kind::Apt, Kind::Kernel, Kind::Pacman] {
             for f in files(kind, Path::new("/usr/bin/guestfs-appliance")) {
                 assert!(!f.content.contains('@'), "{}: {}", f.path.display(), f.content);
-                let runs_it = f.content.contains("/usr/bin/guestfs-appliance build --if-needed");
+                let runs_it = f.content.contains("/usr/bin/guestfs-appliance build --if-needed")
+                    || f.content.contains("/usr/bin/guestfs-appliance watch");
+                // Hooks run inside package transactions: --hook, never a bare build.
+                let is_hook = matches!(kind, Kind::Apt | Kind::Kernel | Kind::Pacman);
+                assert!(!is_hook || f.content.contains("build --if-needed --hook"), "{}", f.path.display());
+                assert_eq!(f.mode == 0o755, f.content.starts_with("#!/bin/sh\n"), "{}", f.path.display());
                 // The timer only triggers the service of the same name.
                 assert!(runs_it || f.path.ends_with("guestfs-appliance.timer"), "{}", f.path.display());
             }

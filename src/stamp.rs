@@ -97,6 +97,14 @@ pub fn record(dir: &Path, request: &str, fingerprint: &str, watched: &[PathBuf])
     })
 }
 
+/// The paths the last exact computation for `dir` read (what `watch`
+/// watches), or `None` without a readable stamp of this format.
+pub fn watched_paths(dir: &Path) -> Option<Vec<PathBuf>> {
+    let text = std::fs::read(stamp_path(dir)).ok()?;
+    let stamp: Stamp = serde_json::from_slice(&text).ok()?;
+    (stamp.version == STAMP_VERSION).then(|| stamp.files.into_iter().map(|(path, _)| path).collect())
+}
+
 /// Forget the stamp (after a build, before the new one is recorded).
 pub fn clear(dir: &Path) {
     let _ = std::fs::remove_file(stamp_path(dir));
@@ -117,6 +125,7 @@ mod tests {
         let missing = tmp.path().join("absent");
         record(&dir, "req", "fp", &[watched.clone(), missing.clone()]).unwrap();
         assert_eq!(still_fresh(&dir, "req").as_deref(), Some("fp"));
+        assert_eq!(watched_paths(&dir), Some(vec![watched.clone(), missing.clone()]));
         assert_eq!(still_fresh(&dir, "other request"), None);
 
         // Touching (same content, new times) invalidates: the exact check

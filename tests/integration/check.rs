@@ -11,17 +11,17 @@ use guestfs_appliance::printer::Printer;
 
 use crate::util::*;
 
-struct Fixture {
+pub(crate) struct Fixture {
     _tmp: tempfile::TempDir,
-    root: PathBuf,
-    input: PathBuf,
-    dir: PathBuf,
-    kernel_version: String,
+    pub(crate) root: PathBuf,
+    pub(crate) input: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) kernel_version: String,
 }
 
 impl Fixture {
     /// None (after printing why) when the host lacks a dpkg db or kernel.
-    fn new() -> Option<Fixture> {
+    pub(crate) fn new() -> Option<Fixture> {
         let (kernel, version) = crate::bad_input::host_kernel()?;
         let tmp = scratch();
         let root = tmp.path().join("root");
@@ -48,7 +48,7 @@ impl Fixture {
         Some(Fixture { root, input, dir, kernel_version: version, _tmp: tmp })
     }
 
-    fn args(&self) -> Vec<String> {
+    pub(crate) fn args(&self) -> Vec<String> {
         vec![
             "--root".into(),
             self.root.display().to_string(),
@@ -84,7 +84,7 @@ impl Fixture {
     }
 
     /// Rewrite the status file through `edit` (new inode, like dpkg does).
-    fn edit_status(&self, edit: impl FnOnce(String) -> String) {
+    pub(crate) fn edit_status(&self, edit: impl FnOnce(String) -> String) {
         let text = std::fs::read_to_string(self.status()).unwrap();
         let tmp = self.status().with_extension("new");
         std::fs::write(&tmp, edit(text)).unwrap();
@@ -93,13 +93,13 @@ impl Fixture {
 }
 
 /// The Version line of package `name` in a status text.
-fn version_of(status: &str, name: &str) -> String {
+pub(crate) fn version_of(status: &str, name: &str) -> String {
     let stanza =
         status.split("\n\n").find(|s| s.lines().next() == Some(&format!("Package: {name}"))).unwrap();
     stanza.lines().find_map(|l| l.strip_prefix("Version: ")).unwrap().to_string()
 }
 
-fn set_field(status: String, name: &str, field: &str, value: &str) -> String {
+pub(crate) fn set_field(status: String, name: &str, field: &str, value: &str) -> String {
     status
         .split("\n\n")
         .map(|stanza| {
