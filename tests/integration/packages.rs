@@ -8,7 +8,7 @@
 //! `tests/host_install` (a test binary of its own, so that no other test
 //! runs while /etc/guestfs-appliance/config.toml exists).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use clap::CommandFactory;

@@ -41,6 +41,7 @@ pub fn built() -> Option<&'static Path> {
         let _ = std::fs::remove_dir_all(&out);
         let top = Path::new(env!("CARGO_MANIFEST_DIR"));
         let run = Command::new(top.join("packaging/build"))
+            .arg("--no-build")
             .arg(&out)
             .current_dir(top)
             .env("CARGO_TARGET_DIR", target)

@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::util::*;
 
@@ -141,6 +141,7 @@ fn apt_hook_runs_the_hook_command_and_never_fails() {
 fn small_config(tmp: &Path, input: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = tmp.join("appliance");
     let config = tmp.join("config.toml");
+    std::fs::create_dir_all(tmp).unwrap();
     std::fs::write(
         &config,
         format!("[appliance]\ndir = {:?}\ninputs = [{:?}]\nsize = \"1G\"\n", dir.display(), input.display()),

@@ -71,7 +71,7 @@ fn issue11_watch_rebuilds_once_per_burst_and_stops_on_sigterm() {
     build.extend(fx.args());
     ga(cwd, &build).success();
 
-    let child = Command::new(bin("guestfs-appliance"))
+    let mut child = Command::new(bin("guestfs-appliance"))
         .args(["-v", "watch", "--debounce", "1"])
         .arg(&fx.dir)
         .current_dir(cwd)
@@ -81,7 +81,7 @@ fn issue11_watch_rebuilds_once_per_burst_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let (tx, rx) = mpsc::channel();
-    let stderr = std::io::BufReader::new(child.stderr.unwrap_or_else(|| unreachable!()));
+    let stderr = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -89,8 +89,6 @@ fn issue11_watch_rebuilds_once_per_burst_and_stops_on_sigterm() {
             }
         }
     });
-    let mut child = child;
-    child.stderr = None;
     let mut watch = Watch { child, lines: rx, seen: Vec::new() };
 
     let start = watch.until("watch: watching", 120);
