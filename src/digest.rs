@@ -46,6 +46,9 @@ pub const SPARSE_SHA256: &str = "sha256-chunks-64k";
 /// Chunk size of [`SPARSE_SHA256`].
 const CHUNK: u64 = 64 << 10;
 
+/// A non-zero chunk's index and the sha256 of its bytes.
+type Leaf = (u64, [u8; 32]);
+
 /// A writer that hashes (sha256) and counts every byte written through it.
 pub struct HashingWriter<W> {
     inner: W,
@@ -91,7 +94,7 @@ pub fn sparse_sha256(file: &File) -> io::Result<String> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len().max(1));
     // Contiguous shares keep each thread's reads sequential.
     let share = chunks.len().div_ceil(threads).max(1);
-    let leaves: Vec<io::Result<Vec<(u64, [u8; 32])>>> = std::thread::scope(|s| {
+    let leaves: Vec<io::Result<Vec<Leaf>>> = std::thread::scope(|s| {
         let handles: Vec<_> =
             chunks.chunks(share).map(|part| s.spawn(move || hash_chunks(file, len, part))).collect();
         handles
@@ -139,7 +142,7 @@ fn data_chunks(file: &File, len: u64) -> io::Result<Vec<u64>> {
 }
 
 /// Leaf hashes of the non-zero chunks among `indexes`.
-fn hash_chunks(file: &File, len: u64, indexes: &[u64]) -> io::Result<Vec<(u64, [u8; 32])>> {
+fn hash_chunks(file: &File, len: u64, indexes: &[u64]) -> io::Result<Vec<Leaf>> {
     let mut buf = vec![0u8; CHUNK as usize];
     let mut out = Vec::new();
     for &k in indexes {
