@@ -308,7 +308,7 @@ fn version_of_file(path: &Path, root: &Path) -> Option<String> {
 /// (u16 offset + 0x200 + 132). `None` when it cannot be read.
 fn read_header(path: &Path) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
-    let file = std::fs::File::open(path).ok()?;
+    let file = crate::bounded::open_regular(path).ok()?;
     file.take(0x1_0000 + 0x200 + 132).read_to_end(&mut buf).ok()?;
     Some(buf)
 }

@@ -25,6 +25,8 @@
 //! cache.rs                               libguestfs .guestfs-UID caches: find, inspect, clean
 //! users.rs                               users through libc/NSS (getpwuid_r), for cache
 //! manifest.rs                            manifest.toml and the fingerprint
+//! bounded.rs                             the one reader of files we parse: no FIFOs, size caps
+//! digest.rs                              output digests: while writing, and sparse (root)
 //! check.rs                               fresh or stale, and what changed
 //! stamp.rs                               stat-level shortcut for check
 //! config.rs                              /etc/guestfs-appliance/config.toml
@@ -44,11 +46,13 @@
 //! lookups go through NSS.
 
 pub mod appliance;
+pub mod bounded;
 pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod digest;
 pub mod health;
 pub mod hostdata;
 pub mod image;

@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Largest stamp we read: it lists every watched path (thousands).
+const STAMP_MAX: u64 = 64 << 20;
+
 /// Stamp format version.
 const STAMP_VERSION: u32 = 1;
 
@@ -67,7 +70,8 @@ pub fn stamp_path(dir: &Path) -> PathBuf {
 /// True when the stamp says nothing changed since `fingerprint` was found
 /// fresh for `dir` under this `request` digest. Returns the fingerprint.
 pub fn still_fresh(dir: &Path, request: &str) -> Option<String> {
-    let text = std::fs::read(stamp_path(dir)).ok()?;
+    // Bounded, and never blocking on a FIFO planted in its place.
+    let text = crate::bounded::read(&stamp_path(dir), STAMP_MAX).ok()?;
     let stamp: Stamp = serde_json::from_slice(&text).ok()?;
     if stamp.version != STAMP_VERSION || stamp.request != request {
         return None;

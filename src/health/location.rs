@@ -281,7 +281,9 @@ fn virtual_evidence(sys: &Path, dir: &Path) -> Option<String> {
         }
     }
     for file in ["device/vendor", "device/model"] {
-        let Ok(text) = std::fs::read_to_string(dir.join(file)) else { continue };
+        let Ok(text) = crate::bounded::read_to_string(&dir.join(file), crate::bounded::PROC_MAX) else {
+            continue;
+        };
         let text = text.trim();
         if let Some((_, what)) = VIRTUAL_IDS.iter().find(|(id, _)| text.contains(id)) {
             return Some(format!("{what} ({file} {text})"));
@@ -512,8 +514,9 @@ fn walk_device(sys: &Path, dir: &Path, depth: usize, out: &mut Vec<Disk>) {
         }
     }
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let rotational =
-        std::fs::read_to_string(dir.join("queue/rotational")).ok().and_then(|t| match t.trim() {
+    let rotational = crate::bounded::read_to_string(&dir.join("queue/rotational"), crate::bounded::PROC_MAX)
+        .ok()
+        .and_then(|t| match t.trim() {
             "1" => Some(true),
             "0" => Some(false),
             _ => None,
@@ -540,7 +543,9 @@ fn existing_ancestor(path: &Path) -> PathBuf {
 /// inspected carries its error.
 pub fn assess(spec: &LocationSpec, roots: &HostRoots) -> Vec<Location> {
     let mountinfo_path = roots.proc.join("self/mountinfo");
-    let mounts = std::fs::read_to_string(&mountinfo_path).map(|t| parse_mountinfo(&t)).unwrap_or_default();
+    let mounts = crate::bounded::read_to_string(&mountinfo_path, crate::bounded::PROC_MAX)
+        .map(|t| parse_mountinfo(&t))
+        .unwrap_or_default();
     let mut by_path: BTreeMap<PathBuf, Vec<Role>> = BTreeMap::new();
     let mut order = Vec::new();
     for (p, role) in &spec.paths {

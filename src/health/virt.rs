@@ -220,7 +220,10 @@ fn find_qemu() -> Option<PathBuf> {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    crate::bounded::read_to_string(path, crate::bounded::PROC_MAX)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Gather the virtualization facts (no boots). Never fails.
@@ -230,8 +233,9 @@ pub fn gather(roots: &HostRoots) -> VirtFacts {
         Ok(_) => (true, None),
         Err(e) => (false, Some(format!("{KVM_DEVICE_PATH}: {e}"))),
     };
-    let cpu =
-        std::fs::read_to_string(roots.proc.join("cpuinfo")).map(|t| parse_cpuinfo(&t)).unwrap_or_default();
+    let cpu = crate::bounded::read_to_string(&roots.proc.join("cpuinfo"), crate::bounded::PROC_MAX)
+        .map(|t| parse_cpuinfo(&t))
+        .unwrap_or_default();
     let dmi = roots.sys.join("class/dmi/id");
     let vendor = read_trimmed(&dmi.join("sys_vendor"));
     let product = read_trimmed(&dmi.join("product_name"));

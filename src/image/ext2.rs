@@ -253,7 +253,7 @@ pub fn format_uuid(uuid: &[u8; 16]) -> String {
 /// 2 KiB), [`Ext2Error::NotExt2`] when the magic at 0x438 is not 0xEF53.
 pub fn read_superblock(image: &Path) -> Result<Superblock, Ext2Error> {
     let read_err = |source| Ext2Error::Read { path: image.to_owned(), source };
-    let file = File::open(image).map_err(read_err)?;
+    let file = crate::bounded::open_regular(image).map_err(read_err)?;
     let mut sb = [0u8; 1024];
     file.read_exact_at(&mut sb, 1024).map_err(read_err)?;
     if disk::get16(&sb, 0x38) != 0xEF53 {

@@ -135,7 +135,7 @@ pub struct InitrdStats {
 /// [`InitrdError::DuplicateName`] when two selected modules share a name.
 pub fn select_modules(modules_dir: &Path) -> Result<Vec<InitrdModule>, InitrdError> {
     let dep_path = modules_dir.join("modules.dep");
-    let text = match std::fs::read_to_string(&dep_path) {
+    let text = match crate::bounded::read_to_string(&dep_path, crate::bounded::DATABASE_MAX) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let version =

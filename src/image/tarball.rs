@@ -64,6 +64,9 @@ pub struct TarballOptions {
     pub mtime: i64,
     /// Compression threads; 0 means one per available core.
     pub threads: usize,
+    /// Permission bits of the archive file (before the umask): 0o600 when
+    /// it holds files not for everyone (see `hostdata::private_hostfiles`).
+    pub mode: u32,
 }
 
 /// What [`write_tarball`] wrote.
@@ -170,7 +173,7 @@ pub fn write_tarball(
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
-    let (tmp, file) = TempOutput::create(out)?;
+    let (tmp, file) = TempOutput::create(out, opts.mode)?;
     let werr = |e| write_error(out, e);
     let (members, data_bytes, file) = match opts.compression {
         Compression::Gzip => {
@@ -328,7 +331,7 @@ struct TempOutput {
 
 impl TempOutput {
     /// Create `.NAME.tmpXXXX` beside `out`.
-    fn create(out: &Path) -> Result<(Self, File), TarballError> {
+    fn create(out: &Path, mode: u32) -> Result<(Self, File), TarballError> {
         let base = out.file_name().ok_or_else(|| TarballError::InvalidOutput { path: out.to_owned() })?;
         let dir = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -341,7 +344,7 @@ impl TempOutput {
             name.extend_from_slice(base.as_bytes());
             name.extend_from_slice(format!(".tmp{pid:x}{attempt:x}").as_bytes());
             let path = dir.join(std::ffi::OsStr::from_bytes(&name));
-            match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
+            match OpenOptions::new().write(true).create_new(true).mode(mode).open(&path) {
                 Ok(file) => return Ok((TempOutput { path, armed: true }, file)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => attempt += 1,
                 Err(source) => return Err(TarballError::CreateTemp { dir, source }),
@@ -427,7 +430,7 @@ mod tests {
     }
 
     fn opts(compression: Compression, threads: usize) -> TarballOptions {
-        TarballOptions { compression, prefix: "appliance".into(), mtime: MTIME, threads }
+        TarballOptions { compression, prefix: "appliance".into(), mtime: MTIME, threads, mode: 0o644 }
     }
 
     fn round_trip(compression: Compression, name: &str, checker: &str) {

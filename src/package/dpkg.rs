@@ -122,7 +122,8 @@ pub(crate) fn is_present(root: &Path) -> bool {
 /// the path and line when either file is malformed.
 pub fn open_dpkg(root: &Path) -> Result<DpkgDb, PackageError> {
     let status_path = root.join(STATUS_FILE);
-    let bytes = std::fs::read(&status_path).map_err(|e| io_error(&status_path, e))?;
+    let bytes = crate::bounded::read(&status_path, crate::bounded::DATABASE_MAX)
+        .map_err(|e| io_error(&status_path, e))?;
     let text = String::from_utf8_lossy(&bytes);
     let mut installed = parse_status(&text, &status_path)?;
     installed.sort_by(|a, b| a.pkg.cmp(&b.pkg));
@@ -145,7 +146,7 @@ pub fn open_dpkg(root: &Path) -> Result<DpkgDb, PackageError> {
     }
 
     let diversions_path = root.join(DIVERSIONS_FILE);
-    let diversions = match std::fs::read(&diversions_path) {
+    let diversions = match crate::bounded::read(&diversions_path, crate::bounded::DATABASE_MAX) {
         Ok(bytes) => parse_diversions(&bytes, &diversions_path)?,
         Err(e) if e.kind() == ErrorKind::NotFound => HashMap::new(),
         Err(e) => return Err(io_error(&diversions_path, e)),
@@ -279,7 +280,7 @@ impl DpkgDb {
         let candidates = if is_same { [qualified, plain] } else { [plain, qualified] };
         let mut bytes = None;
         for candidate in &candidates {
-            match std::fs::read(candidate) {
+            match crate::bounded::read(candidate, crate::bounded::DATABASE_MAX) {
                 Ok(b) => {
                     bytes = Some(b);
                     break;
