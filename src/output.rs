@@ -282,13 +282,18 @@ impl OutputLock {
     /// else is someone else's and is refused with an error naming it.
     pub fn try_acquire(path: &Path) -> Result<Option<OutputLock>, OutputError> {
         let (parent, name) = split_target(path)?;
-        let dir = PinnedDir::open(parent)?;
+        Self::try_acquire_in(&PinnedDir::open(parent)?, name)
+    }
+
+    /// [`OutputLock::try_acquire`] for `name` in a pinned directory.
+    pub fn try_acquire_in(dir: &PinnedDir, name: &OsStr) -> Result<Option<OutputLock>, OutputError> {
+        let path = dir.child(name);
         let file = dir.open_regular(name, Access::ReadWriteCreate(0o600))?.expect("created if missing");
-        check_trusted(&dir, name, &file)?;
+        check_trusted(dir, name, &file)?;
         match set_record_lock(&file) {
-            Ok(()) => Ok(Some(OutputLock { _file: file, path: path.to_owned() })),
+            Ok(()) => Ok(Some(OutputLock { _file: file, path })),
             Err(Errno::EAGAIN | Errno::EACCES) => Ok(None),
-            Err(e) => Err(OutputError::Io { action: "locking", path: path.to_owned(), source: e.into() }),
+            Err(e) => Err(OutputError::Io { action: "locking", path, source: e.into() }),
         }
     }
 
@@ -364,6 +369,12 @@ pub fn is_locked(path: &Path) -> Result<bool, OutputError> {
         Err(SafeFsError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e.into()),
     };
+    is_locked_in(&dir, name)
+}
+
+/// [`is_locked`] for `name` in a pinned directory.
+pub fn is_locked_in(dir: &PinnedDir, name: &OsStr) -> Result<bool, OutputError> {
+    let path = dir.child(name);
     let Some(file) = dir.open_regular(name, Access::Read)? else { return Ok(false) };
     let mut lock = libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
@@ -373,7 +384,7 @@ pub fn is_locked(path: &Path) -> Result<bool, OutputError> {
         l_pid: 0,
     };
     nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_OFD_GETLK(&mut lock))
-        .map_err(|e| OutputError::Io { action: "testing lock", path: path.into(), source: e.into() })?;
+        .map_err(|e| OutputError::Io { action: "testing lock", path, source: e.into() })?;
     Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
 }
 
