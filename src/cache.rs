@@ -560,7 +560,9 @@ fn open_cache(base: &PinnedDir, name: &str, uid: u32) -> Result<PinnedDir, Cache
     let path = base.child(name);
     let cache = match base.open_dir(name) {
         Ok(d) => d,
-        Err(SafeFsError::NotRegular { .. }) => return Err(CacheError::Unexpected { path, what: "a symlink" }),
+        Err(SafeFsError::NotRegular { .. }) => {
+            return Err(CacheError::Unexpected { path, what: "a symlink" })
+        }
         Err(SafeFsError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOTDIR) => {
             return Err(CacheError::Unexpected { path, what: "not a directory" })
         }
@@ -601,8 +603,11 @@ fn ensure_lock_file(cache: &PinnedDir, uid: u32, gid: u32) -> Result<PathBuf, Ca
     let file = cache.open_regular(LOCK_NAME, Access::ReadWriteCreate(0o644))?.expect("created if missing");
     let st = output::check_trusted(cache, std::ffi::OsStr::new(LOCK_NAME), &file)?;
     if st.st_uid != uid || st.st_gid != gid {
-        crate::safefs::fchown(&file, uid, gid)
-            .map_err(|e| CacheError::Io { action: "changing owner of", path: path.clone(), source: e.into() })?;
+        crate::safefs::fchown(&file, uid, gid).map_err(|e| CacheError::Io {
+            action: "changing owner of",
+            path: path.clone(),
+            source: e.into(),
+        })?;
     }
     Ok(path)
 }
@@ -631,7 +636,11 @@ pub fn touch_outputs(appliance: &Path, when: SystemTime) -> Result<(), CacheErro
         })?;
     }
     nix::sys::stat::futimens(std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&dir)), &ts, &ts)
-        .map_err(|e| CacheError::Io { action: "setting the date of", path: appliance.to_owned(), source: e.into() })
+        .map_err(|e| CacheError::Io {
+            action: "setting the date of",
+            path: appliance.to_owned(),
+            source: e.into(),
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -829,9 +838,15 @@ fn remove_pinned(
         // cache before we unlinked the lock may have made a new one: it
         // finishes the job, so a non-empty or vanished directory is fine.
         cache.remove_file(LOCK_NAME)?;
-        match nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(base))), name, nix::unistd::UnlinkatFlags::RemoveDir) {
+        match nix::unistd::unlinkat(
+            Some(std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(base))),
+            name,
+            nix::unistd::UnlinkatFlags::RemoveDir,
+        ) {
             Ok(()) | Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTEMPTY) => {}
-            Err(e) => return Err(CacheError::Io { action: "removing", path: base.child(name), source: e.into() }),
+            Err(e) => {
+                return Err(CacheError::Io { action: "removing", path: base.child(name), source: e.into() })
+            }
         }
     } else {
         output::clean_leftovers_in(cache, std::ffi::OsStr::new(APPLIANCE_DIR))?;

@@ -332,8 +332,11 @@ impl OutputLock {
 /// a file elsewhere) and owned by us, root, or the directory's owner.
 pub fn check_trusted(dir: &PinnedDir, name: &OsStr, file: &File) -> Result<FileStat, OutputError> {
     let path = dir.child(name);
-    let st = nix::sys::stat::fstat(file.as_raw_fd())
-        .map_err(|e| OutputError::Io { action: "inspecting", path: path.clone(), source: e.into() })?;
+    let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(|e| OutputError::Io {
+        action: "inspecting",
+        path: path.clone(),
+        source: e.into(),
+    })?;
     let dir_owner = dir.stat_self()?.st_uid;
     let me = nix::unistd::geteuid().as_raw();
     if st.st_uid != me && st.st_uid != 0 && st.st_uid != dir_owner {
@@ -508,13 +511,13 @@ impl Staging {
         for entry in self.dir.list()? {
             let f = self.dir.open_regular(&entry, Access::Read)?.expect("our own file");
             let mode = nix::sys::stat::fstat(f.as_raw_fd()).map(|s| s.st_mode & 0o7777).unwrap_or(0o644);
-            safefs::fchown(&f, uid, gid)
-                .and_then(|()| safefs::fchmod(&f, mode))
-                .map_err(|e| OutputError::Io {
+            safefs::fchown(&f, uid, gid).and_then(|()| safefs::fchmod(&f, mode)).map_err(|e| {
+                OutputError::Io {
                     action: "changing the owner of",
                     path: self.dir.child(&entry),
                     source: e.into(),
-                })?;
+                }
+            })?;
         }
         Ok(self.dir.chown(uid, gid)?)
     }
@@ -571,11 +574,14 @@ impl Drop for Staging {
             // name (and whatever someone put there) alone.
             let ours = self.dir.stat_self().ok();
             let named = self.parent.stat(&self.name).ok().flatten();
-            let same = matches!((ours, named), (Some(a), Some(b)) if a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+            let same =
+                matches!((ours, named), (Some(a), Some(b)) if a.st_ino == b.st_ino && a.st_dev == b.st_dev);
             let result = if same {
                 self.parent.remove_tree(&self.name).map(|_| ())
             } else {
-                self.dir.list().and_then(|names| names.iter().try_for_each(|n| self.dir.remove_tree(n).map(|_| ())))
+                self.dir
+                    .list()
+                    .and_then(|names| names.iter().try_for_each(|n| self.dir.remove_tree(n).map(|_| ())))
             };
             if let Err(e) = result {
                 eprintln!(
@@ -725,7 +731,8 @@ mod tests {
         let err = OutputLock::try_acquire(&tmp.path().join(".a.lock")).unwrap_err().to_string();
         assert!(err.contains("a symlink"), "{err}");
         assert!(!victim.exists());
-        nix::unistd::mkfifo(&tmp.path().join(".b.lock"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        nix::unistd::mkfifo(&tmp.path().join(".b.lock"), nix::sys::stat::Mode::from_bits_truncate(0o644))
+            .unwrap();
         let err = OutputLock::try_acquire(&tmp.path().join(".b.lock")).unwrap_err().to_string();
         assert!(err.contains("a FIFO"), "{err}");
         assert!(is_locked(&tmp.path().join(".b.lock")).is_err());

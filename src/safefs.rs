@@ -57,7 +57,9 @@ pub enum SafeFsError {
         source: io::Error,
     },
     /// An existing entry we must use is not a regular file.
-    #[error("{path} is {what}, not a regular file; refusing to use it: remove it after checking who made it")]
+    #[error(
+        "{path} is {what}, not a regular file; refusing to use it: remove it after checking who made it"
+    )]
     NotRegular {
         /// The entry.
         path: PathBuf,
@@ -89,7 +91,9 @@ pub enum SafeFsError {
         owner: u32,
     },
     /// A tree is deeper than we remove.
-    #[error("{path} is nested more than {MAX_REMOVE_DEPTH} directories deep; not removing it: remove it by hand")]
+    #[error(
+        "{path} is nested more than {MAX_REMOVE_DEPTH} directories deep; not removing it: remove it by hand"
+    )]
     TooDeep {
         /// The directory where we stopped.
         path: PathBuf,
@@ -144,7 +148,9 @@ pub fn random_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+    );
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
 }
@@ -319,8 +325,20 @@ impl PinnedDir {
             Err(Errno::ELOOP) => {
                 return Err(SafeFsError::NotRegular { path: self.child(name), what: "a symlink" })
             }
-            Err(Errno::ENXIO) => return Err(SafeFsError::NotRegular { path: self.child(name), what: "a FIFO" }),
-            Err(e) => return Err(self.err("opening", name)(e)),
+            Err(Errno::ENXIO) => {
+                return Err(SafeFsError::NotRegular { path: self.child(name), what: "a FIFO" })
+            }
+            Err(e) => {
+                // Say what is in the way when it is not a regular file (the
+                // kernel may answer EACCES for someone else's link in a
+                // sticky directory).
+                if let Ok(Some(st)) = self.stat(name) {
+                    if !is_regular(&st) {
+                        return Err(SafeFsError::NotRegular { path: self.child(name), what: type_name(&st) });
+                    }
+                }
+                return Err(self.err("opening", name)(e));
+            }
         };
         let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(self.err("inspecting", name))?;
         if !is_regular(&st) {
@@ -399,7 +417,11 @@ impl PinnedDir {
         nix::fcntl::renameat2(Some(self.raw()), from, Some(to_dir.raw()), to, flags).map_err(|e| {
             SafeFsError::Io {
                 action: "renaming",
-                path: PathBuf::from(format!("{} to {}", self.child(from).display(), to_dir.child(to).display())),
+                path: PathBuf::from(format!(
+                    "{} to {}",
+                    self.child(from).display(),
+                    to_dir.child(to).display()
+                )),
                 source: e.into(),
             }
         })
@@ -535,7 +557,8 @@ const MAX_SYMLINKS: u32 = 40;
 /// only lead us to directories, never through their links. Like
 /// `protected_symlinks`, but in every directory and for every user.
 pub fn resolve(path: &Path) -> Result<(OwnedFd, PathBuf), SafeFsError> {
-    let io_err = |action, path: &Path, e: Errno| SafeFsError::Io { action, path: path.to_owned(), source: e.into() };
+    let io_err =
+        |action, path: &Path, e: Errno| SafeFsError::Io { action, path: path.to_owned(), source: e.into() };
     let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let start = if path.is_absolute() {
         PathBuf::from("/")
@@ -574,8 +597,12 @@ pub fn resolve(path: &Path) -> Result<(OwnedFd, PathBuf), SafeFsError> {
             if stack.pop().is_none() && base.pop().is_some() {
                 // Above the start directory: reopen its parent.
                 let p = real(&[], &base);
-                let fd = nix::fcntl::open(&p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                    .map_err(|e| io_err("opening directory", &p, e))?;
+                let fd = nix::fcntl::open(
+                    &p,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| io_err("opening directory", &p, e))?;
                 top = own(fd);
             }
             continue;
@@ -584,8 +611,12 @@ pub fn resolve(path: &Path) -> Result<(OwnedFd, PathBuf), SafeFsError> {
             Ok(fd) => stack.push((own(fd), c)),
             Err(Errno::ELOOP | Errno::ENOTDIR) => {
                 let here = real(&stack, &base).join(&c);
-                let st = nix::sys::stat::fstatat(Some(cur), c.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .map_err(|e| io_err("inspecting", &here, e))?;
+                let st = nix::sys::stat::fstatat(
+                    Some(cur),
+                    c.as_os_str(),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| io_err("inspecting", &here, e))?;
                 if st.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFLNK.bits() {
                     return Err(io_err("opening directory", &here, Errno::ENOTDIR));
                 }
@@ -602,10 +633,12 @@ pub fn resolve(path: &Path) -> Result<(OwnedFd, PathBuf), SafeFsError> {
                 if target.is_absolute() {
                     stack.clear();
                     base.clear();
-                    top = own(
-                        nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                            .map_err(|e| io_err("opening directory", Path::new("/"), e))?,
-                    );
+                    top = own(nix::fcntl::open(
+                        "/",
+                        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| io_err("opening directory", Path::new("/"), e))?);
                 }
                 for t in target.components().rev() {
                     todo.push_front(t.as_os_str().to_owned());

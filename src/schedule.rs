@@ -82,7 +82,8 @@ pub fn install(file: &Rendered, dest_root: &Path) -> Result<PathBuf, ScheduleErr
     let rel = file.path.strip_prefix("/").unwrap_or(&file.path);
     let path = dest_root.join(rel);
     let err = |source| ScheduleError::Write { path: path.clone(), source };
-    let (parent, name) = crate::safefs::split(&path).ok_or_else(|| err(std::io::ErrorKind::InvalidInput.into()))?;
+    let (parent, name) =
+        crate::safefs::split(&path).ok_or_else(|| err(std::io::ErrorKind::InvalidInput.into()))?;
     std::fs::create_dir_all(parent).map_err(err)?;
     crate::safefs::PinnedDir::open(parent)
         .and_then(|dir| {

@@ -124,7 +124,8 @@ pub fn record(dir: &Path, request: &str, fingerprint: &str, watched: &[PathBuf])
     let (parent, name) = crate::safefs::split(&path).ok_or_else(|| std::io::Error::other("no parent"))?;
     let parent = PinnedDir::open(parent).map_err(std::io::Error::other)?;
     let owner = parent.stat_self().map_err(std::io::Error::other)?;
-    let owner = (nix::unistd::geteuid().is_root() && owner.st_uid != 0).then_some((owner.st_uid, owner.st_gid));
+    let owner =
+        (nix::unistd::geteuid().is_root() && owner.st_uid != 0).then_some((owner.st_uid, owner.st_gid));
     parent.write_atomic(name, &bytes, 0o644, owner).map_err(std::io::Error::other)
 }
 

@@ -751,7 +751,12 @@ fn build_locked(
     printer.progress("copying kernel...");
     let kernel_out = staging.path().join("kernel");
     std::fs::File::open(&plan.kernel.path)
-        .and_then(|mut from| std::io::copy(&mut from, &mut staging.create_file("kernel", 0o644).map_err(std::io::Error::other)?))
+        .and_then(|mut from| {
+            std::io::copy(
+                &mut from,
+                &mut staging.create_file("kernel", 0o644).map_err(std::io::Error::other)?,
+            )
+        })
         .with_context(|| {
             format!("copying kernel {} to {}", plan.kernel.path.display(), kernel_out.display())
         })?;

@@ -348,7 +348,8 @@ impl TempOutput {
     fn create(out: &Path) -> Result<(Self, File), TarballError> {
         let (parent, base) =
             crate::safefs::split(out).ok_or_else(|| TarballError::InvalidOutput { path: out.to_owned() })?;
-        let create_err = |e: SafeFsError| TarballError::CreateTemp { dir: parent.to_owned(), source: io::Error::other(e) };
+        let create_err =
+            |e: SafeFsError| TarballError::CreateTemp { dir: parent.to_owned(), source: io::Error::other(e) };
         let dir = PinnedDir::open(parent).map_err(create_err)?;
         dir.refuse_if_shared()?;
         let stem = format!(".{}.tmp", base.to_string_lossy());
@@ -443,7 +444,8 @@ mod tests {
         let src = fixture();
         let outdir = tempfile::tempdir().unwrap();
         let out = outdir.path().join(name);
-        let stats = write_tarball(&PinnedDir::open(src.path()).unwrap(), &FILES, &out, &opts(compression, 2)).unwrap();
+        let stats = write_tarball(&PinnedDir::open(src.path()).unwrap(), &FILES, &out, &opts(compression, 2))
+            .unwrap();
         assert_eq!(stats.members, 6);
         // root: 1 MiB + two 4 KiB blocks (5000 bytes) + 3 MiB + the last
         // 4 KiB block + 30 small blocks; allocated zeros are not stored.
@@ -501,7 +503,9 @@ mod tests {
     fn missing_output_dir_is_named_and_nothing_is_left() {
         let src = fixture();
         let out = src.path().join("no-such-dir/appliance.tar.gz");
-        let err = write_tarball(&PinnedDir::open(src.path()).unwrap(), &FILES, &out, &opts(Compression::Gzip, 2)).unwrap_err();
+        let err =
+            write_tarball(&PinnedDir::open(src.path()).unwrap(), &FILES, &out, &opts(Compression::Gzip, 2))
+                .unwrap_err();
         assert!(matches!(err, TarballError::CreateTemp { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("no-such-dir") && msg.contains("choose another"), "{msg}");
@@ -514,7 +518,9 @@ mod tests {
         let out = outdir.path().join("appliance.tar.xz");
         std::fs::write(&out, b"old").unwrap();
         let files = ["kernel", "missing"];
-        let err = write_tarball(&PinnedDir::open(src.path()).unwrap(), &files, &out, &opts(Compression::Xz, 2)).unwrap_err();
+        let err =
+            write_tarball(&PinnedDir::open(src.path()).unwrap(), &files, &out, &opts(Compression::Xz, 2))
+                .unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
         assert_eq!(std::fs::read(&out).unwrap(), b"old");
         assert_eq!(std::fs::read_dir(outdir.path()).unwrap().count(), 1);
@@ -525,7 +531,13 @@ mod tests {
         let src = fixture();
         let out = src.path().join("x.tar.gz");
         for bad in ["", "/etc/passwd", "../root", "a/../../b"] {
-            let err = write_tarball(&PinnedDir::open(src.path()).unwrap(), &[bad], &out, &opts(Compression::Gzip, 1)).unwrap_err();
+            let err = write_tarball(
+                &PinnedDir::open(src.path()).unwrap(),
+                &[bad],
+                &out,
+                &opts(Compression::Gzip, 1),
+            )
+            .unwrap_err();
             assert!(matches!(err, TarballError::InvalidName { .. }), "{bad}: {err:?}");
         }
         assert!(!out.exists());
@@ -536,7 +548,9 @@ mod tests {
         let src = fixture();
         std::fs::create_dir(src.path().join("sub")).unwrap();
         let out = src.path().join("x.tar.gz");
-        let err = write_tarball(&PinnedDir::open(src.path()).unwrap(), &["sub"], &out, &opts(Compression::Gzip, 1)).unwrap_err();
+        let err =
+            write_tarball(&PinnedDir::open(src.path()).unwrap(), &["sub"], &out, &opts(Compression::Gzip, 1))
+                .unwrap_err();
         assert!(matches!(err, TarballError::NotRegular { .. }), "{err:?}");
         assert!(!out.exists());
     }

@@ -10,6 +10,7 @@ mod check;
 mod cli;
 mod env;
 mod environment;
+mod hardening;
 mod initrd;
 mod packaging;
 mod pipe;
