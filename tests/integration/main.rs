@@ -8,6 +8,7 @@ mod build;
 mod cache;
 mod check;
 mod cli;
+mod docs;
 mod env;
 mod environment;
 mod hardening;
