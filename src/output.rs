@@ -261,7 +261,7 @@ fn is_compressed(b: &[u8]) -> bool {
 }
 
 /// An ext2/3/4 image (magic 0xEF53 at 1080) or a qcow2 file (libguestfs
-/// accepts a qcow2 root, reference §8.5).
+/// accepts a qcow2 root, docs/libguestfs-side.md).
 fn looks_like_ext2(b: &[u8]) -> bool {
     b.get(0x438..0x43a) == Some(&[0x53, 0xef]) || b.starts_with(b"QFI\xfb")
 }
