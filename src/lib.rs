@@ -21,7 +21,8 @@
 //! image/cpio.rs, image/initrd.rs         newc writer, initrd module selection
 //! image/tarball.rs                       sparse-aware .tar.gz/.tar.xz output
 //! init.rs                                the initrd's init: built in, or $GUESTFS_APPLIANCE_INIT
-//! output.rs                              staging dir, lock, atomic swap
+//! output.rs                              staging dir, lock, atomic swap, "is an appliance"
+//! safefs.rs                              files made relative to a pinned dir fd (O_EXCL, O_NOFOLLOW)
 //! cache.rs                               libguestfs .guestfs-UID caches: find, inspect, clean
 //! users.rs                               users through libc/NSS (getpwuid_r), for cache
 //! manifest.rs                            manifest.toml and the fingerprint
@@ -64,6 +65,7 @@ pub mod output;
 pub mod package;
 pub mod printer;
 pub mod process;
+pub mod safefs;
 pub mod schedule;
 pub mod stamp;
 pub mod stdout;

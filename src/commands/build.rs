@@ -445,27 +445,12 @@ fn check_not_inside_inputs(dir: &Path, inputs: &Inputs) -> Result<()> {
     Ok(())
 }
 
-/// Canonical form of a path that may not exist yet (its existing ancestor
-/// canonicalised, the rest appended).
+/// Physical form of a path that may not exist yet (its existing ancestor
+/// resolved, the rest appended), following only symlinks owned by us or
+/// root ([`crate::safefs::real_path`]); a path through someone else's link
+/// is kept as given, and is refused when we come to write there.
 fn absolute(path: &Path) -> PathBuf {
-    let mut rest = Vec::new();
-    let mut cur = path.to_path_buf();
-    loop {
-        if let Ok(c) = std::fs::canonicalize(&cur) {
-            let mut out = c;
-            for r in rest.iter().rev() {
-                out.push(r);
-            }
-            return out;
-        }
-        match (cur.file_name().map(|n| n.to_owned()), cur.parent()) {
-            (Some(name), Some(parent)) => {
-                rest.push(name);
-                cur = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() };
-            }
-            _ => return path.to_path_buf(),
-        }
-    }
+    crate::safefs::real_path(path).unwrap_or_else(|_| absolute_lexical(path))
 }
 
 /// Time for entries the writers invent and for host entries whose own
@@ -691,11 +676,14 @@ fn build_locked(
     };
     let tar_path = req.tar.as_deref().map(absolute);
     if let Some(dir) = &target {
-        output::check_target(dir)?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating parent directory {}", parent.display()))?;
         }
+        // Before anything is created beside DIR: a parent others can write
+        // without the sticky bit is refused, and DIR must be an appliance.
+        output::pin_parent(dir)?;
+        output::check_target(dir)?;
     }
     if let Some(tar) = &tar_path {
         if tar.is_dir() {
@@ -712,8 +700,12 @@ fn build_locked(
         (Some(dir), None) => Some(lock_for(dir, req.lock_path.as_deref(), req.lock_timeout, printer)?),
         (None, None) => None,
     };
-    for old in output::clean_leftovers(&lock_target)? {
+    let leftovers = output::clean_leftovers(&lock_target)?;
+    for old in leftovers.removed {
         printer.stage(format!("output: removed leftover {} (from an interrupted build)", old.display()));
+    }
+    for why in leftovers.kept {
+        printer.warn(why);
     }
 
     let plan = match plan_done {
@@ -797,10 +789,9 @@ fn build_locked(
     // removal from /boot.
     printer.progress("copying kernel...");
     let kernel_out = staging.path().join("kernel");
-    let kernel_record = copy_hashed(&plan.kernel.path, &kernel_out).with_context(|| {
+    let kernel_record = copy_hashed(&plan.kernel.path, &staging, "kernel").with_context(|| {
         format!("copying kernel {} to {}", plan.kernel.path.display(), kernel_out.display())
     })?;
-    set_mode(&kernel_out, 0o644)?;
 
     // Initrd.
     printer.progress("writing initrd...");
@@ -809,8 +800,7 @@ fn build_locked(
     let modules = initrd::select_modules(&plan.kernel.modules_dir)?;
     let initrd_out = staging.path().join("initrd");
     let (initrd_stats, initrd_record) = {
-        let file = std::fs::File::create(&initrd_out)
-            .with_context(|| format!("creating {}", initrd_out.display()))?;
+        let file = staging.create_file("initrd", 0o644)?;
         // Hashed on the way to the buffer: every byte the file gets.
         let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
         let s = initrd::write_initrd(&mut w, &init.bytes, &modules, timestamp)?;
@@ -824,12 +814,8 @@ fn build_locked(
     let root_out = staging.path().join("root");
     let uuid = manifest.root_uuid();
     let (ext2_stats, root_record) = {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&root_out)
-            .with_context(|| format!("creating {}", root_out.display()))?;
+        // The mode follows the most private source (see `image_mode`).
+        let file = staging.create_file("root", image_mode)?;
         let s = ext2::write_image(
             &tree,
             &file,
@@ -850,7 +836,6 @@ fn build_locked(
             },
         )
     };
-    set_mode(&root_out, image_mode)?;
     for (path, err) in &ext2_stats.unreadable {
         printer.warn(format!("{}: {err} (copied as an empty file, as supermin does)", path.display()));
     }
@@ -876,8 +861,8 @@ fn build_locked(
     };
     manifest.outputs = vec![kernel_record, initrd_record, root_record];
     let readme = render_readme(&manifest, target.as_deref().unwrap_or(Path::new("DIR")));
-    write_file(&staging.path().join("README.fixed"), readme.as_bytes())?;
-    write_file(&staging.path().join(manifest::MANIFEST_NAME), manifest.to_toml().as_bytes())?;
+    write_file(&staging, "README.fixed", readme.as_bytes())?;
+    write_file(&staging, manifest::MANIFEST_NAME, manifest.to_toml().as_bytes())?;
 
     if let Some(tar) = &tar_path {
         printer.progress("compressing tarball...");
@@ -888,7 +873,7 @@ fn build_locked(
         };
         let files = ["kernel", "initrd", "root", "README.fixed", manifest::MANIFEST_NAME];
         let t = tarball::write_tarball(
-            staging.path(),
+            staging.dir(),
             &files,
             tar,
             &tarball::TarballOptions {
@@ -903,13 +888,17 @@ fn build_locked(
     }
 
     if let Some((uid, gid)) = req.owner {
-        chown_tree(staging.path(), uid, gid)?;
+        staging.chown_all(uid, gid)?;
     }
     match &target {
         Some(_) => {
             printer.progress("publishing...");
             crate::stamp::clear(&lock_target);
-            staging.commit()?;
+            let committed = staging.commit()?;
+            if let Some(why) = committed.leftover {
+                // The swap happened: the build succeeded, with junk left.
+                printer.warn(why);
+            }
             // The new appliance is fresh by construction: record the stamp so
             // the next `check DIR` (which judges DIR as built, and its
             // manifest records `req`) answers from stat alone.
@@ -939,39 +928,24 @@ fn estimate_bytes(data: u64, entries: u64) -> u64 {
     data + data / 64 + entries * (4096 + 256) + (8 << 20)
 }
 
-/// Give a directory and the files directly in it to `uid:gid`.
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<()> {
-    let chown = |p: &Path| {
-        std::os::unix::fs::lchown(p, Some(uid), Some(gid))
-            .with_context(|| format!("changing owner of {} to {uid}:{gid}", p.display()))
-    };
-    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        chown(&entry.with_context(|| format!("listing {}", dir.display()))?.path())?;
-    }
-    chown(dir)
-}
-
-/// Copy `from` to a new file `to`, hashing the bytes on the way (the
-/// kernel: a plain stream, recorded with its sha256).
-fn copy_hashed(from: &Path, to: &Path) -> Result<ManifestFile> {
+/// Copy `from` to a new file `name` in the staging directory, hashing the
+/// bytes on the way (the kernel: a plain stream, recorded with its sha256).
+fn copy_hashed(from: &Path, staging: &Staging, name: &str) -> Result<ManifestFile> {
     let mut src = std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
-    let dst = std::fs::File::create(to).with_context(|| format!("creating {}", to.display()))?;
+    let dst = staging.create_file(name, 0o644)?;
+    let to = staging.path().join(name);
     let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, dst));
     std::io::copy(&mut src, &mut w).with_context(|| format!("writing {}", to.display()))?;
     let (_, size, hash) = w.finish().with_context(|| format!("writing {}", to.display()))?;
-    let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(ManifestFile { name, size, algorithm: digest::SHA256.into(), hash })
+    Ok(ManifestFile { name: name.into(), size, algorithm: digest::SHA256.into(), hash })
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting mode of {}", path.display()))
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
-    set_mode(path, 0o644)
+fn write_file(staging: &Staging, name: &str, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    staging
+        .create_file(name, 0o644)?
+        .write_all(bytes)
+        .with_context(|| format!("writing {}", staging.path().join(name).display()))
 }
 
 /// Fill the README.fixed template.

@@ -11,6 +11,7 @@ mod cli;
 mod docs;
 mod env;
 mod environment;
+mod hardening;
 mod hostile_files;
 mod initrd;
 mod outputs;
