@@ -3,7 +3,8 @@
 //! build, and remove them safely.
 //!
 //! libguestfs keeps one cache per effective uid under `$LIBGUESTFS_CACHEDIR`,
-//! else `$TMPDIR`, else `/var/tmp` (reference §8.2). It holds `lock` (the file
+//! else `$TMPDIR`, else `/var/tmp` (docs/libguestfs-side.md, "Cache directory"
+//! and "Cache contents"). It holds `lock` (the file
 //! supermin's `--lock` takes with `lockf`), `appliance.d/{kernel,initrd,root}`
 //! (supermin's output; ours adds `README.fixed` and `manifest.toml`),
 //! transient `appliance.d.XXXXXXXX` directories and, in 1.48, qemu probe
@@ -432,7 +433,8 @@ fn mtime_f64(md: &std::fs::Metadata) -> f64 {
     md.mtime() as f64 + md.mtime_nsec() as f64 / 1e9
 }
 
-/// supermin's `--if-newer` rule (reference §7.3): the appliance is reused
+/// supermin's `--if-newer` rule (docs/supermin-compat.md, "The if-newer
+/// rule"): the appliance is reused
 /// iff every input date is strictly less than every output date (outputs:
 /// `appliance.d` itself, kernel, root, initrd; `lstat` mtimes). A missing
 /// file means a rebuild.
@@ -572,7 +574,9 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), CacheError> {
 
 /// Set the mtime (and atime) of `appliance` and its kernel, initrd and root
 /// to `when`, without following symlinks, so supermin's `--if-newer` sees
-/// outputs newer than its inputs (reference §7.3, §8.4).
+/// outputs newer than its inputs, as libguestfs does after each supermin run
+/// (docs/supermin-compat.md, "The if-newer rule"; docs/libguestfs-side.md,
+/// "How libguestfs runs supermin").
 pub fn touch_outputs(appliance: &Path, when: SystemTime) -> Result<(), CacheError> {
     let since = when.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let ts =
@@ -822,7 +826,7 @@ fn removal_targets(cache: &Path, reason: &CleanReason) -> Result<Vec<PathBuf>, C
 }
 
 /// supermin's transient `appliance.d.XXXXXXXX` (eight of `[a-z0-9]`,
-/// reference §7.1).
+/// docs/supermin-compat.md, "Output swap").
 fn is_supermin_transient(name: &str) -> bool {
     name.strip_prefix("appliance.d.")
         .is_some_and(|r| r.len() == 8 && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))

@@ -13,7 +13,8 @@
 //!
 //! The lock is an fcntl record lock (open file description lock), not
 //! `flock(2)`: supermin's `--lock` takes a `lockf` lock, and on Linux only
-//! record locks exclude each other (shared notes, "Facts that bite").
+//! record locks exclude each other (docs/machine-quirks.md, "flock and fcntl
+//! locks").
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -106,7 +106,8 @@ pub enum Role {
 
 /// The bytes an appliance needs when none is built to measure: the
 /// libguestfs appliance on Debian 12 allocates ~670 MB of root image plus
-/// ~16 MB of kernel and initrd (shared notes, machine-facts.md); 1 GiB
+/// ~16 MB of kernel and initrd (docs/machine-quirks.md, "Appliance size on
+/// Debian 12"); 1 GiB
 /// leaves room for bigger package sets without resolving them, which would
 /// cost more than `status`'s time budget.
 pub const ESTIMATED_APPLIANCE_BYTES: u64 = 1 << 30;
@@ -116,7 +117,8 @@ const PROBE_RESERVE: u64 = 64 << 20;
 
 /// Bytes libguestfs keeps in its cache when it boots a fixed appliance in
 /// place: only the qemu probe files (`qemu-*.{stat,help,devices,
-/// qmp-schema,query-kvm}`, a few hundred KiB; reference §8.2).
+/// qmp-schema,query-kvm}`, a few hundred KiB; docs/libguestfs-side.md,
+/// "Cache contents").
 pub const QEMU_PROBE_CACHE_BYTES: u64 = 4 << 20;
 
 /// What to assess: the paths and what an appliance needs.

@@ -4,8 +4,8 @@
 //! database); with `--probe`, test boots under KVM and, if KVM does not
 //! come up, under TCG, each bounded by a timeout and by `--timeout`.
 //!
-//! `/dev/kvm` existing is not proof that KVM works (shared notes,
-//! machine-facts.md: guests abort with "failed to set MSR 0x10a"), hence
+//! `/dev/kvm` existing is not proof that KVM works (docs/machine-quirks.md,
+//! "KVM is unusable": guests abort with "failed to set MSR 0x10a"), hence
 //! the test boot. What boots ([`BootTarget`]):
 //! - the fixed appliance, when one is built: it has "come up" when its init
 //!   reaches the exec of libguestfs's `/init` (our init prints `init: exec

@@ -1,6 +1,7 @@
 //! Writes the finished appliance as a compressed tarball (`.tar.gz` or
-//! `.tar.xz`), the output of `make-fixed-appliance --xz` (reference §9, which
-//! runs `tar -S -cf - appliance | xz --best`).
+//! `.tar.xz`), the output of `make-fixed-appliance --xz`, which libguestfs's
+//! script makes with `tar -S -cf - appliance | xz --best`
+//! (docs/supermin-compat.md, "make-fixed-appliance").
 //!
 //! This module owns the tar framing, sparse detection, parallel compression
 //! and the atomic replacement of the output file. It does not decide which

@@ -9,6 +9,7 @@ mod build;
 mod cache;
 mod check;
 mod cli;
+mod docs;
 mod env;
 mod environment;
 mod initrd;
