@@ -28,7 +28,8 @@ use crate::image::cpio::CpioWriter;
 /// appliance VM, and what mounting the root needs (issue 12).
 ///
 /// They must all be loaded here, not later: libguestfs's /init runs a bare
-/// `udevadm trigger`, whose default action is `change`, and udev's
+/// `udevadm trigger`, whose default action is `change` (docs/libguestfs-side.md,
+/// "What libguestfs's /init needs"), and udev's
 /// `80-drivers.rules` loads drivers by modalias only on `add`, so a driver
 /// missing from the initrd is never loaded (measured: without
 /// `virtio_console` guestfsd cannot open its virtio-serial channel and the
@@ -36,8 +37,8 @@ use crate::image::cpio::CpioWriter;
 /// kernel and /init load those on demand with the root's modprobe.
 ///
 /// supermin's list (`ext2 ext4 virtio* libata* piix* sd_mod ata_piix crc*
-/// libcrc* ibmvscsic ibmvscsi libnvdimm nd_pmem nd_btt nfit`, docs: 52
-/// modules on Debian 12) also loads drivers for devices libguestfs never
+/// libcrc* ibmvscsic ibmvscsi libnvdimm nd_pmem nd_btt nfit`: 52 modules on
+/// Debian 12, docs/supermin-compat.md, "Module selection") also loads drivers for devices libguestfs never
 /// attaches (persistent memory, balloon, input, memory hotplug, virtio
 /// crypto, virtiofs) and every crc algorithm; one by one that is ~0.5 s of a
 /// TCG boot. This list is a subset of supermin's, so an initrd of ours

@@ -14,7 +14,8 @@ use guestfs_appliance::bench::stages;
 
 use crate::util::*;
 
-/// KVM is unusable on the build machines (shared notes): measure under TCG.
+/// KVM is unusable on the build machines (docs/machine-quirks.md, "KVM is
+/// unusable"): measure under TCG.
 const TCG: [(&str, &str); 2] =
     [("LIBGUESTFS_BACKEND", "direct"), ("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")];
 
