@@ -470,7 +470,9 @@ mod tests {
     #[test]
     fn timed_lines_carry_arrival_times_and_streams() {
         let out = Timed::new(
-            &["sh", "-c", "echo one; sleep 0.3; echo two >&2; printf 'three\\r\\nrest'"],
+            // Lines of different streams are ordered by arrival, which only
+            // their time apart decides (two reader threads).
+            &["sh", "-c", "echo one; sleep 0.3; echo two >&2; sleep 0.3; printf 'three\\r\\nrest'"],
             Duration::from_secs(20),
         )
         .env("BENCH_X", "x")
