@@ -32,6 +32,10 @@
 //! stamp.rs                               stat-level shortcut for check
 //! config.rs                              /etc/guestfs-appliance/config.toml
 //! schedule.rs                            cron/systemd/apt templates
+//! bench/                                 bench: timed libguestfs launches, fixed vs supermin
+//!   launch.rs                              guestfish runs (either appliance, private cache)
+//!   stats.rs stages.rs                     summaries; boot stages from a verbose console
+//!   report.rs svg.rs interrupt.rs          table/JSON, plotters SVG, Ctrl-C cleanup
 //! health/                                status: facts, probe table, report formats
 //!   location.rs appliance.rs virt.rs     one probe group each; report.rs renders
 //!   libguestfs.rs                        what libguestfs uses: LIBGUESTFS_PATH, cache base
@@ -47,6 +51,7 @@
 //! lookups go through NSS.
 
 pub mod appliance;
+pub mod bench;
 pub mod bounded;
 pub mod cache;
 pub mod check;

@@ -33,6 +33,9 @@ fn main() -> ExitCode {
                 Command::Schedule(args) => {
                     commands::schedule::run(args, &printer).map(|()| ExitCode::SUCCESS)
                 }
+                Command::Bench(args) => {
+                    commands::bench::run(args, &config, &printer).map(|()| ExitCode::SUCCESS)
+                }
             }
         });
     match (result, &cli.command) {

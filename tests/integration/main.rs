@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod base_archives;
+mod bench;
 mod build;
 mod cache;
 mod check;
