@@ -233,7 +233,7 @@ fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()
     };
     // supermin --if-newer reuses the appliance only if appliance.d, kernel,
     // initrd and root are all strictly newer than its inputs (libguestfs's
-    // supermin.d and the dpkg status file, §7.3). Our files carry the
+    // supermin.d and the package database date file, §7.3). Our files carry the
     // inputs' dates, so stamp them "now", under the lock so no supermin
     // sees them half-touched.
     {
