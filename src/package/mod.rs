@@ -8,8 +8,8 @@
 //! may know about a package manager without reading its database: how to
 //! recognise it, how supermin dates it, the names and commands its users
 //! know) and [`detect`], which picks a handler for a host root. Each handler
-//! lives in its own file (`dpkg/` today; `rpm.rs`, `pacman.rs` later: one
-//! file plus one line in [`HANDLERS`]). No other module names a package
+//! lives in its own file (`dpkg/`, `rpm.rs`, `pacman.rs`): a new one is one
+//! file plus one line in [`HANDLERS`]. No other module names a package
 //! manager, its files or its commands: they ask the handler.
 //!
 //! It leaves to others: reading the supermin.d `packages` lists (`input/`),
@@ -24,8 +24,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub mod dpkg;
+pub mod pacman;
+pub mod rpm;
 
 pub use dpkg::{open_dpkg, DpkgDb};
+pub use pacman::{open_pacman, PacmanDb};
+pub use rpm::{open_rpm, RpmDb};
 
 /// What the tool may know about one package manager before (or without)
 /// reading its database. Each handler file defines one as a `const`.
@@ -54,14 +58,52 @@ pub struct Handler {
     pub install_qemu: &'static str,
     /// The package that installs a kernel with its modules.
     pub kernel_package: &'static str,
+    /// How messages spell a package (`check`'s "package upgraded" lines).
+    pub spelling: Spelling,
     /// How to keep a kernel file readable across kernel updates, with
     /// `{path}` standing for the file; `None` when the manager needs nothing.
     pub keep_kernel_readable: Option<&'static str>,
 }
 
+/// How a package manager's users spell one installed package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spelling {
+    /// `name:arch`, always (dpkg: Multi-Arch: same packages of two arches
+    /// are two packages, and dpkg spells them so).
+    NameColonArch,
+    /// `name`, or `name.arch` when the name is installed for several
+    /// arches (rpm multilib; pacman has one arch per name).
+    NameDotArchWhenAmbiguous,
+}
+
+/// The label of each `(name, arch)` in `packages` as `handler` spells it
+/// (`name:arch` for a handler this build does not know). A name counts as
+/// ambiguous when it appears with two arches in `packages` or in `context`
+/// (the other side of a comparison), so both sides spell it alike.
+pub fn package_labels<'a>(
+    handler: &str,
+    packages: &[(&'a str, &'a str)],
+    context: &[(&'a str, &'a str)],
+) -> Vec<String> {
+    let spelling = handler_named(handler).map_or(Spelling::NameColonArch, |h| h.spelling);
+    let mut arches: std::collections::HashMap<&str, std::collections::BTreeSet<&str>> =
+        std::collections::HashMap::new();
+    for (name, arch) in packages.iter().chain(context) {
+        arches.entry(name).or_default().insert(arch);
+    }
+    packages
+        .iter()
+        .map(|(name, arch)| match spelling {
+            Spelling::NameColonArch => format!("{name}:{arch}"),
+            Spelling::NameDotArchWhenAmbiguous if arches[name].len() > 1 => format!("{name}.{arch}"),
+            Spelling::NameDotArchWhenAmbiguous => name.to_string(),
+        })
+        .collect()
+}
+
 /// Every handler, in detection order: the first whose database is present
 /// under the root wins.
-const HANDLERS: &[&Handler] = &[&dpkg::HANDLER];
+const HANDLERS: &[&Handler] = &[&dpkg::HANDLER, &rpm::HANDLER, &pacman::HANDLER];
 
 /// The handler whose database is present under `root`, without reading it.
 pub fn handler_for(root: &Path) -> Option<&'static Handler> {
@@ -243,7 +285,7 @@ pub enum PackageError {
     /// No supported package database was found under the root.
     #[error(
         "no supported package database under {root} (looked for: {looked_for})\n  \
-         hint: this tool supports {supported} hosts; {what_to_pass}"
+         hint: this tool supports {supported} hosts; pass the root of a tree that holds such a database"
     )]
     NoDatabase {
         /// The root searched.
@@ -252,8 +294,17 @@ pub enum PackageError {
         looked_for: String,
         /// The handlers' names, for the message.
         supported: String,
-        /// What kind of tree to pass instead.
-        what_to_pass: &'static str,
+    },
+    /// The package manager's own tool (rpm) failed to read its database.
+    #[error("{what}: {source}\n  hint: {hint}")]
+    Tool {
+        /// What was being done, with the database path.
+        what: String,
+        /// The failed command, with its stderr.
+        #[source]
+        source: crate::process::ProcessError,
+        /// What to try.
+        hint: &'static str,
     },
 }
 
@@ -261,7 +312,8 @@ pub enum PackageError {
 /// database.
 ///
 /// The first handler of [`HANDLERS`] whose database is present wins (dpkg:
-/// `<root>/var/lib/dpkg/status` is a regular file). Unlike supermin, no
+/// `<root>/var/lib/dpkg/status` is a regular file; rpm: a database under
+/// `usr/lib/sysimage/rpm` or `var/lib/rpm`; pacman: `var/lib/pacman/local`). Unlike supermin, no
 /// `/etc/os-release` is consulted: the database itself is what the handler
 /// reads, so its presence is the test.
 ///
@@ -277,15 +329,10 @@ pub fn detect(root: &Path) -> Result<Box<dyn PackageDb>, PackageError> {
         Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
         _ => names.join(""),
     };
-    let what_to_pass = match HANDLERS {
-        [only] if only.name == dpkg::HANDLER.name => "pass the root of a Debian-like tree",
-        _ => "pass the root of a tree that holds one of their databases",
-    };
     Err(PackageError::NoDatabase {
         root: root.to_path_buf(),
         looked_for: HANDLERS.iter().map(|h| h.marker).collect::<Vec<_>>().join(", "),
         supported,
-        what_to_pass,
     })
 }
 

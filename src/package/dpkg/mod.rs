@@ -122,6 +122,7 @@ pub(crate) const HANDLER: Handler = Handler {
     install_libguestfs: "apt-get install libguestfs-tools",
     install_qemu: "apt-get install qemu-system-x86",
     kernel_package: "linux-image-amd64",
+    spelling: super::Spelling::NameColonArch,
     keep_kernel_readable: Some("sudo dpkg-statoverride --update --add root root 0644 {path}"),
 };
 
