@@ -13,6 +13,7 @@ mod environment;
 mod initrd;
 mod packaging;
 mod pipe;
+mod pkgdb;
 mod qemu;
 mod reproducible;
 mod schedule;
