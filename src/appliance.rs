@@ -1,5 +1,6 @@
 //! Composing the appliance's file tree from its sources, in supermin's
-//! order and with supermin's precedence (reference §2.1, §4.2):
+//! order and with supermin's precedence (docs/supermin-compat.md, "Build
+//! order" and "Precedence"):
 //!
 //! 1. base archives from the inputs (they win for directories);
 //! 2. package files, minus those the package handler flags as config files

@@ -285,6 +285,11 @@ pub struct CheckArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also re-hash kernel, initrd and root against the digests the
+    /// manifest records (reads their data; without it, check only stats
+    /// them).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// Options of `schedule`.

@@ -1,5 +1,6 @@
 //! Choosing the kernel and its modules directory, with supermin's rules
-//! (reference §3): `SUPERMIN_KERNEL` first, then `/lib/modules/*/vmlinuz`,
+//! (docs/supermin-compat.md, "Kernel choice" and "Kernel version"):
+//! `SUPERMIN_KERNEL` first, then `/lib/modules/*/vmlinuz`,
 //! then `/boot`, the highest version winning; plus version detection from a
 //! bzImage header and supermin's version ordering.
 //!
@@ -10,7 +11,8 @@
 //! Deliberate differences from supermin:
 //! - an unreadable selected kernel (Ubuntu installs `/boot/vmlinuz-*` 0600)
 //!   is an error saying how to fix it, where supermin picks it (version from
-//!   the file name) and leaves qemu to fail later (reference §10.7);
+//!   the file name) and leaves qemu to fail later (docs/supermin-compat.md,
+//!   "Kernel choice");
 //! - an empty version string read from a kernel header counts as "unknown";
 //! - a `SUPERMIN_KERNEL` that is ignored because its version is unknown is
 //!   still silently skipped, as supermin does, but the reason is recorded in
@@ -132,7 +134,8 @@ pub struct KernelChoice {
     pub reason: String,
 }
 
-/// Pick the kernel as supermin does (reference §3.1), then check that the
+/// Pick the kernel as supermin does (docs/supermin-compat.md, "Kernel
+/// choice"), then check that the
 /// chosen file can be opened for reading.
 ///
 /// `root` prefixes `/lib/modules` and `/boot` (pass `/` for the real host);
@@ -221,7 +224,8 @@ fn file_size(path: &Path) -> u64 {
 }
 
 /// Fedora-style `/lib/modules/VERSION/vmlinuz`: highest directory name
-/// wins; `SUPERMIN_MODULES` is not consulted (reference §10.6).
+/// wins; `SUPERMIN_MODULES` is not consulted (docs/supermin-compat.md,
+/// "Kernel choice", step 2).
 fn from_lib_modules(root: &Path, host_cpu: &str) -> Option<KernelChoice> {
     let dir = modules_root(root);
     let mut found: Vec<String> = std::fs::read_dir(&dir)
@@ -241,7 +245,8 @@ fn from_lib_modules(root: &Path, host_cpu: &str) -> Option<KernelChoice> {
     })
 }
 
-/// The `vmlinu?-*-MODEL` patterns for a host cpu (reference §3.1 step 3).
+/// The `vmlinu?-*-MODEL` patterns for a host cpu (docs/supermin-compat.md,
+/// "Kernel choice", step 3).
 fn boot_patterns(host_cpu: &str) -> Vec<String> {
     let b = host_cpu.as_bytes();
     let models: Vec<String> = match host_cpu {
@@ -330,12 +335,13 @@ fn version_of_file(path: &Path, root: &Path) -> Option<String> {
 /// (u16 offset + 0x200 + 132). `None` when it cannot be read.
 fn read_header(path: &Path) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
-    let file = std::fs::File::open(path).ok()?;
+    let file = crate::bounded::open_regular(path).ok()?;
     file.take(0x1_0000 + 0x200 + 132).read_to_end(&mut buf).ok()?;
     Some(buf)
 }
 
-/// The kernel release from an x86 bzImage boot header (reference §3.2):
+/// The kernel release from an x86 bzImage boot header
+/// (docs/supermin-compat.md, "Kernel version"):
 /// `HdrS` at 514, boot protocol (u16 LE at 518) >= 0x1ff, version string at
 /// (u16 LE at 526) + 0x200, ending at the first NUL, space, tab or newline
 /// within 132 bytes.
@@ -402,7 +408,8 @@ fn pieces(v: &str) -> Vec<Piece<'_>> {
     out
 }
 
-/// supermin's `compare_version` (reference §3.2): compare the piece lists
+/// supermin's `compare_version` (docs/supermin-compat.md, "Kernel
+/// version"): compare the piece lists
 /// lexicographically, a shorter prefix first. `Greater` means `a` is newer.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
     pieces(a).cmp(&pieces(b))

@@ -23,10 +23,13 @@
 //! image/cpio.rs, image/initrd.rs         newc writer, initrd module selection
 //! image/tarball.rs                       sparse-aware .tar.gz/.tar.xz output
 //! init.rs                                the initrd's init: built in, or $GUESTFS_APPLIANCE_INIT
-//! output.rs                              staging dir, lock, atomic swap
+//! output.rs                              staging dir, lock, atomic swap, "is an appliance"
+//! safefs.rs                              files made relative to a pinned dir fd (O_EXCL, O_NOFOLLOW)
 //! cache.rs                               libguestfs .guestfs-UID caches: find, inspect, clean
 //! users.rs                               users through libc/NSS (getpwuid_r), for cache
 //! manifest.rs                            manifest.toml and the fingerprint
+//! bounded.rs                             the one reader of files we parse: no FIFOs, size caps
+//! digest.rs                              output digests: while writing, and sparse (root)
 //! check.rs                               fresh or stale, and what changed
 //! stamp.rs                               stat-level shortcut for check
 //! config.rs                              /etc/guestfs-appliance/config.toml
@@ -46,11 +49,13 @@
 //! lookups go through NSS.
 
 pub mod appliance;
+pub mod bounded;
 pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod digest;
 pub mod health;
 pub mod hostdata;
 pub mod image;
@@ -62,6 +67,7 @@ pub mod output;
 pub mod package;
 pub mod printer;
 pub mod process;
+pub mod safefs;
 pub mod schedule;
 pub mod stamp;
 pub mod stdout;

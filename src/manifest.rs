@@ -29,8 +29,12 @@ use sha2::{Digest, Sha256};
 ///
 /// 2: host times normalized (issue 7); hostfiles, the modules tree and the
 /// timestamp fingerprinted; options record how the inputs were chosen.
-/// Manifests of format 1 still read (the new fields have defaults).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: the manifest records each output's size and digest (`[[outputs]]`,
+/// issue 8), so `check` can tell a damaged appliance from a fresh one.
+/// Manifests of formats 1 and 2 still read (the new fields have defaults);
+/// they are stale by their format, and without output records damage to
+/// their files cannot be detected.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// File name of the manifest inside an appliance directory.
 pub const MANIFEST_NAME: &str = "manifest.toml";
@@ -180,6 +184,21 @@ pub struct ManifestOutput {
     pub initrd_modules: u64,
 }
 
+/// One file of the appliance as written: what `check` compares it with.
+/// Not fingerprinted (the files are a function of the fingerprint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// File name in the appliance directory (`kernel`, `initrd`, `root`).
+    pub name: String,
+    /// Length in bytes (the apparent size; `root` is sparse).
+    pub size: u64,
+    /// How [`ManifestFile::hash`] is computed: [`crate::digest::SHA256`]
+    /// or [`crate::digest::SPARSE_SHA256`].
+    pub algorithm: String,
+    /// The digest, lower-case hex.
+    pub hash: String,
+}
+
 /// The content of `manifest.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -210,6 +229,10 @@ pub struct Manifest {
     pub packages: Vec<ManifestPackage>,
     /// What was written.
     pub output: ManifestOutput,
+    /// The boot files with their sizes and digests; empty before format 3
+    /// (and in a plan, before anything is written).
+    #[serde(default)]
+    pub outputs: Vec<ManifestFile>,
 }
 
 impl Manifest {
@@ -292,7 +315,7 @@ impl Manifest {
     /// Read `DIR/manifest.toml`.
     pub fn read(dir: &Path) -> Result<Manifest, ManifestError> {
         let path = dir.join(MANIFEST_NAME);
-        let text = std::fs::read_to_string(&path)
+        let text = crate::bounded::read_to_string(&path, crate::bounded::TEXT_MAX)
             .map_err(|source| ManifestError::Io { path: path.clone(), source })?;
         toml::from_str(&text).map_err(|e| ManifestError::Parse { path, message: e.message().to_string() })
     }
@@ -352,9 +375,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// Hex sha256 of a file's content, streamed.
+/// Hex sha256 of a regular file's content, streamed (a FIFO or device is
+/// refused, not read).
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = crate::bounded::open_regular(path)?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
     Ok(hex(&hasher.finalize()))
@@ -412,6 +436,12 @@ pub(crate) mod tests {
                 arch: "amd64".into(),
             }],
             output: ManifestOutput::default(),
+            outputs: vec![ManifestFile {
+                name: "kernel".into(),
+                size: 3,
+                algorithm: crate::digest::SHA256.into(),
+                hash: "dd".into(),
+            }],
         }
     }
 

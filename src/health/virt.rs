@@ -4,8 +4,8 @@
 //! database); with `--probe`, test boots under KVM and, if KVM does not
 //! come up, under TCG, each bounded by a timeout and by `--timeout`.
 //!
-//! `/dev/kvm` existing is not proof that KVM works (shared notes,
-//! machine-facts.md: guests abort with "failed to set MSR 0x10a"), hence
+//! `/dev/kvm` existing is not proof that KVM works (docs/machine-quirks.md,
+//! "KVM is unusable": guests abort with "failed to set MSR 0x10a"), hence
 //! the test boot. What boots ([`BootTarget`]):
 //! - the fixed appliance, when one is built: it has "come up" when its init
 //!   reaches the exec of libguestfs's `/init` (our init prints `init: exec
@@ -224,7 +224,10 @@ fn find_qemu() -> Option<PathBuf> {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    crate::bounded::read_to_string(path, crate::bounded::PROC_MAX)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Gather the virtualization facts (no boots). Never fails.
@@ -234,8 +237,9 @@ pub fn gather(roots: &HostRoots) -> VirtFacts {
         Ok(_) => (true, None),
         Err(e) => (false, Some(format!("{KVM_DEVICE_PATH}: {e}"))),
     };
-    let cpu =
-        std::fs::read_to_string(roots.proc.join("cpuinfo")).map(|t| parse_cpuinfo(&t)).unwrap_or_default();
+    let cpu = crate::bounded::read_to_string(&roots.proc.join("cpuinfo"), crate::bounded::PROC_MAX)
+        .map(|t| parse_cpuinfo(&t))
+        .unwrap_or_default();
     let dmi = roots.sys.join("class/dmi/id");
     let vendor = read_trimmed(&dmi.join("sys_vendor"));
     let product = read_trimmed(&dmi.join("product_name"));

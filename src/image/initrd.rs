@@ -1,5 +1,6 @@
 //! The appliance initrd: which kernel modules go in, in which order, and the
-//! cpio archive that holds them with the init (reference §5, trap 4).
+//! cpio archive that holds them with the init (docs/supermin-compat.md,
+//! "Initrd format" and "Module selection"; docs/traps.md, "Initrd layout").
 //!
 //! Selection follows supermin (`src/format_ext2_initrd.ml`): the modules
 //! whose basename matches [`MODULE_WHITELIST`] (minus [`MODULE_BLACKLIST`]),
@@ -123,7 +124,8 @@ pub struct InitrdStats {
 ///
 /// Whitelisted modules are visited in byte order of their `modules.dep`
 /// path; each visit first visits its dependencies (also sorted), then appends
-/// the module (supermin's order, reference §5.3). Dependencies are included
+/// the module (supermin's order, docs/supermin-compat.md, "Module
+/// selection"). Dependencies are included
 /// even when not whitelisted. Lines without `:` are ignored. An empty result
 /// is not an error (a kernel may have everything built in).
 ///
@@ -133,7 +135,7 @@ pub struct InitrdStats {
 /// [`InitrdError::DuplicateName`] when two selected modules share a name.
 pub fn select_modules(modules_dir: &Path) -> Result<Vec<InitrdModule>, InitrdError> {
     let dep_path = modules_dir.join("modules.dep");
-    let text = match std::fs::read_to_string(&dep_path) {
+    let text = match crate::bounded::read_to_string(&dep_path, crate::bounded::DATABASE_MAX) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let version =
@@ -615,7 +617,8 @@ this line has no colon and is ignored
         found
     }
 
-    /// The `modules` list supermin 5.2.2 produced on Debian 12 (reference §5.3).
+    /// The `modules` list supermin 5.2.2 produced on Debian 12 with kernel
+    /// 6.1 (docs/supermin-compat.md, "Module selection").
     const OBSERVED_DEBIAN_61: &str = "crc32-pclmul crc32c-intel crct10dif_common crct10dif-pclmul \
         crc32_generic crc32c_generic crc64 crc64_rocksoft_generic crct10dif_generic libnvdimm nfit \
         scsi_common scsi_mod libata ata_piix virtio_ring virtio virtio_blk virtio-rng virtio_console \

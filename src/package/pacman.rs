@@ -36,7 +36,7 @@ use super::{path_order, Handler, Package, PackageDb, PackageError, PackageFile, 
 /// The local database, relative to the root.
 const LOCAL_DIR: &str = "var/lib/pacman/local";
 
-/// supermin's database date (reference §2.2): the sync directory.
+/// supermin's database date (docs/supermin-compat.md, "pacman closure"): the sync directory.
 const SUPERMIN_DATE_FILE: &str = "var/lib/pacman/sync";
 
 /// The advice of a [`PackageError::Corrupt`] from this handler.
@@ -85,7 +85,7 @@ pub fn open_pacman(root: &Path) -> Result<PacmanDb, PackageError> {
             continue;
         }
         let desc = entry.path().join("desc");
-        let text = std::fs::read(&desc).map_err(|e| io(&desc, e))?;
+        let text = crate::bounded::read(&desc, crate::bounded::DATABASE_MAX).map_err(|e| io(&desc, e))?;
         installed.push(parse_desc(&String::from_utf8_lossy(&text), &desc, entry.path())?);
     }
     installed.sort_by(|a, b| a.pkg.cmp(&b.pkg));
@@ -190,7 +190,7 @@ impl PackageDb for PacmanDb {
         for package in packages {
             let Some(&i) = self.by_name.get(&package.name) else { continue };
             let list = self.installed[i].dir.join("files");
-            let bytes = match std::fs::read(&list) {
+            let bytes = match crate::bounded::read(&list, crate::bounded::DATABASE_MAX) {
                 Ok(b) => b,
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     return Err(PackageError::MissingFileList {

@@ -103,7 +103,7 @@ const DB_DIRS: [&str; 2] = ["usr/lib/sysimage/rpm", "var/lib/rpm"];
 /// Each backend's main file, in the order looked for.
 const BACKEND_FILES: [&str; 3] = ["rpmdb.sqlite", "Packages", "Packages.db"];
 
-/// supermin's database date (reference §2.2): the first existing of these.
+/// supermin's database date (docs/supermin-compat.md, "rpm closure"): the first existing of these.
 const SUPERMIN_DATE_FILES: [&str; 3] =
     ["usr/lib/sysimage/rpm/rpmdb.sqlite", "var/lib/rpm/rpmdb.sqlite", "var/lib/rpm/Packages"];
 

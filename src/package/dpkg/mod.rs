@@ -15,7 +15,8 @@
 //!
 //! supermin runs `dpkg-query` and pipes `Depends`/`Pre-Depends` through a
 //! `sed` that deletes every `| alternative` and looks every remaining word up
-//! literally, so it silently loses dependencies (reference §2.2, trap 11).
+//! literally, so it silently loses dependencies (docs/supermin-compat.md,
+//! "dpkg closure"; docs/traps.md, "Silent drops").
 //! This handler resolves dependencies the way dpkg itself checks them:
 //!
 //! - **Alternatives** `a | b`: the first alternative that is installed (as a
@@ -48,10 +49,11 @@
 //!   appliance wants. supermin ignores them. A diversion is *not* applied to
 //!   the diverting package's own copy of the path: dpkg only redirects the
 //!   files of *other* packages. supermin applies it to everyone and is
-//!   saved only by a later fallback (reference §2.6: the diversion target
-//!   is used only if it is a regular file): Debian 12's dash lists `/bin/sh`
-//!   and diverts it to `/bin/sh.distrib`, which does not exist, so the
-//!   fallback happens to pick `/bin/sh`. But postgresql-common lists and
+//!   saved only by a later fallback (the diversion target is used only if
+//!   it is a regular file; docs/supermin-compat.md, "Diversions"): Debian
+//!   12's dash lists `/bin/sh` and diverts it to `/bin/sh.distrib`, which
+//!   does not exist, so the fallback happens to pick `/bin/sh`. But
+//!   postgresql-common lists and
 //!   diverts `/usr/bin/pg_config`, and libpq-dev's copy sits at the target
 //!   `/usr/bin/pg_config.libpq-dev`, so supermin gives postgresql-common's
 //!   path libpq-dev's content. Here `source` is simply right. When a diverted
@@ -147,7 +149,8 @@ pub(crate) fn is_present(root: &Path) -> bool {
 /// the path and line when either file is malformed.
 pub fn open_dpkg(root: &Path) -> Result<DpkgDb, PackageError> {
     let status_path = root.join(STATUS_FILE);
-    let bytes = std::fs::read(&status_path).map_err(|e| io_error(&status_path, e))?;
+    let bytes = crate::bounded::read(&status_path, crate::bounded::DATABASE_MAX)
+        .map_err(|e| io_error(&status_path, e))?;
     let text = String::from_utf8_lossy(&bytes);
     let mut installed = parse_status(&text, &status_path)?;
     installed.sort_by(|a, b| a.pkg.cmp(&b.pkg));
@@ -170,7 +173,7 @@ pub fn open_dpkg(root: &Path) -> Result<DpkgDb, PackageError> {
     }
 
     let diversions_path = root.join(DIVERSIONS_FILE);
-    let diversions = match std::fs::read(&diversions_path) {
+    let diversions = match crate::bounded::read(&diversions_path, crate::bounded::DATABASE_MAX) {
         Ok(bytes) => parse_diversions(&bytes, &diversions_path)?,
         Err(e) if e.kind() == ErrorKind::NotFound => HashMap::new(),
         Err(e) => return Err(io_error(&diversions_path, e)),
@@ -231,7 +234,7 @@ impl DpkgDb {
         let candidates = if is_same { [qualified, plain] } else { [plain, qualified] };
         let mut bytes = None;
         for candidate in &candidates {
-            match std::fs::read(candidate) {
+            match crate::bounded::read(candidate, crate::bounded::DATABASE_MAX) {
                 Ok(b) => {
                     bytes = Some(b);
                     break;
