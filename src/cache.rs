@@ -269,7 +269,7 @@ pub struct InspectContext<'a> {
     /// The host's users.
     pub users: &'a dyn UserDb,
     /// Inputs of supermin's date rule: libguestfs's supermin.d directory and
-    /// the package database file (`/var/lib/dpkg/status`). Empty: the rule
+    /// the package database's date file (the handler's). Empty: the rule
     /// cannot be applied (no libguestfs supermin.d on the host).
     pub date_inputs: Vec<PathBuf>,
     /// Checks an `appliance.d` that holds our `manifest.toml` against the
@@ -516,8 +516,8 @@ pub fn date_rule(appliance: &Path, inputs: &[PathBuf]) -> ApplianceState {
 pub fn host_date_inputs(root: &Path) -> Vec<PathBuf> {
     let mut inputs = crate::input::default_input_dirs(root);
     if !inputs.is_empty() {
-        // supermin's dpkg handler dates the database by its status file.
-        inputs.push(root.join("var/lib/dpkg/status"));
+        // supermin dates the database by one file, the handler's.
+        inputs.extend(crate::package::date_file(root));
     }
     inputs
 }

@@ -572,8 +572,8 @@ pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Change> {
         }
     }
 
-    let old_pkgs = old.package_map();
-    let new_pkgs = new.package_map();
+    let old_pkgs = old.package_map(new);
+    let new_pkgs = new.package_map(old);
     for (name, version) in &new_pkgs {
         match old_pkgs.get(name) {
             None => {

@@ -287,7 +287,7 @@ pub struct SourceArgs {
     pub strict: bool,
     /// Host root holding the package database, files and kernels
     /// (default: /).
-    #[arg(long = "root", visible_alias = "dpkg-root", value_name = "DIR")]
+    #[arg(long = "root", alias = "dpkg-root", value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// CPU the appliance is for (kernel selection), as supermin's --host-cpu
     /// (default: this machine's).

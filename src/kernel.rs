@@ -34,9 +34,10 @@ const MIN_KERNEL_SIZE: u64 = 10_000;
 pub enum KernelError {
     /// No candidate kernel with a modules directory was found.
     #[error(
-        "no usable kernel (host cpu {host_cpu}); looked in: {}{}; install a kernel package (linux-image-amd64), or set SUPERMIN_KERNEL and SUPERMIN_MODULES",
+        "no usable kernel (host cpu {host_cpu}); looked in: {}{}; install a kernel package{}, or set SUPERMIN_KERNEL and SUPERMIN_MODULES",
         .looked.join(", "),
-        .rejected.iter().map(|r| format!("; skipped: {r}")).collect::<String>()
+        .rejected.iter().map(|r| format!("; skipped: {r}")).collect::<String>(),
+        .package.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()
     )]
     NoKernel {
         /// The host cpu the `/boot` patterns were built for.
@@ -45,17 +46,24 @@ pub enum KernelError {
         looked: Vec<String>,
         /// Candidates that were found but refused, with the reason.
         rejected: Vec<String>,
+        /// The host's kernel package, when the caller knows the package
+        /// manager ([`KernelError::with_package_hints`]).
+        package: Option<String>,
     },
     /// The selected kernel exists but this user cannot read it.
     #[error(
-        "kernel {0} is not readable by this user ({cause}); run as root, or make it readable with `sudo chmod 0644 {0}` (keep that across kernel updates with `sudo dpkg-statoverride --update --add root root 0644 {0}`)",
-        .path.display()
+        "kernel {0} is not readable by this user ({cause}); run as root, or make it readable with `sudo chmod 0644 {0}`{1}",
+        .path.display(),
+        .keep.as_ref().map(|k| format!(" (keep that across kernel updates with `{k}`)")).unwrap_or_default()
     )]
     Unreadable {
         /// The kernel file.
         path: PathBuf,
         /// The error from opening it (not a `source`: the message says it).
         cause: std::io::Error,
+        /// The package manager's way to keep the mode across updates, when
+        /// the caller knows it ([`KernelError::with_package_hints`]).
+        keep: Option<String>,
     },
     /// The selected kernel cannot be opened for another reason (typically a
     /// `SUPERMIN_KERNEL` naming a missing file).
@@ -66,6 +74,25 @@ pub enum KernelError {
         /// The error from opening it (not a `source`: the message says it).
         cause: std::io::Error,
     },
+}
+
+impl KernelError {
+    /// Adds the host package manager's advice to the message: its kernel
+    /// package, and how to keep a kernel file's mode across updates
+    /// (`{path}` in `keep_readable` stands for the kernel file). Kernel
+    /// selection itself does not know the package manager.
+    pub fn with_package_hints(self, kernel_package: &str, keep_readable: Option<&str>) -> Self {
+        match self {
+            KernelError::NoKernel { host_cpu, looked, rejected, .. } => {
+                KernelError::NoKernel { host_cpu, looked, rejected, package: Some(kernel_package.to_owned()) }
+            }
+            KernelError::Unreadable { path, cause, .. } => {
+                let keep = keep_readable.map(|k| k.replace("{path}", &path.display().to_string()));
+                KernelError::Unreadable { path, cause, keep }
+            }
+            other => other,
+        }
+    }
 }
 
 /// The `SUPERMIN_*` environment overrides.
@@ -159,7 +186,7 @@ pub fn select_kernel(env: &KernelEnv, root: &Path, host_cpu: &str) -> Result<Ker
         choice = from_boot(env, root, host_cpu, &mut rejected);
     }
     let Some(mut choice) = choice else {
-        return Err(KernelError::NoKernel { host_cpu: host_cpu.to_owned(), looked, rejected });
+        return Err(KernelError::NoKernel { host_cpu: host_cpu.to_owned(), looked, rejected, package: None });
     };
     if let Some(why) = ignored_env {
         choice.reason = format!("{}; {why}", choice.reason);
@@ -178,7 +205,7 @@ fn check_readable(path: &Path) -> Result<(), KernelError> {
     match std::fs::File::open(path) {
         Ok(_) => Ok(()),
         Err(cause) if cause.kind() == std::io::ErrorKind::PermissionDenied => {
-            Err(KernelError::Unreadable { path: path.to_owned(), cause })
+            Err(KernelError::Unreadable { path: path.to_owned(), cause, keep: None })
         }
         Err(cause) => Err(KernelError::Open { path: path.to_owned(), cause }),
     }
@@ -434,8 +461,11 @@ mod tests {
             fs::write(d.join("modules.dep"), "").unwrap();
             d
         }
+        /// Selects as a Debian host's build does: with dpkg's hints.
         fn select(&self, env: &KernelEnv) -> Result<KernelChoice, KernelError> {
+            let dpkg = crate::package::handler_named("dpkg").unwrap();
             select_kernel(env, self.root(), "x86_64")
+                .map_err(|e| e.with_package_hints(dpkg.kernel_package, dpkg.keep_kernel_readable))
         }
     }
 

@@ -13,7 +13,9 @@
 //!                                        and modules tree fingerprinted
 //! input/                                 supermin.d: classify, lists, base tarballs
 //!   archive.rs, archive/reader.rs          stream tar members (GNU, PAX, sparse) to scratch
-//! package/                               PackageDb trait; dpkg.rs reads /var/lib/dpkg
+//! package/                               PackageDb trait, Handler descriptors, detect();
+//!   dpkg/                                reads /var/lib/dpkg (status.rs parses, closure.rs resolves)
+//!   rpm.rs, pacman.rs                    one rpm -qa call; /var/lib/pacman/local read directly
 //! kernel.rs                              kernel + modules directory selection
 //! image/files.rs                         FileTree: the shared in-memory tree
 //! image/scratch.rs, image/hostfile.rs    file data kept on disk (holes kept); host files

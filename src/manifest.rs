@@ -355,9 +355,15 @@ impl Manifest {
         paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     }
 
-    /// Package versions keyed by `name:arch`, for comparisons.
-    pub fn package_map(&self) -> BTreeMap<String, &str> {
-        self.packages.iter().map(|p| (format!("{}:{}", p.name, p.arch), p.version.as_str())).collect()
+    /// Package versions keyed by the handler's spelling (dpkg: `name:arch`;
+    /// rpm and pacman: `name`, `name.arch` when the name has two arches
+    /// here or in `other`), for comparisons with `other`.
+    pub fn package_map(&self, other: &Manifest) -> BTreeMap<String, &str> {
+        fn pairs(m: &Manifest) -> Vec<(&str, &str)> {
+            m.packages.iter().map(|p| (p.name.as_str(), p.arch.as_str())).collect()
+        }
+        let labels = crate::package::package_labels(&self.package_handler, &pairs(self), &pairs(other));
+        labels.into_iter().zip(&self.packages).map(|(label, p)| (label, p.version.as_str())).collect()
     }
 }
 

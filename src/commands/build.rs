@@ -415,9 +415,13 @@ fn load_inputs(req: &BuildRequest, printer: &Printer) -> Result<(Inputs, InputCh
     }
     let defaults = input::default_input_dirs(&req.root);
     if defaults.is_empty() {
-        printer.info(
-            "no libguestfs supermin.d found on this host; building the built-in minimal appliance (install libguestfs0 for the full one)",
-        );
+        let install = match package::handler_for(&req.root) {
+            Some(h) => format!(" (install {} for the full one)", h.libguestfs_package),
+            None => String::new(),
+        };
+        printer.info(format!(
+            "no libguestfs supermin.d found on this host; building the built-in minimal appliance{install}"
+        ));
         return Ok((input::embedded_minimal(), InputChoice::Default, Vec::new()));
     }
     printer.stage(format!("inputs: {} (libguestfs's installed supermin.d)", defaults[0].display()));
@@ -557,7 +561,9 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
         db.handler()
     ));
 
-    let kernel = kernel::select_kernel(&KernelEnv::from_env(), &req.root, &req.host_cpu)?;
+    let hints = db.info();
+    let kernel = kernel::select_kernel(&KernelEnv::from_env(), &req.root, &req.host_cpu)
+        .map_err(|e| e.with_package_hints(hints.kernel_package, hints.keep_kernel_readable))?;
     printer.stage(format!("kernel: picked {} ({})", kernel.version, kernel.reason));
     let kernel_sha = manifest::sha256_file(&kernel.path)
         .with_context(|| format!("reading kernel {}", kernel.path.display()))?;

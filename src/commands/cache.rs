@@ -238,9 +238,10 @@ fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()
     };
     // supermin --if-newer reuses the appliance only if appliance.d, kernel,
     // initrd and root are all strictly newer than its inputs (libguestfs's
-    // supermin.d and the dpkg status file: docs/supermin-compat.md, "The
-    // if-newer rule"). Our files carry the inputs' dates, so stamp them
-    // "now", under the lock so no supermin sees them half-touched.
+    // supermin.d and the package database's date file:
+    // docs/supermin-compat.md, "The if-newer rule"). Our files carry the
+    // inputs' dates, so stamp them "now", under the lock so no supermin
+    // sees them half-touched.
     {
         let _lock = OutputLock::acquire(&lock_path, req.lock_timeout, || {
             printer.info(format!(

@@ -18,6 +18,7 @@ mod initrd;
 mod outputs;
 mod packaging;
 mod pipe;
+mod pkgdb;
 mod qemu;
 mod reproducible;
 mod schedule;
