@@ -1,9 +1,10 @@
 //! Composing the appliance's file tree from its sources, in supermin's
-//! order and with supermin's precedence (reference §2.1, §4.2):
+//! order and with supermin's precedence (docs/supermin-compat.md, "Build
+//! order" and "Precedence"):
 //!
 //! 1. base archives from the inputs (they win for directories);
-//! 2. package files, minus config files (every regular file under `/etc/`:
-//!    their pristine copies come from the base archives) and minus
+//! 2. package files, minus those the package handler flags as config files
+//!    (their pristine copies come from the base archives) and minus
 //!    excludefiles matches;
 //! 3. hostfiles (glob-expanded);
 //! 4. the kernel's modules directory, as `/lib/modules/<version>`.
@@ -52,7 +53,7 @@ pub enum ComposeError {
 pub struct ComposeStats {
     /// Paths listed by the packages of the closure.
     pub package_paths: usize,
-    /// Package regular files under /etc dropped as config files.
+    /// Package files dropped as config files (the handler's flag).
     pub config_files: usize,
     /// Package paths dropped by excludefiles.
     pub excluded: usize,
@@ -99,12 +100,9 @@ pub fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), Com
     let mut entries: Vec<(PathBuf, PathBuf, HostTimes)> = Vec::with_capacity(src.package_files.len());
     stats.package_paths = src.package_files.len();
     for f in src.package_files {
-        if f.path.starts_with("/etc") && f.path != Path::new("/etc") {
-            let host = host_path(src.root, &f.path);
-            if std::fs::symlink_metadata(&host).map(|m| m.is_file()).unwrap_or(false) {
-                stats.config_files += 1;
-                continue;
-            }
+        if f.config {
+            stats.config_files += 1;
+            continue;
         }
         if is_excluded(&src.inputs.excludes, &f.path) {
             stats.excluded += 1;
@@ -181,10 +179,7 @@ fn is_excluded(excludes: &[ExcludePattern], path: &Path) -> bool {
 
 /// `root` + absolute `path`.
 pub fn host_path(root: &Path, path: &Path) -> PathBuf {
-    match path.strip_prefix("/") {
-        Ok(rel) => root.join(rel),
-        Err(_) => root.join(path),
-    }
+    crate::package::host_path(root, path)
 }
 
 /// Turn a host `lstat` result into a tree node, with times by `times` (see

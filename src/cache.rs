@@ -3,7 +3,8 @@
 //! build, and remove them safely.
 //!
 //! libguestfs keeps one cache per effective uid under `$LIBGUESTFS_CACHEDIR`,
-//! else `$TMPDIR`, else `/var/tmp` (reference §8.2). It holds `lock` (the file
+//! else `$TMPDIR`, else `/var/tmp` (docs/libguestfs-side.md, "Cache directory"
+//! and "Cache contents"). It holds `lock` (the file
 //! supermin's `--lock` takes with `lockf`), `appliance.d/{kernel,initrd,root}`
 //! (supermin's output; ours adds `README.fixed` and `manifest.toml`),
 //! transient `appliance.d.XXXXXXXX` directories and, in 1.48, qemu probe
@@ -20,11 +21,12 @@
 //! taken as "gone".
 
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::output::{self, OutputError, OutputLock};
+use crate::safefs::{Access, PinnedDir, SafeFsError};
 use crate::users::UserDb;
 
 /// Name prefix of a cache directory; the rest is the decimal uid.
@@ -94,6 +96,17 @@ pub enum CacheError {
     /// Locking failed (not contention: that is reported as "in use").
     #[error(transparent)]
     Lock(#[from] OutputError),
+    /// A pinned-directory operation failed (the message names the path).
+    #[error(transparent)]
+    Fs(#[from] SafeFsError),
+    /// The cache is, or holds, a mount point.
+    #[error("{path} is or holds the mount point {mount}; refusing to delete across it: unmount it first")]
+    MountPoint {
+        /// The cache.
+        path: PathBuf,
+        /// The mount point at or below it.
+        mount: PathBuf,
+    },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
@@ -128,12 +141,28 @@ pub fn default_search_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// The uid a cache directory name stands for (`.guestfs-1001` → 1001).
+/// Only the canonical decimal form libguestfs writes counts:
+/// `.guestfs-01001` is some other directory, not uid 1001's cache.
 pub fn cache_uid(name: &str) -> Option<u32> {
     let digits = name.strip_prefix(CACHE_PREFIX)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    if digits.len() > 1 && digits.starts_with('0') {
+        return None;
+    }
     digits.parse().ok()
+}
+
+/// The first mount point at or below `path` (a physical path), by
+/// `/proc/self/mountinfo`. Deleting a cache must never reach into another
+/// filesystem, and a cache that is itself a mount point cannot be removed.
+pub fn mount_at_or_below(path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    crate::health::location::parse_mountinfo(&text)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .find(|m| m.starts_with(path))
 }
 
 /// Every `.guestfs-UID` entry in `dirs`. A dir that is itself named
@@ -240,7 +269,7 @@ pub struct InspectContext<'a> {
     /// The host's users.
     pub users: &'a dyn UserDb,
     /// Inputs of supermin's date rule: libguestfs's supermin.d directory and
-    /// the package database file (`/var/lib/dpkg/status`). Empty: the rule
+    /// the package database's date file (the handler's). Empty: the rule
     /// cannot be applied (no libguestfs supermin.d on the host).
     pub date_inputs: Vec<PathBuf>,
     /// Checks an `appliance.d` that holds our `manifest.toml` against the
@@ -369,6 +398,9 @@ pub fn inspect(path: &Path, ctx: &InspectContext) -> CacheInfo {
             return info;
         }
     }
+    if let Some(mount) = mount_at_or_below(path) {
+        info.problem = Some(CacheError::MountPoint { path: path.to_owned(), mount }.to_string());
+    }
     let (apparent, allocated) = tree_size(path);
     info.apparent_bytes = apparent;
     info.allocated_bytes = allocated;
@@ -432,7 +464,8 @@ fn mtime_f64(md: &std::fs::Metadata) -> f64 {
     md.mtime() as f64 + md.mtime_nsec() as f64 / 1e9
 }
 
-/// supermin's `--if-newer` rule (reference §7.3): the appliance is reused
+/// supermin's `--if-newer` rule (docs/supermin-compat.md, "The if-newer
+/// rule"): the appliance is reused
 /// iff every input date is strictly less than every output date (outputs:
 /// `appliance.d` itself, kernel, root, initrd; `lstat` mtimes). A missing
 /// file means a rebuild.
@@ -483,8 +516,8 @@ pub fn date_rule(appliance: &Path, inputs: &[PathBuf]) -> ApplianceState {
 pub fn host_date_inputs(root: &Path) -> Vec<PathBuf> {
     let mut inputs = crate::input::default_input_dirs(root);
     if !inputs.is_empty() {
-        // supermin's dpkg handler dates the database by its status file.
-        inputs.push(root.join("var/lib/dpkg/status"));
+        // supermin dates the database by one file, the handler's.
+        inputs.extend(crate::package::date_file(root));
     }
     inputs
 }
@@ -495,106 +528,123 @@ pub fn host_date_inputs(root: &Path) -> Vec<PathBuf> {
 /// Create `base/.guestfs-UID` as libguestfs would accept it (a real
 /// directory owned by uid:gid, mode 0755), or check an existing one, and
 /// make sure its lock file exists and belongs to the user. Returns the
-/// cache path.
+/// cache path. Everything is done through pinned directory fds: the cache's
+/// owner cannot swap a link in under us.
 ///
 /// Errors: `base` missing; an existing cache that is a symlink, not a
 /// directory, owned by someone else or group/other writable; a lock file
 /// that is not a regular file.
 pub fn prepare_cache_dir(base: &Path, uid: u32, gid: u32) -> Result<PathBuf, CacheError> {
-    let base = std::fs::canonicalize(base).map_err(io_err("resolving cache base directory", base))?;
-    let cache = base.join(format!("{CACHE_PREFIX}{uid}"));
-    match std::fs::symlink_metadata(&cache) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new().mode(0o755).create(&cache).map_err(io_err("creating", &cache))?;
-            std::os::unix::fs::lchown(&cache, Some(uid), Some(gid))
-                .map_err(io_err("changing owner of", &cache))?;
-            set_mode(&cache, 0o755)?;
+    let base = PinnedDir::open(base)?;
+    let name = format!("{CACHE_PREFIX}{uid}");
+    if base.stat(&name)?.is_none() {
+        match base.create_dir(&name, 0o755) {
+            Ok(dir) => {
+                dir.chown(uid, gid)?;
+                dir.chmod(0o755)?;
+            }
+            // libguestfs made it meanwhile: check it below.
+            Err(SafeFsError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(CacheError::Io { action: "inspecting", path: cache, source: e }),
-        Ok(_) => {}
     }
-    let (_, md) = check_cache_dir(&cache)?;
-    if md.mode() & 0o022 != 0 {
-        return Err(CacheError::UnsafeMode { path: cache, mode: md.mode() & 0o7777 });
+    let cache = open_cache(&base, &name, uid)?;
+    let st = cache.stat_self()?;
+    if st.st_mode & 0o022 != 0 {
+        return Err(CacheError::UnsafeMode { path: cache.path().to_owned(), mode: st.st_mode & 0o7777 });
     }
     ensure_lock_file(&cache, uid, gid)?;
+    Ok(cache.path().to_owned())
+}
+
+/// Open `base/name` as a cache of `uid`: a real directory owned by `uid`.
+fn open_cache(base: &PinnedDir, name: &str, uid: u32) -> Result<PinnedDir, CacheError> {
+    let path = base.child(name);
+    let cache = match base.open_dir(name) {
+        Ok(d) => d,
+        Err(SafeFsError::NotRegular { .. }) => {
+            return Err(CacheError::Unexpected { path, what: "a symlink" })
+        }
+        Err(SafeFsError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Err(CacheError::Unexpected { path, what: "not a directory" })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let st = cache.stat_self()?;
+    if st.st_uid != uid {
+        return Err(CacheError::OwnerMismatch { path, uid, owner: st.st_uid });
+    }
     Ok(cache)
 }
 
 /// Check the lock file: `Ok(true)` a regular file, `Ok(false)` absent.
 fn check_lock_file(cache: &Path) -> Result<bool, CacheError> {
-    let lock = cache.join(LOCK_NAME);
-    match std::fs::symlink_metadata(&lock) {
-        Ok(md) if md.is_file() => Ok(true),
-        Ok(md) if md.file_type().is_symlink() => {
-            Err(CacheError::Unexpected { path: lock, what: "a symlink" })
+    check_lock_file_in(&PinnedDir::open(cache)?)
+}
+
+fn check_lock_file_in(cache: &PinnedDir) -> Result<bool, CacheError> {
+    let path = cache.child(LOCK_NAME);
+    match cache.stat(LOCK_NAME)? {
+        Some(st) if crate::safefs::is_regular(&st) => Ok(true),
+        Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+            Err(CacheError::Unexpected { path, what: "a symlink" })
         }
-        Ok(_) => Err(CacheError::Unexpected { path: lock, what: "not a regular file" }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(CacheError::Io { action: "inspecting", path: lock, source: e }),
+        Some(_) => Err(CacheError::Unexpected { path, what: "not a regular file" }),
+        None => Ok(false),
     }
 }
 
-/// Make `cache/lock` a regular file owned by uid:gid, mode 0644. A lock
-/// file we created as root would lock the user out: supermin opens it
-/// `O_WRONLY|O_CREAT` as the user, and fails on a root-owned 0644 file.
-fn ensure_lock_file(cache: &Path, uid: u32, gid: u32) -> Result<PathBuf, CacheError> {
-    let lock = cache.join(LOCK_NAME);
-    if !check_lock_file(cache)? {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&lock);
-        match file {
-            Ok(f) => std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
-                .map_err(io_err("changing owner of", &lock))?,
-            // Someone (supermin) created it meanwhile: fine, check it below.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(CacheError::Io { action: "creating", path: lock, source: e }),
-        }
+/// Make `cache/lock` a regular file owned by uid:gid, mode 0644 (created
+/// exclusively, owner set on the fd; an existing one is given to the user
+/// only if it has a single link). A lock file we created as root would lock
+/// the user out: supermin opens it `O_WRONLY|O_CREAT` as the user, and
+/// fails on a root-owned 0644 file.
+fn ensure_lock_file(cache: &PinnedDir, uid: u32, gid: u32) -> Result<PathBuf, CacheError> {
+    let path = cache.child(LOCK_NAME);
+    check_lock_file_in(cache)?;
+    let file = cache.open_regular(LOCK_NAME, Access::ReadWriteCreate(0o644))?.expect("created if missing");
+    let st = output::check_trusted(cache, std::ffi::OsStr::new(LOCK_NAME), &file)?;
+    if st.st_uid != uid || st.st_gid != gid {
+        crate::safefs::fchown(&file, uid, gid).map_err(|e| CacheError::Io {
+            action: "changing owner of",
+            path: path.clone(),
+            source: e.into(),
+        })?;
     }
-    check_lock_file(cache)?;
-    let md = std::fs::symlink_metadata(&lock).map_err(io_err("inspecting", &lock))?;
-    if md.uid() != uid {
-        std::os::unix::fs::lchown(&lock, Some(uid), Some(gid)).map_err(io_err("changing owner of", &lock))?;
-    }
-    Ok(lock)
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<(), CacheError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(io_err("setting mode of", path))
+    Ok(path)
 }
 
 /// Set the mtime (and atime) of `appliance` and its kernel, initrd and root
-/// to `when`, without following symlinks, so supermin's `--if-newer` sees
-/// outputs newer than its inputs (reference §7.3, §8.4).
+/// to `when`, so supermin's `--if-newer` sees outputs newer than its inputs,
+/// as libguestfs does after each supermin run (docs/supermin-compat.md, "The
+/// if-newer rule"; docs/libguestfs-side.md, "How libguestfs runs supermin").
+/// Done on open fds: each file must be a regular file with one link owned by
+/// us, root or the directory's owner, so a link planted in a user's cache
+/// cannot make us touch anything else.
 pub fn touch_outputs(appliance: &Path, when: SystemTime) -> Result<(), CacheError> {
     let since = when.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let ts =
         nix::sys::time::TimeSpec::new(since.as_secs() as libc::time_t, since.subsec_nanos() as libc::c_long);
+    let dir = PinnedDir::open(appliance)?;
     // Files first, the directory last: nothing below touches the dir again.
-    let mut paths: Vec<PathBuf> = DATED_OUTPUTS.iter().map(|f| appliance.join(f)).collect();
-    paths.push(appliance.to_path_buf());
-    for p in &paths {
-        nix::sys::stat::utimensat(
-            None,
-            p.as_path(),
-            &ts,
-            &ts,
-            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(|e| CacheError::Io {
+    for f in DATED_OUTPUTS {
+        let name = std::ffi::OsStr::new(f);
+        let file = dir.open_regular(name, Access::Read)?.ok_or_else(|| CacheError::Io {
             action: "setting the date of",
-            path: p.clone(),
-            source: e.into(),
+            path: dir.child(name),
+            source: io::ErrorKind::NotFound.into(),
+        })?;
+        output::check_trusted(&dir, name, &file)?;
+        nix::sys::stat::futimens(std::os::fd::AsRawFd::as_raw_fd(&file), &ts, &ts).map_err(|e| {
+            CacheError::Io { action: "setting the date of", path: dir.child(name), source: e.into() }
         })?;
     }
-    Ok(())
+    nix::sys::stat::futimens(std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&dir)), &ts, &ts)
+        .map_err(|e| CacheError::Io {
+            action: "setting the date of",
+            path: appliance.to_owned(),
+            source: e.into(),
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -712,135 +762,129 @@ pub enum CleanOutcome {
     WouldRemove(u64),
     /// Its lock is held (a supermin or build is running): left alone.
     InUse,
+    /// It was already gone (another `cache clean` got there first).
+    Gone,
 }
 
 /// Remove what `reason` says from the cache at `path`, holding its lock.
 ///
 /// Re-checks the directory first (name, real directory, owner = uid in
-/// the name) and never follows symlinks: entries are removed with
-/// `remove_file`/`remove_dir_all`, which unlink symlinks rather than follow
-/// them. For a stale appliance only `appliance.d`, supermin's transient
-/// `appliance.d.XXXXXXXX` and our dead staging directories go. The lock
-/// file is kept (owned by the user) unless the whole cache goes.
+/// the name, no mount point at or below it) and works through pinned
+/// directory fds from then on: in a sticky world-writable base such as
+/// /var/tmp the cache's owner could rename it and put a symlink to /etc in
+/// its place between our check and the removals. Nothing is followed;
+/// symlinks inside are unlinked. For a stale appliance only `appliance.d`,
+/// supermin's transient `appliance.d.XXXXXXXX`, our dead staging
+/// directories and the stamp go. The lock file is kept (owned by the user)
+/// unless the whole cache goes. Losing a race to another cleaner is
+/// [`CleanOutcome::Gone`], not an error.
 ///
 /// Errors: the checks fail, the lock cannot be opened, a removal fails.
 pub fn remove_cache(path: &Path, reason: &CleanReason, dry_run: bool) -> Result<CleanOutcome, CacheError> {
-    check_cache_dir(path)?;
-    // From here on we work through the directory we checked, not its name:
-    // in a sticky world-writable base such as /var/tmp the cache's owner
-    // could rename it and put a symlink to /etc in its place between our
-    // check and the removals.
-    let (_dir, pinned, md) = pin_cache_dir(path)?;
-    let uid = md.uid();
-    let targets = removal_targets(&pinned, reason)?;
-    let freed: u64 = targets.iter().map(|t| tree_size(t).1).sum::<u64>()
-        + if reason.removes_whole_cache() { md.blocks() * 512 } else { 0 };
-    let lock_exists = check_lock_file(&pinned)?;
+    let not_cache = || CacheError::NotACache { path: path.to_owned() };
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(not_cache)?;
+    let uid = cache_uid(name).ok_or_else(not_cache)?;
+    let (parent, _) = crate::safefs::split(path).ok_or_else(not_cache)?;
+    let base = PinnedDir::open(parent)?;
+    let gone = |e: &CacheError| match e {
+        CacheError::Fs(SafeFsError::Io { source, .. }) | CacheError::Io { source, .. } => {
+            source.kind() == io::ErrorKind::NotFound
+        }
+        CacheError::Lock(OutputError::Fs(SafeFsError::Io { source, .. })) => {
+            source.kind() == io::ErrorKind::NotFound
+        }
+        _ => false,
+    };
+    let cache = match open_cache(&base, name, uid) {
+        Ok(c) => c,
+        Err(e) if gone(&e) => return Ok(CleanOutcome::Gone),
+        Err(e) => return Err(e),
+    };
+    match remove_pinned(&base, name, &cache, reason, dry_run) {
+        Err(e) if gone(&e) => Ok(CleanOutcome::Gone),
+        other => other,
+    }
+}
+
+fn remove_pinned(
+    base: &PinnedDir,
+    name: &str,
+    cache: &PinnedDir,
+    reason: &CleanReason,
+    dry_run: bool,
+) -> Result<CleanOutcome, CacheError> {
+    let st = cache.stat_self()?;
+    if let Some(mount) = mount_at_or_below(cache.path()) {
+        return Err(CacheError::MountPoint { path: cache.path().to_owned(), mount });
+    }
+    let targets = removal_targets(cache, reason)?;
+    let freed: u64 = targets.iter().map(|t| tree_size(&cache.child(t)).1).sum::<u64>()
+        + if reason.removes_whole_cache() { st.st_blocks as u64 * 512 } else { 0 };
+    let lock_exists = check_lock_file_in(cache)?;
+    let lock_name = std::ffi::OsStr::new(LOCK_NAME);
     if dry_run {
-        let held = lock_exists && output::is_locked(&pinned.join(LOCK_NAME))?;
+        let held = lock_exists && output::is_locked_in(cache, lock_name)?;
         return Ok(if held { CleanOutcome::InUse } else { CleanOutcome::WouldRemove(freed) });
     }
-    let lock_path = ensure_lock_file(&pinned, uid, md.gid())?;
-    let Some(lock) = OutputLock::try_acquire(&lock_path)? else {
+    ensure_lock_file(cache, st.st_uid, st.st_gid)?;
+    let Some(lock) = OutputLock::try_acquire_in(cache, lock_name)? else {
         return Ok(CleanOutcome::InUse);
     };
     // Under the lock no supermin can be writing here; re-list in case one
     // finished just before we took it.
-    let targets = removal_targets(&pinned, reason)?;
-    for t in &targets {
-        remove_entry(t)?;
+    for t in removal_targets(cache, reason)? {
+        cache.remove_tree(&t)?;
     }
     if reason.removes_whole_cache() {
         // Unlink the lock file while still holding it, then the directory
         // (rmdir never follows a symlink): a supermin that starts now finds
-        // no cache and makes a new one.
-        remove_entry(&lock_path)?;
-        std::fs::remove_dir(path).map_err(io_err("removing", path))?;
+        // no cache and makes a new one. Another cleaner that opened the
+        // cache before we unlinked the lock may have made a new one: it
+        // finishes the job, so a non-empty or vanished directory is fine.
+        cache.remove_file(LOCK_NAME)?;
+        match nix::unistd::unlinkat(
+            Some(std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(base))),
+            name,
+            nix::unistd::UnlinkatFlags::RemoveDir,
+        ) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTEMPTY) => {}
+            Err(e) => {
+                return Err(CacheError::Io { action: "removing", path: base.child(name), source: e.into() })
+            }
+        }
     } else {
-        output::clean_leftovers(&pinned.join(APPLIANCE_DIR))?;
+        output::clean_leftovers_in(cache, std::ffi::OsStr::new(APPLIANCE_DIR))?;
     }
     drop(lock);
     Ok(CleanOutcome::Removed(freed))
 }
 
-/// Open the cache directory itself (`O_NOFOLLOW|O_DIRECTORY`), check the
-/// opened directory's owner against the uid in the name, and return the
-/// open directory with a `/proc/self/fd/N` path that names exactly it
-/// whatever later happens to `path`.
-fn pin_cache_dir(path: &Path) -> Result<(std::fs::File, PathBuf, std::fs::Metadata), CacheError> {
-    use std::os::fd::AsRawFd;
-    let uid = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(cache_uid)
-        .ok_or_else(|| CacheError::NotACache { path: path.to_owned() })?;
-    let dir = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
-                CacheError::Unexpected { path: path.to_owned(), what: "not a real directory" }
-            }
-            _ => CacheError::Io { action: "opening", path: path.to_owned(), source: e },
-        })?;
-    let md = dir.metadata().map_err(io_err("inspecting", path))?;
-    if md.uid() != uid {
-        return Err(CacheError::OwnerMismatch { path: path.to_owned(), uid, owner: md.uid() });
-    }
-    let pinned = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    if !std::fs::metadata(&pinned).is_ok_and(|m| m.is_dir() && m.ino() == md.ino()) {
-        return Err(CacheError::Io {
-            action: "pinning (is /proc mounted?)",
-            path: path.to_owned(),
-            source: io::Error::from_raw_os_error(libc::ENOENT),
-        });
-    }
-    Ok((dir, pinned, md))
-}
-
 /// The entries `reason` removes, excluding the lock file.
-fn removal_targets(cache: &Path, reason: &CleanReason) -> Result<Vec<PathBuf>, CacheError> {
+fn removal_targets(cache: &PinnedDir, reason: &CleanReason) -> Result<Vec<std::ffi::OsString>, CacheError> {
     // `check`'s stat-level stamp describes the appliance, so it goes with it.
-    let stamp = crate::stamp::stamp_path(&cache.join(APPLIANCE_DIR));
-    let stamp_name = stamp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut targets = Vec::new();
-    for entry in std::fs::read_dir(cache).map_err(io_err("listing", cache))? {
-        let entry = entry.map_err(io_err("listing", cache))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let chosen = if reason.removes_whole_cache() {
-            name != LOCK_NAME
-        } else {
-            name == APPLIANCE_DIR || name == stamp_name || is_supermin_transient(&name)
-        };
-        if chosen {
-            targets.push(entry.path());
-        }
-    }
+    let stamp = crate::stamp::stamp_path(&cache.child(APPLIANCE_DIR));
+    let stamp_name = stamp.file_name().map(|n| n.to_owned()).unwrap_or_default();
+    let mut targets: Vec<_> = cache
+        .list()?
+        .into_iter()
+        .filter(|entry| {
+            let name = entry.to_string_lossy();
+            if reason.removes_whole_cache() {
+                name != LOCK_NAME
+            } else {
+                name == APPLIANCE_DIR || *entry == stamp_name || is_supermin_transient(&name)
+            }
+        })
+        .collect();
     targets.sort();
     Ok(targets)
 }
 
 /// supermin's transient `appliance.d.XXXXXXXX` (eight of `[a-z0-9]`,
-/// reference §7.1).
+/// docs/supermin-compat.md, "Output swap").
 fn is_supermin_transient(name: &str) -> bool {
     name.strip_prefix("appliance.d.")
         .is_some_and(|r| r.len() == 8 && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-}
-
-/// Remove one entry without following symlinks.
-fn remove_entry(path: &Path) -> Result<(), CacheError> {
-    let md = match std::fs::symlink_metadata(path) {
-        Ok(md) => md,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(CacheError::Io { action: "inspecting", path: path.into(), source: e }),
-    };
-    let result = if md.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(CacheError::Io { action: "removing", path: path.into(), source: e }),
-    }
 }
 
 #[cfg(test)]
@@ -1074,7 +1118,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (uid, _) = me();
         let c = fake_cache(tmp.path(), uid);
-        let (_dir, pinned, _) = pin_cache_dir(&c).unwrap();
+        let base = PinnedDir::open(tmp.path()).unwrap();
+        let name = c.file_name().unwrap().to_str().unwrap().to_owned();
+        let pinned = open_cache(&base, &name, uid).unwrap();
         // The owner swaps the name for a symlink to a victim directory.
         let victim = tmp.path().join("victim");
         std::fs::create_dir(&victim).unwrap();
@@ -1083,13 +1129,31 @@ mod tests {
         std::fs::rename(&c, &moved).unwrap();
         std::os::unix::fs::symlink(&victim, &c).unwrap();
         let targets = removal_targets(&pinned, &CleanReason::UserGone).unwrap();
-        assert!(targets.iter().any(|t| t.ends_with(APPLIANCE_DIR)), "{targets:?}");
+        assert!(targets.iter().any(|t| t == APPLIANCE_DIR), "{targets:?}");
         for t in &targets {
-            remove_entry(t).unwrap();
+            pinned.remove_tree(t).unwrap();
         }
         assert!(victim.join("passwd").is_file(), "followed the swapped-in symlink");
         assert!(!moved.join(APPLIANCE_DIR).exists());
-        assert!(pin_cache_dir(&c).is_err());
+        assert!(open_cache(&base, &name, uid).is_err());
+    }
+
+    #[test]
+    fn only_canonical_uids_name_caches() {
+        assert_eq!(cache_uid(".guestfs-4011"), Some(4011));
+        assert_eq!(cache_uid(".guestfs-0"), Some(0));
+        for bad in [".guestfs-04011", ".guestfs-00004011", ".guestfs-00", ".guestfs-+4011"] {
+            assert_eq!(cache_uid(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_cache_that_vanished_is_gone_not_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (uid, _) = me();
+        let c = fake_cache(tmp.path(), uid);
+        std::fs::remove_dir_all(&c).unwrap();
+        assert_eq!(remove_cache(&c, &CleanReason::UserGone, false).unwrap(), CleanOutcome::Gone);
     }
 
     #[test]

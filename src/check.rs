@@ -16,7 +16,7 @@
 //! appliance judged as built, without even parsing its manifest.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -109,6 +109,20 @@ pub enum Change {
         /// Ours.
         new: u32,
     },
+    /// A file the manifest records (kernel, initrd, root) is gone.
+    OutputMissing {
+        /// The file.
+        path: String,
+    },
+    /// A file the manifest records differs from what was written: another
+    /// size (truncated, grown), not a regular file, or (`check --verify`)
+    /// other content.
+    OutputDamaged {
+        /// The file.
+        path: String,
+        /// How it differs.
+        what: String,
+    },
     /// The fingerprints differ for a reason not itemised above.
     Other {
         /// What differs.
@@ -133,6 +147,8 @@ impl std::fmt::Display for Change {
             Change::HostfileRemoved { path } => write!(f, "hostfile removed: {path}"),
             Change::OptionChanged { option, old, new } => write!(f, "option changed: {option} {old} → {new}"),
             Change::FormatChanged { old, new } => write!(f, "format changed: {old} → {new}"),
+            Change::OutputMissing { path } => write!(f, "output missing: {path}"),
+            Change::OutputDamaged { path, what } => write!(f, "output damaged: {path} ({what})"),
             Change::Other { what } => write!(f, "changed: {what}"),
         }
     }
@@ -161,6 +177,35 @@ pub enum Method {
     None,
 }
 
+/// How the appliance's own files were compared with the manifest's
+/// records of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputsChecked {
+    /// The stamp holds, and it covers their `lstat` signatures.
+    Stamp,
+    /// Present, regular, with the recorded sizes (`stat` only).
+    Stat,
+    /// Also re-hashed against the recorded digests (`--verify`).
+    Hashed,
+    /// The manifest records no outputs (written before format 3): damage
+    /// cannot be detected.
+    NotRecorded,
+    /// Not compared (no readable manifest).
+    No,
+}
+
+/// What an evaluation may do besides judging.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EvalOptions {
+    /// Record the stamp when the appliance is found fresh (reports that
+    /// only look leave this off: they write nothing).
+    pub record: bool,
+    /// Re-hash the outputs against the manifest (`check --verify`): reads
+    /// every data block, so never the default, and never from the stamp.
+    pub verify: bool,
+}
+
 /// The full result of an evaluation.
 pub struct Evaluation {
     /// The verdict.
@@ -173,6 +218,8 @@ pub struct Evaluation {
     pub host_fingerprint: Option<String>,
     /// The plan, when the host was examined (a build can reuse it).
     pub plan: Option<Plan>,
+    /// How the outputs were compared with their records.
+    pub outputs: OutputsChecked,
 }
 
 /// Digest of everything in the request that could change the answer
@@ -231,7 +278,7 @@ pub fn as_built_key(src: &SourceArgs) -> String {
 /// writing nothing: reports (`status`, `cache list`) must not leave files,
 /// possibly root-owned, beside appliances they only look at.
 pub fn check_as_built(dir: &Path, config: &Config) -> Freshness {
-    match evaluate_as_built(dir, &SourceArgs::default(), config, &Printer::quiet(), false) {
+    match evaluate_as_built(dir, &SourceArgs::default(), config, &Printer::quiet(), EvalOptions::default()) {
         Ok((eval, _)) => eval.freshness,
         Err(e) => Freshness::Unknown(crate::error_line(&e)),
     }
@@ -239,22 +286,23 @@ pub fn check_as_built(dir: &Path, config: &Config) -> Freshness {
 
 /// Evaluate `dir` against what it was built from, with the source options
 /// in `src` replacing the recorded ones ([`BuildRequest::for_appliance`]):
-/// stamp first (no manifest parsing), then the exact computation, stamped
-/// when fresh and `record`. Returns the request when it was made (always,
-/// unless the stamp answered). Errors: a bad option in `src`.
+/// stamp first (no manifest parsing; not with `verify`), then the exact
+/// computation, stamped when fresh and `opts.record`. Returns the request
+/// when it was made (always, unless the stamp answered). Errors: a bad
+/// option in `src`.
 pub fn evaluate_as_built(
     dir: &Path,
     src: &SourceArgs,
     config: &Config,
     printer: &Printer,
-    record: bool,
+    opts: EvalOptions,
 ) -> anyhow::Result<(Evaluation, Option<BuildRequest>)> {
     let key = as_built_key(src);
-    if let Some(eval) = from_stamp(dir, &key, printer) {
+    if let Some(eval) = from_stamp(dir, &key, printer, opts) {
         return Ok((eval, None));
     }
     let req = BuildRequest::for_appliance(dir, src, config)?;
-    let eval = evaluate_exact(dir, &req, &key, printer, record);
+    let eval = evaluate_exact(dir, &req, &key, printer, opts);
     Ok((eval, Some(req)))
 }
 
@@ -262,11 +310,29 @@ pub fn evaluate_as_built(
 /// Records a new stamp when the computation finds it fresh.
 pub fn evaluate(dir: &Path, req: &BuildRequest, printer: &Printer) -> Evaluation {
     let key = request_digest(req);
-    from_stamp(dir, &key, printer).unwrap_or_else(|| evaluate_exact(dir, req, &key, printer, true))
+    let opts = EvalOptions { record: true, verify: false };
+    from_stamp(dir, &key, printer, opts).unwrap_or_else(|| evaluate_exact(dir, req, &key, printer, opts))
 }
 
-/// "Fresh" when the stamp recorded under `key` still holds.
-fn from_stamp(dir: &Path, key: &str, printer: &Printer) -> Option<Evaluation> {
+/// Record that `dir` was found fresh (or built) with `fingerprint` after
+/// reading `watched`: the stamp also watches the appliance's boot files,
+/// so a deleted, truncated or rewritten one sends the next check back to
+/// the exact computation, which compares them with the manifest.
+pub fn record_stamp(dir: &Path, key: &str, fingerprint: &str, watched: &[PathBuf]) -> std::io::Result<()> {
+    let mut all = watched.to_vec();
+    all.extend(RECORDED_OUTPUTS.iter().map(|n| dir.join(n)));
+    stamp::record(dir, key, fingerprint, &all)
+}
+
+/// The files whose size and digest a build records in the manifest.
+pub const RECORDED_OUTPUTS: [&str; 3] = ["kernel", "initrd", "root"];
+
+/// "Fresh" when the stamp recorded under `key` still holds (never when
+/// verifying: that must read the outputs).
+fn from_stamp(dir: &Path, key: &str, printer: &Printer, opts: EvalOptions) -> Option<Evaluation> {
+    if opts.verify {
+        return None;
+    }
     let fp = stamp::still_fresh(dir, key)?;
     printer.stage("check: nothing changed since the last check (stat-level stamp)");
     Some(Evaluation {
@@ -275,18 +341,84 @@ fn from_stamp(dir: &Path, key: &str, printer: &Printer) -> Option<Evaluation> {
         appliance_fingerprint: Some(fp.clone()),
         host_fingerprint: Some(fp),
         plan: None,
+        outputs: OutputsChecked::Stamp,
     })
 }
 
-/// Recompute the fingerprint for `req` and compare; stamp under `key` when
-/// fresh and `record`.
-fn evaluate_exact(dir: &Path, req: &BuildRequest, key: &str, printer: &Printer, record: bool) -> Evaluation {
+/// Compare `dir`'s outputs with the records in its manifest `m`: each must
+/// be a regular file of the recorded size (`stat` only) and, with
+/// `verify`, have the recorded digest. Returns the damage found (empty when
+/// none) and how far the comparison went.
+pub fn output_damage(dir: &Path, m: &Manifest, verify: bool) -> (Vec<Change>, OutputsChecked) {
+    if m.outputs.is_empty() {
+        return (Vec::new(), OutputsChecked::NotRecorded);
+    }
+    let mut damage = Vec::new();
+    for rec in &m.outputs {
+        let path = dir.join(&rec.name);
+        let shown = path.display().to_string();
+        let md = match std::fs::symlink_metadata(&path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                damage.push(Change::OutputMissing { path: shown });
+                continue;
+            }
+            Err(e) => {
+                damage.push(Change::OutputDamaged { path: shown, what: format!("cannot stat it: {e}") });
+                continue;
+            }
+        };
+        if !md.is_file() {
+            damage.push(Change::OutputDamaged { path: shown, what: "not a regular file".into() });
+        } else if md.len() != rec.size {
+            damage.push(Change::OutputDamaged {
+                path: shown,
+                what: format!("{} bytes, built as {}", md.len(), rec.size),
+            });
+        } else if verify {
+            match rehash(&path, &rec.algorithm) {
+                Ok(hash) if hash == rec.hash => {}
+                Ok(_) => damage.push(Change::OutputDamaged {
+                    path: shown,
+                    what: format!("content differs from its recorded {}", rec.algorithm),
+                }),
+                Err(e) => {
+                    damage.push(Change::OutputDamaged { path: shown, what: format!("cannot read it: {e}") })
+                }
+            }
+        }
+    }
+    (damage, if verify { OutputsChecked::Hashed } else { OutputsChecked::Stat })
+}
+
+/// The digest of `path` by the manifest's `algorithm`.
+fn rehash(path: &Path, algorithm: &str) -> std::io::Result<String> {
+    match algorithm {
+        crate::digest::SHA256 => manifest::sha256_file(path),
+        crate::digest::SPARSE_SHA256 => crate::digest::sparse_sha256(&crate::bounded::open_regular(path)?),
+        other => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("unknown digest algorithm {other:?} (written by a newer version?)"),
+        )),
+    }
+}
+
+/// Compare the outputs with their records, recompute the fingerprint for
+/// `req` and compare; stamp under `key` when fresh and `opts.record`.
+fn evaluate_exact(
+    dir: &Path,
+    req: &BuildRequest,
+    key: &str,
+    printer: &Printer,
+    opts: EvalOptions,
+) -> Evaluation {
     let unknown = |why: String, fp: Option<String>| Evaluation {
         freshness: Freshness::Unknown(why),
         method: Method::None,
         appliance_fingerprint: fp,
         host_fingerprint: None,
         plan: None,
+        outputs: OutputsChecked::No,
     };
     if !dir.join(manifest::MANIFEST_NAME).exists() {
         let why = if dir.is_dir() {
@@ -300,6 +432,7 @@ fn evaluate_exact(dir: &Path, req: &BuildRequest, key: &str, printer: &Printer, 
         Ok(m) => m,
         Err(e) => return unknown(e.to_string(), None),
     };
+    let (damage, outputs) = output_damage(dir, &old, opts.verify);
     let plan = match build::plan(req, printer) {
         Ok(p) => p,
         Err(e) => {
@@ -310,15 +443,21 @@ fn evaluate_exact(dir: &Path, req: &BuildRequest, key: &str, printer: &Printer, 
         }
     };
     let new = &plan.manifest;
-    let freshness = if new.fingerprint == old.fingerprint {
-        if !record {
+    let freshness = if new.fingerprint == old.fingerprint && damage.is_empty() {
+        if !opts.record {
             // Reports look without writing.
-        } else if let Err(e) = stamp::record(dir, key, &new.fingerprint, &plan.watched) {
+        } else if let Err(e) = record_stamp(dir, key, &new.fingerprint, &plan.watched) {
             printer.stage(format!("check: could not record the stamp beside {} ({e})", dir.display()));
         }
         Freshness::Fresh
     } else {
-        Freshness::Stale(diff(&old, new))
+        // Damage first: it is what a rebuild repairs even when nothing
+        // else changed.
+        let mut changes = damage;
+        if new.fingerprint != old.fingerprint {
+            changes.extend(diff(&old, new));
+        }
+        Freshness::Stale(changes)
     };
     Evaluation {
         freshness,
@@ -326,6 +465,7 @@ fn evaluate_exact(dir: &Path, req: &BuildRequest, key: &str, printer: &Printer, 
         appliance_fingerprint: Some(old.fingerprint.clone()),
         host_fingerprint: Some(new.fingerprint.clone()),
         plan: Some(plan),
+        outputs,
     }
 }
 
@@ -432,8 +572,8 @@ pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Change> {
         }
     }
 
-    let old_pkgs = old.package_map();
-    let new_pkgs = new.package_map();
+    let old_pkgs = old.package_map(new);
+    let new_pkgs = new.package_map(old);
     for (name, version) in &new_pkgs {
         match old_pkgs.get(name) {
             None => {

@@ -73,6 +73,13 @@ pub enum Command {
     /// packaging/build).
     #[command(hide = true)]
     Generate(GenerateArgs),
+    /// Time real libguestfs launches with the fixed appliance against
+    /// libguestfs's own supermin appliance (guestfs-performance baselines).
+    ///
+    /// Runs in the environment it is given: where KVM is unusable, run it
+    /// with LIBGUESTFS_BACKEND=direct LIBGUESTFS_BACKEND_SETTINGS=force_tcg.
+    /// Under TCG each launch takes 10-20 s, so a run takes minutes.
+    Bench(BenchArgs),
 }
 
 /// Options of `watch`.
@@ -123,6 +130,46 @@ pub enum GenerateWhat {
         #[arg(long, value_name = "DIR")]
         appliance_dir: PathBuf,
     },
+}
+
+/// Options of `bench`.
+#[derive(Debug, Args, Clone)]
+pub struct BenchArgs {
+    /// The fixed appliance directory. Default: as for `status`, the one an
+    /// exported LIBGUESTFS_PATH leads to, else appliance.dir from the
+    /// config file.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Timed launches per appliance (and per --inspect).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub runs: u32,
+    /// Launches per appliance run first and discarded (the first one
+    /// builds libguestfs's supermin appliance into a private cache).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub warmup: u32,
+    /// Print the report as JSON (schema: docs/bench-schema.json).
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw the launch times (and parallel scaling, stages) as SVG.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Also time the inspection baseline `guestfish --ro -a IMAGE -i exit`.
+    #[arg(long, value_name = "IMAGE")]
+    pub inspect: Option<PathBuf>,
+    /// Also time batches of simultaneous launches of the fixed appliance,
+    /// e.g. 1,2,4 (each launch is a qemu with 1280 MiB).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub parallel: Vec<u32>,
+    /// Also split one verbose launch per appliance into boot stages.
+    #[arg(long)]
+    pub stages: bool,
+    /// With --stages: save each verbose launch's timed output in DIR
+    /// (fixed-console.log, supermin-console.log).
+    #[arg(long, value_name = "DIR", requires = "stages")]
+    pub stages_log: Option<PathBuf>,
+    /// Stop and fail a launch that takes longer than this.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
 }
 
 /// Output formats of `status`.
@@ -297,7 +344,7 @@ pub struct SourceArgs {
     pub strict: bool,
     /// Host root holding the package database, files and kernels
     /// (default: /).
-    #[arg(long = "root", visible_alias = "dpkg-root", value_name = "DIR")]
+    #[arg(long = "root", alias = "dpkg-root", value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// CPU the appliance is for (kernel selection), as supermin's --host-cpu
     /// (default: this machine's).
@@ -350,6 +397,11 @@ pub struct CheckArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also re-hash kernel, initrd and root against the digests the
+    /// manifest records (reads their data; without it, check only stats
+    /// them).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// Options of `schedule`.
@@ -407,6 +459,20 @@ mod tests {
     fn clap_definitions_are_consistent() {
         Cli::command().debug_assert();
         MakeFixedCli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_parallel_is_a_comma_list_of_small_counts() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["g", "bench"], args].concat());
+        let cli = parse(&["--parallel", "1,2,4", "dir"]).unwrap();
+        let Command::Bench(b) = cli.command else { panic!("not bench") };
+        assert_eq!(b.parallel, [1, 2, 4]);
+        assert_eq!((b.runs, b.warmup, b.timeout), (5, 1, 600));
+        assert!(parse(&["--parallel", "0"]).is_err());
+        assert!(parse(&["--parallel", "64"]).is_err());
+        assert!(parse(&["--runs", "0"]).is_err());
+        assert!(parse(&["--stages-log", "d"]).is_err(), "--stages-log needs --stages");
+        assert!(parse(&["--warmup", "0", "--stages", "--stages-log", "d"]).is_ok());
     }
 
     #[test]

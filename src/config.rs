@@ -131,6 +131,56 @@ impl Default for HealthConfig {
     }
 }
 
+/// Longest wait a `--probe` boot timeout may ask for (a day); larger
+/// values would overflow deadlines.
+const MAX_TIMEOUT_S: u64 = 86_400;
+
+impl HealthConfig {
+    /// The first key whose value makes no sense, with the rule it breaks.
+    /// TOML accepts `nan`, `inf` and negative floats, and serde any u64:
+    /// each key is checked against what its probe can use.
+    fn invalid_key(&self) -> Option<(&'static str, String)> {
+        let finite_at_least = |v: f64, min: f64| v.is_finite() && v >= min;
+        let finite_above = |v: f64, min: f64| v.is_finite() && v > min;
+        let checks: [(&'static str, bool, String); 9] = [
+            (
+                "space_margin",
+                finite_at_least(self.space_margin, 1.0),
+                "a number of at least 1 (a factor)".into(),
+            ),
+            ("min_free_inodes", true, String::new()),
+            (
+                "min_write_mb_per_s",
+                finite_at_least(self.min_write_mb_per_s, 0.0),
+                "a number of at least 0 (MB/s)".into(),
+            ),
+            ("max_fsync_ms", finite_above(self.max_fsync_ms, 0.0), "a number above 0 (milliseconds)".into()),
+            (
+                "max_appliance_age_days",
+                (1..=36_500).contains(&self.max_appliance_age_days),
+                "a whole number of days from 1 to 36500".into(),
+            ),
+            (
+                "probe_bytes",
+                (1 << 20..=64 << 20).contains(&self.probe_bytes),
+                "from 1048576 (1 MiB) to 67108864 (64 MiB)".into(),
+            ),
+            (
+                "probe_boot_timeout_s",
+                (1..=MAX_TIMEOUT_S).contains(&self.probe_boot_timeout_s),
+                format!("a whole number of seconds from 1 to {MAX_TIMEOUT_S}"),
+            ),
+            (
+                "probe_kvm_timeout_s",
+                (1..=MAX_TIMEOUT_S).contains(&self.probe_kvm_timeout_s),
+                format!("a whole number of seconds from 1 to {MAX_TIMEOUT_S}"),
+            ),
+            ("max_kvm_boot_s", finite_above(self.max_kvm_boot_s, 0.0), "a number above 0 (seconds)".into()),
+        ];
+        checks.into_iter().find(|(_, ok, _)| !ok).map(|(key, _, rule)| (key, rule))
+    }
+}
+
 /// `[cache]`: libguestfs per-user caches.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -142,10 +192,13 @@ pub struct CacheConfig {
 impl Config {
     /// Load the configuration: `explicit` (from `--config`), else
     /// `$GUESTFS_APPLIANCE_CONFIG`, else the default path if it exists, else
-    /// the defaults.
+    /// the defaults. An empty `$GUESTFS_APPLIANCE_CONFIG` counts as unset
+    /// (as an empty `SOURCE_DATE_EPOCH` does): `VAR= cmd` is how shells
+    /// clear a variable for one command.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
-        let named =
-            explicit.map(Path::to_path_buf).or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from));
+        let named = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
         match named {
             Some(path) => Self::from_file(&path),
             None => {
@@ -161,7 +214,7 @@ impl Config {
 
     /// Parse one file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::bounded::read_to_string(path, crate::bounded::TEXT_MAX)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let mut config = Self::parse(&text, path)?;
         config.source = Some(path.to_owned());
@@ -179,11 +232,11 @@ impl Config {
                 message: e.message().trim().replace('\n', " "),
             }
         })?;
-        if config.health.probe_bytes > 64 << 20 {
+        if let Some((key, rule)) = config.health.invalid_key() {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
-                line: line_of(text, "probe_bytes"),
-                message: "health.probe_bytes must be at most 67108864 (64 MiB)".into(),
+                line: line_of(text, key),
+                message: format!("health.{key} must be {rule}"),
             });
         }
         for pattern in &config.appliance.extra_excludes {
@@ -249,6 +302,45 @@ mod tests {
     fn oversized_probe_is_refused() {
         let err = parse("[health]\nprobe_bytes = 100000000\n").unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("probe_bytes"), "{err}");
+    }
+
+    /// Issue 8, item 13: every numeric key is checked; NaN, infinities and
+    /// negative numbers are refused naming the key, the line and the file.
+    #[test]
+    fn issue8_numeric_keys_are_validated() {
+        let bad = [
+            "space_margin = nan",
+            "space_margin = -1.0",
+            "space_margin = 0.5",
+            "space_margin = inf",
+            "min_write_mb_per_s = -3.0",
+            "min_write_mb_per_s = nan",
+            "max_fsync_ms = 0.0",
+            "max_fsync_ms = -inf",
+            "max_appliance_age_days = 0",
+            "max_appliance_age_days = 9223372036854775807",
+            "probe_bytes = 0",
+            "probe_boot_timeout_s = 0",
+            "probe_boot_timeout_s = 9223372036854775807",
+            "probe_kvm_timeout_s = 0",
+            "max_kvm_boot_s = nan",
+        ];
+        for line in bad {
+            let key = line.split(' ').next().unwrap();
+            let err = parse(&format!("[health]\n\n{line}\n")).unwrap_err().to_string();
+            assert!(
+                err.contains("/etc/x.toml")
+                    && err.contains("line 3")
+                    && err.contains(&format!("health.{key}")),
+                "{line}: {err}"
+            );
+        }
+        let ok =
+            parse("[health]\nspace_margin = 1.0\nmin_write_mb_per_s = 0.0\nprobe_boot_timeout_s = 86400\n");
+        assert!(ok.is_ok(), "{ok:?}");
+        // The negative integer is a type error from the parser, also named.
+        let err = parse("[health]\nmin_free_inodes = -1\n").unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -154,6 +154,60 @@ pub fn hostfile_records(root: &Path, paths: &[PathBuf]) -> Vec<ManifestHostfile>
         .collect()
 }
 
+/// Host paths whose content is a secret by name: password hashes, root's
+/// home, private keys (fnmatch patterns, `*` crossing `/`); a name ending
+/// in `.pub` is a public key, never a secret.
+const SECRET_PATTERNS: [&str; 9] = [
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/root/*",
+    "/etc/ssh/ssh_host_*_key",
+    "/etc/ssl/private/*",
+    "*.key",
+    "*/.ssh/id_*",
+];
+
+/// The hostfiles whose content is not for everyone: files named like
+/// secrets ([`SECRET_PATTERNS`]) and regular files that other users cannot
+/// read on the host (no `o+r` on the file, or no `o+x` on a directory on its
+/// way). Appliance paths, in copy order.
+///
+/// Package files are not looked at: their content is public in their
+/// package, whatever mode protects it on the host (a set-uid helper with
+/// mode 4754, say). Hostfiles are this host's own content; copied into an
+/// image everyone can read, an `/etc/shadow` would be readable by all.
+pub fn private_hostfiles(root: &Path, records: &[ManifestHostfile]) -> Vec<String> {
+    let others_can_read = |path: &Path| -> bool {
+        let host = host_path(root, path);
+        let Ok(md) = std::fs::metadata(&host) else { return true };
+        if md.mode() & 0o004 == 0 {
+            return false;
+        }
+        // Directories on the way, below the root: each must let others in.
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| d.as_os_str().len() > 1) {
+            match std::fs::metadata(host_path(root, d)) {
+                Ok(m) if m.mode() & 0o001 == 0 => return false,
+                _ => {}
+            }
+            dir = d.parent();
+        }
+        true
+    };
+    records
+        .iter()
+        .filter(|h| h.kind == "file")
+        .filter(|h| {
+            let named = !h.path.ends_with(".pub")
+                && SECRET_PATTERNS.iter().any(|p| crate::input::fnmatch(p.as_bytes(), h.path.as_bytes()));
+            named || !others_can_read(Path::new(&h.path))
+        })
+        .map(|h| h.path.clone())
+        .collect()
+}
+
 /// The subdirectory of a modules directory that holds the kernel package's
 /// own modules (Debian, Fedora, Arch, SUSE alike). Like any package file,
 /// they are vouched for by their package, here through the kernel image's
@@ -247,6 +301,48 @@ impl ModulesWalk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 8, item 15: secrets by name (whatever their mode), files
+    /// others cannot read, and files in a directory others cannot enter
+    /// are private; public keys and ordinary files are not.
+    #[test]
+    fn issue8_private_hostfiles_by_name_mode_and_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let file = |p: &str, mode: u32| {
+            let host = root.join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+            std::fs::write(&host, "x").unwrap();
+            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode)).unwrap();
+            PathBuf::from(p)
+        };
+        let paths = vec![
+            file("/etc/shadow", 0o644),
+            file("/etc/motd", 0o644),
+            file("/etc/ssh/ssh_host_ed25519_key", 0o644),
+            file("/etc/ssh/ssh_host_ed25519_key.pub", 0o644),
+            file("/root/.profile", 0o644),
+            file("/etc/app.conf", 0o640),
+            file("/srv/closed/data", 0o644),
+            file("/srv/open/data", 0o644),
+        ];
+        for d in ["etc", "etc/ssh", "root", "srv", "srv/open"] {
+            std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(root.join("srv/closed"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        let records = hostfile_records(root, &paths);
+        assert_eq!(
+            private_hostfiles(root, &records),
+            [
+                "/etc/shadow",
+                "/etc/ssh/ssh_host_ed25519_key",
+                "/root/.profile",
+                "/etc/app.conf",
+                "/srv/closed/data"
+            ]
+        );
+    }
 
     fn set_times(path: &Path, atime: i64, mtime: i64) {
         use nix::sys::stat::{utimensat, UtimensatFlags};

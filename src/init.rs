@@ -18,6 +18,9 @@ use crate::image::initrd;
 /// embedded one.
 pub const INIT_ENV: &str = "GUESTFS_APPLIANCE_INIT";
 
+/// Largest init program we read into memory (a static init is a few MB).
+const INIT_MAX: u64 = 64 << 20;
+
 /// The init built by build.rs from `init/` (static, stripped).
 pub static EMBEDDED: &[u8] = include_bytes!(env!("GUESTFS_APPLIANCE_INIT_BIN"));
 
@@ -78,8 +81,8 @@ pub fn choose() -> Result<InitProgram, InitError> {
     let program = match std::env::var_os(INIT_ENV).filter(|p| !p.is_empty()) {
         Some(path) => {
             let path = PathBuf::from(path);
-            let bytes =
-                std::fs::read(&path).map_err(|source| InitError::Read { path: path.clone(), source })?;
+            let bytes = crate::bounded::read(&path, INIT_MAX)
+                .map_err(|source| InitError::Read { path: path.clone(), source })?;
             InitProgram { source: InitSource::Env(path), bytes: Cow::Owned(bytes) }
         }
         None => InitProgram { source: InitSource::Embedded, bytes: Cow::Borrowed(EMBEDDED) },

@@ -1,5 +1,6 @@
 //! Choosing the kernel and its modules directory, with supermin's rules
-//! (reference §3): `SUPERMIN_KERNEL` first, then `/lib/modules/*/vmlinuz`,
+//! (docs/supermin-compat.md, "Kernel choice" and "Kernel version"):
+//! `SUPERMIN_KERNEL` first, then `/lib/modules/*/vmlinuz`,
 //! then `/boot`, the highest version winning; plus version detection from a
 //! bzImage header and supermin's version ordering.
 //!
@@ -10,7 +11,8 @@
 //! Deliberate differences from supermin:
 //! - an unreadable selected kernel (Ubuntu installs `/boot/vmlinuz-*` 0600)
 //!   is an error saying how to fix it, where supermin picks it (version from
-//!   the file name) and leaves qemu to fail later (reference §10.7);
+//!   the file name) and leaves qemu to fail later (docs/supermin-compat.md,
+//!   "Kernel choice");
 //! - an empty version string read from a kernel header counts as "unknown";
 //! - a `SUPERMIN_KERNEL` that is ignored because its version is unknown is
 //!   still silently skipped, as supermin does, but the reason is recorded in
@@ -32,9 +34,10 @@ const MIN_KERNEL_SIZE: u64 = 10_000;
 pub enum KernelError {
     /// No candidate kernel with a modules directory was found.
     #[error(
-        "no usable kernel (host cpu {host_cpu}); looked in: {}{}; install a kernel package (linux-image-amd64), or set SUPERMIN_KERNEL and SUPERMIN_MODULES",
+        "no usable kernel (host cpu {host_cpu}); looked in: {}{}; install a kernel package{}, or set SUPERMIN_KERNEL and SUPERMIN_MODULES",
         .looked.join(", "),
-        .rejected.iter().map(|r| format!("; skipped: {r}")).collect::<String>()
+        .rejected.iter().map(|r| format!("; skipped: {r}")).collect::<String>(),
+        .package.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()
     )]
     NoKernel {
         /// The host cpu the `/boot` patterns were built for.
@@ -43,17 +46,24 @@ pub enum KernelError {
         looked: Vec<String>,
         /// Candidates that were found but refused, with the reason.
         rejected: Vec<String>,
+        /// The host's kernel package, when the caller knows the package
+        /// manager ([`KernelError::with_package_hints`]).
+        package: Option<String>,
     },
     /// The selected kernel exists but this user cannot read it.
     #[error(
-        "kernel {0} is not readable by this user ({cause}); run as root, or make it readable with `sudo chmod 0644 {0}` (keep that across kernel updates with `sudo dpkg-statoverride --update --add root root 0644 {0}`)",
-        .path.display()
+        "kernel {0} is not readable by this user ({cause}); run as root, or make it readable with `sudo chmod 0644 {0}`{1}",
+        .path.display(),
+        .keep.as_ref().map(|k| format!(" (keep that across kernel updates with `{k}`)")).unwrap_or_default()
     )]
     Unreadable {
         /// The kernel file.
         path: PathBuf,
         /// The error from opening it (not a `source`: the message says it).
         cause: std::io::Error,
+        /// The package manager's way to keep the mode across updates, when
+        /// the caller knows it ([`KernelError::with_package_hints`]).
+        keep: Option<String>,
     },
     /// The selected kernel cannot be opened for another reason (typically a
     /// `SUPERMIN_KERNEL` naming a missing file).
@@ -64,6 +74,25 @@ pub enum KernelError {
         /// The error from opening it (not a `source`: the message says it).
         cause: std::io::Error,
     },
+}
+
+impl KernelError {
+    /// Adds the host package manager's advice to the message: its kernel
+    /// package, and how to keep a kernel file's mode across updates
+    /// (`{path}` in `keep_readable` stands for the kernel file). Kernel
+    /// selection itself does not know the package manager.
+    pub fn with_package_hints(self, kernel_package: &str, keep_readable: Option<&str>) -> Self {
+        match self {
+            KernelError::NoKernel { host_cpu, looked, rejected, .. } => {
+                KernelError::NoKernel { host_cpu, looked, rejected, package: Some(kernel_package.to_owned()) }
+            }
+            KernelError::Unreadable { path, cause, .. } => {
+                let keep = keep_readable.map(|k| k.replace("{path}", &path.display().to_string()));
+                KernelError::Unreadable { path, cause, keep }
+            }
+            other => other,
+        }
+    }
 }
 
 /// The `SUPERMIN_*` environment overrides.
@@ -105,7 +134,8 @@ pub struct KernelChoice {
     pub reason: String,
 }
 
-/// Pick the kernel as supermin does (reference §3.1), then check that the
+/// Pick the kernel as supermin does (docs/supermin-compat.md, "Kernel
+/// choice"), then check that the
 /// chosen file can be opened for reading.
 ///
 /// `root` prefixes `/lib/modules` and `/boot` (pass `/` for the real host);
@@ -156,7 +186,7 @@ pub fn select_kernel(env: &KernelEnv, root: &Path, host_cpu: &str) -> Result<Ker
         choice = from_boot(env, root, host_cpu, &mut rejected);
     }
     let Some(mut choice) = choice else {
-        return Err(KernelError::NoKernel { host_cpu: host_cpu.to_owned(), looked, rejected });
+        return Err(KernelError::NoKernel { host_cpu: host_cpu.to_owned(), looked, rejected, package: None });
     };
     if let Some(why) = ignored_env {
         choice.reason = format!("{}; {why}", choice.reason);
@@ -175,7 +205,7 @@ fn check_readable(path: &Path) -> Result<(), KernelError> {
     match std::fs::File::open(path) {
         Ok(_) => Ok(()),
         Err(cause) if cause.kind() == std::io::ErrorKind::PermissionDenied => {
-            Err(KernelError::Unreadable { path: path.to_owned(), cause })
+            Err(KernelError::Unreadable { path: path.to_owned(), cause, keep: None })
         }
         Err(cause) => Err(KernelError::Open { path: path.to_owned(), cause }),
     }
@@ -194,7 +224,8 @@ fn file_size(path: &Path) -> u64 {
 }
 
 /// Fedora-style `/lib/modules/VERSION/vmlinuz`: highest directory name
-/// wins; `SUPERMIN_MODULES` is not consulted (reference §10.6).
+/// wins; `SUPERMIN_MODULES` is not consulted (docs/supermin-compat.md,
+/// "Kernel choice", step 2).
 fn from_lib_modules(root: &Path, host_cpu: &str) -> Option<KernelChoice> {
     let dir = modules_root(root);
     let mut found: Vec<String> = std::fs::read_dir(&dir)
@@ -214,7 +245,8 @@ fn from_lib_modules(root: &Path, host_cpu: &str) -> Option<KernelChoice> {
     })
 }
 
-/// The `vmlinu?-*-MODEL` patterns for a host cpu (reference §3.1 step 3).
+/// The `vmlinu?-*-MODEL` patterns for a host cpu (docs/supermin-compat.md,
+/// "Kernel choice", step 3).
 fn boot_patterns(host_cpu: &str) -> Vec<String> {
     let b = host_cpu.as_bytes();
     let models: Vec<String> = match host_cpu {
@@ -303,12 +335,13 @@ fn version_of_file(path: &Path, root: &Path) -> Option<String> {
 /// (u16 offset + 0x200 + 132). `None` when it cannot be read.
 fn read_header(path: &Path) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
-    let file = std::fs::File::open(path).ok()?;
+    let file = crate::bounded::open_regular(path).ok()?;
     file.take(0x1_0000 + 0x200 + 132).read_to_end(&mut buf).ok()?;
     Some(buf)
 }
 
-/// The kernel release from an x86 bzImage boot header (reference §3.2):
+/// The kernel release from an x86 bzImage boot header
+/// (docs/supermin-compat.md, "Kernel version"):
 /// `HdrS` at 514, boot protocol (u16 LE at 518) >= 0x1ff, version string at
 /// (u16 LE at 526) + 0x200, ending at the first NUL, space, tab or newline
 /// within 132 bytes.
@@ -375,7 +408,8 @@ fn pieces(v: &str) -> Vec<Piece<'_>> {
     out
 }
 
-/// supermin's `compare_version` (reference §3.2): compare the piece lists
+/// supermin's `compare_version` (docs/supermin-compat.md, "Kernel
+/// version"): compare the piece lists
 /// lexicographically, a shorter prefix first. `Greater` means `a` is newer.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
     pieces(a).cmp(&pieces(b))
@@ -427,8 +461,11 @@ mod tests {
             fs::write(d.join("modules.dep"), "").unwrap();
             d
         }
+        /// Selects as a Debian host's build does: with dpkg's hints.
         fn select(&self, env: &KernelEnv) -> Result<KernelChoice, KernelError> {
+            let dpkg = crate::package::handler_named("dpkg").unwrap();
             select_kernel(env, self.root(), "x86_64")
+                .map_err(|e| e.with_package_hints(dpkg.kernel_package, dpkg.keep_kernel_readable))
         }
     }
 

@@ -13,7 +13,9 @@
 //!                                        and modules tree fingerprinted
 //! input/                                 supermin.d: classify, lists, base tarballs
 //!   archive.rs, archive/reader.rs          stream tar members (GNU, PAX, sparse) to scratch
-//! package/                               PackageDb trait; dpkg.rs reads /var/lib/dpkg
+//! package/                               PackageDb trait, Handler descriptors, detect();
+//!   dpkg/                                reads /var/lib/dpkg (status.rs parses, closure.rs resolves)
+//!   rpm.rs, pacman.rs                    one rpm -qa call; /var/lib/pacman/local read directly
 //! kernel.rs                              kernel + modules directory selection
 //! image/files.rs                         FileTree: the shared in-memory tree
 //! image/scratch.rs, image/hostfile.rs    file data kept on disk (holes kept); host files
@@ -21,14 +23,21 @@
 //! image/cpio.rs, image/initrd.rs         newc writer, initrd module selection
 //! image/tarball.rs                       sparse-aware .tar.gz/.tar.xz output
 //! init.rs                                the initrd's init: built in, or $GUESTFS_APPLIANCE_INIT
-//! output.rs                              staging dir, lock, atomic swap
+//! output.rs                              staging dir, lock, atomic swap, "is an appliance"
+//! safefs.rs                              files made relative to a pinned dir fd (O_EXCL, O_NOFOLLOW)
 //! cache.rs                               libguestfs .guestfs-UID caches: find, inspect, clean
 //! users.rs                               users through libc/NSS (getpwuid_r), for cache
 //! manifest.rs                            manifest.toml and the fingerprint
+//! bounded.rs                             the one reader of files we parse: no FIFOs, size caps
+//! digest.rs                              output digests: while writing, and sparse (root)
 //! check.rs                               fresh or stale, and what changed
 //! stamp.rs                               stat-level shortcut for check
 //! config.rs                              /etc/guestfs-appliance/config.toml
 //! schedule.rs                            cron/systemd/apt templates
+//! bench/                                 bench: timed libguestfs launches, fixed vs supermin
+//!   launch.rs                              guestfish runs (either appliance, private cache)
+//!   stats.rs stages.rs                     summaries; boot stages from a verbose console
+//!   report.rs svg.rs interrupt.rs          table/JSON, plotters SVG, Ctrl-C cleanup
 //! health/                                status: facts, probe table, report formats
 //!   location.rs appliance.rs virt.rs     one probe group each; report.rs renders
 //!   libguestfs.rs                        what libguestfs uses: LIBGUESTFS_PATH, cache base
@@ -44,11 +53,14 @@
 //! lookups go through NSS.
 
 pub mod appliance;
+pub mod bench;
+pub mod bounded;
 pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod digest;
 pub mod health;
 pub mod hostdata;
 pub mod image;
@@ -60,6 +72,7 @@ pub mod output;
 pub mod package;
 pub mod printer;
 pub mod process;
+pub mod safefs;
 pub mod schedule;
 pub mod stamp;
 pub mod stdout;

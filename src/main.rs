@@ -42,6 +42,9 @@ fn main() -> ExitCode {
                 Command::Generate(args) => {
                     commands::generate::run(args, &config, &printer).map(|()| ExitCode::SUCCESS)
                 }
+                Command::Bench(args) => {
+                    commands::bench::run(args, &config, &printer).map(|()| ExitCode::SUCCESS)
+                }
             }
         });
     match (result, &cli.command) {

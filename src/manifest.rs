@@ -29,8 +29,14 @@ use sha2::{Digest, Sha256};
 ///
 /// 2: host times normalized (issue 7); hostfiles, the modules tree and the
 /// timestamp fingerprinted; options record how the inputs were chosen.
-/// Manifests of format 1 still read (the new fields have defaults).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: the manifest records each output's size and digest (`[[outputs]]`,
+/// issue 8), so `check` can tell a damaged appliance from a fresh one.
+/// Manifests of formats 1 and 2 still read (the new fields have defaults);
+/// they are stale by their format, and without output records damage to
+/// their files cannot be detected.
+/// 4: the initrd loads the drivers of libguestfs's devices and the root
+/// stack (29 modules) instead of supermin's 52 (issue 12).
+pub const FORMAT_VERSION: u32 = 4;
 
 /// File name of the manifest inside an appliance directory.
 pub const MANIFEST_NAME: &str = "manifest.toml";
@@ -180,6 +186,21 @@ pub struct ManifestOutput {
     pub initrd_modules: u64,
 }
 
+/// One file of the appliance as written: what `check` compares it with.
+/// Not fingerprinted (the files are a function of the fingerprint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// File name in the appliance directory (`kernel`, `initrd`, `root`).
+    pub name: String,
+    /// Length in bytes (the apparent size; `root` is sparse).
+    pub size: u64,
+    /// How [`ManifestFile::hash`] is computed: [`crate::digest::SHA256`]
+    /// or [`crate::digest::SPARSE_SHA256`].
+    pub algorithm: String,
+    /// The digest, lower-case hex.
+    pub hash: String,
+}
+
 /// The content of `manifest.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -210,6 +231,10 @@ pub struct Manifest {
     pub packages: Vec<ManifestPackage>,
     /// What was written.
     pub output: ManifestOutput,
+    /// The boot files with their sizes and digests; empty before format 3
+    /// (and in a plan, before anything is written).
+    #[serde(default)]
+    pub outputs: Vec<ManifestFile>,
 }
 
 impl Manifest {
@@ -292,7 +317,7 @@ impl Manifest {
     /// Read `DIR/manifest.toml`.
     pub fn read(dir: &Path) -> Result<Manifest, ManifestError> {
         let path = dir.join(MANIFEST_NAME);
-        let text = std::fs::read_to_string(&path)
+        let text = crate::bounded::read_to_string(&path, crate::bounded::TEXT_MAX)
             .map_err(|source| ManifestError::Io { path: path.clone(), source })?;
         toml::from_str(&text).map_err(|e| ManifestError::Parse { path, message: e.message().to_string() })
     }
@@ -330,9 +355,15 @@ impl Manifest {
         paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     }
 
-    /// Package versions keyed by `name:arch`, for comparisons.
-    pub fn package_map(&self) -> BTreeMap<String, &str> {
-        self.packages.iter().map(|p| (format!("{}:{}", p.name, p.arch), p.version.as_str())).collect()
+    /// Package versions keyed by the handler's spelling (dpkg: `name:arch`;
+    /// rpm and pacman: `name`, `name.arch` when the name has two arches
+    /// here or in `other`), for comparisons with `other`.
+    pub fn package_map(&self, other: &Manifest) -> BTreeMap<String, &str> {
+        fn pairs(m: &Manifest) -> Vec<(&str, &str)> {
+            m.packages.iter().map(|p| (p.name.as_str(), p.arch.as_str())).collect()
+        }
+        let labels = crate::package::package_labels(&self.package_handler, &pairs(self), &pairs(other));
+        labels.into_iter().zip(&self.packages).map(|(label, p)| (label, p.version.as_str())).collect()
     }
 }
 
@@ -346,9 +377,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// Hex sha256 of a file's content, streamed.
+/// Hex sha256 of a regular file's content, streamed (a FIFO or device is
+/// refused, not read).
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = crate::bounded::open_regular(path)?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
     Ok(hex(&hasher.finalize()))
@@ -406,6 +438,12 @@ pub(crate) mod tests {
                 arch: "amd64".into(),
             }],
             output: ManifestOutput::default(),
+            outputs: vec![ManifestFile {
+                name: "kernel".into(),
+                size: 3,
+                algorithm: crate::digest::SHA256.into(),
+                hash: "dd".into(),
+            }],
         }
     }
 

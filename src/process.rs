@@ -3,9 +3,20 @@
 //! Commands are given as an argv (never a shell string). A failure reports
 //! the full argv, the exit status and the last kilobyte of stderr, so the
 //! user sees what we ran and why it failed without re-running it.
+//!
+//! Two ways to run: [`output`] for quick tools whose stdout we want, and
+//! [`Timed`] for long-running ones (libguestfs launches for `bench`): a
+//! deadline, a cancel flag, the child in its own process group (so a timeout
+//! also stops what it started, e.g. qemu), and every line it prints with the
+//! time it arrived.
 
-use std::ffi::OsStr;
-use std::process::{Command, Stdio};
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 /// How much of a failed command's stderr is kept in the error.
 const STDERR_TAIL: usize = 1024;
@@ -30,6 +41,23 @@ pub enum ProcessError {
         status: std::process::ExitStatus,
         /// The end of what it printed on stderr.
         stderr_tail: String,
+    },
+    /// The program ran past its deadline and was stopped.
+    #[error("`{argv}` did not finish within {} s and was stopped{}", .after.as_secs(), tail_suffix(.stderr_tail))]
+    TimedOut {
+        /// The command line, for display.
+        argv: String,
+        /// The deadline it ran into.
+        after: Duration,
+        /// The end of what it printed on stderr.
+        stderr_tail: String,
+    },
+    /// The caller's cancel flag was raised (e.g. by Ctrl-C) and the program
+    /// was stopped.
+    #[error("`{argv}` was stopped: interrupted")]
+    Cancelled {
+        /// The command line, for display.
+        argv: String,
     },
 }
 
@@ -56,6 +84,17 @@ pub fn display_argv<S: AsRef<OsStr>>(argv: &[S]) -> String {
         .join(" ")
 }
 
+/// `name` on `PATH` (then /usr/sbin, /sbin, where a non-root PATH may not
+/// look), as the program a command line naming it would run.
+pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Run `argv` with stdin closed and return its stdout.
 ///
 /// Errors: [`ProcessError::Spawn`] when it cannot start,
@@ -77,16 +116,337 @@ pub fn output<S: AsRef<OsStr>>(argv: &[S]) -> Result<Vec<u8>, ProcessError> {
     if out.status.success() {
         return Ok(out.stdout);
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let trimmed = stderr.trim_end();
+    Err(ProcessError::Failed {
+        argv: shown,
+        status: out.status,
+        stderr_tail: tail(&String::from_utf8_lossy(&out.stderr)),
+    })
+}
+
+/// The last [`STDERR_TAIL`] bytes of `text`, trailing whitespace removed.
+fn tail(text: &str) -> String {
+    let trimmed = text.trim_end();
     let start = trimmed.len().saturating_sub(STDERR_TAIL);
     let start = (start..trimmed.len()).find(|i| trimmed.is_char_boundary(*i)).unwrap_or(0);
-    Err(ProcessError::Failed { argv: shown, status: out.status, stderr_tail: trimmed[start..].to_string() })
+    trimmed[start..].to_string()
+}
+
+/// How much of a timed command's output is kept; past it, lines are dropped
+/// and [`TimedOutput::truncated`] is set (a runaway program cannot eat our
+/// memory).
+const MAX_CAPTURE: usize = 32 << 20;
+
+/// After the program exits, how long we still read output that a process it
+/// left behind (holding the pipes open) may print.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a stopped program gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// Which of the program's streams a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One line a program printed (without its newline; a trailing `\r` is
+/// dropped too), and when it arrived, counted from the spawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedLine {
+    /// Arrival time since the program was started.
+    pub at: Duration,
+    /// The stream it came from.
+    pub stream: Stream,
+    /// The text, decoded lossily as UTF-8.
+    pub text: String,
+}
+
+/// A program run under a deadline (builder). The program gets stdin from
+/// /dev/null, `LANG=C`, and its own process group.
+#[derive(Debug, Clone)]
+pub struct Timed {
+    argv: Vec<OsString>,
+    env: Vec<(OsString, Option<OsString>)>,
+    timeout: Duration,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+/// What a timed program did: it ran to its end (any exit status).
+#[derive(Debug, Clone)]
+pub struct TimedOutput {
+    /// The command line, for messages.
+    pub argv: String,
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// When it was spawned.
+    pub started: Instant,
+    /// From spawn to exit (as seen by a thread blocked in `wait`, so the
+    /// resolution is the scheduler's, not a polling interval).
+    pub elapsed: Duration,
+    /// Everything it printed, in arrival order.
+    pub lines: Vec<TimedLine>,
+    /// Output was dropped past [`MAX_CAPTURE`] bytes.
+    pub truncated: bool,
+}
+
+impl TimedOutput {
+    /// The lines of one stream.
+    pub fn stream(&self, stream: Stream) -> impl Iterator<Item = &TimedLine> {
+        self.lines.iter().filter(move |l| l.stream == stream)
+    }
+
+    /// The last kilobyte of stderr, as [`ProcessError::Failed`] shows it.
+    pub fn stderr_tail(&self) -> String {
+        let text: Vec<&str> = self.stream(Stream::Stderr).map(|l| l.text.as_str()).collect();
+        tail(&text.join("\n"))
+    }
+}
+
+/// What the reader and waiter threads report.
+enum Event {
+    Data(Stream, Vec<u8>, Instant),
+    Eof,
+    Exited(std::io::Result<ExitStatus>, Instant),
+}
+
+impl Timed {
+    /// `argv` (program first), stopped after `timeout`.
+    pub fn new<S: AsRef<OsStr>>(argv: &[S], timeout: Duration) -> Self {
+        Timed {
+            argv: argv.iter().map(|a| a.as_ref().to_owned()).collect(),
+            env: Vec::new(),
+            timeout,
+            cancel: None,
+        }
+    }
+
+    /// Set `key=value` in the program's environment.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env.push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self
+    }
+
+    /// Remove `key` from the program's environment.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.env.push((key.as_ref().to_owned(), None));
+        self
+    }
+
+    /// Stop the program (its whole process group) when `flag` becomes true.
+    pub fn cancel_on(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    /// The command line, for messages.
+    pub fn display(&self) -> String {
+        display_argv(&self.argv)
+    }
+
+    /// Run the program to its end and return what it printed, whatever its
+    /// exit status: the caller judges a failure, since it knows which lines
+    /// explain it ([`TimedOutput::stderr_tail`] is the generic answer).
+    ///
+    /// Errors: [`ProcessError::Spawn`]; [`ProcessError::TimedOut`] and
+    /// [`ProcessError::Cancelled`] after stopping the program's process
+    /// group (SIGTERM, then SIGKILL).
+    pub fn run(&self) -> Result<TimedOutput, ProcessError> {
+        let shown = self.display();
+        let Some((program, args)) = self.argv.split_first() else {
+            return Err(ProcessError::Spawn {
+                argv: shown,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"),
+            });
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("LANG", "C")
+            .process_group(0);
+        for (key, value) in &self.env {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn { argv: shown.clone(), source })?;
+        let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let (tx, rx) = mpsc::channel::<Event>();
+        let pipes: [(Stream, Option<Box<dyn Read + Send>>); 2] = [
+            (Stream::Stdout, child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
+            (Stream::Stderr, child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
+        ];
+        for (stream, pipe) in pipes {
+            let (tx, Some(mut pipe)) = (tx.clone(), pipe) else { continue };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if tx.send(Event::Data(stream, buf[..n].to_vec(), Instant::now())).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = tx.send(Event::Eof);
+            });
+        }
+        std::thread::spawn(move || {
+            let status = child.wait();
+            let _ = tx.send(Event::Exited(status, Instant::now()));
+        });
+
+        let mut lines = LineCollector::new(started);
+        let deadline = started + self.timeout;
+        let mut open_pipes = 2;
+        let mut exited: Option<(ExitStatus, Instant)> = None;
+        let stop = loop {
+            let now = Instant::now();
+            if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                break Some(false);
+            }
+            if exited.is_none() && now >= deadline {
+                break Some(true);
+            }
+            if let Some((_, at)) = exited {
+                if open_pipes == 0 || now >= at + DRAIN_GRACE {
+                    break None;
+                }
+            }
+            let wait = deadline
+                .saturating_duration_since(now)
+                .clamp(Duration::from_millis(1), Duration::from_millis(100));
+            match rx.recv_timeout(wait) {
+                Ok(Event::Data(stream, data, at)) => lines.push(stream, &data, at),
+                Ok(Event::Eof) => open_pipes -= 1,
+                Ok(Event::Exited(Ok(status), at)) => exited = Some((status, at)),
+                Ok(Event::Exited(Err(source), _)) => {
+                    return Err(ProcessError::Spawn { argv: shown, source });
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // Every sender is gone: the waiter has reported (or died).
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if exited.is_none() {
+                        break Some(true);
+                    }
+                    break None;
+                }
+            }
+        };
+        if let Some(timed_out) = stop {
+            stop_group(pgid, &rx, exited.is_some());
+            let output = lines.finish();
+            let stderr: Vec<&str> =
+                output.0.iter().filter(|l| l.stream == Stream::Stderr).map(|l| l.text.as_str()).collect();
+            return Err(if timed_out {
+                ProcessError::TimedOut {
+                    argv: shown,
+                    after: self.timeout,
+                    stderr_tail: tail(&stderr.join("\n")),
+                }
+            } else {
+                ProcessError::Cancelled { argv: shown }
+            });
+        }
+        let (status, at) = exited.expect("loop ends without a stop only after the exit");
+        let (lines, truncated) = lines.finish();
+        Ok(TimedOutput { argv: shown, status, started, elapsed: at - started, lines, truncated })
+    }
+}
+
+/// SIGTERM the process group, give it [`KILL_GRACE`] to exit, then SIGKILL
+/// it. The group outlives its leader while members remain, so this also
+/// reaches what the program started (qemu under guestfish).
+fn stop_group(pgid: nix::unistd::Pid, rx: &mpsc::Receiver<Event>, leader_exited: bool) {
+    use nix::sys::signal::{killpg, Signal};
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let until = Instant::now() + KILL_GRACE;
+    let mut exited = leader_exited;
+    while !exited {
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(Event::Exited(..)) => exited = true,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    // Whatever is left of the group (or all of it, if SIGTERM was ignored).
+    let _ = killpg(pgid, Signal::SIGKILL);
+}
+
+/// Splits the chunks of both streams into timed lines.
+struct LineCollector {
+    started: Instant,
+    partial: [Vec<u8>; 2],
+    lines: Vec<TimedLine>,
+    kept: usize,
+    truncated: bool,
+}
+
+impl LineCollector {
+    fn new(started: Instant) -> Self {
+        LineCollector {
+            started,
+            partial: [Vec::new(), Vec::new()],
+            lines: Vec::new(),
+            kept: 0,
+            truncated: false,
+        }
+    }
+
+    fn push(&mut self, stream: Stream, data: &[u8], at: Instant) {
+        let index = stream as usize;
+        let mut rest = data;
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            let mut line = std::mem::take(&mut self.partial[index]);
+            line.extend_from_slice(&rest[..nl]);
+            self.emit(stream, line, at);
+            rest = &rest[nl + 1..];
+        }
+        if self.kept + self.partial[index].len() + rest.len() <= MAX_CAPTURE {
+            self.partial[index].extend_from_slice(rest);
+        } else {
+            self.truncated = true;
+        }
+    }
+
+    fn emit(&mut self, stream: Stream, mut line: Vec<u8>, at: Instant) {
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if self.kept + line.len() > MAX_CAPTURE {
+            self.truncated = true;
+            return;
+        }
+        self.kept += line.len();
+        let text = String::from_utf8_lossy(&line).into_owned();
+        self.lines.push(TimedLine { at: at.saturating_duration_since(self.started), stream, text });
+    }
+
+    /// The lines, an unterminated last line of each stream included.
+    fn finish(mut self) -> (Vec<TimedLine>, bool) {
+        let now = Instant::now();
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let line = std::mem::take(&mut self.partial[stream as usize]);
+            if !line.is_empty() {
+                self.emit(stream, line, now);
+            }
+        }
+        (self.lines, self.truncated)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn failure_shows_argv_and_stderr() {
@@ -105,5 +465,84 @@ mod tests {
     #[test]
     fn success_returns_stdout() {
         assert_eq!(output(&["echo", "hi"]).unwrap(), b"hi\n");
+    }
+
+    #[test]
+    fn timed_lines_carry_arrival_times_and_streams() {
+        let out = Timed::new(
+            // Lines of different streams are ordered by arrival, which only
+            // their time apart decides (two reader threads).
+            &["sh", "-c", "echo one; sleep 0.3; echo two >&2; sleep 0.3; printf 'three\\r\\nrest'"],
+            Duration::from_secs(20),
+        )
+        .env("BENCH_X", "x")
+        .run()
+        .unwrap();
+        assert!(out.status.success());
+        let texts: Vec<(&str, Stream)> = out.lines.iter().map(|l| (l.text.as_str(), l.stream)).collect();
+        assert_eq!(
+            texts,
+            [
+                ("one", Stream::Stdout),
+                ("two", Stream::Stderr),
+                ("three", Stream::Stdout),
+                ("rest", Stream::Stdout)
+            ]
+        );
+        assert!(out.lines[1].at >= out.lines[0].at + Duration::from_millis(250), "{:?}", out.lines);
+        assert!(out.elapsed >= Duration::from_millis(300));
+    }
+
+    #[test]
+    fn timed_failure_is_returned_with_its_output() {
+        let out = Timed::new(&["sh", "-c", "echo boom >&2; exit 3"], Duration::from_secs(20)).run().unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stderr_tail(), "boom");
+    }
+
+    #[test]
+    fn timed_environment_is_set_and_removed() {
+        let out = Timed::new(&["sh", "-c", "echo \"$GA_SET:${HOME-unset}:$LANG\""], Duration::from_secs(20))
+            .env("GA_SET", "yes")
+            .env_remove("HOME")
+            .run()
+            .unwrap();
+        assert_eq!(out.lines[0].text, "yes:unset:C");
+    }
+
+    #[test]
+    fn timeout_stops_the_whole_process_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pidfile = tmp.path().join("grandchild");
+        // The grandchild ignores nothing but would outlive a plain kill of sh.
+        let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+        let started = Instant::now();
+        let err = Timed::new(&["sh", "-c", &script], Duration::from_millis(500)).run().unwrap_err();
+        assert!(matches!(err, ProcessError::TimedOut { .. }), "{err}");
+        assert!(err.to_string().contains("did not finish within 0 s"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        // Reaped by init once killed; give it a moment.
+        let gone = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+        });
+        assert!(gone, "grandchild {pid} survived the timeout");
+    }
+
+    #[test]
+    fn cancel_flag_stops_the_program() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let setter = {
+            let flag = Arc::clone(&flag);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                flag.store(true, Ordering::Relaxed);
+            })
+        };
+        let err = Timed::new(&["sleep", "60"], Duration::from_secs(60)).cancel_on(flag).run().unwrap_err();
+        setter.join().unwrap();
+        assert!(matches!(err, ProcessError::Cancelled { .. }), "{err}");
     }
 }

@@ -116,24 +116,21 @@ pub fn default_kinds(root: &Path) -> Vec<Kind> {
     kinds
 }
 
-/// Write `file` under `dest_root` atomically (temp file + rename) with its
-/// mode.
+/// Write `file` under `dest_root` atomically, with its mode
+/// ([`crate::safefs::PinnedDir::write_atomic`]).
 pub fn install(file: &Rendered, dest_root: &Path) -> Result<PathBuf, ScheduleError> {
-    use std::os::unix::fs::PermissionsExt;
     let rel = file.path.strip_prefix("/").unwrap_or(&file.path);
     let path = dest_root.join(rel);
     let err = |source| ScheduleError::Write { path: path.clone(), source };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(err)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, &file.content)
-        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(file.mode)))
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
+    let (parent, name) =
+        crate::safefs::split(&path).ok_or_else(|| err(std::io::ErrorKind::InvalidInput.into()))?;
+    std::fs::create_dir_all(parent).map_err(err)?;
+    crate::safefs::PinnedDir::open(parent)
+        .and_then(|dir| {
+            dir.refuse_if_shared()?;
+            dir.write_atomic(name, file.content.as_bytes(), file.mode, None)
         })
-        .map_err(err)?;
+        .map_err(|e| err(std::io::Error::other(e)))?;
     Ok(path)
 }
 

@@ -15,10 +15,16 @@
 //!
 //! The stamp lives beside the appliance directory (`PARENT/.NAME.stamp`),
 //! because the directory itself is replaced by every build. Failing to write
-//! it (read-only location, another user's appliance) only costs speed.
+//! it (read-only location, another user's appliance) only costs speed. It is
+//! read and written through [`crate::safefs`]: never through a planted
+//! link, never blocking on a planted FIFO, never believed from a stranger.
 
+use std::ffi::OsString;
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use crate::safefs::{Access, PinnedDir};
 
 use serde::{Deserialize, Serialize};
 
@@ -58,16 +64,35 @@ struct Stamp {
     files: Vec<(PathBuf, Option<FileSig>)>,
 }
 
+/// Largest stamp we read (it lists every watched path: a few hundred KiB
+/// for libguestfs's full appliance).
+const STAMP_LIMIT: u64 = 64 << 20;
+
 /// Where the stamp of appliance directory `dir` lives.
 pub fn stamp_path(dir: &Path) -> PathBuf {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     dir.parent().unwrap_or(Path::new(".")).join(format!(".{name}.stamp"))
 }
 
+/// The stamp's directory (pinned) and name.
+fn pinned(dir: &Path) -> Option<(PinnedDir, OsString)> {
+    let path = stamp_path(dir);
+    let (parent, name) = crate::safefs::split(&path)?;
+    Some((PinnedDir::open(parent).ok()?, name.to_owned()))
+}
+
 /// True when the stamp says nothing changed since `fingerprint` was found
 /// fresh for `dir` under this `request` digest. Returns the fingerprint.
+///
+/// Only a regular file with one link, owned by us, root or the owner of the
+/// directory holding it, is believed: in a shared parent anyone could plant
+/// a stamp saying "fresh", or a FIFO to make us wait forever.
 pub fn still_fresh(dir: &Path, request: &str) -> Option<String> {
-    let text = std::fs::read(stamp_path(dir)).ok()?;
+    let (parent, name) = pinned(dir)?;
+    let file = parent.open_regular(&name, Access::Read).ok()??;
+    crate::output::check_trusted(&parent, &name, &file).ok()?;
+    let mut text = Vec::new();
+    file.take(STAMP_LIMIT).read_to_end(&mut text).ok()?;
     let stamp: Stamp = serde_json::from_slice(&text).ok()?;
     if stamp.version != STAMP_VERSION || stamp.request != request {
         return None;
@@ -80,6 +105,12 @@ pub fn still_fresh(dir: &Path, request: &str) -> Option<String> {
 
 /// Record that `dir` was found fresh with `fingerprint` after reading
 /// `watched`. Best effort: errors are returned for `-v` but harmless.
+///
+/// Written atomically through the pinned parent (exclusive temporary file
+/// with a random name, renamed over the stamp, never written through a
+/// link). When we are root and the parent belongs to someone else (a user's
+/// libguestfs cache), the stamp is given to the parent's owner, so that
+/// user's own `check` can refresh it.
 pub fn record(dir: &Path, request: &str, fingerprint: &str, watched: &[PathBuf]) -> std::io::Result<()> {
     let stamp = Stamp {
         version: STAMP_VERSION,
@@ -88,13 +119,14 @@ pub fn record(dir: &Path, request: &str, fingerprint: &str, watched: &[PathBuf])
         manifest: FileSig::of(&dir.join(crate::manifest::MANIFEST_NAME)),
         files: watched.iter().map(|p| (p.clone(), FileSig::of(p))).collect(),
     };
-    let path = stamp_path(dir);
-    let tmp = path.with_extension(format!("stamp.tmp{}", std::process::id()));
     let bytes = serde_json::to_vec(&stamp).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, &path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    let path = stamp_path(dir);
+    let (parent, name) = crate::safefs::split(&path).ok_or_else(|| std::io::Error::other("no parent"))?;
+    let parent = PinnedDir::open(parent).map_err(std::io::Error::other)?;
+    let owner = parent.stat_self().map_err(std::io::Error::other)?;
+    let owner =
+        (nix::unistd::geteuid().is_root() && owner.st_uid != 0).then_some((owner.st_uid, owner.st_gid));
+    parent.write_atomic(name, &bytes, 0o644, owner).map_err(std::io::Error::other)
 }
 
 /// The paths the last exact computation for `dir` read (what `watch`
@@ -107,7 +139,9 @@ pub fn watched_paths(dir: &Path) -> Option<Vec<PathBuf>> {
 
 /// Forget the stamp (after a build, before the new one is recorded).
 pub fn clear(dir: &Path) {
-    let _ = std::fs::remove_file(stamp_path(dir));
+    if let Some((parent, name)) = pinned(dir) {
+        let _ = parent.remove_file(name);
+    }
 }
 
 #[cfg(test)]
@@ -149,5 +183,29 @@ mod tests {
         std::fs::remove_file(dir.join("manifest.toml")).unwrap();
         std::fs::write(dir.join("manifest.toml"), "y").unwrap();
         assert_eq!(still_fresh(&dir, "r"), None);
+    }
+}
+
+#[cfg(test)]
+mod attack_tests {
+    use super::*;
+
+    /// Issue 8 items 2 and 9: a symlink at any predictable temporary name
+    /// or a FIFO at the stamp's name neither redirects nor blocks us.
+    #[test]
+    fn planted_links_and_fifos_are_harmless() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("app");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("manifest.toml"), "x").unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let pid = std::process::id();
+        std::os::unix::fs::symlink(&victim, tmp.path().join(format!(".app.stamp.tmp{pid}"))).unwrap();
+        nix::unistd::mkfifo(&stamp_path(&dir), nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        assert_eq!(still_fresh(&dir, "r"), None);
+        record(&dir, "r", "fp", &[]).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(still_fresh(&dir, "r").as_deref(), Some("fp"));
     }
 }

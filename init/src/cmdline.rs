@@ -5,7 +5,8 @@
 
 use std::fmt;
 
-/// The root device named by `root=` (reference §6.1 step 7).
+/// The root device named by `root=` (docs/supermin-compat.md, "The init",
+/// step 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootSpec {
     /// `root=UUID=...`: the whole disk whose ext2 superblock UUID (16 bytes
@@ -72,7 +73,8 @@ impl fmt::Display for CmdlineError {
 
 /// Whether the init should stay silent: `quiet` occurs anywhere in the
 /// command line, even inside another word (supermin's substring test,
-/// reference trap 18; libguestfs relies on plain `quiet`).
+/// docs/supermin-compat.md, "The init", step 2; libguestfs relies on plain
+/// `quiet`).
 pub fn is_quiet(cmdline: &str) -> bool {
     cmdline.contains("quiet")
 }

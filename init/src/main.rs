@@ -1,10 +1,12 @@
 //! `guestfs-appliance-init`: the appliance's PID 1 inside the initrd.
 //!
-//! It does what supermin's `init/init.c` does (reference §6.1): mount the
+//! It does what supermin's `init/init.c` does (docs/supermin-compat.md, "The
+//! init"): mount the
 //! kernel file systems, load the kernel modules listed in `/modules`, find
 //! the root disk named by `root=`, mount it as ext2 read-write, switch into
 //! it and exec its `/init` (libguestfs's script). Differences, on purpose:
-//! the root wait is bounded (~60 s, reference trap 19), any fatal failure
+//! the root wait is bounded (~60 s, where supermin's waits ~524 s:
+//! docs/traps.md, "Missing disk drivers look like a hang"), any fatal failure
 //! prints the call, path and errno and powers the VM off (qemu runs with
 //! `-no-reboot`, so it exits) instead of hanging or panicking the kernel,
 //! and the switch uses `MS_MOVE` like `switch_root`.
@@ -188,7 +190,8 @@ fn mount_root(out: &Console, spec: &RootSpec) {
         // ENODEV = no driver registered for "ext2" (a kernel built without
         // CONFIG_EXT4_USE_FOR_EXT2); the ext4 driver reads ext2 as well.
         // Any other error is about the disk or its features, where retrying
-        // as ext4 would only hide the cause (reference trap 1).
+        // as ext4 would only hide the cause (docs/traps.md, "Root must mount
+        // as ext2").
         Err(Errno::ENODEV) => {
             say(format_args!("mount as ext2 failed with ENODEV (no ext2 driver); retrying as ext4"));
             mount(Some(ROOT_NODE), NEW_ROOT, Some("ext4"), MsFlags::MS_NOATIME, data)

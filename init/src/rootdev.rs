@@ -2,7 +2,8 @@
 //! `root=` shows up, with a bounded, growing wait.
 //!
 //! supermin's init waits ~524 s before giving up and then carries on with a
-//! stale device number (reference trap 19); here the wait is bounded by
+//! stale device number (docs/supermin-compat.md, "The init", step 4); here
+//! the wait is bounded by
 //! [`retry_delays`] (about a minute) and ends in a clear error instead. The
 //! caller owns mounting; this module only returns the device number.
 

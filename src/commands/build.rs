@@ -11,13 +11,15 @@ use anyhow::{bail, Context, Result};
 use crate::appliance::{self, ComposeSources};
 use crate::cli::{BuildArgs, SourceArgs};
 use crate::config::Config;
+use crate::digest::{self, HashingWriter};
 use crate::hostdata;
 use crate::image::scratch::Scratch;
 use crate::image::{ext2, initrd, tarball};
 use crate::input::{self, Inputs};
 use crate::kernel::{self, KernelChoice, KernelEnv};
 use crate::manifest::{
-    self, InputChoice, Manifest, ManifestInput, ManifestKernel, ManifestOptions, ManifestPackage,
+    self, InputChoice, Manifest, ManifestFile, ManifestInput, ManifestKernel, ManifestOptions,
+    ManifestPackage,
 };
 use crate::output::{self, OutputLock, Staging};
 use crate::package;
@@ -130,7 +132,14 @@ impl BuildRequest {
             tar,
             inputs: inputs.iter().map(|p| absolute_lexical(p)).collect(),
             minimal: src.minimal,
-            size: parse_size(src.size.as_deref().unwrap_or(&app.size))?,
+            size: match src.size.as_deref() {
+                Some(size) => parse_size(size)?,
+                None => parse_size(&app.size).with_context(|| {
+                    let file =
+                        config.source.as_deref().map_or("defaults".into(), |p| p.display().to_string());
+                    format!("config appliance.size ({file})")
+                })?,
+            },
             strict: src.strict || app.strict,
             root: absolute_lexical(src.root.as_deref().unwrap_or(Path::new("/"))),
             host_cpu: src.host_cpu.clone().unwrap_or_else(|| std::env::consts::ARCH.to_string()),
@@ -195,7 +204,10 @@ impl BuildRequest {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             extra_packages: m.options.extra_packages.clone(),
             extra_excludes: m.options.extra_excludes.clone(),
-            source_date_epoch: source_date_epoch()?.or(m.options.source_date_epoch),
+            source_date_epoch: match source_date_epoch()? {
+                Some(t) => Some(t),
+                None => recorded_epoch(dir, m)?,
+            },
             lock_path: None,
             owner: None,
         })
@@ -234,6 +246,20 @@ fn source_date_epoch() -> Result<Option<i64>> {
             "{SOURCE_DATE_EPOCH}={value:?} is not a whole number of seconds since 1970 (at most {}, what the image formats hold); fix or unset it",
             u32::MAX
         ),
+    }
+}
+
+/// The `SOURCE_DATE_EPOCH` a manifest records, checked as the variable is:
+/// an edited or foreign manifest must not reach the writers with a time the
+/// image formats cannot hold (the error would then blame the initrd).
+fn recorded_epoch(dir: &Path, m: &Manifest) -> Result<Option<i64>> {
+    match m.options.source_date_epoch {
+        Some(t) if !(0..=i64::from(u32::MAX)).contains(&t) => bail!(
+            "{}: options.source_date_epoch = {t} is outside 0..={} (what the image formats hold); set {SOURCE_DATE_EPOCH} to override it, or rebuild without --if-needed",
+            dir.join(manifest::MANIFEST_NAME).display(),
+            u32::MAX
+        ),
+        other => Ok(other),
     }
 }
 
@@ -297,7 +323,8 @@ pub fn refresh_as_built(
     printer: &Printer,
 ) -> Result<IfNeeded> {
     if_needed(dir, None, lock_timeout, printer, |dir| {
-        let (eval, req) = crate::check::evaluate_as_built(dir, src, config, printer, true)?;
+        let opts = crate::check::EvalOptions { record: true, verify: false };
+        let (eval, req) = crate::check::evaluate_as_built(dir, src, config, printer, opts)?;
         Ok((eval, req.map(|r| BuildRequest { lock_timeout, ..r })))
     })
 }
@@ -388,9 +415,13 @@ fn load_inputs(req: &BuildRequest, printer: &Printer) -> Result<(Inputs, InputCh
     }
     let defaults = input::default_input_dirs(&req.root);
     if defaults.is_empty() {
-        printer.info(
-            "no libguestfs supermin.d found on this host; building the built-in minimal appliance (install libguestfs0 for the full one)",
-        );
+        let install = match package::handler_for(&req.root) {
+            Some(h) => format!(" (install {} for the full one)", h.libguestfs_package),
+            None => String::new(),
+        };
+        printer.info(format!(
+            "no libguestfs supermin.d found on this host; building the built-in minimal appliance{install}"
+        ));
         return Ok((input::embedded_minimal(), InputChoice::Default, Vec::new()));
     }
     printer.stage(format!("inputs: {} (libguestfs's installed supermin.d)", defaults[0].display()));
@@ -418,27 +449,12 @@ fn check_not_inside_inputs(dir: &Path, inputs: &Inputs) -> Result<()> {
     Ok(())
 }
 
-/// Canonical form of a path that may not exist yet (its existing ancestor
-/// canonicalised, the rest appended).
+/// Physical form of a path that may not exist yet (its existing ancestor
+/// resolved, the rest appended), following only symlinks owned by us or
+/// root ([`crate::safefs::real_path`]); a path through someone else's link
+/// is kept as given, and is refused when we come to write there.
 fn absolute(path: &Path) -> PathBuf {
-    let mut rest = Vec::new();
-    let mut cur = path.to_path_buf();
-    loop {
-        if let Ok(c) = std::fs::canonicalize(&cur) {
-            let mut out = c;
-            for r in rest.iter().rev() {
-                out.push(r);
-            }
-            return out;
-        }
-        match (cur.file_name().map(|n| n.to_owned()), cur.parent()) {
-            (Some(name), Some(parent)) => {
-                rest.push(name);
-                cur = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() };
-            }
-            _ => return path.to_path_buf(),
-        }
-    }
+    crate::safefs::real_path(path).unwrap_or_else(|_| absolute_lexical(path))
 }
 
 /// Time for entries the writers invent and for host entries whose own
@@ -545,7 +561,9 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
         db.handler()
     ));
 
-    let kernel = kernel::select_kernel(&KernelEnv::from_env(), &req.root, &req.host_cpu)?;
+    let hints = db.info();
+    let kernel = kernel::select_kernel(&KernelEnv::from_env(), &req.root, &req.host_cpu)
+        .map_err(|e| e.with_package_hints(hints.kernel_package, hints.keep_kernel_readable))?;
     printer.stage(format!("kernel: picked {} ({})", kernel.version, kernel.reason));
     let kernel_sha = manifest::sha256_file(&kernel.path)
         .with_context(|| format!("reading kernel {}", kernel.path.display()))?;
@@ -619,6 +637,7 @@ pub fn plan(req: &BuildRequest, printer: &Printer) -> Result<Plan> {
             })
             .collect(),
         output: Default::default(),
+        outputs: Vec::new(),
     };
     manifest.fingerprint = manifest.compute_fingerprint();
 
@@ -663,11 +682,14 @@ fn build_locked(
     };
     let tar_path = req.tar.as_deref().map(absolute);
     if let Some(dir) = &target {
-        output::check_target(dir)?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating parent directory {}", parent.display()))?;
         }
+        // Before anything is created beside DIR: a parent others can write
+        // without the sticky bit is refused, and DIR must be an appliance.
+        output::pin_parent(dir)?;
+        output::check_target(dir)?;
     }
     if let Some(tar) = &tar_path {
         if tar.is_dir() {
@@ -684,8 +706,12 @@ fn build_locked(
         (Some(dir), None) => Some(lock_for(dir, req.lock_path.as_deref(), req.lock_timeout, printer)?),
         (None, None) => None,
     };
-    for old in output::clean_leftovers(&lock_target)? {
+    let leftovers = output::clean_leftovers(&lock_target)?;
+    for old in leftovers.removed {
         printer.stage(format!("output: removed leftover {} (from an interrupted build)", old.display()));
+    }
+    for why in leftovers.kept {
+        printer.warn(why);
     }
 
     let plan = match plan_done {
@@ -693,6 +719,17 @@ fn build_locked(
         None => plan(req, printer)?,
     };
     plan.warn_missing(printer);
+    // Host secrets in the hostfiles: say so once, and let no one but the
+    // owner read the image (and tarball) that holds them.
+    let private = hostdata::private_hostfiles(&req.root, &plan.manifest.host_files);
+    let image_mode = if private.is_empty() { 0o644 } else { 0o600 };
+    if !private.is_empty() {
+        printer.warn(format!(
+            "hostfiles copy {} file(s) into the root image that not everyone may read on this host: {}; the root image (and tarball) get mode 0600, so only their owner can boot them",
+            private.len(),
+            private.join(", ")
+        ));
+    }
     if let Some(dir) = &target {
         check_not_inside_inputs(dir, &plan.inputs)?;
     }
@@ -758,10 +795,9 @@ fn build_locked(
     // removal from /boot.
     printer.progress("copying kernel...");
     let kernel_out = staging.path().join("kernel");
-    std::fs::copy(&plan.kernel.path, &kernel_out).with_context(|| {
+    let kernel_record = copy_hashed(&plan.kernel.path, &staging, "kernel").with_context(|| {
         format!("copying kernel {} to {}", plan.kernel.path.display(), kernel_out.display())
     })?;
-    set_mode(&kernel_out, 0o644)?;
 
     // Initrd.
     printer.progress("writing initrd...");
@@ -769,14 +805,13 @@ fn build_locked(
     printer.stage(format!("initrd: using {}", init.source));
     let modules = initrd::select_modules(&plan.kernel.modules_dir)?;
     let initrd_out = staging.path().join("initrd");
-    let initrd_stats = {
-        let file = std::fs::File::create(&initrd_out)
-            .with_context(|| format!("creating {}", initrd_out.display()))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let (initrd_stats, initrd_record) = {
+        let file = staging.create_file("initrd", 0o644)?;
+        // Hashed on the way to the buffer: every byte the file gets.
+        let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
         let s = initrd::write_initrd(&mut w, &init.bytes, &modules, timestamp)?;
-        use std::io::Write;
-        w.flush().with_context(|| format!("writing {}", initrd_out.display()))?;
-        s
+        let (_, size, hash) = w.finish().with_context(|| format!("writing {}", initrd_out.display()))?;
+        (s, ManifestFile { name: "initrd".into(), size, algorithm: digest::SHA256.into(), hash })
     };
     printer.stage(format!("initrd: {} modules, {}", initrd_stats.modules, human_bytes(initrd_stats.bytes)));
 
@@ -784,17 +819,29 @@ fn build_locked(
     printer.progress(format!("writing root image ({} of files)...", human_bytes(stats.data_bytes)));
     let root_out = staging.path().join("root");
     let uuid = manifest.root_uuid();
-    let ext2_stats = {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&root_out)
-            .with_context(|| format!("creating {}", root_out.display()))?;
-        ext2::write_image(&tree, &file, &ext2::Ext2Options { size: req.size, uuid, timestamp, label: None })
-            .with_context(|| format!("writing root image {}", root_out.display()))?
+    let (ext2_stats, root_record) = {
+        // The mode follows the most private source (see `image_mode`).
+        let file = staging.create_file("root", image_mode)?;
+        let s = ext2::write_image(
+            &tree,
+            &file,
+            &ext2::Ext2Options { size: req.size, uuid, timestamp, label: None },
+        )
+        .with_context(|| format!("writing root image {}", root_out.display()))?;
+        // The data went through copy_file_range, not through us: hash the
+        // image's data regions now, from the page cache (crate::digest).
+        let hash = digest::sparse_sha256(&file)
+            .with_context(|| format!("hashing root image {}", root_out.display()))?;
+        (
+            s,
+            ManifestFile {
+                name: "root".into(),
+                size: req.size,
+                algorithm: digest::SPARSE_SHA256.into(),
+                hash,
+            },
+        )
     };
-    set_mode(&root_out, 0o644)?;
     for (path, err) in &ext2_stats.unreadable {
         printer.warn(format!("{}: {err} (copied as an empty file, as supermin does)", path.display()));
     }
@@ -818,9 +865,10 @@ fn build_locked(
         initrd_bytes: initrd_stats.bytes,
         initrd_modules: initrd_stats.modules as u64,
     };
+    manifest.outputs = vec![kernel_record, initrd_record, root_record];
     let readme = render_readme(&manifest, target.as_deref().unwrap_or(Path::new("DIR")));
-    write_file(&staging.path().join("README.fixed"), readme.as_bytes())?;
-    write_file(&staging.path().join(manifest::MANIFEST_NAME), manifest.to_toml().as_bytes())?;
+    write_file(&staging, "README.fixed", readme.as_bytes())?;
+    write_file(&staging, manifest::MANIFEST_NAME, manifest.to_toml().as_bytes())?;
 
     if let Some(tar) = &tar_path {
         printer.progress("compressing tarball...");
@@ -831,7 +879,7 @@ fn build_locked(
         };
         let files = ["kernel", "initrd", "root", "README.fixed", manifest::MANIFEST_NAME];
         let t = tarball::write_tarball(
-            staging.path(),
+            staging.dir(),
             &files,
             tar,
             &tarball::TarballOptions {
@@ -839,24 +887,31 @@ fn build_locked(
                 prefix: "appliance".into(),
                 mtime: timestamp,
                 threads: 0,
+                mode: image_mode,
             },
         )?;
         printer.stage(format!("tarball: {} ({})", tar.display(), human_bytes(t.compressed_bytes)));
     }
 
     if let Some((uid, gid)) = req.owner {
-        chown_tree(staging.path(), uid, gid)?;
+        staging.chown_all(uid, gid)?;
     }
     match &target {
         Some(_) => {
             printer.progress("publishing...");
             crate::stamp::clear(&lock_target);
-            staging.commit()?;
+            let committed = staging.commit()?;
+            if let Some(why) = committed.leftover {
+                // The swap happened: the build succeeded, with junk left.
+                printer.warn(why);
+            }
             // The new appliance is fresh by construction: record the stamp so
             // the next `check DIR` (which judges DIR as built, and its
             // manifest records `req`) answers from stat alone.
             let key = crate::check::as_built_key(&SourceArgs::default());
-            if let Err(e) = crate::stamp::record(&lock_target, &key, &manifest.fingerprint, &plan.watched) {
+            if let Err(e) =
+                crate::check::record_stamp(&lock_target, &key, &manifest.fingerprint, &plan.watched)
+            {
                 printer.stage(format!("check: could not record the stamp ({e})"));
             }
         }
@@ -879,27 +934,24 @@ fn estimate_bytes(data: u64, entries: u64) -> u64 {
     data + data / 64 + entries * (4096 + 256) + (8 << 20)
 }
 
-/// Give a directory and the files directly in it to `uid:gid`.
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<()> {
-    let chown = |p: &Path| {
-        std::os::unix::fs::lchown(p, Some(uid), Some(gid))
-            .with_context(|| format!("changing owner of {} to {uid}:{gid}", p.display()))
-    };
-    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        chown(&entry.with_context(|| format!("listing {}", dir.display()))?.path())?;
-    }
-    chown(dir)
+/// Copy `from` to a new file `name` in the staging directory, hashing the
+/// bytes on the way (the kernel: a plain stream, recorded with its sha256).
+fn copy_hashed(from: &Path, staging: &Staging, name: &str) -> Result<ManifestFile> {
+    let mut src = std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
+    let dst = staging.create_file(name, 0o644)?;
+    let to = staging.path().join(name);
+    let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, dst));
+    std::io::copy(&mut src, &mut w).with_context(|| format!("writing {}", to.display()))?;
+    let (_, size, hash) = w.finish().with_context(|| format!("writing {}", to.display()))?;
+    Ok(ManifestFile { name: name.into(), size, algorithm: digest::SHA256.into(), hash })
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting mode of {}", path.display()))
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
-    set_mode(path, 0o644)
+fn write_file(staging: &Staging, name: &str, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    staging
+        .create_file(name, 0o644)?
+        .write_all(bytes)
+        .with_context(|| format!("writing {}", staging.path().join(name).display()))
 }
 
 /// Fill the README.fixed template.
@@ -931,6 +983,24 @@ mod tests {
         for bad in ["4", "4T", "4g", "G", "-1G", "1M"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Issue 8, item 13: an out-of-range epoch in a manifest is refused
+    /// naming the manifest and the key, before any writer sees it.
+    #[test]
+    fn issue8_recorded_epoch_out_of_range_names_the_manifest() {
+        let mut m = crate::manifest::tests::sample();
+        m.options.source_date_epoch = Some(99_999_999_999);
+        if std::env::var_os(SOURCE_DATE_EPOCH).is_none() {
+            let err = BuildRequest::from_manifest(Path::new("/srv/app"), &m, &SourceArgs::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("/srv/app/manifest.toml") && err.contains("source_date_epoch"), "{err}");
+        }
+        m.options.source_date_epoch = Some(-1);
+        assert!(recorded_epoch(Path::new("/srv/app"), &m).is_err());
+        m.options.source_date_epoch = Some(i64::from(u32::MAX));
+        assert_eq!(recorded_epoch(Path::new("/srv/app"), &m).unwrap(), Some(i64::from(u32::MAX)));
     }
 
     #[test]

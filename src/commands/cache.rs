@@ -214,6 +214,11 @@ fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()
     };
     let cache_dir = cache::prepare_cache_dir(&base, uid, gid)
         .with_context(|| format!("preparing the libguestfs cache of {name} in {}", base.display()))?;
+    // Everything below opens the cache through guestfs_appliance::safefs:
+    // the user owns this directory, so every name in it is theirs to
+    // change; we only ever follow our own or root's links, create
+    // exclusively, set owners and modes on fds, and build in a 0700
+    // staging directory swapped in by rename.
     let appliance = cache_dir.join(cache::APPLIANCE_DIR);
     if std::fs::symlink_metadata(&appliance).is_ok_and(|m| m.file_type().is_symlink()) {
         bail!(cache::CacheError::Unexpected { path: appliance, what: "a symlink" });
@@ -233,7 +238,8 @@ fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()
     };
     // supermin --if-newer reuses the appliance only if appliance.d, kernel,
     // initrd and root are all strictly newer than its inputs (libguestfs's
-    // supermin.d and the dpkg status file, §7.3). Our files carry the
+    // supermin.d and the package database's date file:
+    // docs/supermin-compat.md, "The if-newer rule"). Our files carry the
     // inputs' dates, so stamp them "now", under the lock so no supermin
     // sees them half-touched.
     {
@@ -245,13 +251,8 @@ fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()
         })?;
         cache::touch_outputs(&appliance, SystemTime::now())?;
     }
-    // check's stamp (written as us beside appliance.d) belongs to the user
-    // too, so their own `check` can refresh it.
-    let stamp = crate::stamp::stamp_path(&appliance);
-    if std::fs::symlink_metadata(&stamp).is_ok_and(|m| m.is_file()) {
-        std::os::unix::fs::lchown(&stamp, Some(uid), Some(gid))
-            .with_context(|| format!("changing owner of {} to {uid}:{gid}", stamp.display()))?;
-    }
+    // check's stamp beside appliance.d is written to belong to the cache's
+    // owner (crate::stamp::record), so their own `check` can refresh it.
     let inputs = cache::host_date_inputs(Path::new("/"));
     if inputs.is_empty() {
         printer.warn(
@@ -299,6 +300,9 @@ fn clean(args: &CacheCleanArgs, config: &Config, printer: &Printer) -> Result<()
                 printer.info(format!("{verb} {} ({reason}, {} freed)", target.display(), human_bytes(n)));
                 count += 1;
                 freed += n;
+            }
+            Ok(CleanOutcome::Gone) => {
+                printer.info(format!("skipped {} (already removed by another cleaner)", info.path.display()));
             }
             Ok(CleanOutcome::InUse) => {
                 printer.info(format!(

@@ -1,5 +1,5 @@
-//! `check`: is the appliance fresh? Exit 0 fresh, 1 stale (with one line
-//! per change on stdout), 2 cannot tell. DIR is judged against what it was
+//! `check`: is the appliance fresh? Exit 0 fresh, 1 stale or damaged (with
+//! one line per change on stdout), 2 cannot tell. DIR is judged against what it was
 //! built from (its manifest), with any source option given replacing the
 //! recorded one.
 
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::check::{self, Change, Freshness, Method};
+use crate::check::{self, Change, Freshness, Method, OutputsChecked};
 use crate::cli::CheckArgs;
 use crate::config::Config;
 use crate::printer::Printer;
@@ -21,6 +21,7 @@ struct CheckJson<'a> {
     status: &'static str,
     reason: Option<&'a str>,
     method: Method,
+    outputs: OutputsChecked,
     appliance_fingerprint: Option<&'a str>,
     host_fingerprint: Option<&'a str>,
     changes: &'a [Change],
@@ -29,7 +30,14 @@ struct CheckJson<'a> {
 /// Run `check`; returns the exit code.
 pub fn run(args: &CheckArgs, config: &Config, printer: &Printer) -> Result<ExitCode> {
     let dir = args.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
-    let (eval, _) = check::evaluate_as_built(&dir, &args.source, config, printer, true)?;
+    let opts = check::EvalOptions { record: true, verify: args.verify };
+    let (eval, _) = check::evaluate_as_built(&dir, &args.source, config, printer, opts)?;
+    if eval.outputs == OutputsChecked::NotRecorded {
+        printer.warn(format!(
+            "{}'s manifest records no output sizes or digests (written before format 3): damage to kernel, initrd or root cannot be detected; rebuild it to record them",
+            dir.display()
+        ));
+    }
     let (status, code, reason, changes): (_, u8, Option<&str>, &[Change]) = match &eval.freshness {
         Freshness::Fresh => ("fresh", 0, None, &[]),
         Freshness::Stale(c) => ("stale", 1, None, c),
@@ -42,6 +50,7 @@ pub fn run(args: &CheckArgs, config: &Config, printer: &Printer) -> Result<ExitC
             status,
             reason,
             method: eval.method,
+            outputs: eval.outputs,
             appliance_fingerprint: eval.appliance_fingerprint.as_deref(),
             host_fingerprint: eval.host_fingerprint.as_deref(),
             changes,

@@ -13,7 +13,6 @@
 //! small while a fast location with room exists. The assessment is
 //! `crate::health`'s; this file only decides and renders.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -274,35 +273,15 @@ pub fn shell_from_env() -> Shell {
     }
 }
 
-/// Write `text` to `path` atomically (temp file beside it, fsync, rename,
-/// fsync the directory), mode 0644, creating the parent directories.
+/// Write `text` to `path` atomically, mode 0644, creating the parent
+/// directories ([`crate::safefs::PinnedDir::write_atomic`]: exclusive temp
+/// file with a random name, fsync, rename, fsync the directory).
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let parent = path.parent().context("install path has no parent")?;
+    let (parent, name) = crate::safefs::split(path).context("install path has no file name")?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let name = path.file_name().context("install path has no file name")?.to_string_lossy();
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing {}", parent.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let dir = crate::safefs::PinnedDir::open(parent)?;
+    dir.refuse_if_shared()?;
+    Ok(dir.write_atomic(name, text.as_bytes(), 0o644, None)?)
 }
 
 /// Run `env`.

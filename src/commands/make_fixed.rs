@@ -27,8 +27,11 @@ pub fn run(cli: &MakeFixedCli, printer: &Printer) -> Result<()> {
     let root = PathBuf::from("/");
     let inputs = input::default_input_dirs(&root);
     if inputs.is_empty() {
+        let package = package::handler_for(&root)
+            .map(|h| format!(" (e.g. {})", h.libguestfs_package))
+            .unwrap_or_default();
         bail!(
-            "libguestfs's supermin.d was not found (looked under /usr/lib*/guestfs); install libguestfs (e.g. libguestfs0), or use `guestfs-appliance build --minimal DIR`"
+            "libguestfs's supermin.d was not found (looked under /usr/lib*/guestfs); install libguestfs{package}, or use `guestfs-appliance build --minimal DIR`"
         );
     }
     let tar = if cli.xz {
@@ -48,6 +51,5 @@ pub fn run(cli: &MakeFixedCli, printer: &Printer) -> Result<()> {
 /// as libguestfs's script names its tarball; our own version if libguestfs
 /// is not in the package database.
 pub fn libguestfs_version(root: &Path) -> String {
-    package::installed_upstream_version(root, "libguestfs0")
-        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
+    package::libguestfs_version(root).unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
 }

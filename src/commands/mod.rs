@@ -1,6 +1,7 @@
 //! One module per subcommand. Commands are glue: they parse nothing (see
 //! `cli`) and own no format (see `image`, `package`, `input`).
 
+pub mod bench;
 pub mod build;
 pub mod cache;
 pub mod check;

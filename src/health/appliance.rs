@@ -134,18 +134,8 @@ pub fn gather(dir: &Path, config: &Config, freshness: bool) -> ApplianceFacts {
         })
         .collect();
     let present = |n: &str| files.iter().any(|f| f.name == n && f.present);
-    let root = present("root").then(|| match ext2::read_superblock(&dir.join("root")) {
-        Ok(sb) => RootImage {
-            valid: true,
-            uuid: Some(ext2::format_uuid(&sb.uuid)),
-            size_bytes: sb.blocks * u64::from(sb.block_size),
-            free_bytes: sb.free_blocks * u64::from(sb.block_size),
-            error: None,
-        },
-        Err(e) => {
-            RootImage { valid: false, uuid: None, size_bytes: 0, free_bytes: 0, error: Some(e.to_string()) }
-        }
-    });
+    let root_len = files.iter().find(|f| f.name == "root").map_or(0, |f| f.bytes);
+    let root = present("root").then(|| root_image(&dir.join("root"), root_len));
     let (manifest, manifest_error) = if present(MANIFEST_NAME) {
         match Manifest::read(dir) {
             Ok(m) => (Some(m), None),
@@ -196,12 +186,45 @@ pub fn gather(dir: &Path, config: &Config, freshness: bool) -> ApplianceFacts {
     }
 }
 
+/// The root image as its superblock describes it. A file shorter than the
+/// file system its superblock claims is damaged (truncated: the kernel
+/// fails reading past its end), whatever the superblock says.
+fn root_image(path: &Path, file_len: u64) -> RootImage {
+    let invalid = |error: String| RootImage {
+        valid: false,
+        uuid: None,
+        size_bytes: 0,
+        free_bytes: 0,
+        error: Some(error),
+    };
+    match ext2::read_superblock(path) {
+        Ok(sb) => {
+            let size = sb.blocks * u64::from(sb.block_size);
+            if file_len < size {
+                return invalid(format!(
+                    "damaged: the file holds {} of its {} file system (truncated)",
+                    human_bytes(file_len),
+                    human_bytes(size)
+                ));
+            }
+            RootImage {
+                valid: true,
+                uuid: Some(ext2::format_uuid(&sb.uuid)),
+                size_bytes: size,
+                free_bytes: sb.free_blocks * u64::from(sb.block_size),
+                error: None,
+            }
+        }
+        Err(e) => invalid(e.to_string()),
+    }
+}
+
 /// The first 68 KiB of a file: enough for the bzImage header and its
 /// version string.
 fn read_head(path: &Path) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut buf = Vec::new();
-    std::fs::File::open(path).ok()?.take(0x1_1000).read_to_end(&mut buf).ok()?;
+    crate::bounded::open_regular(path).ok()?.take(0x1_1000).read_to_end(&mut buf).ok()?;
     Some(buf)
 }
 

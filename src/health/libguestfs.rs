@@ -1,7 +1,8 @@
 //! What libguestfs itself will use on this machine, from the environment
 //! it would run with: which appliance (`LIBGUESTFS_PATH`, searched element
-//! by element, reference §8.1) and which cache base (`LIBGUESTFS_CACHEDIR`,
-//! else `TMPDIR`, else `/var/tmp`, §8.2), plus which appliance directory
+//! by element: docs/libguestfs-side.md, "Finding the appliance") and which
+//! cache base (`LIBGUESTFS_CACHEDIR`, else `TMPDIR`, else `/var/tmp`:
+//! docs/libguestfs-side.md, "Cache directory"), plus which appliance directory
 //! `status` and `env` therefore look at.
 //!
 //! The rule for the examined directory (README "Health report"): `--dir`
@@ -182,7 +183,8 @@ pub fn default_path() -> Option<PathBuf> {
 }
 
 /// The first appliance along `path`, as libguestfs 1.48 searches
-/// (lib/appliance.c, reference §8.1): per element, a supermin appliance
+/// (lib/appliance.c; docs/libguestfs-side.md, "Finding the appliance"): per
+/// element, a supermin appliance
 /// before a fixed one before an old-style one; the first hit ends it.
 pub fn search(path: &[PathBuf], host_cpu: &str) -> Option<FoundAppliance> {
     let all = |dir: &Path, names: &[&str]| names.iter().all(|n| dir.join(n).exists());

@@ -106,7 +106,8 @@ pub enum Role {
 
 /// The bytes an appliance needs when none is built to measure: the
 /// libguestfs appliance on Debian 12 allocates ~670 MB of root image plus
-/// ~16 MB of kernel and initrd (shared notes, machine-facts.md); 1 GiB
+/// ~16 MB of kernel and initrd (docs/machine-quirks.md, "Appliance size on
+/// Debian 12"); 1 GiB
 /// leaves room for bigger package sets without resolving them, which would
 /// cost more than `status`'s time budget.
 pub const ESTIMATED_APPLIANCE_BYTES: u64 = 1 << 30;
@@ -116,7 +117,8 @@ const PROBE_RESERVE: u64 = 64 << 20;
 
 /// Bytes libguestfs keeps in its cache when it boots a fixed appliance in
 /// place: only the qemu probe files (`qemu-*.{stat,help,devices,
-/// qmp-schema,query-kvm}`, a few hundred KiB; reference §8.2).
+/// qmp-schema,query-kvm}`, a few hundred KiB; docs/libguestfs-side.md,
+/// "Cache contents").
 pub const QEMU_PROBE_CACHE_BYTES: u64 = 4 << 20;
 
 /// What to assess: the paths and what an appliance needs.
@@ -279,7 +281,9 @@ fn virtual_evidence(sys: &Path, dir: &Path) -> Option<String> {
         }
     }
     for file in ["device/vendor", "device/model"] {
-        let Ok(text) = std::fs::read_to_string(dir.join(file)) else { continue };
+        let Ok(text) = crate::bounded::read_to_string(&dir.join(file), crate::bounded::PROC_MAX) else {
+            continue;
+        };
         let text = text.trim();
         if let Some((_, what)) = VIRTUAL_IDS.iter().find(|(id, _)| text.contains(id)) {
             return Some(format!("{what} ({file} {text})"));
@@ -510,8 +514,9 @@ fn walk_device(sys: &Path, dir: &Path, depth: usize, out: &mut Vec<Disk>) {
         }
     }
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let rotational =
-        std::fs::read_to_string(dir.join("queue/rotational")).ok().and_then(|t| match t.trim() {
+    let rotational = crate::bounded::read_to_string(&dir.join("queue/rotational"), crate::bounded::PROC_MAX)
+        .ok()
+        .and_then(|t| match t.trim() {
             "1" => Some(true),
             "0" => Some(false),
             _ => None,
@@ -538,7 +543,9 @@ fn existing_ancestor(path: &Path) -> PathBuf {
 /// inspected carries its error.
 pub fn assess(spec: &LocationSpec, roots: &HostRoots) -> Vec<Location> {
     let mountinfo_path = roots.proc.join("self/mountinfo");
-    let mounts = std::fs::read_to_string(&mountinfo_path).map(|t| parse_mountinfo(&t)).unwrap_or_default();
+    let mounts = crate::bounded::read_to_string(&mountinfo_path, crate::bounded::PROC_MAX)
+        .map(|t| parse_mountinfo(&t))
+        .unwrap_or_default();
     let mut by_path: BTreeMap<PathBuf, Vec<Role>> = BTreeMap::new();
     let mut order = Vec::new();
     for (p, role) in &spec.paths {

@@ -4,8 +4,8 @@
 //! database); with `--probe`, test boots under KVM and, if KVM does not
 //! come up, under TCG, each bounded by a timeout and by `--timeout`.
 //!
-//! `/dev/kvm` existing is not proof that KVM works (shared notes,
-//! machine-facts.md: guests abort with "failed to set MSR 0x10a"), hence
+//! `/dev/kvm` existing is not proof that KVM works (docs/machine-quirks.md,
+//! "KVM is unusable": guests abort with "failed to set MSR 0x10a"), hence
 //! the test boot. What boots ([`BootTarget`]):
 //! - the fixed appliance, when one is built: it has "come up" when its init
 //!   reaches the exec of libguestfs's `/init` (our init prints `init: exec
@@ -170,9 +170,13 @@ pub struct VirtFacts {
     /// qemu, if found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qemu: Option<QemuFacts>,
-    /// libguestfs's version (package libguestfs0), if installed.
+    /// libguestfs's version (from the host's package database), if installed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub libguestfs: Option<String>,
+    /// The host's package manager (`dpkg`, ...), for the names and commands
+    /// in hints; not part of the report.
+    #[serde(skip)]
+    pub package_handler: Option<&'static str>,
     /// `--probe` test boots, in order (KVM, then TCG if KVM did not come up).
     pub boots: Vec<BootResult>,
     /// Why no test boot ran, if so.
@@ -220,7 +224,10 @@ fn find_qemu() -> Option<PathBuf> {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    crate::bounded::read_to_string(path, crate::bounded::PROC_MAX)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Gather the virtualization facts (no boots). Never fails.
@@ -230,8 +237,9 @@ pub fn gather(roots: &HostRoots) -> VirtFacts {
         Ok(_) => (true, None),
         Err(e) => (false, Some(format!("{KVM_DEVICE_PATH}: {e}"))),
     };
-    let cpu =
-        std::fs::read_to_string(roots.proc.join("cpuinfo")).map(|t| parse_cpuinfo(&t)).unwrap_or_default();
+    let cpu = crate::bounded::read_to_string(&roots.proc.join("cpuinfo"), crate::bounded::PROC_MAX)
+        .map(|t| parse_cpuinfo(&t))
+        .unwrap_or_default();
     let dmi = roots.sys.join("class/dmi/id");
     let vendor = read_trimmed(&dmi.join("sys_vendor"));
     let product = read_trimmed(&dmi.join("product_name"));
@@ -248,21 +256,18 @@ pub fn gather(roots: &HostRoots) -> VirtFacts {
             }
             Err(e) => QemuFacts { version: None, error: Some(e.to_string()), path },
         });
-    let libguestfs = libguestfs_version();
+    let libguestfs = crate::package::libguestfs_version(Path::new("/"));
+    let package_handler = crate::package::handler_for(Path::new("/")).map(|h| h.name);
     VirtFacts {
         kvm: KvmFacts { device_present: dev.exists(), openable, error, usable: None },
         machine: MachineFacts { in_vm: cpu.hypervisor || dmi_vm, vendor, product },
         cpu,
         qemu,
         libguestfs,
+        package_handler,
         boots: Vec::new(),
         boot_skipped: None,
     }
-}
-
-/// libguestfs's version from the host's package database (no subprocess).
-fn libguestfs_version() -> Option<String> {
-    crate::package::installed_upstream_version(Path::new("/"), "libguestfs0")
 }
 
 /// What `--probe` boots and how long it may take.
@@ -364,6 +369,10 @@ fn boot_spec(appliance: &ApplianceFacts, opts: &BootOptions) -> Result<BootSpec,
     }
     let no_appliance = format!("no bootable appliance at {}", appliance.dir.display());
     let kernel = kernel::select_kernel(&KernelEnv::from_env(), Path::new("/"), std::env::consts::ARCH)
+        .map_err(|e| match crate::package::handler_for(Path::new("/")) {
+            Some(h) => e.with_package_hints(h.kernel_package, h.keep_kernel_readable),
+            None => e,
+        })
         .map_err(|e| format!("{no_appliance}, and no host kernel to test with: {e}"))?;
     let init = (opts.init)().map_err(|e| format!("{no_appliance}, and no init for a test initrd: {e}"))?;
     let file =
@@ -652,6 +661,11 @@ pub const QEMU: Probe = Probe {
     run: ProbeFn::Global(check_qemu),
 };
 
+/// The host package manager's names and commands, for hints.
+fn host_handler(facts: &Facts) -> Option<&'static crate::package::Handler> {
+    facts.virtualization.package_handler.and_then(crate::package::handler_named)
+}
+
 fn check_qemu(facts: &Facts, _: &HealthConfig) -> ProbeResult {
     let Some(q) = &facts.virtualization.qemu else {
         return Ok(Err(Finding {
@@ -662,7 +676,10 @@ fn check_qemu(facts: &Facts, _: &HealthConfig) -> ProbeResult {
                 "qemu-system-{} is not installed: libguestfs cannot launch",
                 std::env::consts::ARCH
             ),
-            remedy: "install qemu (Debian: `apt-get install qemu-system-x86`)".into(),
+            remedy: match host_handler(facts) {
+                Some(h) => format!("install qemu ({}: `{}`)", h.distro, h.install_qemu),
+                None => "install qemu with the distribution's package manager".into(),
+            },
         }));
     };
     let Some(version) = &q.version else {
@@ -686,7 +703,7 @@ fn check_qemu(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 pub const LIBGUESTFS: Probe = Probe {
     name: "virt.libguestfs",
     severity: Severity::Warning,
-    summary: "libguestfs (package libguestfs0) is installed, version >= 1.34",
+    summary: "libguestfs (its distribution package) is installed, version >= 1.34",
     needs_measurement: false,
     run: ProbeFn::Global(check_libguestfs),
 };
@@ -700,10 +717,18 @@ fn check_libguestfs(facts: &Facts, _: &HealthConfig) -> ProbeResult {
         remedy: remedy.into(),
     };
     match &facts.virtualization.libguestfs {
-        None => Ok(Err(finding(
-            "libguestfs (libguestfs0) is not installed: nothing on this host will use the appliance".into(),
-            "install it (Debian: `apt-get install libguestfs-tools`)",
-        ))),
+        None => {
+            let handler = host_handler(facts);
+            let package = handler.map(|h| format!(" ({})", h.libguestfs_package)).unwrap_or_default();
+            let remedy = match handler {
+                Some(h) => format!("install it ({}: `{}`)", h.distro, h.install_libguestfs),
+                None => "install it with the distribution's package manager".into(),
+            };
+            Ok(Err(finding(
+                format!("libguestfs{package} is not installed: nothing on this host will use the appliance"),
+                &remedy,
+            )))
+        }
         Some(v) if !at_least(v, MIN_LIBGUESTFS) => Ok(Err(finding(
             format!("libguestfs {v} is older than {MIN_LIBGUESTFS}: appliance boots are slow"),
             "upgrade libguestfs to 1.34 or later",
@@ -819,6 +844,7 @@ pub(crate) mod tests {
                 error: None,
             }),
             libguestfs: Some("1.48.6".into()),
+            package_handler: Some("dpkg"),
             boots: vec![],
             boot_skipped: None,
         }

@@ -18,8 +18,10 @@
 //!
 //! The format is plain ext2 revision 1 as `mke2fs -t ext2` makes it on
 //! Debian 12, minus `resize_inode`: 4 KiB blocks, 256-byte inodes,
-//! `ext_attr dir_index filetype sparse_super large_file` (reference §4.1 and
-//! §10 trap 1: anything ext4-only makes the appliance's `ext2` mount fail).
+//! `ext_attr dir_index filetype sparse_super large_file`
+//! (docs/supermin-compat.md, "Root image format"): anything ext4-only makes
+//! the appliance's `ext2` mount fail (docs/traps.md, "Root must mount as
+//! ext2").
 //! Directories are linear (the kernel adds htree indexes itself if a
 //! directory grows at run time).
 //!
@@ -53,8 +55,11 @@ use layout::{nth_block, Allocator, Extent, Geometry};
 pub struct Ext2Options {
     /// Size of the image file in bytes (the file is sparse). Must be > 0.
     pub size: u64,
-    /// File system UUID; the kernel command line names the root by it, so
-    /// callers pass a fresh one per build (reference §10 trap 2).
+    /// File system UUID; the kernel command line names the root by it.
+    /// libguestfs reads it from the `root` file at every launch
+    /// (docs/libguestfs-side.md, "Root UUID"), so it need not be random: the
+    /// build derives it from the fingerprint (`Manifest::root_uuid`), which
+    /// keeps the image reproducible.
     pub uuid: [u8; 16],
     /// mkfs, last-write and last-check time of the file system, and the
     /// time stamps of a `lost+found` the writer creates. Seconds since the
@@ -248,7 +253,7 @@ pub fn format_uuid(uuid: &[u8; 16]) -> String {
 /// 2 KiB), [`Ext2Error::NotExt2`] when the magic at 0x438 is not 0xEF53.
 pub fn read_superblock(image: &Path) -> Result<Superblock, Ext2Error> {
     let read_err = |source| Ext2Error::Read { path: image.to_owned(), source };
-    let file = File::open(image).map_err(read_err)?;
+    let file = crate::bounded::open_regular(image).map_err(read_err)?;
     let mut sb = [0u8; 1024];
     file.read_exact_at(&mut sb, 1024).map_err(read_err)?;
     if disk::get16(&sb, 0x38) != 0xEF53 {

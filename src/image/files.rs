@@ -8,7 +8,8 @@
 //! regular file points at its host path ([`Data::Host`]) so that writers can
 //! copy it straight from the host with `copy_file_range`, reading it once.
 //!
-//! Insertion follows supermin's precedence rules (reference §10.15): an
+//! Insertion follows supermin's precedence rules (docs/supermin-compat.md,
+//! "Precedence" and "Parents and merged /usr"): an
 //! existing directory is never replaced (first creator wins), any other
 //! existing entry is replaced by a later one. Parents are resolved inside the
 //! tree, following symlinks in intermediate components (as libext2fs's

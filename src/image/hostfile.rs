@@ -5,8 +5,9 @@
 //! pseudo file systems cannot be: sysfs reports 4096 bytes for a 2-byte
 //! attribute and procfs reports 0 for everything, while `read` returns the
 //! real content (supermin streams until end of file and sets the size to
-//! what it read, reference §4.3). Those are read here, once, at most
-//! [`PSEUDO_MAX`] bytes. Where the bytes go is left to the writers.
+//! what it read: docs/supermin-compat.md, "Writing one file"). Those are
+//! read here, once, at most [`PSEUDO_MAX`] bytes. Where the bytes go is left
+//! to the writers.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};

@@ -1,6 +1,7 @@
 //! Writes the finished appliance as a compressed tarball (`.tar.gz` or
-//! `.tar.xz`), the output of `make-fixed-appliance --xz` (reference §9, which
-//! runs `tar -S -cf - appliance | xz --best`).
+//! `.tar.xz`), the output of `make-fixed-appliance --xz`, which libguestfs's
+//! script makes with `tar -S -cf - appliance | xz --best`
+//! (docs/supermin-compat.md, "make-fixed-appliance").
 //!
 //! This module owns the tar framing, sparse detection, parallel compression
 //! and the atomic replacement of the output file. It does not decide which
@@ -24,11 +25,12 @@ mod compress;
 mod header;
 mod sparse;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+
+use crate::safefs::{Access, PinnedDir, SafeFsError};
 
 use header::{Kind, BLOCK};
 
@@ -63,6 +65,9 @@ pub struct TarballOptions {
     pub mtime: i64,
     /// Compression threads; 0 means one per available core.
     pub threads: usize,
+    /// Permission bits of the archive file (before the umask): 0o600 when
+    /// it holds files not for everyone (see `hostdata::private_hostfiles`).
+    pub mode: u32,
 }
 
 /// What [`write_tarball`] wrote.
@@ -116,6 +121,10 @@ pub enum TarballError {
         /// The input file.
         path: PathBuf,
     },
+    /// The output directory is not safe to write in (or another
+    /// pinned-directory error; the message names the path).
+    #[error(transparent)]
+    Fs(#[from] SafeFsError),
     /// The temporary output file could not be created.
     #[error(
         "creating a temporary file in {dir}: {source}; check that the directory exists and \
@@ -157,7 +166,7 @@ pub enum TarballError {
 /// input that changes while read, or failure to create/write/rename the
 /// output (running out of space is reported as [`TarballError::NoSpace`]).
 pub fn write_tarball(
-    dir: &Path,
+    dir: &PinnedDir,
     files: &[&str],
     out: &Path,
     opts: &TarballOptions,
@@ -169,7 +178,7 @@ pub fn write_tarball(
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
-    let (tmp, file) = TempOutput::create(out)?;
+    let (tmp, file) = TempOutput::create(out, opts.mode)?;
     let werr = |e| write_error(out, e);
     let (members, data_bytes, file) = match opts.compression {
         Compression::Gzip => {
@@ -230,7 +239,7 @@ impl<S: Write> TarStream<'_, S> {
 /// Returns (members, data bytes).
 fn write_members<S: Write>(
     sink: &mut S,
-    dir: &Path,
+    dir: &PinnedDir,
     files: &[&str],
     opts: &TarballOptions,
     out: &Path,
@@ -253,8 +262,17 @@ fn write_members<S: Write>(
     }
     let mut buf = vec![0u8; COPY_BUF];
     for name in files {
-        let path = dir.join(name);
-        data_bytes += write_file(&mut tar, &path, &member_name(name), opts.mtime, &mut hdr, &mut buf)?;
+        let path = dir.child(name);
+        let file = match dir.open_regular(name, Access::Read) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                let source = io::Error::from(io::ErrorKind::NotFound);
+                return Err(TarballError::Read { path, source });
+            }
+            Err(SafeFsError::NotRegular { .. }) => return Err(TarballError::NotRegular { path }),
+            Err(e) => return Err(TarballError::Read { path, source: io::Error::other(e) }),
+        };
+        data_bytes += write_file(&mut tar, &file, &path, &member_name(name), opts.mtime, &mut hdr, &mut buf)?;
         members += 1;
     }
     // End of archive: two zero blocks, then pad to a whole record.
@@ -269,6 +287,7 @@ fn write_members<S: Write>(
 /// Write one file member; returns the data bytes stored.
 fn write_file<S: Write>(
     tar: &mut TarStream<'_, S>,
+    file: &File,
     path: &Path,
     name: &[u8],
     mtime: i64,
@@ -282,14 +301,13 @@ fn write_file<S: Write>(
             TarballError::Read { path: path.to_owned(), source }
         }
     };
-    let file = File::open(path).map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
     if !meta.is_file() {
         return Err(TarballError::NotRegular { path: path.to_owned() });
     }
     let size = meta.len();
     let mode = meta.permissions().mode();
-    let mut segments = sparse::data_segments(&file, size).map_err(read_err)?;
+    let mut segments = sparse::data_segments(file, size).map_err(read_err)?;
     let stored: u64 = segments.iter().map(|&(_, len)| len).sum();
     hdr.clear();
     if stored == size {
@@ -307,7 +325,7 @@ fn write_file<S: Write>(
         let mut pos = offset;
         while pos < offset + len {
             let n = (offset + len - pos).min(buf.len() as u64) as usize;
-            sparse::read_full(&file, pos, &mut buf[..n]).map_err(read_err)?;
+            sparse::read_full(file, pos, &mut buf[..n]).map_err(read_err)?;
             tar.put(&buf[..n])?;
             pos += n as u64;
         }
@@ -319,44 +337,38 @@ fn write_file<S: Write>(
     Ok(stored)
 }
 
-/// The temporary output file; removed on drop unless persisted.
+/// The temporary output file beside the output, in its pinned directory;
+/// removed on drop unless persisted.
 struct TempOutput {
-    path: PathBuf,
+    dir: PinnedDir,
+    name: String,
     armed: bool,
 }
 
 impl TempOutput {
-    /// Create `.NAME.tmpXXXX` beside `out`.
-    fn create(out: &Path) -> Result<(Self, File), TarballError> {
-        let base = out.file_name().ok_or_else(|| TarballError::InvalidOutput { path: out.to_owned() })?;
-        let dir = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let pid = std::process::id();
-        let mut attempt = 0u32;
-        loop {
-            let mut name = b".".to_vec();
-            name.extend_from_slice(base.as_bytes());
-            name.extend_from_slice(format!(".tmp{pid:x}{attempt:x}").as_bytes());
-            let path = dir.join(std::ffi::OsStr::from_bytes(&name));
-            match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
-                Ok(file) => return Ok((TempOutput { path, armed: true }, file)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => attempt += 1,
-                Err(source) => return Err(TarballError::CreateTemp { dir, source }),
-            }
-        }
+    /// Create `.NAME.tmp.RANDOM` beside `out` (exclusive, never through a
+    /// link, `mode` set on the fd), in a directory others cannot write
+    /// unless it is sticky.
+    fn create(out: &Path, mode: u32) -> Result<(Self, File), TarballError> {
+        let (parent, base) =
+            crate::safefs::split(out).ok_or_else(|| TarballError::InvalidOutput { path: out.to_owned() })?;
+        let create_err =
+            |e: SafeFsError| TarballError::CreateTemp { dir: parent.to_owned(), source: io::Error::other(e) };
+        let dir = PinnedDir::open(parent).map_err(create_err)?;
+        dir.refuse_if_shared()?;
+        let stem = format!(".{}.tmp", base.to_string_lossy());
+        let (name, file) = dir.create_temp_file(&stem, mode).map_err(create_err)?;
+        Ok((TempOutput { dir, name, armed: true }, file))
     }
 
-    /// Rename over `out` and make the rename durable.
+    /// Rename over `out` (whatever entry is there is replaced, never
+    /// written through) and make the rename durable.
     fn persist(mut self, out: &Path) -> Result<(), TarballError> {
-        std::fs::rename(&self.path, out).map_err(|e| write_error(out, e))?;
+        let base = out.file_name().ok_or_else(|| TarballError::InvalidOutput { path: out.to_owned() })?;
+        let fail = |e: SafeFsError| write_error(out, io::Error::other(e));
+        self.dir.rename(&self.name, &self.dir, base, nix::fcntl::RenameFlags::empty()).map_err(fail)?;
         self.armed = false;
-        let dir = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| write_error(out, e))
+        self.dir.sync().map_err(fail)
     }
 }
 
@@ -364,7 +376,7 @@ impl Drop for TempOutput {
     fn drop(&mut self) {
         if self.armed {
             // Best effort: the error being reported matters more.
-            let _ = std::fs::remove_file(&self.path);
+            let _ = self.dir.remove_file(&self.name);
         }
     }
 }
@@ -426,7 +438,7 @@ mod tests {
     }
 
     fn opts(compression: Compression, threads: usize) -> TarballOptions {
-        TarballOptions { compression, prefix: "appliance".into(), mtime: MTIME, threads }
+        TarballOptions { compression, prefix: "appliance".into(), mtime: MTIME, threads, mode: 0o644 }
     }
 
     fn round_trip(compression: Compression, name: &str, checker: &str) {
@@ -436,7 +448,8 @@ mod tests {
         let src = fixture();
         let outdir = tempfile::tempdir().unwrap();
         let out = outdir.path().join(name);
-        let stats = write_tarball(src.path(), &FILES, &out, &opts(compression, 2)).unwrap();
+        let stats = write_tarball(&PinnedDir::open(src.path()).unwrap(), &FILES, &out, &opts(compression, 2))
+            .unwrap();
         assert_eq!(stats.members, 6);
         // root: 1 MiB + two 4 KiB blocks (5000 bytes) + 3 MiB + the last
         // 4 KiB block + 30 small blocks; allocated zeros are not stored.
@@ -474,7 +487,7 @@ mod tests {
 
         // Reproducible, and independent of the thread count.
         let again = outdir.path().join("again");
-        write_tarball(src.path(), &FILES, &again, &opts(compression, 1)).unwrap();
+        write_tarball(&PinnedDir::open(src.path()).unwrap(), &FILES, &again, &opts(compression, 1)).unwrap();
         assert!(std::fs::read(&out).unwrap() == std::fs::read(&again).unwrap());
         // Nothing else left beside the outputs.
         assert_eq!(std::fs::read_dir(outdir.path()).unwrap().count(), 2);
@@ -494,7 +507,9 @@ mod tests {
     fn missing_output_dir_is_named_and_nothing_is_left() {
         let src = fixture();
         let out = src.path().join("no-such-dir/appliance.tar.gz");
-        let err = write_tarball(src.path(), &FILES, &out, &opts(Compression::Gzip, 2)).unwrap_err();
+        let err =
+            write_tarball(&PinnedDir::open(src.path()).unwrap(), &FILES, &out, &opts(Compression::Gzip, 2))
+                .unwrap_err();
         assert!(matches!(err, TarballError::CreateTemp { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("no-such-dir") && msg.contains("choose another"), "{msg}");
@@ -507,7 +522,9 @@ mod tests {
         let out = outdir.path().join("appliance.tar.xz");
         std::fs::write(&out, b"old").unwrap();
         let files = ["kernel", "missing"];
-        let err = write_tarball(src.path(), &files, &out, &opts(Compression::Xz, 2)).unwrap_err();
+        let err =
+            write_tarball(&PinnedDir::open(src.path()).unwrap(), &files, &out, &opts(Compression::Xz, 2))
+                .unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
         assert_eq!(std::fs::read(&out).unwrap(), b"old");
         assert_eq!(std::fs::read_dir(outdir.path()).unwrap().count(), 1);
@@ -518,7 +535,13 @@ mod tests {
         let src = fixture();
         let out = src.path().join("x.tar.gz");
         for bad in ["", "/etc/passwd", "../root", "a/../../b"] {
-            let err = write_tarball(src.path(), &[bad], &out, &opts(Compression::Gzip, 1)).unwrap_err();
+            let err = write_tarball(
+                &PinnedDir::open(src.path()).unwrap(),
+                &[bad],
+                &out,
+                &opts(Compression::Gzip, 1),
+            )
+            .unwrap_err();
             assert!(matches!(err, TarballError::InvalidName { .. }), "{bad}: {err:?}");
         }
         assert!(!out.exists());
@@ -529,7 +552,9 @@ mod tests {
         let src = fixture();
         std::fs::create_dir(src.path().join("sub")).unwrap();
         let out = src.path().join("x.tar.gz");
-        let err = write_tarball(src.path(), &["sub"], &out, &opts(Compression::Gzip, 1)).unwrap_err();
+        let err =
+            write_tarball(&PinnedDir::open(src.path()).unwrap(), &["sub"], &out, &opts(Compression::Gzip, 1))
+                .unwrap_err();
         assert!(matches!(err, TarballError::NotRegular { .. }), "{err:?}");
         assert!(!out.exists());
     }

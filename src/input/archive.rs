@@ -1,7 +1,8 @@
 //! Base archives: stream a tar archive member by member, keeping each
 //! member's metadata as a [`BaseEntry`] and its data in a scratch file, and
 //! insert the entries into a [`FileTree`] the way GNU tar, run as root,
-//! extracts them into supermin's scratch `base.d` (reference §1.3, §4.3).
+//! extracts them into supermin's scratch `base.d` (docs/supermin-compat.md,
+//! "Base archives").
 //!
 //! Costs are bounded by what the image can hold, never by what an archive
 //! claims: data is streamed (memory does not grow with member size), holes
@@ -222,7 +223,8 @@ fn read_entries<R: Read>(
         };
         let Some(path) = path else {
             // `./` itself: GNU tar would restamp the extraction directory,
-            // which supermin never copies into the image (§4.2).
+            // which supermin never copies into the image
+            // (docs/supermin-compat.md, "Precedence").
             continue;
         };
         entries.push(BaseEntry { path, perm, uid, gid, mtime: Some(m.mtime), kind });
@@ -355,7 +357,8 @@ fn makedev(major: u32, minor: u32) -> u64 {
 /// GNU tar does as root with umask 022). An explicit directory member that
 /// finds an existing directory updates its metadata, as GNU tar's default
 /// `--overwrite-dir` does: this is why libguestfs's `/etc` ends up owned by
-/// the Debian build user (reference §4.4) although `base.tar.gz` created it
+/// the Debian build user (docs/supermin-compat.md, "Base archives")
+/// although `base.tar.gz` created it
 /// first. Non-directories replace what was there (an empty directory too);
 /// hard links share a node. ctime is `default_time` (on disk it is the
 /// extraction time).

@@ -1,4 +1,5 @@
-//! Content sniffing for supermin.d files (reference §1.2) and the
+//! Content sniffing for supermin.d files (docs/supermin-compat.md, "Input
+//! classification") and the
 //! decompression layer.
 //!
 //! Like supermin, a file's kind comes from its bytes, never its name. This
@@ -82,7 +83,8 @@ pub(crate) fn read_up_to(
 }
 
 /// Classify the (decompressed) content of a file, first match wins, in
-/// supermin's order (reference §1.2), with the refusals listed in the
+/// supermin's order (docs/supermin-compat.md, "Input classification"), with
+/// the refusals listed in the
 /// module documentation checked first.
 ///
 /// Errors: [`InputError::Cpio`], [`InputError::UnsupportedCompression`],

@@ -1,7 +1,8 @@
 //! `fnmatch(3)`-compatible matching for excludefiles patterns, and the
 //! [`ExcludePattern`] type built on it.
 //!
-//! supermin calls `fnmatch(pattern, path, FNM_NOESCAPE)` (reference §2.4):
+//! supermin calls `fnmatch(pattern, path, FNM_NOESCAPE)`
+//! (docs/supermin-compat.md, "excludefiles"):
 //! no `FNM_PATHNAME` and no `FNM_PERIOD`, so `*` and `?` also match `/` and a
 //! leading `.`, and a backslash is an ordinary character. We implement that
 //! here on bytes (the C locale), rather than calling libc, so the behaviour
@@ -170,7 +171,8 @@ mod tests {
 
     #[test]
     fn star_crosses_slashes_but_needs_the_prefix() {
-        // §2.4: `/usr/share/doc/*` removes everything below, not the dir.
+        // `/usr/share/doc/*` removes everything below, not the dir
+        // (docs/supermin-compat.md, "excludefiles").
         assert!(m("/usr/share/doc/*", "/usr/share/doc/bash/copyright"));
         assert!(m("/usr/share/doc/*", "/usr/share/doc/x"));
         assert!(!m("/usr/share/doc/*", "/usr/share/doc"));

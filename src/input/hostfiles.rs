@@ -1,4 +1,5 @@
-//! Expanding hostfiles globs against the host (reference §2.5).
+//! Expanding hostfiles globs against the host (docs/supermin-compat.md,
+//! "hostfiles").
 //!
 //! supermin passes each line to `glob(3)` with only `GLOB_NOESCAPE`: `*` and
 //! `?` do not cross `/` and do not match a leading `.`, matches come back

@@ -1,6 +1,8 @@
 //! Reading supermin.d input directories: walking them, classifying each file
 //! by content, and parsing package lists, hostfiles, excludefiles and base
-//! tar archives into one [`Inputs`] value (reference §1, §2.4, §2.5).
+//! tar archives into one [`Inputs`] value (docs/supermin-compat.md, "Input
+//! walk", "Input classification", "Package lists", "Base archives",
+//! "hostfiles" and "excludefiles").
 //!
 //! This module owns the on-disk input format only. Resolving package names
 //! against the package database, applying excludes to package files and
@@ -311,10 +313,11 @@ pub enum InputError {
 /// given order.
 ///
 /// Directories are walked depth-first, pre-order, entries sorted bytewise,
-/// hidden files included, symlinks to directories followed (reference
-/// §1.1). Every file is hashed as a stream and classified by content
-/// (§1.2); lists are read into memory, base archives are only recognised
-/// (see [`Inputs::extract_base`]).
+/// hidden files included, symlinks to directories followed
+/// (docs/supermin-compat.md, "Input walk"). Every file is hashed as a stream
+/// and classified by content (docs/supermin-compat.md, "Input
+/// classification"); lists are read into memory, base archives are only
+/// recognised (see [`Inputs::extract_base`]).
 ///
 /// Errors: the first [`InputError`] met, naming the file; nothing is
 /// partially returned.

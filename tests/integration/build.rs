@@ -175,7 +175,12 @@ fn libguestfs_appliance_runs_a_real_guestfish_session() {
     }
     let tmp = scratch();
     let dir = tmp.path().join("appliance");
-    build(tmp.path(), &[], &dir);
+    // Issue 8, item 15: with a hostfile only its owner may read, the root
+    // image is 0600; libguestfs, run by that owner (root here), boots it.
+    let (extra, secret) = private_hostfile_input(tmp.path());
+    let input = libguestfs_input().unwrap();
+    build(tmp.path(), &["--input", input.to_str().unwrap(), "--input", extra.to_str().unwrap()], &dir);
+    assert_eq!(mode_of(&dir.join("root")), 0o600, "{} is in the image", secret.display());
     let (code, text) = tool_output(&["e2fsck", "-fn", dir.join("root").to_str().unwrap()]);
     assert_eq!(code, 0, "e2fsck: {text}");
 
@@ -225,6 +230,65 @@ fn libguestfs_appliance_runs_a_real_guestfish_session() {
     );
     assert!(!stderr.contains("supermin: build"), "libguestfs ran supermin");
     assert!(disk.exists());
+}
+
+/// Permission bits of a file.
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// An input directory (in `tmp`, made 0755) whose hostfiles name a file
+/// only its owner may read (0600) and a world-readable one. Returns the
+/// input and the private file.
+fn private_hostfile_input(tmp: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = tmp.join("secret.txt");
+    std::fs::write(&secret, "not for everyone\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let public = tmp.join("public.txt");
+    std::fs::write(&public, "for everyone\n").unwrap();
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let input = tmp.join("extra.d");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("hostfiles"), format!("{}\n{}\n", secret.display(), public.display())).unwrap();
+    (input, secret)
+}
+
+/// Issue 8, item 15: hostfiles that not everyone may read on the host are
+/// listed in one warning, and the root image and tarball get mode 0600;
+/// without them both stay 0644.
+#[test]
+fn issue8_private_hostfiles_are_named_and_make_the_image_private() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = scratch();
+    let (input, secret) = private_hostfile_input(tmp.path());
+    std::fs::write(input.join("packages"), "bash\n").unwrap();
+    let dir = tmp.path().join("appliance");
+    let tar = tmp.path().join("appliance.tar.gz");
+    let args = ["--input", input.to_str().unwrap(), "--size", "1G", "--tar", tar.to_str().unwrap()];
+    let run = build(tmp.path(), &args, &dir);
+    let stderr = run.stderr();
+    let private: Vec<&str> =
+        stderr.lines().filter(|l| l.contains("warning:") && l.contains("not everyone may read")).collect();
+    assert_eq!(private.len(), 1, "{}", run.shown_all());
+    assert!(private[0].contains(&*secret.to_string_lossy()), "{}", run.shown_all());
+    assert!(!private[0].contains("public.txt"), "{}", run.shown_all());
+    assert_eq!(mode_of(&dir.join("root")), 0o600);
+    assert_eq!(mode_of(&tar), 0o600);
+    for public in ["kernel", "initrd", "README.fixed", "manifest.toml"] {
+        assert_eq!(mode_of(&dir.join(public)), 0o644, "{public}");
+    }
+
+    std::fs::write(input.join("hostfiles"), format!("{}\n", tmp.path().join("public.txt").display()))
+        .unwrap();
+    let run = build(tmp.path(), &args, &dir);
+    assert!(!run.stderr().contains("not everyone may read"), "{}", run.shown_all());
+    assert_eq!(mode_of(&dir.join("root")), 0o644);
+    assert_eq!(mode_of(&tar), 0o644);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use guestfs_appliance::users::{SystemUsers, UserDb};
 use crate::util::*;
 
 /// Root is needed for useradd/chown; under CI tests run as root.
-fn need_root() -> bool {
+pub fn need_root() -> bool {
     if !is_root() {
         assert!(!in_ci(), "cache tests run as root under CI");
         eprintln!("skipping: needs root");
@@ -26,14 +26,14 @@ fn need_root() -> bool {
 }
 
 /// A system user created for one test and deleted (with its group) on drop.
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl TestUser {
-    fn create(tag: &str) -> TestUser {
+    pub fn create(tag: &str) -> TestUser {
         let name = format!("ga{tag}{}", std::process::id());
         let out = Command::new("useradd")
             .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", &name])
@@ -59,21 +59,21 @@ impl Drop for TestUser {
 }
 
 /// A uid the user database does not know (a user that is "gone").
-fn unused_uid(from: u32) -> u32 {
+pub fn unused_uid(from: u32) -> u32 {
     (from..).find(|u| SystemUsers.by_uid(*u).unwrap().is_none()).unwrap()
 }
 
 /// A scratch dir every user can traverse (tempdirs are 0700). It lives in
 /// /var/tmp, not under the checkout, whose parent directories another user
 /// may not be allowed to enter.
-fn open_scratch() -> tempfile::TempDir {
+pub fn open_scratch() -> tempfile::TempDir {
     let tmp = tempfile::Builder::new().prefix("ga-cache-test-").tempdir_in("/var/tmp").unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     tmp
 }
 
 /// A fake supermin-built cache owned by `uid`, with a lock file.
-fn fake_cache(base: &Path, uid: u32) -> PathBuf {
+pub fn fake_cache(base: &Path, uid: u32) -> PathBuf {
     let cache = base.join(format!(".guestfs-{uid}"));
     std::fs::create_dir_all(cache.join("appliance.d")).unwrap();
     for f in ["kernel", "initrd", "root"] {

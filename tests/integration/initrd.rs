@@ -91,7 +91,8 @@ fn build_root(dir: &Path, mke2fs: &Path, busybox: &Path) -> (PathBuf, String) {
         .output()
         .unwrap();
     assert!(out.status.success(), "mke2fs: {}", String::from_utf8_lossy(&out.stderr));
-    // The UUID as libguestfs reads it: 16 bytes at 0x468 (reference §8.5).
+    // The UUID as libguestfs reads it: 16 bytes at 0x468
+    // (docs/libguestfs-side.md, "Root UUID").
     let image = fs::read(&root).unwrap();
     let hex: String = image[0x468..0x478].iter().map(|b| format!("{b:02x}")).collect();
     let uuid = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
@@ -117,8 +118,9 @@ fn initrd_boots_into_the_root_image() {
     build_initrd(&initrd, &modules);
     let (root, uuid) = build_root(dir.path(), &mke2fs, &busybox);
 
-    // A zero-filled scratch disk comes first (the appliance disk comes last,
-    // trap 18), so the UUID scan has a non-matching disk to skip.
+    // A zero-filled scratch disk comes first (the appliance disk comes last:
+    // docs/traps.md, "Appliance disk comes last"), so the UUID scan has a
+    // non-matching disk to skip.
     let scratch = dir.path().join("scratch");
     fs::write(&scratch, vec![0u8; 1 << 20]).unwrap();
     let append = format!("console=ttyS0 panic=1 root=UUID={uuid}");

@@ -4,17 +4,23 @@
 
 mod bad_input;
 mod base_archives;
+mod bench;
 mod build;
 mod cache;
 mod check;
 mod cli;
+mod docs;
 mod env;
 mod environment;
+mod hardening;
+mod hostile_files;
 mod initrd;
+mod outputs;
 mod packages;
 mod packages_built;
 mod packaging;
 mod pipe;
+mod pkgdb;
 mod qemu;
 mod reproducible;
 mod schedule;

@@ -1,8 +1,8 @@
 //! Booting a kernel + initrd under qemu (TCG) and capturing the serial
 //! console, for the initrd and appliance boot tests.
 //!
-//! KVM is present but unusable on the build machines (shared notes,
-//! machine-facts.md), so guests always run under TCG. The guest is expected
+//! KVM is present but unusable on the build machines (docs/machine-quirks.md,
+//! "KVM is unusable"), so guests always run under TCG. The guest is expected
 //! to power itself off; qemu runs with `-no-reboot` so that a guest reboot or
 //! kernel panic (with `panic=1`) ends qemu too. A guest still running at the
 //! timeout is killed and the log says so.

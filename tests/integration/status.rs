@@ -24,7 +24,7 @@ fn status(cwd: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Run {
 
 /// A python3 that has `module` (Debian's /usr/bin/python3 first: a pyenv
 /// shim on PATH may lack the Debian modules). Skips (fails under CI) if none.
-fn python_with(module: &str) -> Option<PathBuf> {
+pub(crate) fn python_with(module: &str) -> Option<PathBuf> {
     for py in ["/usr/bin/python3", "python3"] {
         let ok = Command::new(py)
             .args(["-c", &format!("import {module}")])
@@ -45,6 +45,12 @@ fn schema_path() -> PathBuf {
 
 /// Validate `json` text against the documented schema with python3-jsonschema.
 fn validate_against_schema(json: &str) {
+    validate_json(&schema_path(), json);
+}
+
+/// Validate `json` text against the JSON schema in `schema` with
+/// python3-jsonschema (the schema itself is checked first).
+pub(crate) fn validate_json(schema: &Path, json: &str) {
     let Some(py) = python_with("jsonschema") else { return };
     let script = "import json,sys,jsonschema\n\
                   schema=json.load(open(sys.argv[1]))\n\
@@ -52,7 +58,7 @@ fn validate_against_schema(json: &str) {
                   jsonschema.validate(json.load(sys.stdin), schema, cls=jsonschema.validators.validator_for(schema))\n\
                   print('valid')";
     let mut child = Command::new(py)
-        .args(["-c", script, schema_path().to_str().unwrap()])
+        .args(["-c", script, schema.to_str().unwrap()])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -63,7 +69,8 @@ fn validate_against_schema(json: &str) {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "JSON does not match docs/status-schema.json:\n{}\n--- json ---\n{json}",
+        "JSON does not match {}:\n{}\n--- json ---\n{json}",
+        schema.display(),
         String::from_utf8_lossy(&out.stderr)
     );
 }
