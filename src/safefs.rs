@@ -664,7 +664,11 @@ pub fn real_path(path: &Path) -> Result<PathBuf, SafeFsError> {
                 out.extend(rest.iter().rev());
                 return Ok(out);
             }
-            Err(SafeFsError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            // Missing, or not a directory (a file named as the output):
+            // resolve what leads to it and let the writer say what is wrong.
+            Err(SafeFsError::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound
+                    || source.raw_os_error() == Some(libc::ENOTDIR) => {}
             Err(e) => return Err(e),
         }
         match (cur.file_name().map(|n| n.to_owned()), cur.parent()) {

@@ -7,12 +7,26 @@ use std::path::{Path, PathBuf};
 
 use crate::util::*;
 
-/// A stand-in "previous appliance": the four files with known content.
+/// A stand-in "previous appliance": the four files with known content,
+/// each with the magic that makes it an appliance by content (issue 8
+/// item 3): a bzImage header, a newc cpio, an ext2 superblock.
 pub(crate) fn previous_appliance(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::create_dir_all(dir).unwrap();
     let mut files = BTreeMap::new();
     for name in ["kernel", "initrd", "root", "README.fixed"] {
-        let content = format!("previous {name}\n").into_bytes();
+        let mut content = format!("previous {name}\n").into_bytes();
+        match name {
+            "kernel" => {
+                content.resize(0x400, 0);
+                content[0x202..0x206].copy_from_slice(b"HdrS");
+            }
+            "initrd" => content = [b"070701".as_slice(), &content].concat(),
+            "root" => {
+                content.resize(0x800, 0);
+                content[0x438..0x43a].copy_from_slice(&[0x53, 0xef]);
+            }
+            _ => {}
+        }
         std::fs::write(dir.join(name), &content).unwrap();
         files.insert(name.to_string(), content);
     }
@@ -201,7 +215,7 @@ fn unreadable_kernel_is_refused_with_a_fix() {
     // reach the binaries, whatever the permissions above the checkout are.
     let tmp = tempfile::Builder::new().prefix("ga-unreadable-").tempdir_in("/tmp").unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let ga_copy = tmp.path().join("guestfs-appliance");
     std::fs::copy(bin("guestfs-appliance"), &ga_copy).unwrap();
     let k = tmp.path().join("vmlinuz-test");

@@ -311,12 +311,22 @@ fn killed_build_leaves_the_previous_appliance_and_next_build_cleans_up() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let staging = tmp.path().join(format!(".appliance.build-{}", child.id()));
+    // Staging is `.appliance.build-PID.RANDOM` (unpredictable, issue 8).
+    let prefix = format!(".appliance.build-{}.", child.id());
+    let find_staging = || {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !staging.exists() && std::time::Instant::now() < deadline {
+    let mut found = find_staging();
+    while found.is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
+        found = find_staging();
     }
-    assert!(staging.exists(), "the build never created {}", staging.display());
+    let staging = found.unwrap_or_else(|| panic!("the build never created {prefix}*"));
     std::thread::sleep(Duration::from_millis(50));
     child.kill().unwrap();
     let status = child.wait().unwrap();
