@@ -343,6 +343,16 @@ pub fn check_trusted(dir: &PinnedDir, name: &OsStr, file: &File) -> Result<FileS
     if st.st_uid != me && st.st_uid != 0 && st.st_uid != dir_owner {
         return Err(SafeFsError::Untrusted { path, owner: st.st_uid }.into());
     }
+    if st.st_nlink == 0 {
+        // Unlinked after we opened it (another cleaner removing the cache):
+        // report it as gone, which callers already handle.
+        return Err(SafeFsError::Io {
+            action: "inspecting",
+            path,
+            source: io::Error::new(io::ErrorKind::NotFound, "removed while we opened it"),
+        }
+        .into());
+    }
     if st.st_nlink != 1 {
         return Err(SafeFsError::NotRegular { path, what: "a file with several hard links" }.into());
     }
@@ -614,6 +624,28 @@ mod tests {
         s.create_file("kernel", 0o644).unwrap().write_all(kernel).unwrap();
         let manifest = "format_version = 2\nfingerprint = \"x\"\n[kernel]\nversion = \"6\"\n";
         s.create_file("manifest.toml", 0o644).unwrap().write_all(manifest.as_bytes()).unwrap();
+    }
+
+    /// A lock file another cleaner unlinks between our open and our check
+    /// is reported as gone (NotFound), not as a planted hard link.
+    #[test]
+    fn check_trusted_reports_an_unlinked_file_as_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = PinnedDir::open(tmp.path()).unwrap();
+        let file = dir.open_regular(OsStr::new("lock"), Access::ReadWriteCreate(0o600)).unwrap().unwrap();
+        std::fs::remove_file(tmp.path().join("lock")).unwrap();
+        match check_trusted(&dir, OsStr::new("lock"), &file) {
+            Err(OutputError::Fs(SafeFsError::Io { source, .. })) => {
+                assert_eq!(source.kind(), io::ErrorKind::NotFound)
+            }
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        let linked = dir.open_regular(OsStr::new("a"), Access::ReadWriteCreate(0o600)).unwrap().unwrap();
+        std::fs::hard_link(tmp.path().join("a"), tmp.path().join("b")).unwrap();
+        assert!(matches!(
+            check_trusted(&dir, OsStr::new("a"), &linked),
+            Err(OutputError::Fs(SafeFsError::NotRegular { .. }))
+        ));
     }
 
     #[test]

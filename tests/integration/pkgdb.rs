@@ -121,11 +121,9 @@ impl Fixture {
         assert!(err.contains("not installed and were left out: fx-nothere"), "{}", run.shown_all());
         let manifest = std::fs::read_to_string(self.dir.join("manifest.toml")).unwrap();
         assert!(manifest.contains(&format!("package_handler = \"{handler}\"")), "{manifest}");
-        let mut names: Vec<&str> = manifest
-            .lines()
-            .filter_map(|l| l.strip_prefix("name = \""))
-            .map(|n| n.trim_end_matches('"'))
-            .collect();
+        let parsed: toml::Table = manifest.parse().unwrap();
+        let mut names: Vec<&str> =
+            parsed["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
         names.sort();
         assert_eq!(names, ["fx-app", "fx-base", "fx-data", "fx-lib"], "{manifest}");
         assert!(manifest.contains("version = \"1.0-1\""), "{manifest}");
