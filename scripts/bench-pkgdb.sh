@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Package handlers, side by side with the package managers' own tools.
+#
+# Makes three fixture roots holding the same synthetic package set with the
+# real tools (dpkg-deb + dpkg --root, rpmbuild + rpm --root with Fedora's
+# sqlite layout, bsdtar + pacman --root): PACKAGES packages (default
+# 880, this Debian host's count) of FILES files each (default 54), where
+# bp-0001 depends on a chain of CLOSURE packages (default 222, libguestfs's
+# closure here; every 10th link through a virtual provide, every 25th through
+# a file requirement). Then, per root, times our handler (open + closure +
+# file list, `examples/pkgdb-timing.rs`) against the tool listing the same
+# packages' files (`dpkg-query -L`, `rpm -ql`, `pacman -Qlq`). Prints medians
+# and ratios; asserts nothing. Needs dpkg-deb, rpm, rpmbuild, pacman, bsdtar
+# (all in .ci/install-deps).
+#
+#   RUNS=21 PACKAGES=880 FILES=54 CLOSURE=222 scripts/bench-pkgdb.sh
+set -euo pipefail
+
+runs=${RUNS:-21}
+n=${PACKAGES:-880}
+files=${FILES:-54}
+closure=${CLOSURE:-222}
+here=$(cd "$(dirname "$0")/.." && pwd)
+for tool in dpkg-deb dpkg-query rpm rpmbuild pacman bsdtar; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is required (.ci/install-deps)" >&2; exit 2; }
+done
+[ "$closure" -le "$n" ] || { echo "bench: CLOSURE must not exceed PACKAGES" >&2; exit 2; }
+
+(cd "$here" && cargo build --release --quiet --example pkgdb-timing)
+timing="$here/target/release/examples/pkgdb-timing"
+bench=$(mktemp -d /var/tmp/ga-bench-pkgdb.XXXXXX)
+trap 'rm -rf "$bench"' EXIT
+chmod 755 "$bench"
+
+name() { printf 'bp-%04d' "$1"; }
+# deps I: what package I requires, one per line, as "kind target"
+deps() {
+    local i=$1 next=$(($1 + 1))
+    [ "$i" -lt "$closure" ] || return 0
+    if [ $((i % 25)) -eq 0 ]; then
+        echo "file /usr/share/bp/$(name "$next")/f1"
+    elif [ $((i % 10)) -eq 0 ]; then
+        echo "virtual $(name "$next")-virt"
+    else
+        echo "name $(name "$next")"
+    fi
+}
+names_in_closure() { for i in $(seq "$closure"); do name "$i"; done; }
+
+ms() { # ms CMD...: wall milliseconds of one run
+    local t0 t1
+    t0=$EPOCHREALTIME
+    "$@" >/dev/null 2>&1
+    t1=$EPOCHREALTIME
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", (b-a)*1000}'
+}
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+tool_median() { # tool_median CMD...
+    local i
+    for i in $(seq "$runs"); do ms "$@"; done | median
+}
+
+echo "bench: $n packages x $files files, closure of $closure, $runs runs each (fixtures in $bench)" >&2
+
+# --- dpkg -------------------------------------------------------------------
+make_dpkg() {
+    local root=$bench/dpkg/root debs=$bench/dpkg/debs i p kind target
+    mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates" "$debs"
+    : >"$root/var/lib/dpkg/status"
+    : >"$root/var/lib/dpkg/available"
+    for i in $(seq "$n"); do
+        p=$(name "$i")
+        local d=$bench/dpkg/src/$p
+        mkdir -p "$d/DEBIAN" "$d/usr/share/bp/$p"
+        for k in $(seq "$files"); do echo "$p $k" >"$d/usr/share/bp/$p/f$k"; done
+        local depends="" provides=""
+        if read -r kind target < <(deps "$i"); then
+            case $kind in
+                name|virtual) depends="Depends: $target" ;;
+                file) depends="Depends: $(name $((i + 1)))" ;; # dpkg has no file dependencies
+            esac
+        fi
+        [ $(((i - 1) % 10)) -eq 0 ] && [ "$i" -gt 1 ] && provides="Provides: $p-virt"
+        printf 'Package: %s\nVersion: 1.0-1\nArchitecture: all\nMaintainer: bench <bench@example.org>\nDescription: bench fixture\n%s%s' \
+            "$p" "${depends:+$depends$'\n'}" "${provides:+$provides$'\n'}" >"$d/DEBIAN/control"
+        dpkg-deb --root-owner-group -Zgzip -z1 --build "$d" "$debs/$p.deb" >/dev/null
+    done
+    dpkg --root="$root" --force-depends --force-script-chrootless -i "$debs"/*.deb >/dev/null
+}
+
+# --- rpm --------------------------------------------------------------------
+make_rpm() {
+    local top=$bench/rpm/build root=$bench/rpm/root spec=$bench/rpm/bp.spec i p kind target
+    mkdir -p "$top" "$root/usr/lib/sysimage/rpm" "$root/var/lib"
+    ln -s ../../usr/lib/sysimage/rpm "$root/var/lib/rpm"
+    {
+        printf 'Name: bp\nVersion: 1.0\nRelease: 1\nSummary: bench\nLicense: MIT\nBuildArch: noarch\n'
+        printf '%%description\nbench\n'
+        for i in $(seq "$n"); do
+            p=$(name "$i")
+            printf '%%package -n %s\nSummary: %s\n' "$p" "$p"
+            if read -r kind target < <(deps "$i"); then printf 'Requires: %s\n' "$target"; fi
+            [ $(((i - 1) % 10)) -eq 0 ] && [ "$i" -gt 1 ] && printf 'Provides: %s-virt\n' "$p"
+            printf '%%description -n %s\n%s\n' "$p" "$p"
+        done
+        printf '%%install\n'
+        printf 'for p in $(seq -f "bp-%%04g" 1 %d); do mkdir -p %%{buildroot}/usr/share/bp/$p; ' "$n"
+        printf 'for k in $(seq 1 %d); do echo "$p $k" > %%{buildroot}/usr/share/bp/$p/f$k; done; done\n' "$files"
+        for i in $(seq "$n"); do
+            printf '%%files -n %s\n/usr/share/bp/%s\n' "$(name "$i")" "$(name "$i")"
+        done
+    } >"$spec"
+    rpmbuild --quiet --define "_topdir $top" --define '_binary_payload w1.gzdio' -bb "$spec" >/dev/null 2>&1
+    rpm --root "$root" --dbpath /usr/lib/sysimage/rpm --initdb
+    rpm --root "$root" --dbpath /usr/lib/sysimage/rpm -i --nodeps "$top"/RPMS/noarch/*.rpm 2>/dev/null
+}
+
+# --- pacman -----------------------------------------------------------------
+make_pacman() {
+    # Packages are written with bsdtar (.PKGINFO + payload) rather than
+    # makepkg: makepkg costs seconds per split package (880 would take an
+    # hour here), and the handler reads only what pacman writes into its
+    # database, which the real pacman does below. The handler's tests build
+    # their fixtures with makepkg.
+    local dir=$bench/pacman/build root=$bench/pacman/root i p kind target
+    mkdir -p "$dir" "$root/var/lib/pacman"
+    for i in $(seq "$n"); do
+        p=$(name "$i")
+        local d=$dir/$p
+        mkdir -p "$d/usr/share/bp/$p"
+        for k in $(seq "$files"); do echo "$p $k" >"$d/usr/share/bp/$p/f$k"; done
+        {
+            printf 'pkgname = %s\npkgbase = bp\npkgver = 1.0-1\npkgdesc = bench fixture\n' "$p"
+            printf 'builddate = 0\npackager = bench\nsize = %d\narch = any\n' "$files"
+            if read -r kind target < <(deps "$i"); then
+                case $kind in
+                    name|virtual) printf 'depend = %s\n' "$target" ;;
+                    file) printf 'depend = %s\n' "$(name $((i + 1)))" ;; # no file dependencies in pacman
+                esac
+            fi
+            [ $(((i - 1) % 10)) -eq 0 ] && [ "$i" -gt 1 ] && printf 'provides = %s-virt\n' "$p"
+        } >"$d/.PKGINFO"
+        (cd "$d" && bsdtar --uid 0 --gid 0 -czf "$dir/$p-1.0-1-any.pkg.tar.gz" .PKGINFO usr)
+    done
+    pacman --root "$root" --dbpath "$root/var/lib/pacman" --noconfirm --noscriptlet --nodeps --nodeps \
+        --noprogressbar -U "$dir"/*.pkg.tar.gz >/dev/null 2>&1
+}
+
+timed() { # timed FN: run FN, say how long it took
+    local t0=$EPOCHREALTIME
+    "$1"
+    echo "bench: $1 took $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.0f", b-a}') s" >&2
+}
+timed make_dpkg & timed make_rpm & timed make_pacman & wait
+
+mapfile -t members < <(names_in_closure)
+report() { # report TOOL-LABEL ROOT TOOL-CMD...
+    local label=$1 root=$2 ours theirs line
+    shift 2
+    line=$(RUNS=$runs "$timing" "$root" "$(name 1)")
+    ours=$(sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' <<<"$line")
+    theirs=$(tool_median "$@")
+    printf '%s\n    `%s` listing the same %d packages: median %.1f ms; ours/theirs %.2f\n' \
+        "$line" "$label" "$closure" "$theirs" "$(awk -v a="$ours" -v b="$theirs" 'BEGIN {print a/b}')"
+}
+report "dpkg-query -L" "$bench/dpkg/root" dpkg-query --admindir="$bench/dpkg/root/var/lib/dpkg" -L "${members[@]}"
+report "rpm -ql" "$bench/rpm/root" rpm --root "$bench/rpm/root" --dbpath /usr/lib/sysimage/rpm -ql "${members[@]}"
+report "pacman -Qlq" "$bench/pacman/root" pacman --root "$bench/pacman/root" --dbpath "$bench/pacman/root/var/lib/pacman" -Qlq "${members[@]}"
