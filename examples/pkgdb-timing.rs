@@ -32,9 +32,10 @@ fn main() {
         (handler, packages, files) = (db.handler(), resolution.packages.len(), listed.len());
     }
     times.sort();
-    println!(
-        "{handler}: closure of {packages} packages + {files} files: median {:.1} ms (min {:.1}, {runs} runs)",
+    let line = format!(
+        "{handler}: closure of {packages} packages + {files} files: median {:.1} ms (min {:.1}, {runs} runs)\n",
         times[runs / 2].as_secs_f64() * 1e3,
         times[0].as_secs_f64() * 1e3
     );
+    guestfs_appliance::stdout::write(line).expect("writing to stdout");
 }
