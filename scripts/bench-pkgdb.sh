@@ -33,17 +33,32 @@ trap 'rm -rf "$bench"' EXIT
 chmod 755 "$bench"
 
 name() { printf 'bp-%04d' "$1"; }
-# deps I: what package I requires, one per line, as "kind target"
-deps() {
+# requirement I FORMAT: what package I requires, if anything: the next link
+# of the chain by name, every 10th through its virtual provide, every 25th
+# through a file it owns (rpm; dpkg and pacman have no file requirements, so
+# they name the package).
+requirement() {
     local i=$1 next=$(($1 + 1))
     [ "$i" -lt "$closure" ] || return 0
-    if [ $((i % 25)) -eq 0 ]; then
-        echo "file /usr/share/bp/$(name "$next")/f1"
-    elif [ $((i % 10)) -eq 0 ]; then
-        echo "virtual $(name "$next")-virt"
+    if [ $((i % 25)) -eq 0 ] && [ "$2" = rpm ]; then
+        echo "/usr/share/bp/$(name "$next")/f1"
+    elif [ $((i % 25)) -ne 0 ] && [ $((i % 10)) -eq 0 ]; then
+        echo "$(name "$next")-virt"
     else
-        echo "name $(name "$next")"
+        name "$next"
+        echo
     fi
+}
+# virtual I: the virtual name package I provides, if any.
+virtual() {
+    if [ $((($1 - 1) % 10)) -eq 0 ] && [ "$1" -gt 1 ]; then echo "$(name "$1")-virt"; fi
+}
+# fill DIR I: package I's files under DIR.
+fill() {
+    local p k
+    p=$(name "$2")
+    mkdir -p "$1/usr/share/bp/$p"
+    for k in $(seq "$files"); do echo "$p $k" >"$1/usr/share/bp/$p/f$k"; done
 }
 names_in_closure() { for i in $(seq "$closure"); do name "$i"; done; }
 
@@ -64,25 +79,19 @@ echo "bench: $n packages x $files files, closure of $closure, $runs runs each (f
 
 # --- dpkg -------------------------------------------------------------------
 make_dpkg() {
-    local root=$bench/dpkg/root debs=$bench/dpkg/debs i p kind target
+    local root=$bench/dpkg/root debs=$bench/dpkg/debs i p dep virt
     mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates" "$debs"
     : >"$root/var/lib/dpkg/status"
     : >"$root/var/lib/dpkg/available"
     for i in $(seq "$n"); do
         p=$(name "$i")
         local d=$bench/dpkg/src/$p
-        mkdir -p "$d/DEBIAN" "$d/usr/share/bp/$p"
-        for k in $(seq "$files"); do echo "$p $k" >"$d/usr/share/bp/$p/f$k"; done
-        local depends="" provides=""
-        if read -r kind target < <(deps "$i"); then
-            case $kind in
-                name|virtual) depends="Depends: $target" ;;
-                file) depends="Depends: $(name $((i + 1)))" ;; # dpkg has no file dependencies
-            esac
-        fi
-        [ $(((i - 1) % 10)) -eq 0 ] && [ "$i" -gt 1 ] && provides="Provides: $p-virt"
+        mkdir -p "$d/DEBIAN"
+        fill "$d" "$i"
+        dep=$(requirement "$i" dpkg)
+        virt=$(virtual "$i")
         printf 'Package: %s\nVersion: 1.0-1\nArchitecture: all\nMaintainer: bench <bench@example.org>\nDescription: bench fixture\n%s%s' \
-            "$p" "${depends:+$depends$'\n'}" "${provides:+$provides$'\n'}" >"$d/DEBIAN/control"
+            "$p" "${dep:+Depends: $dep$'\n'}" "${virt:+Provides: $virt$'\n'}" >"$d/DEBIAN/control"
         dpkg-deb --root-owner-group -Zgzip -z1 --build "$d" "$debs/$p.deb" >/dev/null
     done
     dpkg --root="$root" --force-depends --force-script-chrootless -i "$debs"/*.deb >/dev/null
@@ -90,7 +99,7 @@ make_dpkg() {
 
 # --- rpm --------------------------------------------------------------------
 make_rpm() {
-    local top=$bench/rpm/build root=$bench/rpm/root spec=$bench/rpm/bp.spec i p kind target
+    local top=$bench/rpm/build root=$bench/rpm/root spec=$bench/rpm/bp.spec i p dep virt
     mkdir -p "$top" "$root/usr/lib/sysimage/rpm" "$root/var/lib"
     ln -s ../../usr/lib/sysimage/rpm "$root/var/lib/rpm"
     {
@@ -99,8 +108,10 @@ make_rpm() {
         for i in $(seq "$n"); do
             p=$(name "$i")
             printf '%%package -n %s\nSummary: %s\n' "$p" "$p"
-            if read -r kind target < <(deps "$i"); then printf 'Requires: %s\n' "$target"; fi
-            [ $(((i - 1) % 10)) -eq 0 ] && [ "$i" -gt 1 ] && printf 'Provides: %s-virt\n' "$p"
+            dep=$(requirement "$i" rpm)
+            virt=$(virtual "$i")
+            if [ -n "$dep" ]; then printf 'Requires: %s\n' "$dep"; fi
+            if [ -n "$virt" ]; then printf 'Provides: %s\n' "$virt"; fi
             printf '%%description -n %s\n%s\n' "$p" "$p"
         done
         printf '%%install\n'
@@ -122,23 +133,19 @@ make_pacman() {
     # hour here), and the handler reads only what pacman writes into its
     # database, which the real pacman does below. The handler's tests build
     # their fixtures with makepkg.
-    local dir=$bench/pacman/build root=$bench/pacman/root i p kind target
+    local dir=$bench/pacman/build root=$bench/pacman/root i p dep virt
     mkdir -p "$dir" "$root/var/lib/pacman"
     for i in $(seq "$n"); do
         p=$(name "$i")
         local d=$dir/$p
-        mkdir -p "$d/usr/share/bp/$p"
-        for k in $(seq "$files"); do echo "$p $k" >"$d/usr/share/bp/$p/f$k"; done
+        fill "$d" "$i"
+        dep=$(requirement "$i" pacman)
+        virt=$(virtual "$i")
         {
             printf 'pkgname = %s\npkgbase = bp\npkgver = 1.0-1\npkgdesc = bench fixture\n' "$p"
             printf 'builddate = 0\npackager = bench\nsize = %d\narch = any\n' "$files"
-            if read -r kind target < <(deps "$i"); then
-                case $kind in
-                    name|virtual) printf 'depend = %s\n' "$target" ;;
-                    file) printf 'depend = %s\n' "$(name $((i + 1)))" ;; # no file dependencies in pacman
-                esac
-            fi
-            [ $(((i - 1) % 10)) -eq 0 ] && [ "$i" -gt 1 ] && printf 'provides = %s-virt\n' "$p"
+            if [ -n "$dep" ]; then printf 'depend = %s\n' "$dep"; fi
+            if [ -n "$virt" ]; then printf 'provides = %s\n' "$virt"; fi
         } >"$d/.PKGINFO"
         (cd "$d" && bsdtar --uid 0 --gid 0 -czf "$dir/$p-1.0-1-any.pkg.tar.gz" .PKGINFO usr)
     done
