@@ -13,14 +13,14 @@
 //! whose owner is that uid, deleted only while we hold its lock as a POSIX
 //! record lock (so supermin and we exclude each other).
 //!
-//! One file per job: [`find`] locates caches and tells a cache by its name,
-//! [`inspect`] reports on one (including supermin's date rule), [`prime`]
-//! builds a user's appliance into it, [`clean`] removes caches. This file
-//! holds what they share: the names inside a cache, the error type, and the
-//! rules for opening a cache and its lock file.
+//! One file per job: `find.rs` locates caches and tells a cache by its
+//! name, `inspect.rs` reports on one (including supermin's date rule),
+//! `prime.rs` builds a user's appliance into one, `clean.rs` removes
+//! caches. This file holds what they share: the names inside a cache, the
+//! error type, and the rules for opening a cache and its lock file.
 //!
 //! It leaves to others: the build pipeline (`commands::build`, which
-//! [`prime`] calls), checking an appliance that has a manifest against the
+//! [`prime()`] calls), checking an appliance that has a manifest against the
 //! host (the caller passes that check in, see
 //! [`InspectContext::manifest_check`]), and printing (`commands::cache`).
 //! Whether a cache's user still exists is asked of a [`UserDb`] (on the
@@ -48,7 +48,7 @@ pub use inspect::{
     check_cache_dir, date_rule, host_date_inputs, inspect, tree_size, ApplianceState, CacheInfo,
     InspectContext, UserStatus,
 };
-pub use prime::{prepare_cache_dir, touch_outputs};
+pub use prime::{prepare_cache_dir, prime, prime_observed, touch_outputs, PrimeRequest, Primed};
 
 /// Name prefix of a cache directory; the rest is the decimal uid.
 pub const CACHE_PREFIX: &str = ".guestfs-";

@@ -1,16 +1,168 @@
-//! Priming a user's cache: make `.guestfs-UID` and its lock file as
-//! libguestfs would accept them, and date the appliance's outputs so
-//! supermin's `--if-newer` reuses them. Everything is done through pinned
-//! directory fds, created exclusively, owners set on fds: the cache's owner
-//! cannot steer us through a link.
+//! `cache prime`: build the appliance a user's libguestfs needs into their
+//! cache (`.guestfs-UID/appliance.d`) and date its outputs so supermin's
+//! `--if-newer` reuses it at their next launch.
+//!
+//! The cache and its lock file are made as libguestfs would accept them, and
+//! everything in the cache is done through pinned directory fds, created
+//! exclusively, owners set on fds: the user owns the directory, so every
+//! name in it is theirs to change, and they cannot steer us through a link
+//! (issue 8; tests/integration/hardening.rs).
+//!
+//! One lock, the cache's `lock` (the file supermin's `--lock` takes), is
+//! held from before the freshness check to after the outputs are dated: a
+//! supermin run or libguestfs launch in between would see undated outputs
+//! and rebuild (issue 9).
+//!
+//! It leaves the build itself to the pipeline (`commands::build`) and
+//! printing to `commands::cache`.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use anyhow::{bail, Context, Result};
+
+use super::{date_rule, host_date_inputs, libguestfs_base, ApplianceState, APPLIANCE_DIR, LOCK_NAME};
 use super::{ensure_lock_file, open_cache, CacheError, CACHE_PREFIX, DATED_OUTPUTS};
-use crate::output;
+use crate::commands::build::{self, BuildRequest, IfNeeded};
+use crate::config::Config;
+use crate::output::{self, OutputLock};
+use crate::printer::Printer;
 use crate::safefs::{Access, PinnedDir, SafeFsError};
+use crate::users::{SystemUsers, UserDb};
+
+/// What `cache prime` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct PrimeRequest {
+    /// Whose cache: a user name or uid. `None`: the caller's (effective uid).
+    pub user: Option<String>,
+    /// The cache base. `None`: libguestfs's (`$LIBGUESTFS_CACHEDIR`, else
+    /// `$TMPDIR`, else `/var/tmp`).
+    pub cachedir: Option<PathBuf>,
+    /// Rebuild even when the appliance is fresh.
+    pub force: bool,
+}
+
+/// What [`prime`] did.
+#[derive(Debug, Clone)]
+pub struct Primed {
+    /// The primed `appliance.d`.
+    pub appliance: PathBuf,
+    /// The cache's user: their name, or the uid as text if they have none.
+    pub user: String,
+    /// Their uid.
+    pub uid: u32,
+    /// The build's summary line (with why it was needed), or
+    /// `already fresh`.
+    pub outcome: String,
+    /// Why libguestfs may still not reuse the appliance, if it may not.
+    pub warning: Option<String>,
+}
+
+/// Prime the cache `req` names: prepare it, build its appliance if it is
+/// missing or stale (always with `force`), and date the outputs, all under
+/// the cache's lock.
+///
+/// Errors: the user is unknown; priming another user's cache without root;
+/// the cache or its `appliance.d` cannot be trusted (see
+/// [`prepare_cache_dir`]); the lock times out; the build fails.
+pub fn prime(req: &PrimeRequest, config: &Config, printer: &Printer) -> Result<Primed> {
+    prime_observed(req, config, printer, &mut |_| {})
+}
+
+/// [`prime`], calling `after_build(lock file)` once the appliance is built
+/// (or found fresh) and before its outputs are dated, while the lock is
+/// held. A seam for tests: they check from another process that the lock
+/// is still taken at that point (tests/integration/cache.rs,
+/// `issue9_prime_holds_the_lock_from_build_to_date`). Production code
+/// calls [`prime`].
+pub fn prime_observed(
+    req: &PrimeRequest,
+    config: &Config,
+    printer: &Printer,
+    after_build: &mut dyn FnMut(&Path),
+) -> Result<Primed> {
+    let users = SystemUsers;
+    let euid = nix::unistd::geteuid();
+    let (uid, gid, name) = match &req.user {
+        Some(spec) => {
+            let uid = users.resolve_uid(spec)?;
+            let e = users.require_uid(uid)?;
+            (uid, e.gid, e.name)
+        }
+        None => {
+            let uid = euid.as_raw();
+            match users.by_uid(uid)? {
+                Some(e) => (uid, e.gid, e.name),
+                None => (uid, nix::unistd::getegid().as_raw(), uid.to_string()),
+            }
+        }
+    };
+    if !euid.is_root() && uid != euid.as_raw() {
+        bail!("priming the cache of {name} (uid {uid}) needs root, to give the files to that user; run it as root");
+    }
+    let base = match &req.cachedir {
+        Some(d) => d.clone(),
+        None => libguestfs_base(
+            std::env::var_os("LIBGUESTFS_CACHEDIR").map(PathBuf::from),
+            std::env::var_os("TMPDIR").map(PathBuf::from),
+        ),
+    };
+    let cache_dir = prepare_cache_dir(&base, uid, gid)
+        .with_context(|| format!("preparing the libguestfs cache of {name} in {}", base.display()))?;
+    // Everything below opens the cache through guestfs_appliance::safefs:
+    // the user owns this directory, so every name in it is theirs to
+    // change; we only ever follow our own or root's links, create
+    // exclusively, set owners and modes on fds, and build in a 0700
+    // staging directory swapped in by rename.
+    let appliance = cache_dir.join(APPLIANCE_DIR);
+    if std::fs::symlink_metadata(&appliance).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!(CacheError::Unexpected { path: appliance, what: "a symlink" });
+    }
+    let lock_path = cache_dir.join(LOCK_NAME);
+    let mut breq = BuildRequest::for_dir(Some(appliance.clone()), config)?;
+    breq.lock_path = Some(lock_path.clone());
+    breq.owner = Some((uid, gid));
+    // supermin --if-newer reuses the appliance only if appliance.d, kernel,
+    // initrd and root are all strictly newer than its inputs (libguestfs's
+    // supermin.d and the package database's date file:
+    // docs/supermin-compat.md, "The if-newer rule"). Our files carry the
+    // inputs' dates, so we stamp them "now". One lock from the check to the
+    // stamp: were it released in between, a supermin (or a libguestfs
+    // launch) could take it, see undated outputs and rebuild over ours.
+    let lock = OutputLock::acquire(&lock_path, breq.lock_timeout, || {
+        printer.info(format!("waiting for another build holding {}", lock_path.display()))
+    })?;
+    let outcome = if req.force {
+        build::build_holding(&breq, &lock, printer)?.line()
+    } else {
+        match build::build_if_needed(&breq, &lock, printer)? {
+            IfNeeded::Fresh(_) => "already fresh".into(),
+            IfNeeded::Built { why, summary } => format!("{} ({why})", summary.line()),
+        }
+    };
+    after_build(&lock_path);
+    touch_outputs(&appliance, SystemTime::now())?;
+    drop(lock);
+    // check's stamp beside appliance.d is written to belong to the cache's
+    // owner (crate::stamp::record), so their own `check` can refresh it.
+    let inputs = host_date_inputs(Path::new("/"));
+    let warning = if inputs.is_empty() {
+        Some(
+            "libguestfs's supermin.d is not installed: nothing will use this cache until libguestfs is"
+                .into(),
+        )
+    } else if let ApplianceState::StaleByDate(reasons) = date_rule(&appliance, &inputs) {
+        Some(format!(
+            "supermin would still rebuild {}: {} (is an input dated in the future?)",
+            appliance.display(),
+            reasons.join("; ")
+        ))
+    } else {
+        None
+    };
+    Ok(Primed { appliance, user: name, uid, outcome, warning })
+}
 
 /// Create `base/.guestfs-UID` as libguestfs would accept it (a real
 /// directory owned by uid:gid, mode 0755), or check an existing one, and
