@@ -25,7 +25,8 @@
 //! init.rs                                the initrd's init: built in, or $GUESTFS_APPLIANCE_INIT
 //! output.rs                              staging dir, lock, atomic swap, "is an appliance"
 //! safefs.rs                              files made relative to a pinned dir fd (O_EXCL, O_NOFOLLOW)
-//! cache.rs                               libguestfs .guestfs-UID caches: find, inspect, clean
+//! cache/                                 libguestfs .guestfs-UID caches; mod.rs: names, errors, lock file
+//!   find.rs inspect.rs prime.rs clean.rs   one job each; prime -> commands/build.rs (until build/)
 //! users.rs                               users through libc/NSS (getpwuid_r), for cache
 //! manifest.rs                            manifest.toml and the fingerprint
 //! bounded.rs                             the one reader of files we parse: no FIFOs, size caps

@@ -305,10 +305,12 @@ pub enum IfNeeded {
 }
 
 /// Build `req` only when its directory is missing or stale against `req`
-/// (`cache prime`: the appliance libguestfs needs, whatever was there).
-pub fn build_if_needed(req: &BuildRequest, printer: &Printer) -> Result<IfNeeded> {
+/// (`cache prime`: the appliance libguestfs needs, whatever was there),
+/// under `lock`, which the caller took and keeps after we return (prime
+/// holds it until the outputs are dated).
+pub fn build_if_needed(req: &BuildRequest, lock: &OutputLock, printer: &Printer) -> Result<IfNeeded> {
     let dir = req.dir.as_deref().context("--if-needed needs an appliance directory")?;
-    if_needed(dir, req.lock_path.as_deref(), req.lock_timeout, printer, |dir| {
+    if_needed(dir, Some(lock), req.lock_timeout, printer, |dir| {
         Ok((crate::check::evaluate(dir, req, printer), Some(req.clone())))
     })
 }
@@ -331,11 +333,12 @@ pub fn refresh_as_built(
 
 /// The lock is taken before the check (as supermin's `--lock` before
 /// `--if-newer`), so concurrent callers wait for the one building and then
-/// find it fresh. `evaluate` judges the resolved directory and returns the
+/// find it fresh; `held` is a lock the caller already took (then no other is
+/// taken). `evaluate` judges the resolved directory and returns the
 /// request to build with (only a stamp's "fresh" may come without one).
 fn if_needed(
     dir: &Path,
-    lock_path: Option<&Path>,
+    held: Option<&OutputLock>,
     lock_timeout: std::time::Duration,
     printer: &Printer,
     evaluate: impl FnOnce(&Path) -> Result<(crate::check::Evaluation, Option<BuildRequest>)>,
@@ -345,7 +348,14 @@ fn if_needed(
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating parent directory {}", parent.display()))?;
     }
-    let lock = lock_for(&dir, lock_path, lock_timeout, printer)?;
+    let own;
+    let lock = match held {
+        Some(lock) => lock,
+        None => {
+            own = lock_for(&dir, None, lock_timeout, printer)?;
+            &own
+        }
+    };
     let (eval, req) = evaluate(&dir)?;
     let why = match &eval.freshness {
         crate::check::Freshness::Fresh => return Ok(IfNeeded::Fresh(dir)),
@@ -666,12 +676,18 @@ pub fn build(req: &BuildRequest, printer: &Printer) -> Result<BuildSummary> {
     build_locked(req, printer, None, None)
 }
 
+/// [`build`] under `lock`, which the caller took and keeps after we return
+/// (`cache prime` holds it until the outputs are dated).
+pub fn build_holding(req: &BuildRequest, lock: &OutputLock, printer: &Printer) -> Result<BuildSummary> {
+    build_locked(req, printer, Some(lock), None)
+}
+
 /// Build, with the directory's lock already held (`held`) or taken here, and
 /// with a plan already computed under that lock, if any.
 fn build_locked(
     req: &BuildRequest,
     printer: &Printer,
-    held: Option<OutputLock>,
+    held: Option<&OutputLock>,
     plan_done: Option<Plan>,
 ) -> Result<BuildSummary> {
     let started = Instant::now();
@@ -702,7 +718,7 @@ fn build_locked(
     let lock_target =
         target.clone().or_else(|| tar_path.clone()).context("nothing to build: give DIR or --tar FILE")?;
     let _lock = match (&target, held) {
-        (_, Some(lock)) => Some(lock),
+        (_, Some(_)) => None,
         (Some(dir), None) => Some(lock_for(dir, req.lock_path.as_deref(), req.lock_timeout, printer)?),
         (None, None) => None,
     };

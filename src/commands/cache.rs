@@ -1,7 +1,7 @@
 //! `cache list|prime|clean`: glue between the command line, the cache rules
-//! in [`crate::cache`], the freshness check in [`crate::check`] and the build
-//! pipeline. The rules for trusting and deleting a cache live in
-//! `crate::cache`; this file decides what to print and where.
+//! in [`crate::cache`] and the freshness check in [`crate::check`]. The rules
+//! for trusting, priming and deleting a cache live in `crate::cache`; this
+//! file decides what to print and where.
 //!
 //! `list` writes its table (or `--json`) to stdout: that is the data.
 //! `prime` and `clean` report to people on stderr.
@@ -12,12 +12,12 @@ use std::time::SystemTime;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::cache::{self, ApplianceState, CacheInfo, CleanOutcome, CleanPolicy, InspectContext, UserStatus};
+use crate::cache::{
+    self, ApplianceState, CacheInfo, CleanOutcome, CleanPolicy, InspectContext, PrimeRequest, UserStatus,
+};
 use crate::check::{self, Freshness};
 use crate::cli::{CacheArgs, CacheCleanArgs, CacheCommand, CacheListArgs, CachePrimeArgs};
-use crate::commands::build::{self, BuildRequest, IfNeeded};
 use crate::config::Config;
-use crate::output::OutputLock;
 use crate::printer::{human_bytes, Printer};
 use crate::users::{SystemUsers, UserDb};
 
@@ -186,86 +186,18 @@ pub fn render_table(infos: &[CacheInfo]) -> String {
 }
 
 fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()> {
-    let users = SystemUsers;
-    let euid = nix::unistd::geteuid();
-    let (uid, gid, name) = match &args.user {
-        Some(spec) => {
-            let uid = users.resolve_uid(spec)?;
-            let e = users.require_uid(uid)?;
-            (uid, e.gid, e.name)
-        }
-        None => {
-            let uid = euid.as_raw();
-            match users.by_uid(uid)? {
-                Some(e) => (uid, e.gid, e.name),
-                None => (uid, nix::unistd::getegid().as_raw(), uid.to_string()),
-            }
-        }
-    };
-    if !euid.is_root() && uid != euid.as_raw() {
-        bail!("priming the cache of {name} (uid {uid}) needs root, to give the files to that user; run it as root");
+    let req = PrimeRequest { user: args.user.clone(), cachedir: args.cachedir.clone(), force: args.force };
+    let primed = cache::prime(&req, config, printer)?;
+    if let Some(warning) = &primed.warning {
+        printer.warn(warning);
     }
-    let base = match &args.cachedir {
-        Some(d) => d.clone(),
-        None => cache::libguestfs_base(
-            std::env::var_os("LIBGUESTFS_CACHEDIR").map(PathBuf::from),
-            std::env::var_os("TMPDIR").map(PathBuf::from),
-        ),
-    };
-    let cache_dir = cache::prepare_cache_dir(&base, uid, gid)
-        .with_context(|| format!("preparing the libguestfs cache of {name} in {}", base.display()))?;
-    // Everything below opens the cache through guestfs_appliance::safefs:
-    // the user owns this directory, so every name in it is theirs to
-    // change; we only ever follow our own or root's links, create
-    // exclusively, set owners and modes on fds, and build in a 0700
-    // staging directory swapped in by rename.
-    let appliance = cache_dir.join(cache::APPLIANCE_DIR);
-    if std::fs::symlink_metadata(&appliance).is_ok_and(|m| m.file_type().is_symlink()) {
-        bail!(cache::CacheError::Unexpected { path: appliance, what: "a symlink" });
-    }
-    let lock_path = cache_dir.join(cache::LOCK_NAME);
-    let mut req = BuildRequest::for_dir(Some(appliance.clone()), config)?;
-    req.lock_path = Some(lock_path.clone());
-    req.owner = Some((uid, gid));
-    let what = if args.force {
-        let s = build::build(&req, printer)?;
-        s.line()
-    } else {
-        match build::build_if_needed(&req, printer)? {
-            IfNeeded::Fresh(_) => "already fresh".into(),
-            IfNeeded::Built { why, summary } => format!("{} ({why})", summary.line()),
-        }
-    };
-    // supermin --if-newer reuses the appliance only if appliance.d, kernel,
-    // initrd and root are all strictly newer than its inputs (libguestfs's
-    // supermin.d and the package database's date file:
-    // docs/supermin-compat.md, "The if-newer rule"). Our files carry the
-    // inputs' dates, so stamp them "now", under the lock so no supermin
-    // sees them half-touched.
-    {
-        let _lock = OutputLock::acquire(&lock_path, req.lock_timeout, || {
-            printer.info(format!(
-                "waiting for the lock {} (a libguestfs launch is building)",
-                lock_path.display()
-            ))
-        })?;
-        cache::touch_outputs(&appliance, SystemTime::now())?;
-    }
-    // check's stamp beside appliance.d is written to belong to the cache's
-    // owner (crate::stamp::record), so their own `check` can refresh it.
-    let inputs = cache::host_date_inputs(Path::new("/"));
-    if inputs.is_empty() {
-        printer.warn(
-            "libguestfs's supermin.d is not installed: nothing will use this cache until libguestfs is",
-        );
-    } else if let ApplianceState::StaleByDate(reasons) = cache::date_rule(&appliance, &inputs) {
-        printer.warn(format!(
-            "supermin would still rebuild {}: {} (is an input dated in the future?)",
-            appliance.display(),
-            reasons.join("; ")
-        ));
-    }
-    printer.info(format!("primed {} for {name} (uid {uid}): {what}", appliance.display()));
+    printer.info(format!(
+        "primed {} for {} (uid {}): {}",
+        primed.appliance.display(),
+        primed.user,
+        primed.uid,
+        primed.outcome
+    ));
     Ok(())
 }
 

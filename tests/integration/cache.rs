@@ -419,3 +419,71 @@ fn issue7_clean_keeps_caches_of_users_known_only_to_nss() {
     .success();
     assert!(run.stderr().contains("would remove 0 caches"), "{}", run.shown_all());
 }
+
+/// Whether another process could take `lock` now, as supermin's `--lock`
+/// does (`lockf(F_TLOCK)`, a POSIX record lock): python3 tries, and says.
+fn supermin_could_lock(lock: &Path) -> bool {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl,os,sys\nfd=os.open(sys.argv[1],os.O_WRONLY)\ntry:\n    fcntl.lockf(fd,fcntl.LOCK_EX|fcntl.LOCK_NB)\nexcept OSError:\n    sys.exit(3)\n",
+        ])
+        .arg(lock)
+        .output()
+        .expect("run python3");
+    match out.status.code() {
+        Some(0) => true,
+        Some(3) => false,
+        _ => panic!("python3 lock probe failed: {}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+/// Issue 9 item 4: `cache prime` keeps the cache's lock from the build to
+/// the date touch. It used to release the build's lock and retake it to
+/// date the outputs; in between, a supermin `--if-newer` (a libguestfs
+/// launch) could take it, see outputs still carrying their inputs' dates
+/// and rebuild. The library's seam runs between the build and the touch:
+/// at that point another process (locking as supermin does) must find the
+/// lock taken, whether prime builds (missing, or `--force`) or finds the
+/// appliance fresh.
+/// On the old code the lock was free at exactly that point.
+#[test]
+fn issue9_prime_holds_the_lock_from_build_to_date() {
+    if !need_root() || !have_tool("python3") || crate::bad_input::host_kernel().is_none() {
+        return;
+    }
+    let tmp = open_scratch();
+    let base = tmp.path().join("caches");
+    std::fs::create_dir(&base).unwrap();
+    let inputs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/supermin.d");
+    let config_path = tmp.path().join("config.toml");
+    let config = guestfs_appliance::config::Config::parse(
+        &format!("[appliance]\ninputs = [{:?}]\nsize = \"1G\"\n", inputs.display().to_string()),
+        &config_path,
+    )
+    .unwrap();
+    let printer = guestfs_appliance::printer::Printer::quiet();
+    let uid = nix::unistd::geteuid().as_raw();
+    let cache_dir = base.join(format!(".guestfs-{uid}"));
+    let appliance = cache_dir.join("appliance.d");
+
+    for (force, expect) in [(false, "built "), (false, "already fresh"), (true, "built ")] {
+        let req = cache::PrimeRequest { user: None, cachedir: Some(base.clone()), force };
+        let before = std::time::SystemTime::now();
+        let mut seen = Vec::new();
+        let primed = cache::prime_observed(&req, &config, &printer, &mut |lock| {
+            assert_eq!(lock, cache_dir.join("lock"));
+            assert!(appliance.join("root").is_file(), "the hook ran before the build");
+            seen.push(supermin_could_lock(lock));
+        })
+        .unwrap();
+        assert!(primed.outcome.contains(expect), "{expect}: {primed:?}");
+        assert_eq!(seen, [false], "between build and date the lock was free ({expect})");
+        // Dated after the build, and the lock is given back at the end.
+        for f in ["kernel", "initrd", "root"] {
+            let mtime = std::fs::symlink_metadata(appliance.join(f)).unwrap().modified().unwrap();
+            assert!(mtime >= before, "{f} was not dated ({expect})");
+        }
+        assert!(supermin_could_lock(&cache_dir.join("lock")), "prime kept the lock ({expect})");
+    }
+}
