@@ -17,7 +17,7 @@
 //! that has a manifest against the host (the caller passes that check in, see
 //! [`InspectContext::manifest_check`]), and printing (`commands::cache`).
 //! Whether a cache's user still exists is asked of a [`UserDb`] (on the
-//! host: libc and NSS, see [`crate::users`]); a lookup that fails is never
+//! host: libc and NSS, see [`crate::host::users`]); a lookup that fails is never
 //! taken as "gone".
 
 use std::io;
@@ -25,9 +25,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::host::users::UserDb;
 use crate::output::{self, OutputError, OutputLock};
 use crate::safefs::{Access, PinnedDir, SafeFsError};
-use crate::users::UserDb;
 
 /// Name prefix of a cache directory; the rest is the decimal uid.
 pub const CACHE_PREFIX: &str = ".guestfs-";
@@ -159,10 +159,7 @@ pub fn cache_uid(name: &str) -> Option<u32> {
 /// filesystem, and a cache that is itself a mount point cannot be removed.
 pub fn mount_at_or_below(path: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    crate::health::location::parse_mountinfo(&text)
-        .into_iter()
-        .map(|m| m.mount_point)
-        .find(|m| m.starts_with(path))
+    crate::host::mountinfo::parse(&text).into_iter().map(|m| m.mount_point).find(|m| m.starts_with(path))
 }
 
 /// Every `.guestfs-UID` entry in `dirs`. A dir that is itself named
@@ -890,7 +887,7 @@ fn is_supermin_transient(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::users::UserTable;
+    use crate::host::users::UserTable;
     use std::os::unix::fs::PermissionsExt;
 
     fn users() -> UserTable {

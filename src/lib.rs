@@ -62,6 +62,7 @@ pub mod commands;
 pub mod config;
 pub mod digest;
 pub mod health;
+pub mod host;
 pub mod hostdata;
 pub mod image;
 pub mod init;
@@ -76,7 +77,6 @@ pub mod safefs;
 pub mod schedule;
 pub mod stamp;
 pub mod stdout;
-pub mod users;
 
 /// Map a command's outcome to the process exit code, printing the error
 /// chain on stderr on one line. (A closed stdout is not an error and never

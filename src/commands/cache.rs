@@ -17,9 +17,9 @@ use crate::check::{self, Freshness};
 use crate::cli::{CacheArgs, CacheCleanArgs, CacheCommand, CacheListArgs, CachePrimeArgs};
 use crate::commands::build::{self, BuildRequest, IfNeeded};
 use crate::config::Config;
+use crate::host::users::{SystemUsers, UserDb};
 use crate::output::OutputLock;
 use crate::printer::{human_bytes, Printer};
-use crate::users::{SystemUsers, UserDb};
 
 /// Version of the `cache list --json` document.
 pub const LIST_JSON_VERSION: u32 = 1;

@@ -31,9 +31,10 @@ use serde::Serialize;
 
 use crate::config::{Config, HealthConfig};
 
+pub use crate::host::HostRoots;
 pub use appliance::ApplianceFacts;
 pub use libguestfs::LibguestfsEnv;
-pub use location::{HostRoots, Location, SpeedClass};
+pub use location::{Location, SpeedClass};
 pub use virt::VirtFacts;
 
 /// Version of the JSON report layout (`version` in the output). Bump it on

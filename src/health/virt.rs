@@ -34,10 +34,9 @@ use nix::sys::memfd::MemFdCreateFlag;
 
 use serde::Serialize;
 
-use super::{
-    location::HostRoots, ApplianceFacts, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity,
-};
+use super::{ApplianceFacts, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
 use crate::config::HealthConfig;
+use crate::host::HostRoots;
 use crate::image::initrd;
 use crate::kernel::{self, compare_versions, KernelEnv};
 
