@@ -21,7 +21,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::libguestfs::LibguestfsEnv;
-use super::{Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
+use super::probe::{Finding, HealthError, ProbeInfo, ProbeResult, Severity};
 use crate::config::HealthConfig;
 use crate::host::mountinfo::{self, MountInfo};
 use crate::host::statfs::{self, fs_type_name, FUSE_MAGIC, OVERLAY_MAGIC, RAMFS_MAGIC, TMPFS_MAGIC};
@@ -549,21 +549,31 @@ fn unassessable(loc: &Location) -> Option<HealthError> {
 /// Whether `loc` is only libguestfs's cache while a fixed appliance is
 /// booted in place: it then holds qemu probe files, and its speed does not
 /// matter.
-fn cache_only_for_probes(loc: &Location, facts: &Facts) -> bool {
-    !loc.roles.contains(&Role::Appliance) && facts.environment.libguestfs.uses_fixed_appliance()
+fn cache_only_for_probes(loc: &Location, ctx: &LocationContext) -> bool {
+    !loc.roles.contains(&Role::Appliance) && ctx.libguestfs.uses_fixed_appliance()
+}
+
+/// What the location probes look at besides each location.
+#[derive(Debug, Clone, Copy)]
+pub struct LocationContext<'a> {
+    /// What libguestfs uses here: its cache settings, and whether it boots
+    /// a fixed appliance in place (then its cache holds only qemu probe
+    /// files, and its speed does not matter).
+    pub libguestfs: &'a LibguestfsEnv,
+    /// Whether `--probe` measurements were taken.
+    pub probed: bool,
 }
 
 /// `location.cachedir`: libguestfs accepts `LIBGUESTFS_CACHEDIR`/`TMPDIR`.
-pub const CACHEDIR: Probe = Probe {
+pub const CACHEDIR: ProbeInfo = ProbeInfo {
     name: "location.cachedir",
     severity: Severity::Warning,
     summary: "LIBGUESTFS_CACHEDIR and TMPDIR, when set, are existing directories (else libguestfs complains and uses /var/tmp)",
     needs_measurement: false,
-    run: ProbeFn::Global(check_cachedir),
 };
 
-fn check_cachedir(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let lg = &facts.environment.libguestfs;
+pub(crate) fn check_cachedir(ctx: &LocationContext, _: &HealthConfig) -> ProbeResult {
+    let lg = ctx.libguestfs;
     let Some(first) = lg.cachedir_errors.first() else {
         return Ok(Ok(()));
     };
@@ -580,16 +590,15 @@ fn check_cachedir(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `location.space`: room for one more appliance copy, with the margin.
-pub const SPACE: Probe = Probe {
+pub const SPACE: ProbeInfo = ProbeInfo {
     name: "location.space",
     severity: Severity::Critical,
     summary:
         "the appliance directory and the active cache have room for an appliance (with health.space_margin)",
     needs_measurement: false,
-    run: ProbeFn::PerLocation(check_space),
 };
 
-fn check_space(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
+pub(crate) fn check_space(loc: &Location, _: &LocationContext, cfg: &HealthConfig) -> ProbeResult {
     if let Some(e) = unassessable(loc) {
         return Err(e);
     }
@@ -620,15 +629,14 @@ fn check_space(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
 }
 
 /// `location.inodes`: enough free inodes for an appliance's files.
-pub const INODES: Probe = Probe {
+pub const INODES: ProbeInfo = ProbeInfo {
     name: "location.inodes",
     severity: Severity::Warning,
     summary: "the appliance directory and the active cache have health.min_free_inodes free inodes",
     needs_measurement: false,
-    run: ProbeFn::PerLocation(check_inodes),
 };
 
-fn check_inodes(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
+pub(crate) fn check_inodes(loc: &Location, _: &LocationContext, cfg: &HealthConfig) -> ProbeResult {
     if let Some(e) = unassessable(loc) {
         return Err(e);
     }
@@ -649,20 +657,19 @@ fn check_inodes(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
 }
 
 /// `location.speed`: not on a slow class of storage.
-pub const SPEED: Probe = Probe {
+pub const SPEED: ProbeInfo = ProbeInfo {
     name: "location.speed",
     severity: Severity::Warning,
     summary:
         "the appliance directory and the active cache are not on rotational, network, FUSE or overlay storage",
     needs_measurement: false,
-    run: ProbeFn::PerLocation(check_speed),
 };
 
-fn check_speed(loc: &Location, facts: &Facts, _: &HealthConfig) -> ProbeResult {
+pub(crate) fn check_speed(loc: &Location, ctx: &LocationContext, _: &HealthConfig) -> ProbeResult {
     if let Some(e) = unassessable(loc) {
         return Err(e);
     }
-    if !loc.in_use() || cache_only_for_probes(loc, facts) {
+    if !loc.in_use() || cache_only_for_probes(loc, ctx) {
         return Ok(Ok(()));
     }
     let virtual_disks: Vec<String> = loc
@@ -674,7 +681,7 @@ fn check_speed(loc: &Location, facts: &Facts, _: &HealthConfig) -> ProbeResult {
     // A virtual disk's speed cannot be read from sysfs: without --probe say
     // so (info, not a warning: most cloud VMs would warn forever); with
     // --probe the write test's numbers decide (location.write-speed).
-    if loc.class == SpeedClass::Unknown && !virtual_disks.is_empty() && !facts.probed {
+    if loc.class == SpeedClass::Unknown && !virtual_disks.is_empty() && !ctx.probed {
         return Ok(Err(Finding {
             probe: SPEED.name,
             severity: Severity::Info,
@@ -710,15 +717,14 @@ fn check_speed(loc: &Location, facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `location.write-speed`: `--probe` throughput and fsync latency.
-pub const WRITE_SPEED: Probe = Probe {
+pub const WRITE_SPEED: ProbeInfo = ProbeInfo {
     name: "location.write-speed",
     severity: Severity::Warning,
     summary: "--probe: write speed >= health.min_write_mb_per_s and fsync latency <= health.max_fsync_ms",
     needs_measurement: true,
-    run: ProbeFn::PerLocation(check_write_speed),
 };
 
-fn check_write_speed(loc: &Location, facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
+pub(crate) fn check_write_speed(loc: &Location, ctx: &LocationContext, cfg: &HealthConfig) -> ProbeResult {
     match &loc.write_test {
         None => Err(HealthError::Unavailable("no write test was run".into())),
         Some(WriteTest::Skipped { reason }) => {
@@ -729,7 +735,7 @@ fn check_write_speed(loc: &Location, facts: &Facts, cfg: &HealthConfig) -> Probe
         }
         Some(WriteTest::Measured { mb_per_s, fsync_ms, .. }) => {
             let fast = *mb_per_s >= cfg.min_write_mb_per_s && *fsync_ms <= cfg.max_fsync_ms;
-            if !loc.in_use() || cache_only_for_probes(loc, facts) || fast {
+            if !loc.in_use() || cache_only_for_probes(loc, ctx) || fast {
                 return Ok(Ok(()));
             }
             Ok(Err(Finding {
@@ -837,27 +843,30 @@ pub(crate) mod tests {
         loc.active_cache = true;
         loc.disks = disks_of(&sys, 254, 0).unwrap();
         loc.class = classify("ext4", 0xEF53, &loc.disks);
-        let f = check_speed(&loc, &facts, &cfg).unwrap().unwrap_err();
+        let f = check_speed(&loc, &facts.location_context(), &cfg).unwrap().unwrap_err();
         assert_eq!(f.severity, Severity::Info, "{f:?}");
         assert!(f.message.contains("virtual disk (vda: virtio bus") && f.remedy.contains("--probe"), "{f:?}");
         // With --probe: no class verdict; the write test decides.
         facts.probed = true;
-        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 20.0, fsync_ms: 1.0 });
-        assert_eq!(check_write_speed(&loc, &facts, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
+        assert_eq!(
+            check_write_speed(&loc, &facts.location_context(), &cfg).unwrap().unwrap_err().severity,
+            Severity::Warning
+        );
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 900.0, fsync_ms: 0.5 });
-        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_write_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         // A cache that holds only qemu probe files (a fixed appliance is
         // booted in place): its speed does not matter.
         facts.probed = false;
         facts.environment.libguestfs = fixed_in_use;
-        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 20.0, fsync_ms: 1.0 });
-        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_write_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         // A location libguestfs does not use: nothing to say.
         facts.environment.libguestfs = LibguestfsEnv::new(None, None, None, None);
         loc.active_cache = false;
-        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
     }
 
     #[test]
@@ -892,22 +901,25 @@ pub(crate) mod tests {
         let cfg = HealthConfig::default();
         let need = ESTIMATED_APPLIANCE_BYTES;
         let mut loc = location("/dev/shm/appliance", SpeedClass::Memory, need * 2);
-        assert!(check_space(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_space(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         loc.free_bytes = need + 1;
-        let f = check_space(&loc, &facts, &cfg).unwrap().unwrap_err();
+        let f = check_space(&loc, &facts.location_context(), &cfg).unwrap().unwrap_err();
         assert_eq!(f.severity, Severity::Warning);
         assert!(f.remedy.contains("LIBGUESTFS_PATH"), "{}", f.remedy);
         loc.free_bytes = need - 1;
-        assert_eq!(check_space(&loc, &facts, &cfg).unwrap().unwrap_err().severity, Severity::Critical);
+        assert_eq!(
+            check_space(&loc, &facts.location_context(), &cfg).unwrap().unwrap_err().severity,
+            Severity::Critical
+        );
         // A cache libguestfs does not use now: no finding.
         loc.roles = vec![Role::Shm];
-        assert!(check_space(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_space(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         loc.roles = vec![Role::VarTmp];
         loc.active_cache = true;
-        let f = check_space(&loc, &facts, &cfg).unwrap().unwrap_err();
+        let f = check_space(&loc, &facts.location_context(), &cfg).unwrap().unwrap_err();
         assert!(f.remedy.contains("LIBGUESTFS_CACHEDIR"), "{}", f.remedy);
         loc.error = Some("statfs: denied".into());
-        assert!(check_space(&loc, &facts, &cfg).is_err());
+        assert!(check_space(&loc, &facts.location_context(), &cfg).is_err());
     }
 
     #[test]
@@ -916,14 +928,14 @@ pub(crate) mod tests {
         let cfg = HealthConfig::default();
         let mut loc = location("/var/tmp", SpeedClass::LocalRotational, 100 << 30);
         loc.disks = vec![Disk::physical("sda", Some(true))];
-        let f = check_speed(&loc, &facts, &cfg).unwrap().unwrap_err();
+        let f = check_speed(&loc, &facts.location_context(), &cfg).unwrap().unwrap_err();
         assert!(f.message.contains("rotational disk (sda)"), "{}", f.message);
         loc.class = SpeedClass::LocalSsd;
-        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         loc.free_inodes = Some(10);
-        assert!(check_inodes(&loc, &facts, &cfg).unwrap().is_err());
+        assert!(check_inodes(&loc, &facts.location_context(), &cfg).unwrap().is_err());
         loc.free_inodes = None; // btrfs: not counted, no finding
-        assert!(check_inodes(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_inodes(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
     }
 
     #[test]
@@ -931,13 +943,13 @@ pub(crate) mod tests {
         let facts = crate::health::tests::healthy_facts();
         let cfg = HealthConfig::default();
         let mut loc = location("/dev/shm/appliance", SpeedClass::Memory, 10 << 30);
-        assert!(check_write_speed(&loc, &facts, &cfg).is_err());
+        assert!(check_write_speed(&loc, &facts.location_context(), &cfg).is_err());
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 500.0, fsync_ms: 1.0 });
-        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_write_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 20.0, fsync_ms: 1.0 });
-        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_err());
+        assert!(check_write_speed(&loc, &facts.location_context(), &cfg).unwrap().is_err());
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 500.0, fsync_ms: 80.0 });
-        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_err());
+        assert!(check_write_speed(&loc, &facts.location_context(), &cfg).unwrap().is_err());
     }
 
     #[test]

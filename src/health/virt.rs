@@ -34,7 +34,8 @@ use nix::sys::memfd::MemFdCreateFlag;
 
 use serde::Serialize;
 
-use super::{ApplianceFacts, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
+use super::appliance::ApplianceFacts;
+use super::probe::{Finding, HealthError, ProbeInfo, ProbeResult, Severity};
 use crate::config::HealthConfig;
 use crate::host::HostRoots;
 use crate::image::initrd;
@@ -571,17 +572,26 @@ fn kvm_module(cpu: &CpuFacts) -> &'static str {
     }
 }
 
+/// What the virtualization probes look at: the virtualization facts, and
+/// the appliance directory a failed boot's remedy names.
+#[derive(Debug, Clone, Copy)]
+pub struct VirtContext<'a> {
+    /// KVM, CPU, qemu, libguestfs, test boots.
+    pub virt: &'a VirtFacts,
+    /// The fixed appliance directory examined.
+    pub appliance_dir: &'a Path,
+}
+
 /// `virt.kvm-device`: /dev/kvm exists and opens read-write.
-pub const KVM_DEVICE: Probe = Probe {
+pub const KVM_DEVICE: ProbeInfo = ProbeInfo {
     name: "virt.kvm-device",
     severity: Severity::Warning,
     summary: "/dev/kvm exists and the invoking user can open it read-write",
     needs_measurement: false,
-    run: ProbeFn::Global(check_kvm_device),
 };
 
-fn check_kvm_device(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let v = &facts.virtualization;
+pub(crate) fn check_kvm_device(ctx: &VirtContext, _: &HealthConfig) -> ProbeResult {
+    let v = ctx.virt;
     let finding = |message: String, remedy: String| Finding {
         probe: KVM_DEVICE.name,
         severity: Severity::Warning,
@@ -614,16 +624,15 @@ fn check_kvm_device(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `virt.cpu-flags`: the CPU exposes VT-x or AMD-V.
-pub const CPU_FLAGS: Probe = Probe {
+pub const CPU_FLAGS: ProbeInfo = ProbeInfo {
     name: "virt.cpu-flags",
     severity: Severity::Warning,
     summary: "the CPU exposes hardware virtualization (vmx or svm in /proc/cpuinfo)",
     needs_measurement: false,
-    run: ProbeFn::Global(check_cpu_flags),
 };
 
-fn check_cpu_flags(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let v = &facts.virtualization;
+pub(crate) fn check_cpu_flags(ctx: &VirtContext, _: &HealthConfig) -> ProbeResult {
+    let v = ctx.virt;
     if v.cpu.model.is_empty() && !v.cpu.hypervisor && !v.cpu.vmx && !v.cpu.svm {
         return Err(HealthError::Unavailable("could not read /proc/cpuinfo".into()));
     }
@@ -652,21 +661,20 @@ fn check_cpu_flags(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `virt.qemu`: qemu is installed and new enough.
-pub const QEMU: Probe = Probe {
+pub const QEMU: ProbeInfo = ProbeInfo {
     name: "virt.qemu",
     severity: Severity::Critical,
     summary: "qemu-system-ARCH (or /usr/libexec/qemu-kvm) is installed, version >= 2.7",
     needs_measurement: false,
-    run: ProbeFn::Global(check_qemu),
 };
 
 /// The host package manager's names and commands, for hints.
-fn host_handler(facts: &Facts) -> Option<&'static crate::package::Handler> {
-    facts.virtualization.package_handler.and_then(crate::package::handler_named)
+fn host_handler(virt: &VirtFacts) -> Option<&'static crate::package::Handler> {
+    virt.package_handler.and_then(crate::package::handler_named)
 }
 
-fn check_qemu(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let Some(q) = &facts.virtualization.qemu else {
+pub(crate) fn check_qemu(ctx: &VirtContext, _: &HealthConfig) -> ProbeResult {
+    let Some(q) = &ctx.virt.qemu else {
         return Ok(Err(Finding {
             probe: QEMU.name,
             severity: Severity::Critical,
@@ -675,7 +683,7 @@ fn check_qemu(facts: &Facts, _: &HealthConfig) -> ProbeResult {
                 "qemu-system-{} is not installed: libguestfs cannot launch",
                 std::env::consts::ARCH
             ),
-            remedy: match host_handler(facts) {
+            remedy: match host_handler(ctx.virt) {
                 Some(h) => format!("install qemu ({}: `{}`)", h.distro, h.install_qemu),
                 None => "install qemu with the distribution's package manager".into(),
             },
@@ -699,15 +707,14 @@ fn check_qemu(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `virt.libguestfs`: libguestfs is installed and new enough.
-pub const LIBGUESTFS: Probe = Probe {
+pub const LIBGUESTFS: ProbeInfo = ProbeInfo {
     name: "virt.libguestfs",
     severity: Severity::Warning,
     summary: "libguestfs (its distribution package) is installed, version >= 1.34",
     needs_measurement: false,
-    run: ProbeFn::Global(check_libguestfs),
 };
 
-fn check_libguestfs(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+pub(crate) fn check_libguestfs(ctx: &VirtContext, _: &HealthConfig) -> ProbeResult {
     let finding = |message: String, remedy: &str| Finding {
         probe: LIBGUESTFS.name,
         severity: Severity::Warning,
@@ -715,9 +722,9 @@ fn check_libguestfs(facts: &Facts, _: &HealthConfig) -> ProbeResult {
         message,
         remedy: remedy.into(),
     };
-    match &facts.virtualization.libguestfs {
+    match &ctx.virt.libguestfs {
         None => {
-            let handler = host_handler(facts);
+            let handler = host_handler(ctx.virt);
             let package = handler.map(|h| format!(" ({})", h.libguestfs_package)).unwrap_or_default();
             let remedy = match handler {
                 Some(h) => format!("install it ({}: `{}`)", h.distro, h.install_libguestfs),
@@ -737,16 +744,15 @@ fn check_libguestfs(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `virt.boot`: `--probe` test boots.
-pub const BOOT: Probe = Probe {
+pub const BOOT: ProbeInfo = ProbeInfo {
     name: "virt.boot",
     severity: Severity::Critical,
     summary: "--probe: the appliance comes up under KVM (else: under TCG) within the timeouts",
     needs_measurement: true,
-    run: ProbeFn::Global(check_boot),
 };
 
-fn check_boot(facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
-    let v = &facts.virtualization;
+pub(crate) fn check_boot(ctx: &VirtContext, cfg: &HealthConfig) -> ProbeResult {
+    let v = ctx.virt;
     if let Some(why) = &v.boot_skipped {
         return Err(HealthError::Unavailable(format!("no test boot: {why}")));
     }
@@ -815,7 +821,7 @@ fn check_boot(facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
         (_, Some(t)) if t.target == BootTarget::Appliance => Ok(Err(finding(
             Severity::Critical,
             format!("the appliance does not boot, even under TCG: {}", error(t)),
-            format!("rebuild it with `guestfs-appliance build {}`", facts.appliance.dir.display()),
+            format!("rebuild it with `guestfs-appliance build {}`", ctx.appliance_dir.display()),
         ))),
         (_, Some(t)) => Ok(Err(finding(
             Severity::Critical,
@@ -853,7 +859,7 @@ pub(crate) mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/health")
     }
 
-    fn facts_with(f: impl FnOnce(&mut VirtFacts)) -> Facts {
+    fn facts_with(f: impl FnOnce(&mut VirtFacts)) -> crate::health::Facts {
         let mut facts = crate::health::tests::healthy_facts();
         f(&mut facts.virtualization);
         facts
@@ -894,21 +900,27 @@ pub(crate) mod tests {
     #[test]
     fn kvm_and_cpu_remedies() {
         let cfg = HealthConfig::default();
-        let f = check_kvm_device(&facts_with(|v| v.kvm.device_present = false), &cfg).unwrap().unwrap_err();
+        let f = check_kvm_device(&facts_with(|v| v.kvm.device_present = false).virt_context(), &cfg)
+            .unwrap()
+            .unwrap_err();
         assert!(f.remedy.contains("modprobe kvm_intel"), "{}", f.remedy);
-        let f = check_kvm_device(&facts_with(|v| v.kvm.openable = false), &cfg).unwrap().unwrap_err();
+        let f = check_kvm_device(&facts_with(|v| v.kvm.openable = false).virt_context(), &cfg)
+            .unwrap()
+            .unwrap_err();
         assert!(f.remedy.contains("kvm group"), "{}", f.remedy);
         let f = check_cpu_flags(
             &facts_with(|v| {
                 v.cpu.vmx = false;
                 v.machine.in_vm = true
-            }),
+            })
+            .virt_context(),
             &cfg,
         )
         .unwrap()
         .unwrap_err();
         assert!(f.remedy.contains("nested"), "{}", f.remedy);
-        let f = check_cpu_flags(&facts_with(|v| v.cpu.vmx = false), &cfg).unwrap().unwrap_err();
+        let f =
+            check_cpu_flags(&facts_with(|v| v.cpu.vmx = false).virt_context(), &cfg).unwrap().unwrap_err();
         assert!(f.remedy.contains("firmware"), "{}", f.remedy);
     }
 
@@ -916,14 +928,14 @@ pub(crate) mod tests {
     fn qemu_and_libguestfs_versions() {
         let cfg = HealthConfig::default();
         assert_eq!(
-            check_qemu(&facts_with(|v| v.qemu = None), &cfg).unwrap().unwrap_err().severity,
+            check_qemu(&facts_with(|v| v.qemu = None).virt_context(), &cfg).unwrap().unwrap_err().severity,
             Severity::Critical
         );
         let old = facts_with(|v| v.qemu.as_mut().unwrap().version = Some("2.6.0".into()));
-        assert_eq!(check_qemu(&old, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
+        assert_eq!(check_qemu(&old.virt_context(), &cfg).unwrap().unwrap_err().severity, Severity::Warning);
         let old = facts_with(|v| v.libguestfs = Some("1.32.0".into()));
-        assert!(check_libguestfs(&old, &cfg).unwrap().is_err());
-        assert!(check_libguestfs(&facts_with(|_| {}), &cfg).unwrap().is_ok());
+        assert!(check_libguestfs(&old.virt_context(), &cfg).unwrap().is_err());
+        assert!(check_libguestfs(&facts_with(|_| {}).virt_context(), &cfg).unwrap().is_ok());
     }
 
     fn boot_result(accel: &'static str, came_up: bool, seconds: f64) -> BootResult {
@@ -971,7 +983,7 @@ pub(crate) mod tests {
         let kvm_fails = host_kernel(boot_result("kvm", false, 0.2));
         let facts =
             facts_with(|v| v.boots = vec![kvm_fails.clone(), host_kernel(boot_result("tcg", true, 7.4))]);
-        let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
+        let f = check_boot(&facts.virt_context(), &cfg).unwrap().unwrap_err();
         assert_eq!(f.severity, Severity::Critical);
         assert!(
             f.message.starts_with("KVM unusable on this machine (the device opens, guests do not start)")
@@ -984,22 +996,22 @@ pub(crate) mod tests {
         let mut cut = host_kernel(boot_result("tcg", false, 3.0));
         cut.cut_short = true;
         let facts = facts_with(|v| v.boots = vec![kvm_fails.clone(), cut.clone()]);
-        let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
+        let f = check_boot(&facts.virt_context(), &cfg).unwrap().unwrap_err();
         assert!(f.message.contains("KVM unusable") && f.message.contains("not tested to the end"), "{f:?}");
         // KVM cut short: nothing is known (unknown, not critical).
         let mut kvm_cut = kvm_fails.clone();
         kvm_cut.cut_short = true;
-        assert!(check_boot(&facts_with(|v| v.boots = vec![kvm_cut.clone()]), &cfg).is_err());
+        assert!(check_boot(&facts_with(|v| v.boots = vec![kvm_cut.clone()]).virt_context(), &cfg).is_err());
         // Only TCG, cut short: unknown.
-        assert!(check_boot(&facts_with(|v| v.boots = vec![cut.clone()]), &cfg).is_err());
+        assert!(check_boot(&facts_with(|v| v.boots = vec![cut.clone()]).virt_context(), &cfg).is_err());
         // Nothing starts at all: not the appliance's fault.
         let facts =
             facts_with(|v| v.boots = vec![kvm_fails.clone(), host_kernel(boot_result("tcg", false, 120.0))]);
-        let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
+        let f = check_boot(&facts.virt_context(), &cfg).unwrap().unwrap_err();
         assert!(f.message.contains("no guest starts here") && !f.remedy.contains("rebuild"), "{f:?}");
         // Working KVM.
         let facts = facts_with(|v| v.boots = vec![host_kernel(boot_result("kvm", true, 1.5))]);
-        assert!(check_boot(&facts, &cfg).unwrap().is_ok());
+        assert!(check_boot(&facts.virt_context(), &cfg).unwrap().is_ok());
     }
 
     #[test]
@@ -1023,18 +1035,22 @@ pub(crate) mod tests {
         let cfg = HealthConfig::default();
         let facts =
             facts_with(|v| v.boots = vec![boot_result("kvm", false, 0.1), boot_result("tcg", true, 5.4)]);
-        let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
+        let f = check_boot(&facts.virt_context(), &cfg).unwrap().unwrap_err();
         assert_eq!(f.severity, Severity::Critical);
         assert!(f.message.contains("5.4 s") && f.message.contains("MSR"), "{}", f.message);
         assert!(f.remedy.contains("force_tcg"));
         let facts = facts_with(|v| v.boots = vec![boot_result("kvm", true, 1.0)]);
-        assert!(check_boot(&facts, &cfg).unwrap().is_ok());
+        assert!(check_boot(&facts.virt_context(), &cfg).unwrap().is_ok());
         let facts = facts_with(|v| v.boots = vec![boot_result("kvm", true, 30.0)]);
-        assert_eq!(check_boot(&facts, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
+        assert_eq!(check_boot(&facts.virt_context(), &cfg).unwrap().unwrap_err().severity, Severity::Warning);
         let facts = facts_with(|v| v.boots = vec![boot_result("tcg", false, 120.0)]);
-        assert!(check_boot(&facts, &cfg).unwrap().unwrap_err().message.contains("even under TCG"));
+        assert!(check_boot(&facts.virt_context(), &cfg)
+            .unwrap()
+            .unwrap_err()
+            .message
+            .contains("even under TCG"));
         let facts = facts_with(|v| v.boot_skipped = Some("qemu not found".into()));
-        assert!(check_boot(&facts, &cfg).is_err());
+        assert!(check_boot(&facts.virt_context(), &cfg).is_err());
     }
 
     #[test]
