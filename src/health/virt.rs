@@ -18,16 +18,14 @@
 //!   booted under that accelerator and ran a program as PID 1. (The init
 //!   then stops for want of `root=`.)
 //!
-//! qemu is killed once the guest came up, at the timeout, and by
-//! [`kill_running_guests`] (the `--timeout` watchdog), so no guest outlives
+//! qemu runs through `process::Timed::watch`, which stops it once the
+//! guest came up or at the timeout; [`kill_running_guests`] (the
+//! `--timeout` watchdog) kills what is still running, so no guest outlives
 //! the report. The appliance's content is `appliance.rs`'s business; this
 //! file only boots.
 
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::memfd::MemFdCreateFlag;
@@ -40,6 +38,7 @@ use crate::config::HealthConfig;
 use crate::host::HostRoots;
 use crate::image::initrd;
 use crate::kernel::{self, compare_versions, KernelEnv};
+use crate::process;
 
 /// qemu versions before this boot slowly (libguestfs performance guide:
 /// fast boot needs qemu >= 2.7 and libguestfs >= 1.34).
@@ -400,42 +399,13 @@ fn memory_initrd(init: &[u8]) -> Result<std::fs::File, String> {
     Ok(file)
 }
 
-/// pids of the qemu processes running now, for [`kill_running_guests`].
-static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// The test-boot qemu processes running now, for [`kill_running_guests`].
+static RUNNING: process::Running = process::Running::new();
 
 /// Kill every test-boot qemu still running (the `--timeout` watchdog calls
 /// this before it exits, when no destructor runs).
 pub fn kill_running_guests() {
-    let pids = RUNNING.lock().map(|p| p.clone()).unwrap_or_default();
-    for pid in pids {
-        let _ =
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-    }
-}
-
-/// qemu, killed (and reaped) when dropped: a panic or an early return
-/// never leaves a guest running.
-struct Guest(Child);
-
-impl Guest {
-    fn new(child: Child) -> Guest {
-        if let Ok(mut pids) = RUNNING.lock() {
-            pids.push(child.id());
-        }
-        Guest(child)
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-        if let Ok(mut pids) = RUNNING.lock() {
-            pids.retain(|p| *p != self.0.id());
-        }
-    }
+    RUNNING.kill_all();
 }
 
 /// Boot `spec` with `accel` and wait up to `timeout` for it to come up;
@@ -468,77 +438,37 @@ fn boot(qemu: &Path, spec: &BootSpec, accel: &'static str, timeout: Duration, li
     argv.push("-append".into());
     argv.push(append);
 
-    let start = Instant::now();
-    let result = |came_up: bool, timed_out: bool, error: Option<String>| BootResult {
+    let mut cmd = vec![qemu.as_os_str().to_owned()];
+    cmd.extend(argv.into_iter().map(std::ffi::OsString::from));
+    // qemu stays in our process group, so a Ctrl-C that ends us ends it;
+    // process.rs stops it once the guest came up or at the timeout, and the
+    // watchdog kills what is on RUNNING.
+    let watched = process::Timed::new(&cmd, timeout)
+        .share_process_group()
+        .track_in(&RUNNING)
+        .watch(|line| came_up(line, spec.target));
+    let result = |came_up: bool, timed_out: bool, seconds: f64, error: Option<String>| BootResult {
         accel,
         target: spec.target,
         kernel: spec.kernel_release.clone(),
         came_up,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
         timed_out,
         cut_short: timed_out && limited,
         error,
     };
-    let child = Command::new(qemu)
-        .args(&argv)
-        .env("LANG", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut guest = match child {
-        Ok(c) => Guest::new(c),
-        Err(e) => return result(false, false, Some(format!("could not run {}: {e}", qemu.display()))),
+    let watched = match watched {
+        Ok(w) => w,
+        Err(process::ProcessError::Spawn { source, .. }) => {
+            return result(false, false, 0.0, Some(format!("could not run {}: {source}", qemu.display())));
+        }
+        Err(e) => return result(false, false, 0.0, Some(e.to_string())),
     };
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let pipes: Vec<Box<dyn Read + Send>> = [
-        guest.0.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-        guest.0.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    for mut pipe in pipes {
-        let tx = tx.clone();
-        // Readers end when qemu dies (EOF); a send to a dropped receiver
-        // just ends them early.
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    drop(tx);
-    let deadline = start + timeout;
-    let mut log = Vec::new();
-    let mut up = false;
-    let mut timed_out = false;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            break;
-        }
-        match rx.recv_timeout((deadline - now).min(Duration::from_millis(200))) {
-            Ok(chunk) => {
-                log.extend_from_slice(&chunk);
-                if came_up(&String::from_utf8_lossy(&log), spec.target) {
-                    up = true;
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // Both pipes closed: qemu exited.
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    let r = result(up, timed_out, None);
-    drop(guest);
+    let up = watched.end == process::WatchEnd::Matched;
+    let timed_out = watched.end == process::WatchEnd::TimedOut;
     let error = (!up).then(|| {
-        let text = String::from_utf8_lossy(&log);
+        let text: Vec<&str> = watched.lines.iter().map(|l| l.text.as_str()).collect();
+        let text = text.join("\n");
         let last =
             text.lines().map(str::trim).rev().find(|l| !l.is_empty()).unwrap_or("no output").to_string();
         match (timed_out, limited) {
@@ -556,7 +486,7 @@ fn boot(qemu: &Path, spec: &BootSpec, accel: &'static str, timeout: Duration, li
             },
         }
     });
-    BootResult { error, ..r }
+    result(up, timed_out, watched.elapsed.as_secs_f64(), error)
 }
 
 fn user_name() -> String {
@@ -1065,6 +995,6 @@ pub(crate) mod tests {
         };
         let r = boot(Path::new("/nonexistent/qemu"), &spec, "tcg", Duration::from_secs(1), false);
         assert!(!r.came_up && r.error.unwrap().contains("could not run"));
-        assert!(RUNNING.lock().unwrap().is_empty());
+        assert!(RUNNING.is_empty());
     }
 }
