@@ -27,7 +27,6 @@
 //! safefs.rs                              files made relative to a pinned dir fd (O_EXCL, O_NOFOLLOW)
 //! cache/                                 libguestfs .guestfs-UID caches; mod.rs: names, errors, lock file
 //!   find.rs inspect.rs prime.rs clean.rs   one job each; prime -> commands/build.rs (until build/)
-//! users.rs                               users through libc/NSS (getpwuid_r), for cache
 //! manifest.rs                            manifest.toml and the fingerprint
 //! bounded.rs                             the one reader of files we parse: no FIFOs, size caps
 //! digest.rs                              output digests: while writing, and sparse (root)
@@ -39,12 +38,22 @@
 //!   launch.rs                              guestfish runs (either appliance, private cache)
 //!   stats.rs stages.rs                     summaries; boot stages from a verbose console
 //!   report.rs svg.rs interrupt.rs          table/JSON, plotters SVG, Ctrl-C cleanup
-//! health/                                status: facts, probe table, report formats
-//!   location.rs appliance.rs virt.rs     one probe group each; report.rs renders
+//! health/                                status: mod.rs = Facts, the probe table, Report
+//!   probe.rs                             Probe/Severity/Finding + runner (the bottom:
+//!                                        every group imports downwards from it)
+//!   location.rs appliance.rs virt.rs     one probe group each, over its own facts
+//!                                        (imports: virt -> appliance -> location ->
+//!                                        libguestfs; each -> probe.rs, host/)
 //!   libguestfs.rs                        what libguestfs uses: LIBGUESTFS_PATH, cache base
+//!   report/                              one file per format: text json nagios prometheus
+//! host/                                  facts about this machine, one file per source:
+//!   users.rs                             users through libc/NSS (getpwuid_r), for cache
+//!   mountinfo.rs sysfs.rs statfs.rs      mounts; disks under a device; fs type + usage
+//!                                        (used by health/ and cache; imports none of them)
 //! printer.rs                             quiet/verbose/progress on stderr
 //! stdout.rs                              the only writer of data to stdout
-//! process.rs                             the only place that runs external tools
+//! process.rs                             the only place that runs external tools:
+//!                                        output(); Timed run()/watch() with deadlines
 //!
 //! ../init/                               the appliance's PID 1: a crate of its own (std + nix)
 //! ../build.rs                            builds ../init statically (nested cargo) for init.rs
@@ -63,6 +72,7 @@ pub mod commands;
 pub mod config;
 pub mod digest;
 pub mod health;
+pub mod host;
 pub mod hostdata;
 pub mod image;
 pub mod init;
@@ -77,7 +87,6 @@ pub mod safefs;
 pub mod schedule;
 pub mod stamp;
 pub mod stdout;
-pub mod users;
 
 /// Map a command's outcome to the process exit code, printing the error
 /// chain on stderr on one line. (A closed stdout is not an error and never

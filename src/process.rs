@@ -5,17 +5,21 @@
 //! user sees what we ran and why it failed without re-running it.
 //!
 //! Two ways to run: [`output`] for quick tools whose stdout we want, and
-//! [`Timed`] for long-running ones (libguestfs launches for `bench`): a
-//! deadline, a cancel flag, the child in its own process group (so a timeout
-//! also stops what it started, e.g. qemu), and every line it prints with the
-//! time it arrived.
+//! [`Timed`] for long-running ones, with a deadline, a cancel flag, the
+//! child in its own process group (so a timeout also stops what it started,
+//! e.g. qemu) and every line it prints with the time it arrived.
+//! [`Timed::run`] runs to the end (libguestfs launches for `bench`);
+//! [`Timed::watch`] stops the program as soon as a line shows what the
+//! caller waits for (`status --probe`'s test boots, which wait for the
+//! guest's init). A [`Running`] list lets a watchdog kill what is still
+//! running before the process exits.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How much of a failed command's stderr is kept in the error.
@@ -43,7 +47,7 @@ pub enum ProcessError {
         stderr_tail: String,
     },
     /// The program ran past its deadline and was stopped.
-    #[error("`{argv}` did not finish within {} s and was stopped{}", .after.as_secs(), tail_suffix(.stderr_tail))]
+    #[error("`{argv}` did not finish within {} and was stopped{}", seconds(*.after), tail_suffix(.stderr_tail))]
     TimedOut {
         /// The command line, for display.
         argv: String,
@@ -59,6 +63,21 @@ pub enum ProcessError {
         /// The command line, for display.
         argv: String,
     },
+}
+
+/// A deadline for people: `3 s`, `0.5 s`, `1.25 s` (milliseconds at most;
+/// a sub-second deadline is never shown as `0 s`).
+fn seconds(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        return format!("{} s", d.as_secs());
+    }
+    let text = format!("{:.3}", d.as_secs_f64());
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    // Below a millisecond, round up: never read as no time at all.
+    if text == "0" {
+        return "0.001 s".into();
+    }
+    format!("{text} s")
 }
 
 fn tail_suffix(tail: &str) -> String {
@@ -165,13 +184,16 @@ pub struct TimedLine {
 }
 
 /// A program run under a deadline (builder). The program gets stdin from
-/// /dev/null, `LANG=C`, and its own process group.
+/// /dev/null, `LANG=C`, and (unless [`Timed::share_process_group`]) its own
+/// process group.
 #[derive(Debug, Clone)]
 pub struct Timed {
     argv: Vec<OsString>,
     env: Vec<(OsString, Option<OsString>)>,
     timeout: Duration,
     cancel: Option<Arc<AtomicBool>>,
+    own_group: bool,
+    running: Option<&'static Running>,
 }
 
 /// What a timed program did: it ran to its end (any exit status).
@@ -205,11 +227,138 @@ impl TimedOutput {
     }
 }
 
+/// How a watched program's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEnd {
+    /// A line showed what the caller waited for; the program was stopped.
+    Matched,
+    /// The program exited first, with this status.
+    Exited(ExitStatus),
+    /// The deadline came first; the program was stopped.
+    TimedOut,
+}
+
+/// What a watched program did ([`Timed::watch`]).
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// The command line, for messages.
+    pub argv: String,
+    /// Why it ended.
+    pub end: WatchEnd,
+    /// From spawn to the end: the match, the exit or the deadline.
+    pub elapsed: Duration,
+    /// What it printed until then, in arrival order (nothing printed
+    /// while it was being stopped).
+    pub lines: Vec<TimedLine>,
+    /// Output was dropped past [`MAX_CAPTURE`] bytes.
+    pub truncated: bool,
+}
+
+/// Programs that [`Timed`] runs have running now (those that asked with
+/// [`Timed::track_in`]), for a watchdog that must stop them before the
+/// process exits, when no destructor runs.
+#[derive(Debug, Default)]
+pub struct Running(Mutex<Vec<(i32, bool)>>);
+
+impl Running {
+    /// An empty list (for a `static`).
+    pub const fn new() -> Self {
+        Running(Mutex::new(Vec::new()))
+    }
+
+    /// SIGKILL every program on the list (its process group, when it has
+    /// its own).
+    pub fn kill_all(&self) {
+        use nix::sys::signal::{kill, killpg, Signal};
+        let pids = self.0.lock().map(|p| p.clone()).unwrap_or_default();
+        for (pid, own_group) in pids {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = if own_group { killpg(pid, Signal::SIGKILL) } else { kill(pid, Signal::SIGKILL) };
+        }
+    }
+
+    /// Whether nothing is running.
+    pub fn is_empty(&self) -> bool {
+        self.0.lock().map(|p| p.is_empty()).unwrap_or(true)
+    }
+
+    fn add(&self, pid: i32, own_group: bool) {
+        if let Ok(mut pids) = self.0.lock() {
+            pids.push((pid, own_group));
+        }
+    }
+
+    fn remove(&self, pid: i32) {
+        if let Ok(mut pids) = self.0.lock() {
+            pids.retain(|(p, _)| *p != pid);
+        }
+    }
+}
+
 /// What the reader and waiter threads report.
 enum Event {
     Data(Stream, Vec<u8>, Instant),
     Eof,
     Exited(std::io::Result<ExitStatus>, Instant),
+}
+
+/// How the run loop ended.
+enum Ended {
+    Exited(ExitStatus, Instant),
+    Matched(Instant),
+    TimedOut,
+    Cancelled,
+}
+
+/// The started program, stopped (SIGKILL) if the run loop is left by a
+/// panic; disarmed once the loop has stopped or seen the program exit.
+struct Started {
+    pid: nix::unistd::Pid,
+    own_group: bool,
+    armed: bool,
+    running: Option<&'static Running>,
+}
+
+impl Started {
+    /// SIGTERM the program (its group, when it has one), give it
+    /// [`KILL_GRACE`] to exit, then SIGKILL it. The group outlives its
+    /// leader while members remain, so this also reaches what the program
+    /// started (qemu under guestfish).
+    fn stop(&mut self, rx: &mpsc::Receiver<Event>, leader_exited: bool) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let until = Instant::now() + KILL_GRACE;
+        let mut exited = leader_exited;
+        while !exited {
+            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(Event::Exited(..)) => exited = true,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        // Whatever is left of the group (or all of it, if SIGTERM was
+        // ignored).
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        self.armed = false;
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = if self.own_group {
+            nix::sys::signal::killpg(self.pid, signal)
+        } else {
+            nix::sys::signal::kill(self.pid, signal)
+        };
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.armed {
+            self.signal(nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Some(running) = self.running {
+            running.remove(self.pid.as_raw());
+        }
+    }
 }
 
 impl Timed {
@@ -220,6 +369,8 @@ impl Timed {
             env: Vec::new(),
             timeout,
             cancel: None,
+            own_group: true,
+            running: None,
         }
     }
 
@@ -241,6 +392,22 @@ impl Timed {
         self
     }
 
+    /// Leave the program in our process group, so that a terminal's Ctrl-C
+    /// reaches it as it reaches us: for a program that starts nothing of
+    /// its own and must not outlive us when we die of SIGINT without a
+    /// handler (qemu for `status --probe`). Stopping it then signals the
+    /// program alone.
+    pub fn share_process_group(mut self) -> Self {
+        self.own_group = false;
+        self
+    }
+
+    /// Keep the program on `running` while it runs (see [`Running`]).
+    pub fn track_in(mut self, running: &'static Running) -> Self {
+        self.running = Some(running);
+        self
+    }
+
     /// The command line, for messages.
     pub fn display(&self) -> String {
         display_argv(&self.argv)
@@ -255,6 +422,56 @@ impl Timed {
     /// group (SIGTERM, then SIGKILL).
     pub fn run(&self) -> Result<TimedOutput, ProcessError> {
         let shown = self.display();
+        let (ended, started, lines) = self.execute(None)?;
+        match ended {
+            Ended::Exited(status, at) => {
+                let (lines, truncated) = lines.finish();
+                Ok(TimedOutput { argv: shown, status, started, elapsed: at - started, lines, truncated })
+            }
+            Ended::TimedOut => {
+                let (lines, _) = lines.finish();
+                let stderr: Vec<&str> =
+                    lines.iter().filter(|l| l.stream == Stream::Stderr).map(|l| l.text.as_str()).collect();
+                Err(ProcessError::TimedOut {
+                    argv: shown,
+                    after: self.timeout,
+                    stderr_tail: tail(&stderr.join("\n")),
+                })
+            }
+            Ended::Cancelled => Err(ProcessError::Cancelled { argv: shown }),
+            Ended::Matched(_) => unreachable!("run() watches for no line"),
+        }
+    }
+
+    /// Run the program until a line it prints (on either stream; the
+    /// unterminated end of one counts too) satisfies `until`, it exits, or
+    /// the deadline passes, whichever comes first; then stop it (SIGTERM,
+    /// then SIGKILL) and say which it was. A deadline is an outcome here,
+    /// not an error: the caller wants the output either way.
+    ///
+    /// Errors: [`ProcessError::Spawn`]; [`ProcessError::Cancelled`] when the
+    /// cancel flag was raised.
+    pub fn watch(&self, until: impl Fn(&str) -> bool) -> Result<Watched, ProcessError> {
+        let shown = self.display();
+        let (ended, started, lines) = self.execute(Some(&until))?;
+        let (end, at) = match ended {
+            Ended::Matched(at) => (WatchEnd::Matched, at),
+            Ended::Exited(status, at) => (WatchEnd::Exited(status), at),
+            Ended::TimedOut => (WatchEnd::TimedOut, started + self.timeout),
+            Ended::Cancelled => return Err(ProcessError::Cancelled { argv: shown }),
+        };
+        let (lines, truncated) = lines.finish();
+        Ok(Watched { argv: shown, end, elapsed: at.saturating_duration_since(started), lines, truncated })
+    }
+
+    /// Spawn the program and collect its lines until it exits, `until`
+    /// matches, the deadline passes or the cancel flag is raised; stop it
+    /// in all but the first case.
+    fn execute(
+        &self,
+        until: Option<&dyn Fn(&str) -> bool>,
+    ) -> Result<(Ended, Instant, LineCollector), ProcessError> {
+        let shown = self.display();
         let Some((program, args)) = self.argv.split_first() else {
             return Err(ProcessError::Spawn {
                 argv: shown,
@@ -262,12 +479,10 @@ impl Timed {
             });
         };
         let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("LANG", "C")
-            .process_group(0);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("LANG", "C");
+        if self.own_group {
+            cmd.process_group(0);
+        }
         for (key, value) in &self.env {
             match value {
                 Some(v) => cmd.env(key, v),
@@ -276,7 +491,11 @@ impl Timed {
         }
         let started = Instant::now();
         let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn { argv: shown.clone(), source })?;
-        let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        if let Some(running) = self.running {
+            running.add(pid.as_raw(), self.own_group);
+        }
+        let mut guard = Started { pid, own_group: self.own_group, armed: true, running: self.running };
         let (tx, rx) = mpsc::channel::<Event>();
         let pipes: [(Stream, Option<Box<dyn Read + Send>>); 2] = [
             (Stream::Stdout, child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
@@ -308,24 +527,29 @@ impl Timed {
         let deadline = started + self.timeout;
         let mut open_pipes = 2;
         let mut exited: Option<(ExitStatus, Instant)> = None;
-        let stop = loop {
+        let ended = loop {
             let now = Instant::now();
             if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-                break Some(false);
+                break Ended::Cancelled;
             }
             if exited.is_none() && now >= deadline {
-                break Some(true);
+                break Ended::TimedOut;
             }
-            if let Some((_, at)) = exited {
+            if let Some((status, at)) = exited {
                 if open_pipes == 0 || now >= at + DRAIN_GRACE {
-                    break None;
+                    break Ended::Exited(status, at);
                 }
             }
             let wait = deadline
                 .saturating_duration_since(now)
                 .clamp(Duration::from_millis(1), Duration::from_millis(100));
             match rx.recv_timeout(wait) {
-                Ok(Event::Data(stream, data, at)) => lines.push(stream, &data, at),
+                Ok(Event::Data(stream, data, at)) => {
+                    lines.push(stream, &data, at);
+                    if until.is_some_and(|f| lines.new_match(f)) {
+                        break Ended::Matched(Instant::now());
+                    }
+                }
                 Ok(Event::Eof) => open_pipes -= 1,
                 Ok(Event::Exited(Ok(status), at)) => exited = Some((status, at)),
                 Ok(Event::Exited(Err(source), _)) => {
@@ -333,52 +557,18 @@ impl Timed {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 // Every sender is gone: the waiter has reported (or died).
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if exited.is_none() {
-                        break Some(true);
-                    }
-                    break None;
-                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => match exited {
+                    None => break Ended::TimedOut,
+                    Some((status, at)) => break Ended::Exited(status, at),
+                },
             }
         };
-        if let Some(timed_out) = stop {
-            stop_group(pgid, &rx, exited.is_some());
-            let output = lines.finish();
-            let stderr: Vec<&str> =
-                output.0.iter().filter(|l| l.stream == Stream::Stderr).map(|l| l.text.as_str()).collect();
-            return Err(if timed_out {
-                ProcessError::TimedOut {
-                    argv: shown,
-                    after: self.timeout,
-                    stderr_tail: tail(&stderr.join("\n")),
-                }
-            } else {
-                ProcessError::Cancelled { argv: shown }
-            });
+        match ended {
+            Ended::Exited(..) => guard.armed = false,
+            _ => guard.stop(&rx, exited.is_some()),
         }
-        let (status, at) = exited.expect("loop ends without a stop only after the exit");
-        let (lines, truncated) = lines.finish();
-        Ok(TimedOutput { argv: shown, status, started, elapsed: at - started, lines, truncated })
+        Ok((ended, started, lines))
     }
-}
-
-/// SIGTERM the process group, give it [`KILL_GRACE`] to exit, then SIGKILL
-/// it. The group outlives its leader while members remain, so this also
-/// reaches what the program started (qemu under guestfish).
-fn stop_group(pgid: nix::unistd::Pid, rx: &mpsc::Receiver<Event>, leader_exited: bool) {
-    use nix::sys::signal::{killpg, Signal};
-    let _ = killpg(pgid, Signal::SIGTERM);
-    let until = Instant::now() + KILL_GRACE;
-    let mut exited = leader_exited;
-    while !exited {
-        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(Event::Exited(..)) => exited = true,
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    // Whatever is left of the group (or all of it, if SIGTERM was ignored).
-    let _ = killpg(pgid, Signal::SIGKILL);
 }
 
 /// Splits the chunks of both streams into timed lines.
@@ -388,6 +578,8 @@ struct LineCollector {
     lines: Vec<TimedLine>,
     kept: usize,
     truncated: bool,
+    /// Lines up to here were shown to [`LineCollector::new_match`].
+    checked: usize,
 }
 
 impl LineCollector {
@@ -398,7 +590,16 @@ impl LineCollector {
             lines: Vec::new(),
             kept: 0,
             truncated: false,
+            checked: 0,
         }
+    }
+
+    /// Whether a line completed since the last call, or the unterminated
+    /// end of a stream, satisfies `until`.
+    fn new_match(&mut self, until: &dyn Fn(&str) -> bool) -> bool {
+        let fresh = self.lines[self.checked..].iter().any(|l| until(&l.text));
+        self.checked = self.lines.len();
+        fresh || self.partial.iter().any(|p| !p.is_empty() && until(&String::from_utf8_lossy(p)))
     }
 
     fn push(&mut self, stream: Stream, data: &[u8], at: Instant) {
@@ -519,7 +720,7 @@ mod tests {
         let started = Instant::now();
         let err = Timed::new(&["sh", "-c", &script], Duration::from_millis(500)).run().unwrap_err();
         assert!(matches!(err, ProcessError::TimedOut { .. }), "{err}");
-        assert!(err.to_string().contains("did not finish within 0 s"), "{err}");
+        assert!(err.to_string().contains("did not finish within 0.5 s"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
         let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
         // Reaped by init once killed; give it a moment.
@@ -544,5 +745,59 @@ mod tests {
         let err = Timed::new(&["sleep", "60"], Duration::from_secs(60)).cancel_on(flag).run().unwrap_err();
         setter.join().unwrap();
         assert!(matches!(err, ProcessError::Cancelled { .. }), "{err}");
+    }
+
+    /// Issue 9: a 500 ms deadline read "within 0 s".
+    #[test]
+    fn deadlines_are_shown_to_the_millisecond() {
+        assert_eq!(seconds(Duration::from_secs(3)), "3 s");
+        assert_eq!(seconds(Duration::from_millis(500)), "0.5 s");
+        assert_eq!(seconds(Duration::from_millis(1250)), "1.25 s");
+        assert_eq!(seconds(Duration::from_micros(10)), "0.001 s");
+        let err = ProcessError::TimedOut {
+            argv: "qemu".into(),
+            after: Duration::from_millis(500),
+            stderr_tail: String::new(),
+        };
+        assert_eq!(err.to_string(), "`qemu` did not finish within 0.5 s and was stopped");
+    }
+
+    static WATCHED: Running = Running::new();
+
+    #[test]
+    fn watch_stops_at_the_awaited_line_and_keeps_the_output() {
+        // Lines of the two streams are ordered by arrival (two reader
+        // threads): the earlier one gets time to arrive before the match.
+        let started = Instant::now();
+        let w = Timed::new(
+            &["sh", "-c", "echo booting >&2; sleep 0.3; echo 'init: up'; sleep 60"],
+            Duration::from_secs(30),
+        )
+        .share_process_group()
+        .track_in(&WATCHED)
+        .watch(|line| line.contains("init: up"))
+        .unwrap();
+        assert_eq!(w.end, WatchEnd::Matched);
+        assert!(started.elapsed() < Duration::from_secs(20), "not stopped at the match");
+        assert!(w.lines.iter().any(|l| l.text == "booting" && l.stream == Stream::Stderr), "{:?}", w.lines);
+        assert!(WATCHED.is_empty());
+    }
+
+    #[test]
+    fn watch_reports_exit_and_deadline_with_the_output() {
+        let w = Timed::new(&["sh", "-c", "echo error: no; exit 4"], Duration::from_secs(20))
+            .watch(|line| line.contains("never"))
+            .unwrap();
+        assert!(matches!(w.end, WatchEnd::Exited(st) if st.code() == Some(4)), "{:?}", w.end);
+        assert_eq!(w.lines[0].text, "error: no");
+        let w = Timed::new(&["sh", "-c", "echo waiting; sleep 60"], Duration::from_millis(500))
+            .watch(|line| line.contains("never"))
+            .unwrap();
+        assert_eq!(w.end, WatchEnd::TimedOut);
+        assert_eq!(w.elapsed, Duration::from_millis(500));
+        assert_eq!(w.lines[0].text, "waiting");
+        // A program that cannot start is an error, as with run().
+        let err = Timed::new(&["/nonexistent/qemu"], Duration::from_secs(1)).watch(|_| true).unwrap_err();
+        assert!(matches!(err, ProcessError::Spawn { .. }), "{err}");
     }
 }

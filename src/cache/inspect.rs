@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use super::{cache_uid, mount_at_or_below};
 use super::{check_lock_file, io_err, CacheError, APPLIANCE_DIR, DATED_OUTPUTS, LOCK_NAME};
 use crate::output;
-use crate::users::UserDb;
+use crate::host::users::UserDb;
 
 /// Whether a cache's appliance matches the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,7 +324,7 @@ mod tests {
     use crate::cache::test_support::*;
     use crate::cache::{clean_reason, remove_cache, touch_outputs, CleanPolicy, CleanReason};
     use crate::output::OutputLock;
-    use crate::users::UserTable;
+    use crate::host::users::UserTable;
 
     fn users() -> UserTable {
         UserTable::new(&[("root", 0, 0), ("svc", 1001, 1002)])

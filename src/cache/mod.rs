@@ -24,7 +24,7 @@
 //! host (the caller passes that check in, see
 //! [`InspectContext::manifest_check`]), and printing (`commands::cache`).
 //! Whether a cache's user still exists is asked of a [`UserDb`] (on the
-//! host: libc and NSS, see [`crate::users`]); a lookup that fails is never
+//! host: libc and NSS, see [`crate::host::users`]); a lookup that fails is never
 //! taken as "gone".
 
 use std::io;
@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use crate::output::{self, OutputError};
 use crate::safefs::{Access, PinnedDir, SafeFsError};
 #[cfg(doc)]
-use crate::users::UserDb;
+use crate::host::users::UserDb;
 
 mod clean;
 mod find;

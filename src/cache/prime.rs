@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::output::{self, OutputLock};
 use crate::printer::Printer;
 use crate::safefs::{Access, PinnedDir, SafeFsError};
-use crate::users::{SystemUsers, UserDb};
+use crate::host::users::{SystemUsers, UserDb};
 
 /// What `cache prime` is asked to do.
 #[derive(Debug, Clone, Default)]

@@ -18,8 +18,8 @@ use crate::cache::{
 use crate::check::{self, Freshness};
 use crate::cli::{CacheArgs, CacheCleanArgs, CacheCommand, CacheListArgs, CachePrimeArgs};
 use crate::config::Config;
+use crate::host::users::{SystemUsers, UserDb};
 use crate::printer::{human_bytes, Printer};
-use crate::users::{SystemUsers, UserDb};
 
 /// Version of the `cache list --json` document.
 pub const LIST_JSON_VERSION: u32 = 1;

@@ -38,7 +38,7 @@ pub fn run(args: &StatusArgs, config: &Config, printer: &Printer) -> Result<Exit
     health::validate_skip(&args.skip)?;
     if args.list_probes {
         let mut text = String::new();
-        for p in PROBES {
+        for p in PROBES.iter().map(|p| p.info) {
             let sev = match p.severity {
                 health::Severity::Info => "info",
                 health::Severity::Warning => "warning",

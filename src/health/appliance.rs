@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::libguestfs::LibguestfsEnv;
 use super::libguestfs::Source;
-use super::{location, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
+use super::location;
+use super::probe::{Finding, HealthError, ProbeInfo, ProbeResult, Severity};
 use crate::check::{self, Freshness};
 use crate::config::{Config, HealthConfig};
 use crate::image::ext2;
@@ -154,7 +156,7 @@ pub fn gather(dir: &Path, config: &Config, freshness: bool) -> ApplianceFacts {
         .filter_map(|f| std::fs::metadata(dir.join(&f.name)).ok().map(|m| m.mtime()))
         .max();
     let built_at = manifest.as_ref().map(|m| m.built_at).filter(|t| *t > 0);
-    let age_seconds = built_at.or(newest_mtime).map(|t| (super::now_secs() - t).max(0) as u64);
+    let age_seconds = built_at.or(newest_mtime).map(|t| (super::probe::now_secs() - t).max(0) as u64);
     let size_of = |n: &str| files.iter().find(|f| f.name == n).map_or(0, |f| f.allocated_bytes);
     let (need_bytes, need_is_estimate) = match &manifest {
         Some(m) if m.output.root_allocated_bytes > 0 => {
@@ -245,18 +247,32 @@ fn build_remedy(a: &ApplianceFacts) -> String {
     format!("rebuild it with `guestfs-appliance build {}`", a.dir.display())
 }
 
+/// What the appliance probes look at: the appliance, and the part of the
+/// environment that says what its absence means.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplianceContext<'a> {
+    /// The appliance.
+    pub appliance: &'a ApplianceFacts,
+    /// What libguestfs uses here (its search path, the appliance it finds).
+    pub libguestfs: &'a LibguestfsEnv,
+    /// Why this appliance directory is the one examined.
+    pub examined_dir_source: Source,
+    /// Whether libguestfs itself is installed (when not, that is
+    /// `virt.libguestfs`'s finding, not the search path's).
+    pub libguestfs_installed: bool,
+}
+
 /// `appliance.search-path`: libguestfs finds an appliance to launch.
-pub const SEARCH_PATH: Probe = Probe {
+pub const SEARCH_PATH: ProbeInfo = ProbeInfo {
     name: "appliance.search-path",
     severity: Severity::Critical,
     summary:
         "libguestfs finds a supermin, fixed or old-style appliance on LIBGUESTFS_PATH (or its default path)",
     needs_measurement: false,
-    run: ProbeFn::Global(check_search_path),
 };
 
-fn check_search_path(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let lg = &facts.environment.libguestfs;
+pub(crate) fn check_search_path(ctx: &ApplianceContext, _: &HealthConfig) -> ProbeResult {
+    let lg = ctx.libguestfs;
     if lg.appliance.is_some() {
         return Ok(Ok(()));
     }
@@ -273,7 +289,7 @@ fn check_search_path(facts: &Facts, _: &HealthConfig) -> ProbeResult {
             ),
         ),
         // libguestfs missing altogether is virt.libguestfs's finding.
-        None if facts.virtualization.libguestfs.is_none() || shown.is_empty() => return Ok(Ok(())),
+        None if !ctx.libguestfs_installed || shown.is_empty() => return Ok(Ok(())),
         None => (
             shown.join(":"),
             format!(
@@ -287,23 +303,22 @@ fn check_search_path(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `appliance.present`: the directory holds every appliance file.
-pub const PRESENT: Probe = Probe {
+pub const PRESENT: ProbeInfo = ProbeInfo {
     name: "appliance.present",
     severity: Severity::Critical,
     summary: "the fixed appliance directory holds kernel, initrd, root, README.fixed and manifest.toml",
     needs_measurement: false,
-    run: ProbeFn::Global(check_present),
 };
 
-fn check_present(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let a = &facts.appliance;
+pub(crate) fn check_present(ctx: &ApplianceContext, _: &HealthConfig) -> ProbeResult {
+    let a = ctx.appliance;
     let missing: Vec<&str> = a.files.iter().filter(|f| !f.present).map(|f| f.name.as_str()).collect();
     if missing.is_empty() {
         return Ok(Ok(()));
     }
     let subject = a.dir.display().to_string();
     if !a.exists || missing.len() == a.files.len() {
-        let consequence = if facts.environment.examined_dir_source == Source::LibguestfsPath {
+        let consequence = if ctx.examined_dir_source == Source::LibguestfsPath {
             "LIBGUESTFS_PATH names it (see appliance.search-path)"
         } else {
             "libguestfs builds one with supermin on first launch"
@@ -332,16 +347,15 @@ fn check_present(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `appliance.root`: the root image is ext2 with the recorded UUID.
-pub const ROOT: Probe = Probe {
+pub const ROOT: ProbeInfo = ProbeInfo {
     name: "appliance.root",
     severity: Severity::Critical,
     summary: "the root image has a valid ext2 superblock whose UUID matches the manifest",
     needs_measurement: false,
-    run: ProbeFn::Global(check_root),
 };
 
-fn check_root(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let a = &facts.appliance;
+pub(crate) fn check_root(ctx: &ApplianceContext, _: &HealthConfig) -> ProbeResult {
+    let a = ctx.appliance;
     let Some(root) = &a.root else {
         return Err(HealthError::Unavailable("no root image".into()));
     };
@@ -364,17 +378,16 @@ fn check_root(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `appliance.kernel`: kernel image, manifest and host agree.
-pub const KERNEL: Probe = Probe {
+pub const KERNEL: ProbeInfo = ProbeInfo {
     name: "appliance.kernel",
     severity: Severity::Critical,
     summary:
         "the kernel's bzImage version matches the manifest (and the image's modules), and the host's choice",
     needs_measurement: false,
-    run: ProbeFn::Global(check_kernel),
 };
 
-fn check_kernel(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let a = &facts.appliance;
+pub(crate) fn check_kernel(ctx: &ApplianceContext, _: &HealthConfig) -> ProbeResult {
+    let a = ctx.appliance;
     let Some(recorded) = &a.manifest_kernel else {
         return Err(HealthError::Unavailable(
             a.manifest_error.clone().unwrap_or_else(|| "no manifest records the kernel".into()),
@@ -407,16 +420,15 @@ fn check_kernel(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `appliance.fresh`: built from the host's current state.
-pub const FRESH: Probe = Probe {
+pub const FRESH: ProbeInfo = ProbeInfo {
     name: "appliance.fresh",
     severity: Severity::Warning,
     summary: "the appliance matches the host's packages, inputs and kernel (as `check` says)",
     needs_measurement: false,
-    run: ProbeFn::Global(check_fresh),
 };
 
-fn check_fresh(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let a = &facts.appliance;
+pub(crate) fn check_fresh(ctx: &ApplianceContext, _: &HealthConfig) -> ProbeResult {
+    let a = ctx.appliance;
     let Some(f) = &a.freshness else {
         return Err(HealthError::Unavailable("freshness not checked (no manifest)".into()));
     };
@@ -439,16 +451,15 @@ fn check_fresh(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `appliance.age`: not older than `health.max_appliance_age_days`.
-pub const AGE: Probe = Probe {
+pub const AGE: ProbeInfo = ProbeInfo {
     name: "appliance.age",
     severity: Severity::Warning,
     summary: "the appliance is younger than health.max_appliance_age_days",
     needs_measurement: false,
-    run: ProbeFn::Global(check_age),
 };
 
-fn check_age(facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
-    let a = &facts.appliance;
+pub(crate) fn check_age(ctx: &ApplianceContext, cfg: &HealthConfig) -> ProbeResult {
+    let a = ctx.appliance;
     let Some(age) = a.age_seconds else {
         return Err(HealthError::Unavailable("no appliance".into()));
     };
@@ -505,7 +516,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn facts_with(f: impl FnOnce(&mut ApplianceFacts)) -> Facts {
+    fn facts_with(f: impl FnOnce(&mut ApplianceFacts)) -> crate::health::Facts {
         let mut facts = crate::health::tests::healthy_facts();
         f(&mut facts.appliance);
         facts
@@ -518,39 +529,52 @@ pub(crate) mod tests {
             a.exists = false;
             a.files.iter_mut().for_each(|f| f.present = false);
         });
-        let f = check_present(&facts, &cfg).unwrap().unwrap_err();
+        let f = check_present(&facts.appliance_context(), &cfg).unwrap().unwrap_err();
         assert_eq!(f.severity, Severity::Warning);
         assert!(f.remedy.contains("guestfs-appliance build /dev/shm/appliance"), "{}", f.remedy);
         let facts = facts_with(|a| a.files[2].present = false); // root
-        let f = check_present(&facts, &cfg).unwrap().unwrap_err();
+        let f = check_present(&facts.appliance_context(), &cfg).unwrap().unwrap_err();
         assert_eq!(f.severity, Severity::Critical);
         assert!(f.message.contains("missing root"), "{}", f.message);
         let facts = facts_with(|a| a.files[3].present = false); // README.fixed
-        assert_eq!(check_present(&facts, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
+        assert_eq!(
+            check_present(&facts.appliance_context(), &cfg).unwrap().unwrap_err().severity,
+            Severity::Warning
+        );
     }
 
     #[test]
     fn root_uuid_must_match_the_manifest() {
         let cfg = HealthConfig::default();
-        assert!(check_root(&facts_with(|_| {}), &cfg).unwrap().is_ok());
+        assert!(check_root(&facts_with(|_| {}).appliance_context(), &cfg).unwrap().is_ok());
         let facts =
             facts_with(|a| a.manifest_root_uuid = Some("00000000-0000-4000-8000-000000000000".into()));
-        assert!(check_root(&facts, &cfg).unwrap().unwrap_err().message.contains("differs"));
+        assert!(check_root(&facts.appliance_context(), &cfg)
+            .unwrap()
+            .unwrap_err()
+            .message
+            .contains("differs"));
         let facts = facts_with(|a| a.root.as_mut().unwrap().valid = false);
-        assert_eq!(check_root(&facts, &cfg).unwrap().unwrap_err().severity, Severity::Critical);
-        assert!(check_root(&facts_with(|a| a.root = None), &cfg).is_err());
+        assert_eq!(
+            check_root(&facts.appliance_context(), &cfg).unwrap().unwrap_err().severity,
+            Severity::Critical
+        );
+        assert!(check_root(&facts_with(|a| a.root = None).appliance_context(), &cfg).is_err());
     }
 
     #[test]
     fn kernel_mismatches() {
         let cfg = HealthConfig::default();
         let facts = facts_with(|a| a.image_kernel = Some("6.1.0-99-amd64".into()));
-        assert_eq!(check_kernel(&facts, &cfg).unwrap().unwrap_err().severity, Severity::Critical);
+        assert_eq!(
+            check_kernel(&facts.appliance_context(), &cfg).unwrap().unwrap_err().severity,
+            Severity::Critical
+        );
         let facts = facts_with(|a| a.host_kernel = Some("6.1.0-99-amd64".into()));
-        let f = check_kernel(&facts, &cfg).unwrap().unwrap_err();
+        let f = check_kernel(&facts.appliance_context(), &cfg).unwrap().unwrap_err();
         assert_eq!(f.severity, Severity::Warning);
         assert!(f.message.contains("6.1.0-99-amd64"));
-        assert!(check_kernel(&facts_with(|a| a.manifest_kernel = None), &cfg).is_err());
+        assert!(check_kernel(&facts_with(|a| a.manifest_kernel = None).appliance_context(), &cfg).is_err());
     }
 
     #[test]
@@ -563,12 +587,12 @@ pub(crate) mod tests {
                 reason: None,
             })
         });
-        let f = check_fresh(&facts, &cfg).unwrap().unwrap_err();
+        let f = check_fresh(&facts.appliance_context(), &cfg).unwrap().unwrap_err();
         assert!(f.message.contains("5 changes") && f.message.contains("2 more"), "{}", f.message);
         let facts = facts_with(|a| a.age_seconds = Some(91 * 86_400));
-        assert!(check_age(&facts, &cfg).unwrap().is_err());
+        assert!(check_age(&facts.appliance_context(), &cfg).unwrap().is_err());
         let facts = facts_with(|a| a.age_seconds = Some(89 * 86_400));
-        assert!(check_age(&facts, &cfg).unwrap().is_ok());
+        assert!(check_age(&facts.appliance_context(), &cfg).unwrap().is_ok());
     }
 
     #[test]

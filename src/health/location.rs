@@ -8,7 +8,8 @@
 //! libguestfs may cache its appliance: `$LIBGUESTFS_CACHEDIR`, `$TMPDIR`,
 //! `/var/tmp` (the one in use is the base `libguestfs.rs` works out), plus
 //! `/dev/shm` as the usual fast alternative. /proc and /sys are taken from
-//! [`HostRoots`] so tests can pass fake trees. Probes about the appliance's
+//! [`HostRoots`] so tests can pass fake trees; reading them (mountinfo,
+//! sysfs, statfs) is `crate::host`'s, judging what they say is this file's. Probes about the appliance's
 //! content and about virtualization live in `appliance.rs` and `virt.rs`.
 
 use std::collections::BTreeMap;
@@ -20,24 +21,13 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::libguestfs::LibguestfsEnv;
-use super::{Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
+use super::probe::{Finding, HealthError, ProbeInfo, ProbeResult, Severity};
 use crate::config::HealthConfig;
+use crate::host::mountinfo::{self, MountInfo};
+use crate::host::statfs::{self, fs_type_name, FUSE_MAGIC, OVERLAY_MAGIC, RAMFS_MAGIC, TMPFS_MAGIC};
+use crate::host::sysfs::{disks_of, Disk};
+use crate::host::HostRoots;
 use crate::printer::human_bytes;
-
-/// Where /proc and /sys are mounted (`/proc`, `/sys` on a real host).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostRoots {
-    /// The proc file system.
-    pub proc: PathBuf,
-    /// The sysfs file system.
-    pub sys: PathBuf,
-}
-
-impl Default for HostRoots {
-    fn default() -> Self {
-        HostRoots { proc: PathBuf::from("/proc"), sys: PathBuf::from("/sys") }
-    }
-}
 
 /// How fast a location is likely to be, from its file system and disks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -219,79 +209,6 @@ impl Location {
     }
 }
 
-/// A real disk under a file system.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Disk {
-    /// Kernel name (`sda`, `nvme0n1`, `vda`).
-    pub name: String,
-    /// `queue/rotational`; `None` when unreadable.
-    pub rotational: Option<bool>,
-    /// A disk a hypervisor emulates or provides (virtio, Xen, Hyper-V,
-    /// VMware, QEMU-emulated SCSI/ATA, cloud block storage): its rotational
-    /// flag is whatever the hypervisor chose (virtio-blk always says 1) and
-    /// says nothing about the storage behind it.
-    #[serde(rename = "virtual")]
-    pub is_virtual: bool,
-    /// What in sysfs shows it is virtual (`virtio bus`, `vendor QEMU`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub virtual_evidence: Option<String>,
-}
-
-impl Disk {
-    /// A disk with a trustworthy rotational flag (tests, fixtures).
-    pub fn physical(name: &str, rotational: Option<bool>) -> Disk {
-        Disk { name: name.into(), rotational, is_virtual: false, virtual_evidence: None }
-    }
-}
-
-/// Device-path components (prefixes) of buses that only hypervisors
-/// provide, with what they are. The sysfs path of a disk runs through its
-/// bus: `.../virtio1/block/vda`, `.../virtio2/host0/.../block/sda`
-/// (virtio-scsi), `/sys/devices/vbd-51712/block/xvda` (Xen blkfront),
-/// `.../VMBUS:00/<guid>/host2/.../block/sda` (Hyper-V storvsc).
-const VIRTUAL_BUSES: &[(&str, &str)] =
-    &[("virtio", "virtio bus"), ("vbd-", "Xen virtual block device"), ("VMBUS:", "Hyper-V VMBus")];
-
-/// Strings in a disk's `device/vendor` or `device/model` that name a
-/// hypervisor's emulated disk or a cloud volume, with what they are.
-const VIRTUAL_IDS: &[(&str, &str)] = &[
-    // virtio's PCI vendor id, which virtio-blk shows as device/vendor.
-    ("0x1af4", "virtio device"),
-    // scsi-hd/ide-hd: vendor "QEMU", or vendor "ATA" model "QEMU HARDDISK".
-    ("QEMU", "QEMU emulated disk"),
-    ("VBOX", "VirtualBox virtual disk"),
-    ("VMware", "VMware virtual disk"),
-    // Hyper-V: vendor "Msft", model "Virtual Disk".
-    ("Msft", "Hyper-V virtual disk"),
-    // GCE: SCSI "Google PersistentDisk", NVMe "nvme_card-pd".
-    ("PersistentDisk", "Google persistent disk"),
-    ("nvme_card-pd", "Google persistent disk"),
-    ("Amazon Elastic Block Store", "AWS EBS volume"),
-];
-
-/// Why the disk at sysfs directory `dir` is virtual, if it is. `sys` is
-/// the sysfs root `dir` lies in (only the part below it is looked at).
-fn virtual_evidence(sys: &Path, dir: &Path) -> Option<String> {
-    let below = std::fs::canonicalize(sys).ok().and_then(|s| dir.strip_prefix(s).ok().map(Path::to_path_buf));
-    let below = below.unwrap_or_else(|| dir.to_path_buf());
-    for component in below.components() {
-        let c = component.as_os_str().to_string_lossy();
-        if let Some((_, what)) = VIRTUAL_BUSES.iter().find(|(prefix, _)| c.starts_with(prefix)) {
-            return Some(format!("{what} ({c})"));
-        }
-    }
-    for file in ["device/vendor", "device/model"] {
-        let Ok(text) = crate::bounded::read_to_string(&dir.join(file), crate::bounded::PROC_MAX) else {
-            continue;
-        };
-        let text = text.trim();
-        if let Some((_, what)) = VIRTUAL_IDS.iter().find(|(id, _)| text.contains(id)) {
-            return Some(format!("{what} ({file} {text})"));
-        }
-    }
-    None
-}
-
 /// Outcome of a `--probe` write test.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
@@ -317,41 +234,6 @@ pub enum WriteTest {
     },
 }
 
-/// Name of a statfs `f_type` magic.
-pub fn fs_type_name(magic: u64) -> &'static str {
-    match magic {
-        0x0102_1994 => "tmpfs",
-        0x8584_58f6 => "ramfs",
-        0xEF53 => "ext2/3/4",
-        0x5846_5342 => "xfs",
-        0x9123_683E => "btrfs",
-        0x2fc1_2fc1 => "zfs",
-        0xF2F5_2010 => "f2fs",
-        0xCA45_1A4E => "bcachefs",
-        0x3153_464a => "jfs",
-        0x5265_4973 => "reiserfs",
-        0x4d44 => "vfat",
-        0x2011_BAB0 => "exfat",
-        0x5346_544e => "ntfs",
-        0x7371_7368 => "squashfs",
-        0x6969 => "nfs",
-        0xFF53_4D42 => "cifs",
-        0xFE53_4D42 => "smb2",
-        0x517B => "smb",
-        0x0102_1997 => "9p",
-        0x00c3_6400 => "ceph",
-        0x5346_414F => "afs",
-        0x4750_4653 => "gpfs",
-        0x0BD0_0BD0 => "lustre",
-        0x6573_5546 => "fuse",
-        0x794c_7630 => "overlay",
-        0x9fa0 => "proc",
-        0x6265_6572 => "sysfs",
-        0x6367_7270 => "cgroup2",
-        _ => "unknown",
-    }
-}
-
 /// Network file systems, by the names mountinfo and [`fs_type_name`] use.
 const NETWORK_FS: &[&str] = &[
     "nfs",
@@ -373,10 +255,10 @@ const NETWORK_FS: &[&str] = &[
 /// on `disks` (empty when not block-backed or unresolved).
 pub fn classify(fs_type: &str, magic: u64, disks: &[Disk]) -> SpeedClass {
     let base = fs_type.split('.').next().unwrap_or(fs_type);
-    if matches!(magic, 0x0102_1994 | 0x8584_58f6) || matches!(base, "tmpfs" | "ramfs") {
+    if matches!(magic, TMPFS_MAGIC | RAMFS_MAGIC) || matches!(base, "tmpfs" | "ramfs") {
         return SpeedClass::Memory;
     }
-    if base == "overlay" || magic == 0x794c_7630 {
+    if base == "overlay" || magic == OVERLAY_MAGIC {
         return SpeedClass::Overlay;
     }
     // virtiofs and glusterfs report the FUSE magic; their mountinfo name
@@ -384,7 +266,7 @@ pub fn classify(fs_type: &str, magic: u64, disks: &[Disk]) -> SpeedClass {
     if NETWORK_FS.contains(&base) || NETWORK_FS.contains(&fs_type_name(magic)) {
         return SpeedClass::Network;
     }
-    if base == "fuse" || base == "fuseblk" || magic == 0x6573_5546 {
+    if base == "fuse" || base == "fuseblk" || magic == FUSE_MAGIC {
         return SpeedClass::Fuse;
     }
     if disks.is_empty() {
@@ -402,127 +284,6 @@ pub fn classify(fs_type: &str, magic: u64, disks: &[Disk]) -> SpeedClass {
     } else {
         SpeedClass::Unknown
     }
-}
-
-/// One line of /proc/self/mountinfo (the fields we use).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountInfo {
-    /// Device major.
-    pub major: u32,
-    /// Device minor.
-    pub minor: u32,
-    /// Mount point (octal escapes decoded).
-    pub mount_point: PathBuf,
-    /// File system type as the kernel names it (`ext4`, `fuse.sshfs`).
-    pub fs_type: String,
-    /// Mount source.
-    pub source: String,
-}
-
-/// Parse mountinfo text (proc(5)); malformed lines are skipped.
-pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let f: Vec<&str> = left.split(' ').collect();
-            let (major, minor) = f.get(2)?.split_once(':')?;
-            let r: Vec<&str> = right.split(' ').collect();
-            Some(MountInfo {
-                major: major.parse().ok()?,
-                minor: minor.parse().ok()?,
-                mount_point: PathBuf::from(unescape(f.get(4)?)),
-                fs_type: (*r.first()?).to_string(),
-                source: unescape(r.get(1).unwrap_or(&"")),
-            })
-        })
-        .collect()
-}
-
-/// Decode mountinfo's `\040`-style octal escapes.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The mount holding `path`: the longest mount point that is a prefix of
-/// it, preferring entries whose device is `dev`; among equals the last
-/// (a later mount hides an earlier one on the same point).
-pub fn mount_for<'a>(mounts: &'a [MountInfo], path: &Path, dev: Option<(u32, u32)>) -> Option<&'a MountInfo> {
-    let matching = |m: &&MountInfo| path.starts_with(&m.mount_point);
-    let best = |it: &mut dyn Iterator<Item = &'a MountInfo>| {
-        let mut best: Option<&'a MountInfo> = None;
-        for m in it {
-            if best.is_none_or(|b| m.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len()) {
-                best = Some(m);
-            }
-        }
-        best
-    };
-    if let Some(dev) = dev {
-        let by_dev = best(&mut mounts.iter().filter(matching).filter(|m| (m.major, m.minor) == dev));
-        if by_dev.is_some() {
-            return by_dev;
-        }
-    }
-    best(&mut mounts.iter().filter(matching))
-}
-
-/// The real disks under block device `major:minor`, following partitions to
-/// their disk and device-mapper/md devices to their `slaves`.
-///
-/// Errors: the device is not in `SYS/dev/block`.
-pub fn disks_of(sys: &Path, major: u32, minor: u32) -> Result<Vec<Disk>, HealthError> {
-    let link = sys.join("dev/block").join(format!("{major}:{minor}"));
-    let dir = std::fs::canonicalize(&link).map_err(HealthError::io("resolving block device", &link))?;
-    let mut out = Vec::new();
-    walk_device(sys, &dir, 0, &mut out);
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out.dedup();
-    Ok(out)
-}
-
-fn walk_device(sys: &Path, dir: &Path, depth: usize, out: &mut Vec<Disk>) {
-    // Stacks are shallow; the bound only guards against a loop in a broken
-    // (or fake) sysfs.
-    if depth > 16 {
-        return;
-    }
-    let slaves: Vec<PathBuf> = std::fs::read_dir(dir.join("slaves"))
-        .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| std::fs::canonicalize(e.path()).ok()).collect())
-        .unwrap_or_default();
-    if !slaves.is_empty() {
-        for s in slaves {
-            walk_device(sys, &s, depth + 1, out);
-        }
-        return;
-    }
-    if dir.join("partition").exists() {
-        if let Some(parent) = dir.parent() {
-            walk_device(sys, parent, depth + 1, out);
-            return;
-        }
-    }
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let rotational = crate::bounded::read_to_string(&dir.join("queue/rotational"), crate::bounded::PROC_MAX)
-        .ok()
-        .and_then(|t| match t.trim() {
-            "1" => Some(true),
-            "0" => Some(false),
-            _ => None,
-        });
-    let virtual_evidence = virtual_evidence(sys, dir);
-    out.push(Disk { name, rotational, is_virtual: virtual_evidence.is_some(), virtual_evidence });
 }
 
 /// The nearest existing ancestor of `path` (itself if it exists).
@@ -544,7 +305,7 @@ fn existing_ancestor(path: &Path) -> PathBuf {
 pub fn assess(spec: &LocationSpec, roots: &HostRoots) -> Vec<Location> {
     let mountinfo_path = roots.proc.join("self/mountinfo");
     let mounts = crate::bounded::read_to_string(&mountinfo_path, crate::bounded::PROC_MAX)
-        .map(|t| parse_mountinfo(&t))
+        .map(|t| mountinfo::parse(&t))
         .unwrap_or_default();
     let mut by_path: BTreeMap<PathBuf, Vec<Role>> = BTreeMap::new();
     let mut order = Vec::new();
@@ -599,29 +360,28 @@ fn assess_one(
         write_test: None,
         error: None,
     };
-    let st = match nix::sys::statfs::statfs(&measured) {
+    let st = match statfs::stat(&measured) {
         Ok(st) => st,
         Err(e) => {
             loc.error = Some(format!("statfs {}: {}", measured.display(), e.desc()));
             return loc;
         }
     };
-    let magic = st.filesystem_type().0 as u64 & 0xffff_ffff;
+    let magic = st.magic;
     loc.fs_magic = format!("0x{magic:x}");
     loc.fs_type = fs_type_name(magic).to_string();
-    let bsize = st.block_size() as u64;
-    loc.total_bytes = st.blocks() * bsize;
-    loc.free_bytes = st.blocks_available() * bsize;
-    if st.files() > 0 {
-        loc.total_inodes = Some(st.files());
-        loc.free_inodes = Some(st.files_free());
+    loc.total_bytes = st.total_bytes;
+    loc.free_bytes = st.free_bytes;
+    if let Some((total, free)) = st.inodes {
+        loc.total_inodes = Some(total);
+        loc.free_inodes = Some(free);
     }
     let canonical = std::fs::canonicalize(&measured).unwrap_or(measured.clone());
     let dev = std::fs::metadata(&canonical).ok().map(|m| {
         let d = m.dev();
         (nix::sys::stat::major(d) as u32, nix::sys::stat::minor(d) as u32)
     });
-    let mount = mount_for(mounts, &canonical, dev);
+    let mount = mountinfo::mount_for(mounts, &canonical, dev);
     if let Some(m) = mount {
         loc.mount_point = Some(m.mount_point.clone());
         loc.source = Some(m.source.clone());
@@ -789,21 +549,31 @@ fn unassessable(loc: &Location) -> Option<HealthError> {
 /// Whether `loc` is only libguestfs's cache while a fixed appliance is
 /// booted in place: it then holds qemu probe files, and its speed does not
 /// matter.
-fn cache_only_for_probes(loc: &Location, facts: &Facts) -> bool {
-    !loc.roles.contains(&Role::Appliance) && facts.environment.libguestfs.uses_fixed_appliance()
+fn cache_only_for_probes(loc: &Location, ctx: &LocationContext) -> bool {
+    !loc.roles.contains(&Role::Appliance) && ctx.libguestfs.uses_fixed_appliance()
+}
+
+/// What the location probes look at besides each location.
+#[derive(Debug, Clone, Copy)]
+pub struct LocationContext<'a> {
+    /// What libguestfs uses here: its cache settings, and whether it boots
+    /// a fixed appliance in place (then its cache holds only qemu probe
+    /// files, and its speed does not matter).
+    pub libguestfs: &'a LibguestfsEnv,
+    /// Whether `--probe` measurements were taken.
+    pub probed: bool,
 }
 
 /// `location.cachedir`: libguestfs accepts `LIBGUESTFS_CACHEDIR`/`TMPDIR`.
-pub const CACHEDIR: Probe = Probe {
+pub const CACHEDIR: ProbeInfo = ProbeInfo {
     name: "location.cachedir",
     severity: Severity::Warning,
     summary: "LIBGUESTFS_CACHEDIR and TMPDIR, when set, are existing directories (else libguestfs complains and uses /var/tmp)",
     needs_measurement: false,
-    run: ProbeFn::Global(check_cachedir),
 };
 
-fn check_cachedir(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let lg = &facts.environment.libguestfs;
+pub(crate) fn check_cachedir(ctx: &LocationContext, _: &HealthConfig) -> ProbeResult {
+    let lg = ctx.libguestfs;
     let Some(first) = lg.cachedir_errors.first() else {
         return Ok(Ok(()));
     };
@@ -820,16 +590,15 @@ fn check_cachedir(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `location.space`: room for one more appliance copy, with the margin.
-pub const SPACE: Probe = Probe {
+pub const SPACE: ProbeInfo = ProbeInfo {
     name: "location.space",
     severity: Severity::Critical,
     summary:
         "the appliance directory and the active cache have room for an appliance (with health.space_margin)",
     needs_measurement: false,
-    run: ProbeFn::PerLocation(check_space),
 };
 
-fn check_space(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
+pub(crate) fn check_space(loc: &Location, _: &LocationContext, cfg: &HealthConfig) -> ProbeResult {
     if let Some(e) = unassessable(loc) {
         return Err(e);
     }
@@ -860,15 +629,14 @@ fn check_space(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
 }
 
 /// `location.inodes`: enough free inodes for an appliance's files.
-pub const INODES: Probe = Probe {
+pub const INODES: ProbeInfo = ProbeInfo {
     name: "location.inodes",
     severity: Severity::Warning,
     summary: "the appliance directory and the active cache have health.min_free_inodes free inodes",
     needs_measurement: false,
-    run: ProbeFn::PerLocation(check_inodes),
 };
 
-fn check_inodes(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
+pub(crate) fn check_inodes(loc: &Location, _: &LocationContext, cfg: &HealthConfig) -> ProbeResult {
     if let Some(e) = unassessable(loc) {
         return Err(e);
     }
@@ -889,20 +657,19 @@ fn check_inodes(loc: &Location, _: &Facts, cfg: &HealthConfig) -> ProbeResult {
 }
 
 /// `location.speed`: not on a slow class of storage.
-pub const SPEED: Probe = Probe {
+pub const SPEED: ProbeInfo = ProbeInfo {
     name: "location.speed",
     severity: Severity::Warning,
     summary:
         "the appliance directory and the active cache are not on rotational, network, FUSE or overlay storage",
     needs_measurement: false,
-    run: ProbeFn::PerLocation(check_speed),
 };
 
-fn check_speed(loc: &Location, facts: &Facts, _: &HealthConfig) -> ProbeResult {
+pub(crate) fn check_speed(loc: &Location, ctx: &LocationContext, _: &HealthConfig) -> ProbeResult {
     if let Some(e) = unassessable(loc) {
         return Err(e);
     }
-    if !loc.in_use() || cache_only_for_probes(loc, facts) {
+    if !loc.in_use() || cache_only_for_probes(loc, ctx) {
         return Ok(Ok(()));
     }
     let virtual_disks: Vec<String> = loc
@@ -914,7 +681,7 @@ fn check_speed(loc: &Location, facts: &Facts, _: &HealthConfig) -> ProbeResult {
     // A virtual disk's speed cannot be read from sysfs: without --probe say
     // so (info, not a warning: most cloud VMs would warn forever); with
     // --probe the write test's numbers decide (location.write-speed).
-    if loc.class == SpeedClass::Unknown && !virtual_disks.is_empty() && !facts.probed {
+    if loc.class == SpeedClass::Unknown && !virtual_disks.is_empty() && !ctx.probed {
         return Ok(Err(Finding {
             probe: SPEED.name,
             severity: Severity::Info,
@@ -950,15 +717,14 @@ fn check_speed(loc: &Location, facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `location.write-speed`: `--probe` throughput and fsync latency.
-pub const WRITE_SPEED: Probe = Probe {
+pub const WRITE_SPEED: ProbeInfo = ProbeInfo {
     name: "location.write-speed",
     severity: Severity::Warning,
     summary: "--probe: write speed >= health.min_write_mb_per_s and fsync latency <= health.max_fsync_ms",
     needs_measurement: true,
-    run: ProbeFn::PerLocation(check_write_speed),
 };
 
-fn check_write_speed(loc: &Location, facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
+pub(crate) fn check_write_speed(loc: &Location, ctx: &LocationContext, cfg: &HealthConfig) -> ProbeResult {
     match &loc.write_test {
         None => Err(HealthError::Unavailable("no write test was run".into())),
         Some(WriteTest::Skipped { reason }) => {
@@ -969,7 +735,7 @@ fn check_write_speed(loc: &Location, facts: &Facts, cfg: &HealthConfig) -> Probe
         }
         Some(WriteTest::Measured { mb_per_s, fsync_ms, .. }) => {
             let fast = *mb_per_s >= cfg.min_write_mb_per_s && *fsync_ms <= cfg.max_fsync_ms;
-            if !loc.in_use() || cache_only_for_probes(loc, facts) || fast {
+            if !loc.in_use() || cache_only_for_probes(loc, ctx) || fast {
                 return Ok(Ok(()));
             }
             Ok(Err(Finding {
@@ -1021,29 +787,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn statfs_magics_are_named() {
-        assert_eq!(fs_type_name(0x0102_1994), "tmpfs");
-        assert_eq!(fs_type_name(0xEF53), "ext2/3/4");
-        assert_eq!(fs_type_name(0x5846_5342), "xfs");
-        assert_eq!(fs_type_name(0x9123_683E), "btrfs");
-        assert_eq!(fs_type_name(0x6969), "nfs");
-        assert_eq!(fs_type_name(0xFF53_4D42), "cifs");
-        assert_eq!(fs_type_name(0x6573_5546), "fuse");
-        assert_eq!(fs_type_name(0x794c_7630), "overlay");
-        assert_eq!(fs_type_name(0x0102_1997), "9p");
-        assert_eq!(fs_type_name(0x2fc1_2fc1), "zfs");
-        assert_eq!(fs_type_name(0x1234), "unknown");
-    }
-
-    #[test]
-    fn real_tmpfs_magic_matches_the_table() {
-        let st = nix::sys::statfs::statfs("/dev/shm").unwrap();
-        if fs_type_name(st.filesystem_type().0 as u64) != "tmpfs" {
-            eprintln!("skipping: /dev/shm is not a tmpfs here");
-        }
-    }
-
-    #[test]
     fn classes_from_fs_and_disks() {
         let rot = |r| vec![Disk::physical("sda", r)];
         assert_eq!(classify("tmpfs", 0x0102_1994, &[]), SpeedClass::Memory);
@@ -1057,55 +800,6 @@ pub(crate) mod tests {
         assert_eq!(classify("zfs", 0x2fc1_2fc1, &[]), SpeedClass::Unknown);
         let mixed = vec![Disk::physical("nvme0n1", Some(false)), Disk::physical("sdb", Some(true))];
         assert_eq!(classify("ext4", 0xEF53, &mixed), SpeedClass::LocalRotational);
-    }
-
-    #[test]
-    fn mountinfo_parses_escapes_and_picks_longest_then_last() {
-        let text = std::fs::read_to_string(fixtures().join("proc/self/mountinfo")).unwrap();
-        let mounts = parse_mountinfo(&text);
-        assert!(mounts.len() >= 6, "{mounts:?}");
-        let m = mount_for(&mounts, Path::new("/var/tmp/x"), None).unwrap();
-        assert_eq!(m.mount_point, PathBuf::from("/var/tmp"));
-        assert_eq!(m.fs_type, "xfs");
-        // /dev/shm is mounted twice; the later mount is the visible one.
-        let m = mount_for(&mounts, Path::new("/dev/shm/appliance"), None).unwrap();
-        assert_eq!((m.major, m.minor), (0, 27));
-        let m = mount_for(&mounts, Path::new("/mnt/my disk/cache"), None).unwrap();
-        assert_eq!(m.mount_point, PathBuf::from("/mnt/my disk"));
-        assert_eq!(m.fs_type, "fuse.sshfs");
-        let m = mount_for(&mounts, Path::new("/opt/u"), None).unwrap();
-        assert_eq!(m.mount_point, PathBuf::from("/"));
-        // A device match wins over a longer path match (bind mounts).
-        let m = mount_for(&mounts, Path::new("/var/tmp/x"), Some((254, 0))).unwrap();
-        assert_eq!(m.mount_point, PathBuf::from("/"));
-    }
-
-    #[test]
-    fn partitions_dm_and_md_resolve_to_their_disks() {
-        let sys = fixtures().join("sys");
-        let names = |maj, min| {
-            disks_of(&sys, maj, min)
-                .unwrap()
-                .into_iter()
-                .map(|d| format!("{}={:?}", d.name, d.rotational))
-                .collect::<Vec<_>>()
-        };
-        // sda1 -> sda (rotational)
-        assert_eq!(names(8, 1), ["sda=Some(true)"]);
-        // nvme0n1p1 -> nvme0n1 (SSD)
-        assert_eq!(names(259, 1), ["nvme0n1=Some(false)"]);
-        // dm-0 (LVM) on nvme0n1p2 -> nvme0n1
-        assert_eq!(names(253, 0), ["nvme0n1=Some(false)"]);
-        // md0 on sda2 + sdb1 -> sda, sdb
-        assert_eq!(names(9, 0), ["sda=Some(true)", "sdb=Some(true)"]);
-        // dm-1 (crypt) on md0 -> the md's disks
-        assert_eq!(names(253, 1), ["sda=Some(true)", "sdb=Some(true)"]);
-        assert!(disks_of(&sys, 1, 99).is_err());
-        // None of these is virtual (dm and md live under devices/virtual,
-        // which is not a hypervisor's bus).
-        for (maj, min) in [(8, 1), (259, 1), (253, 0), (9, 0), (253, 1)] {
-            assert!(disks_of(&sys, maj, min).unwrap().iter().all(|d| !d.is_virtual), "{maj}:{min}");
-        }
     }
 
     /// Issue 7: a VM's disks say rotational=1 whatever backs them; their
@@ -1149,27 +843,30 @@ pub(crate) mod tests {
         loc.active_cache = true;
         loc.disks = disks_of(&sys, 254, 0).unwrap();
         loc.class = classify("ext4", 0xEF53, &loc.disks);
-        let f = check_speed(&loc, &facts, &cfg).unwrap().unwrap_err();
+        let f = check_speed(&loc, &facts.location_context(), &cfg).unwrap().unwrap_err();
         assert_eq!(f.severity, Severity::Info, "{f:?}");
         assert!(f.message.contains("virtual disk (vda: virtio bus") && f.remedy.contains("--probe"), "{f:?}");
         // With --probe: no class verdict; the write test decides.
         facts.probed = true;
-        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 20.0, fsync_ms: 1.0 });
-        assert_eq!(check_write_speed(&loc, &facts, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
+        assert_eq!(
+            check_write_speed(&loc, &facts.location_context(), &cfg).unwrap().unwrap_err().severity,
+            Severity::Warning
+        );
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 900.0, fsync_ms: 0.5 });
-        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_write_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         // A cache that holds only qemu probe files (a fixed appliance is
         // booted in place): its speed does not matter.
         facts.probed = false;
         facts.environment.libguestfs = fixed_in_use;
-        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 20.0, fsync_ms: 1.0 });
-        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_write_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         // A location libguestfs does not use: nothing to say.
         facts.environment.libguestfs = LibguestfsEnv::new(None, None, None, None);
         loc.active_cache = false;
-        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
     }
 
     #[test]
@@ -1204,22 +901,25 @@ pub(crate) mod tests {
         let cfg = HealthConfig::default();
         let need = ESTIMATED_APPLIANCE_BYTES;
         let mut loc = location("/dev/shm/appliance", SpeedClass::Memory, need * 2);
-        assert!(check_space(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_space(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         loc.free_bytes = need + 1;
-        let f = check_space(&loc, &facts, &cfg).unwrap().unwrap_err();
+        let f = check_space(&loc, &facts.location_context(), &cfg).unwrap().unwrap_err();
         assert_eq!(f.severity, Severity::Warning);
         assert!(f.remedy.contains("LIBGUESTFS_PATH"), "{}", f.remedy);
         loc.free_bytes = need - 1;
-        assert_eq!(check_space(&loc, &facts, &cfg).unwrap().unwrap_err().severity, Severity::Critical);
+        assert_eq!(
+            check_space(&loc, &facts.location_context(), &cfg).unwrap().unwrap_err().severity,
+            Severity::Critical
+        );
         // A cache libguestfs does not use now: no finding.
         loc.roles = vec![Role::Shm];
-        assert!(check_space(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_space(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         loc.roles = vec![Role::VarTmp];
         loc.active_cache = true;
-        let f = check_space(&loc, &facts, &cfg).unwrap().unwrap_err();
+        let f = check_space(&loc, &facts.location_context(), &cfg).unwrap().unwrap_err();
         assert!(f.remedy.contains("LIBGUESTFS_CACHEDIR"), "{}", f.remedy);
         loc.error = Some("statfs: denied".into());
-        assert!(check_space(&loc, &facts, &cfg).is_err());
+        assert!(check_space(&loc, &facts.location_context(), &cfg).is_err());
     }
 
     #[test]
@@ -1228,14 +928,14 @@ pub(crate) mod tests {
         let cfg = HealthConfig::default();
         let mut loc = location("/var/tmp", SpeedClass::LocalRotational, 100 << 30);
         loc.disks = vec![Disk::physical("sda", Some(true))];
-        let f = check_speed(&loc, &facts, &cfg).unwrap().unwrap_err();
+        let f = check_speed(&loc, &facts.location_context(), &cfg).unwrap().unwrap_err();
         assert!(f.message.contains("rotational disk (sda)"), "{}", f.message);
         loc.class = SpeedClass::LocalSsd;
-        assert!(check_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         loc.free_inodes = Some(10);
-        assert!(check_inodes(&loc, &facts, &cfg).unwrap().is_err());
+        assert!(check_inodes(&loc, &facts.location_context(), &cfg).unwrap().is_err());
         loc.free_inodes = None; // btrfs: not counted, no finding
-        assert!(check_inodes(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_inodes(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
     }
 
     #[test]
@@ -1243,13 +943,13 @@ pub(crate) mod tests {
         let facts = crate::health::tests::healthy_facts();
         let cfg = HealthConfig::default();
         let mut loc = location("/dev/shm/appliance", SpeedClass::Memory, 10 << 30);
-        assert!(check_write_speed(&loc, &facts, &cfg).is_err());
+        assert!(check_write_speed(&loc, &facts.location_context(), &cfg).is_err());
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 500.0, fsync_ms: 1.0 });
-        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_ok());
+        assert!(check_write_speed(&loc, &facts.location_context(), &cfg).unwrap().is_ok());
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 20.0, fsync_ms: 1.0 });
-        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_err());
+        assert!(check_write_speed(&loc, &facts.location_context(), &cfg).unwrap().is_err());
         loc.write_test = Some(WriteTest::Measured { bytes: 1, mb_per_s: 500.0, fsync_ms: 80.0 });
-        assert!(check_write_speed(&loc, &facts, &cfg).unwrap().is_err());
+        assert!(check_write_speed(&loc, &facts.location_context(), &cfg).unwrap().is_err());
     }
 
     #[test]

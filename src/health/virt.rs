@@ -18,28 +18,27 @@
 //!   booted under that accelerator and ran a program as PID 1. (The init
 //!   then stops for want of `root=`.)
 //!
-//! qemu is killed once the guest came up, at the timeout, and by
-//! [`kill_running_guests`] (the `--timeout` watchdog), so no guest outlives
+//! qemu runs through `process::Timed::watch`, which stops it once the
+//! guest came up or at the timeout; [`kill_running_guests`] (the
+//! `--timeout` watchdog) kills what is still running, so no guest outlives
 //! the report. The appliance's content is `appliance.rs`'s business; this
 //! file only boots.
 
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::memfd::MemFdCreateFlag;
 
 use serde::Serialize;
 
-use super::{
-    location::HostRoots, ApplianceFacts, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity,
-};
+use super::appliance::ApplianceFacts;
+use super::probe::{Finding, HealthError, ProbeInfo, ProbeResult, Severity};
 use crate::config::HealthConfig;
+use crate::host::HostRoots;
 use crate::image::initrd;
 use crate::kernel::{self, compare_versions, KernelEnv};
+use crate::process;
 
 /// qemu versions before this boot slowly (libguestfs performance guide:
 /// fast boot needs qemu >= 2.7 and libguestfs >= 1.34).
@@ -400,42 +399,13 @@ fn memory_initrd(init: &[u8]) -> Result<std::fs::File, String> {
     Ok(file)
 }
 
-/// pids of the qemu processes running now, for [`kill_running_guests`].
-static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// The test-boot qemu processes running now, for [`kill_running_guests`].
+static RUNNING: process::Running = process::Running::new();
 
 /// Kill every test-boot qemu still running (the `--timeout` watchdog calls
 /// this before it exits, when no destructor runs).
 pub fn kill_running_guests() {
-    let pids = RUNNING.lock().map(|p| p.clone()).unwrap_or_default();
-    for pid in pids {
-        let _ =
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-    }
-}
-
-/// qemu, killed (and reaped) when dropped: a panic or an early return
-/// never leaves a guest running.
-struct Guest(Child);
-
-impl Guest {
-    fn new(child: Child) -> Guest {
-        if let Ok(mut pids) = RUNNING.lock() {
-            pids.push(child.id());
-        }
-        Guest(child)
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-        if let Ok(mut pids) = RUNNING.lock() {
-            pids.retain(|p| *p != self.0.id());
-        }
-    }
+    RUNNING.kill_all();
 }
 
 /// Boot `spec` with `accel` and wait up to `timeout` for it to come up;
@@ -468,77 +438,37 @@ fn boot(qemu: &Path, spec: &BootSpec, accel: &'static str, timeout: Duration, li
     argv.push("-append".into());
     argv.push(append);
 
-    let start = Instant::now();
-    let result = |came_up: bool, timed_out: bool, error: Option<String>| BootResult {
+    let mut cmd = vec![qemu.as_os_str().to_owned()];
+    cmd.extend(argv.into_iter().map(std::ffi::OsString::from));
+    // qemu stays in our process group, so a Ctrl-C that ends us ends it;
+    // process.rs stops it once the guest came up or at the timeout, and the
+    // watchdog kills what is on RUNNING.
+    let watched = process::Timed::new(&cmd, timeout)
+        .share_process_group()
+        .track_in(&RUNNING)
+        .watch(|line| came_up(line, spec.target));
+    let result = |came_up: bool, timed_out: bool, seconds: f64, error: Option<String>| BootResult {
         accel,
         target: spec.target,
         kernel: spec.kernel_release.clone(),
         came_up,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
         timed_out,
         cut_short: timed_out && limited,
         error,
     };
-    let child = Command::new(qemu)
-        .args(&argv)
-        .env("LANG", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut guest = match child {
-        Ok(c) => Guest::new(c),
-        Err(e) => return result(false, false, Some(format!("could not run {}: {e}", qemu.display()))),
+    let watched = match watched {
+        Ok(w) => w,
+        Err(process::ProcessError::Spawn { source, .. }) => {
+            return result(false, false, 0.0, Some(format!("could not run {}: {source}", qemu.display())));
+        }
+        Err(e) => return result(false, false, 0.0, Some(e.to_string())),
     };
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let pipes: Vec<Box<dyn Read + Send>> = [
-        guest.0.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-        guest.0.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    for mut pipe in pipes {
-        let tx = tx.clone();
-        // Readers end when qemu dies (EOF); a send to a dropped receiver
-        // just ends them early.
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    drop(tx);
-    let deadline = start + timeout;
-    let mut log = Vec::new();
-    let mut up = false;
-    let mut timed_out = false;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            break;
-        }
-        match rx.recv_timeout((deadline - now).min(Duration::from_millis(200))) {
-            Ok(chunk) => {
-                log.extend_from_slice(&chunk);
-                if came_up(&String::from_utf8_lossy(&log), spec.target) {
-                    up = true;
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // Both pipes closed: qemu exited.
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    let r = result(up, timed_out, None);
-    drop(guest);
+    let up = watched.end == process::WatchEnd::Matched;
+    let timed_out = watched.end == process::WatchEnd::TimedOut;
     let error = (!up).then(|| {
-        let text = String::from_utf8_lossy(&log);
+        let text: Vec<&str> = watched.lines.iter().map(|l| l.text.as_str()).collect();
+        let text = text.join("\n");
         let last =
             text.lines().map(str::trim).rev().find(|l| !l.is_empty()).unwrap_or("no output").to_string();
         match (timed_out, limited) {
@@ -556,7 +486,7 @@ fn boot(qemu: &Path, spec: &BootSpec, accel: &'static str, timeout: Duration, li
             },
         }
     });
-    BootResult { error, ..r }
+    result(up, timed_out, watched.elapsed.as_secs_f64(), error)
 }
 
 fn user_name() -> String {
@@ -572,17 +502,26 @@ fn kvm_module(cpu: &CpuFacts) -> &'static str {
     }
 }
 
+/// What the virtualization probes look at: the virtualization facts, and
+/// the appliance directory a failed boot's remedy names.
+#[derive(Debug, Clone, Copy)]
+pub struct VirtContext<'a> {
+    /// KVM, CPU, qemu, libguestfs, test boots.
+    pub virt: &'a VirtFacts,
+    /// The fixed appliance directory examined.
+    pub appliance_dir: &'a Path,
+}
+
 /// `virt.kvm-device`: /dev/kvm exists and opens read-write.
-pub const KVM_DEVICE: Probe = Probe {
+pub const KVM_DEVICE: ProbeInfo = ProbeInfo {
     name: "virt.kvm-device",
     severity: Severity::Warning,
     summary: "/dev/kvm exists and the invoking user can open it read-write",
     needs_measurement: false,
-    run: ProbeFn::Global(check_kvm_device),
 };
 
-fn check_kvm_device(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let v = &facts.virtualization;
+pub(crate) fn check_kvm_device(ctx: &VirtContext, _: &HealthConfig) -> ProbeResult {
+    let v = ctx.virt;
     let finding = |message: String, remedy: String| Finding {
         probe: KVM_DEVICE.name,
         severity: Severity::Warning,
@@ -615,16 +554,15 @@ fn check_kvm_device(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `virt.cpu-flags`: the CPU exposes VT-x or AMD-V.
-pub const CPU_FLAGS: Probe = Probe {
+pub const CPU_FLAGS: ProbeInfo = ProbeInfo {
     name: "virt.cpu-flags",
     severity: Severity::Warning,
     summary: "the CPU exposes hardware virtualization (vmx or svm in /proc/cpuinfo)",
     needs_measurement: false,
-    run: ProbeFn::Global(check_cpu_flags),
 };
 
-fn check_cpu_flags(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let v = &facts.virtualization;
+pub(crate) fn check_cpu_flags(ctx: &VirtContext, _: &HealthConfig) -> ProbeResult {
+    let v = ctx.virt;
     if v.cpu.model.is_empty() && !v.cpu.hypervisor && !v.cpu.vmx && !v.cpu.svm {
         return Err(HealthError::Unavailable("could not read /proc/cpuinfo".into()));
     }
@@ -653,21 +591,20 @@ fn check_cpu_flags(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `virt.qemu`: qemu is installed and new enough.
-pub const QEMU: Probe = Probe {
+pub const QEMU: ProbeInfo = ProbeInfo {
     name: "virt.qemu",
     severity: Severity::Critical,
     summary: "qemu-system-ARCH (or /usr/libexec/qemu-kvm) is installed, version >= 2.7",
     needs_measurement: false,
-    run: ProbeFn::Global(check_qemu),
 };
 
 /// The host package manager's names and commands, for hints.
-fn host_handler(facts: &Facts) -> Option<&'static crate::package::Handler> {
-    facts.virtualization.package_handler.and_then(crate::package::handler_named)
+fn host_handler(virt: &VirtFacts) -> Option<&'static crate::package::Handler> {
+    virt.package_handler.and_then(crate::package::handler_named)
 }
 
-fn check_qemu(facts: &Facts, _: &HealthConfig) -> ProbeResult {
-    let Some(q) = &facts.virtualization.qemu else {
+pub(crate) fn check_qemu(ctx: &VirtContext, _: &HealthConfig) -> ProbeResult {
+    let Some(q) = &ctx.virt.qemu else {
         return Ok(Err(Finding {
             probe: QEMU.name,
             severity: Severity::Critical,
@@ -676,7 +613,7 @@ fn check_qemu(facts: &Facts, _: &HealthConfig) -> ProbeResult {
                 "qemu-system-{} is not installed: libguestfs cannot launch",
                 std::env::consts::ARCH
             ),
-            remedy: match host_handler(facts) {
+            remedy: match host_handler(ctx.virt) {
                 Some(h) => format!("install qemu ({}: `{}`)", h.distro, h.install_qemu),
                 None => "install qemu with the distribution's package manager".into(),
             },
@@ -700,15 +637,14 @@ fn check_qemu(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `virt.libguestfs`: libguestfs is installed and new enough.
-pub const LIBGUESTFS: Probe = Probe {
+pub const LIBGUESTFS: ProbeInfo = ProbeInfo {
     name: "virt.libguestfs",
     severity: Severity::Warning,
     summary: "libguestfs (its distribution package) is installed, version >= 1.34",
     needs_measurement: false,
-    run: ProbeFn::Global(check_libguestfs),
 };
 
-fn check_libguestfs(facts: &Facts, _: &HealthConfig) -> ProbeResult {
+pub(crate) fn check_libguestfs(ctx: &VirtContext, _: &HealthConfig) -> ProbeResult {
     let finding = |message: String, remedy: &str| Finding {
         probe: LIBGUESTFS.name,
         severity: Severity::Warning,
@@ -716,9 +652,9 @@ fn check_libguestfs(facts: &Facts, _: &HealthConfig) -> ProbeResult {
         message,
         remedy: remedy.into(),
     };
-    match &facts.virtualization.libguestfs {
+    match &ctx.virt.libguestfs {
         None => {
-            let handler = host_handler(facts);
+            let handler = host_handler(ctx.virt);
             let package = handler.map(|h| format!(" ({})", h.libguestfs_package)).unwrap_or_default();
             let remedy = match handler {
                 Some(h) => format!("install it ({}: `{}`)", h.distro, h.install_libguestfs),
@@ -738,16 +674,15 @@ fn check_libguestfs(facts: &Facts, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `virt.boot`: `--probe` test boots.
-pub const BOOT: Probe = Probe {
+pub const BOOT: ProbeInfo = ProbeInfo {
     name: "virt.boot",
     severity: Severity::Critical,
     summary: "--probe: the appliance comes up under KVM (else: under TCG) within the timeouts",
     needs_measurement: true,
-    run: ProbeFn::Global(check_boot),
 };
 
-fn check_boot(facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
-    let v = &facts.virtualization;
+pub(crate) fn check_boot(ctx: &VirtContext, cfg: &HealthConfig) -> ProbeResult {
+    let v = ctx.virt;
     if let Some(why) = &v.boot_skipped {
         return Err(HealthError::Unavailable(format!("no test boot: {why}")));
     }
@@ -816,7 +751,7 @@ fn check_boot(facts: &Facts, cfg: &HealthConfig) -> ProbeResult {
         (_, Some(t)) if t.target == BootTarget::Appliance => Ok(Err(finding(
             Severity::Critical,
             format!("the appliance does not boot, even under TCG: {}", error(t)),
-            format!("rebuild it with `guestfs-appliance build {}`", facts.appliance.dir.display()),
+            format!("rebuild it with `guestfs-appliance build {}`", ctx.appliance_dir.display()),
         ))),
         (_, Some(t)) => Ok(Err(finding(
             Severity::Critical,
@@ -854,7 +789,7 @@ pub(crate) mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/health")
     }
 
-    fn facts_with(f: impl FnOnce(&mut VirtFacts)) -> Facts {
+    fn facts_with(f: impl FnOnce(&mut VirtFacts)) -> crate::health::Facts {
         let mut facts = crate::health::tests::healthy_facts();
         f(&mut facts.virtualization);
         facts
@@ -895,21 +830,27 @@ pub(crate) mod tests {
     #[test]
     fn kvm_and_cpu_remedies() {
         let cfg = HealthConfig::default();
-        let f = check_kvm_device(&facts_with(|v| v.kvm.device_present = false), &cfg).unwrap().unwrap_err();
+        let f = check_kvm_device(&facts_with(|v| v.kvm.device_present = false).virt_context(), &cfg)
+            .unwrap()
+            .unwrap_err();
         assert!(f.remedy.contains("modprobe kvm_intel"), "{}", f.remedy);
-        let f = check_kvm_device(&facts_with(|v| v.kvm.openable = false), &cfg).unwrap().unwrap_err();
+        let f = check_kvm_device(&facts_with(|v| v.kvm.openable = false).virt_context(), &cfg)
+            .unwrap()
+            .unwrap_err();
         assert!(f.remedy.contains("kvm group"), "{}", f.remedy);
         let f = check_cpu_flags(
             &facts_with(|v| {
                 v.cpu.vmx = false;
                 v.machine.in_vm = true
-            }),
+            })
+            .virt_context(),
             &cfg,
         )
         .unwrap()
         .unwrap_err();
         assert!(f.remedy.contains("nested"), "{}", f.remedy);
-        let f = check_cpu_flags(&facts_with(|v| v.cpu.vmx = false), &cfg).unwrap().unwrap_err();
+        let f =
+            check_cpu_flags(&facts_with(|v| v.cpu.vmx = false).virt_context(), &cfg).unwrap().unwrap_err();
         assert!(f.remedy.contains("firmware"), "{}", f.remedy);
     }
 
@@ -917,14 +858,14 @@ pub(crate) mod tests {
     fn qemu_and_libguestfs_versions() {
         let cfg = HealthConfig::default();
         assert_eq!(
-            check_qemu(&facts_with(|v| v.qemu = None), &cfg).unwrap().unwrap_err().severity,
+            check_qemu(&facts_with(|v| v.qemu = None).virt_context(), &cfg).unwrap().unwrap_err().severity,
             Severity::Critical
         );
         let old = facts_with(|v| v.qemu.as_mut().unwrap().version = Some("2.6.0".into()));
-        assert_eq!(check_qemu(&old, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
+        assert_eq!(check_qemu(&old.virt_context(), &cfg).unwrap().unwrap_err().severity, Severity::Warning);
         let old = facts_with(|v| v.libguestfs = Some("1.32.0".into()));
-        assert!(check_libguestfs(&old, &cfg).unwrap().is_err());
-        assert!(check_libguestfs(&facts_with(|_| {}), &cfg).unwrap().is_ok());
+        assert!(check_libguestfs(&old.virt_context(), &cfg).unwrap().is_err());
+        assert!(check_libguestfs(&facts_with(|_| {}).virt_context(), &cfg).unwrap().is_ok());
     }
 
     fn boot_result(accel: &'static str, came_up: bool, seconds: f64) -> BootResult {
@@ -972,7 +913,7 @@ pub(crate) mod tests {
         let kvm_fails = host_kernel(boot_result("kvm", false, 0.2));
         let facts =
             facts_with(|v| v.boots = vec![kvm_fails.clone(), host_kernel(boot_result("tcg", true, 7.4))]);
-        let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
+        let f = check_boot(&facts.virt_context(), &cfg).unwrap().unwrap_err();
         assert_eq!(f.severity, Severity::Critical);
         assert!(
             f.message.starts_with("KVM unusable on this machine (the device opens, guests do not start)")
@@ -985,22 +926,22 @@ pub(crate) mod tests {
         let mut cut = host_kernel(boot_result("tcg", false, 3.0));
         cut.cut_short = true;
         let facts = facts_with(|v| v.boots = vec![kvm_fails.clone(), cut.clone()]);
-        let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
+        let f = check_boot(&facts.virt_context(), &cfg).unwrap().unwrap_err();
         assert!(f.message.contains("KVM unusable") && f.message.contains("not tested to the end"), "{f:?}");
         // KVM cut short: nothing is known (unknown, not critical).
         let mut kvm_cut = kvm_fails.clone();
         kvm_cut.cut_short = true;
-        assert!(check_boot(&facts_with(|v| v.boots = vec![kvm_cut.clone()]), &cfg).is_err());
+        assert!(check_boot(&facts_with(|v| v.boots = vec![kvm_cut.clone()]).virt_context(), &cfg).is_err());
         // Only TCG, cut short: unknown.
-        assert!(check_boot(&facts_with(|v| v.boots = vec![cut.clone()]), &cfg).is_err());
+        assert!(check_boot(&facts_with(|v| v.boots = vec![cut.clone()]).virt_context(), &cfg).is_err());
         // Nothing starts at all: not the appliance's fault.
         let facts =
             facts_with(|v| v.boots = vec![kvm_fails.clone(), host_kernel(boot_result("tcg", false, 120.0))]);
-        let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
+        let f = check_boot(&facts.virt_context(), &cfg).unwrap().unwrap_err();
         assert!(f.message.contains("no guest starts here") && !f.remedy.contains("rebuild"), "{f:?}");
         // Working KVM.
         let facts = facts_with(|v| v.boots = vec![host_kernel(boot_result("kvm", true, 1.5))]);
-        assert!(check_boot(&facts, &cfg).unwrap().is_ok());
+        assert!(check_boot(&facts.virt_context(), &cfg).unwrap().is_ok());
     }
 
     #[test]
@@ -1024,18 +965,22 @@ pub(crate) mod tests {
         let cfg = HealthConfig::default();
         let facts =
             facts_with(|v| v.boots = vec![boot_result("kvm", false, 0.1), boot_result("tcg", true, 5.4)]);
-        let f = check_boot(&facts, &cfg).unwrap().unwrap_err();
+        let f = check_boot(&facts.virt_context(), &cfg).unwrap().unwrap_err();
         assert_eq!(f.severity, Severity::Critical);
         assert!(f.message.contains("5.4 s") && f.message.contains("MSR"), "{}", f.message);
         assert!(f.remedy.contains("force_tcg"));
         let facts = facts_with(|v| v.boots = vec![boot_result("kvm", true, 1.0)]);
-        assert!(check_boot(&facts, &cfg).unwrap().is_ok());
+        assert!(check_boot(&facts.virt_context(), &cfg).unwrap().is_ok());
         let facts = facts_with(|v| v.boots = vec![boot_result("kvm", true, 30.0)]);
-        assert_eq!(check_boot(&facts, &cfg).unwrap().unwrap_err().severity, Severity::Warning);
+        assert_eq!(check_boot(&facts.virt_context(), &cfg).unwrap().unwrap_err().severity, Severity::Warning);
         let facts = facts_with(|v| v.boots = vec![boot_result("tcg", false, 120.0)]);
-        assert!(check_boot(&facts, &cfg).unwrap().unwrap_err().message.contains("even under TCG"));
+        assert!(check_boot(&facts.virt_context(), &cfg)
+            .unwrap()
+            .unwrap_err()
+            .message
+            .contains("even under TCG"));
         let facts = facts_with(|v| v.boot_skipped = Some("qemu not found".into()));
-        assert!(check_boot(&facts, &cfg).is_err());
+        assert!(check_boot(&facts.virt_context(), &cfg).is_err());
     }
 
     #[test]
@@ -1050,6 +995,6 @@ pub(crate) mod tests {
         };
         let r = boot(Path::new("/nonexistent/qemu"), &spec, "tcg", Duration::from_secs(1), false);
         assert!(!r.came_up && r.error.unwrap().contains("could not run"));
-        assert!(RUNNING.lock().unwrap().is_empty());
+        assert!(RUNNING.is_empty());
     }
 }

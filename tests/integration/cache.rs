@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use guestfs_appliance::cache::{self, ApplianceState};
-use guestfs_appliance::users::{SystemUsers, UserDb};
+use guestfs_appliance::host::users::{SystemUsers, UserDb};
 
 use crate::util::*;
 

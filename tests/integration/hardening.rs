@@ -390,9 +390,12 @@ fn issue8_parallel_cleans_and_mounted_caches() {
     for _ in 0..3 {
         let mut made = Vec::new();
         while made.len() < 40 {
-            if guestfs_appliance::users::UserDb::by_uid(&guestfs_appliance::users::SystemUsers, uid)
-                .unwrap()
-                .is_none()
+            if guestfs_appliance::host::users::UserDb::by_uid(
+                &guestfs_appliance::host::users::SystemUsers,
+                uid,
+            )
+            .unwrap()
+            .is_none()
             {
                 made.push(fake_cache(&base, uid));
             }
