@@ -13,7 +13,7 @@
 //! whose owner is that uid, deleted only while we hold its lock as a POSIX
 //! record lock (so supermin and we exclude each other).
 //!
-//! It leaves to others: building (`commands::build`), checking an appliance
+//! It leaves to others: building (`crate::build`), checking an appliance
 //! that has a manifest against the host (the caller passes that check in, see
 //! [`InspectContext::manifest_check`]), and printing (`commands::cache`).
 //! Whether a cache's user still exists is asked of a [`UserDb`] (on the

@@ -1,5 +1,5 @@
 //! `cache list|prime|clean`: glue between the command line, the cache rules
-//! in [`crate::cache`], the freshness check in [`crate::check`] and the build
+//! in [`crate::cache`], the freshness check in [`crate::build::fresh`] and the build
 //! pipeline. The rules for trusting and deleting a cache live in
 //! `crate::cache`; this file decides what to print and where.
 //!
@@ -12,10 +12,10 @@ use std::time::SystemTime;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::build::fresh::{self, Freshness};
+use crate::build::{self, ApplianceSpec, IfNeeded, PublishOptions, SourceOverrides};
 use crate::cache::{self, ApplianceState, CacheInfo, CleanOutcome, CleanPolicy, InspectContext, UserStatus};
-use crate::check::{self, Freshness};
 use crate::cli::{CacheArgs, CacheCleanArgs, CacheCommand, CacheListArgs, CachePrimeArgs};
-use crate::commands::build::{self, BuildRequest, IfNeeded};
 use crate::config::Config;
 use crate::output::OutputLock;
 use crate::printer::{human_bytes, Printer};
@@ -47,7 +47,7 @@ fn find(paths: &[PathBuf], config: &Config) -> Result<Vec<PathBuf>> {
 /// Check an `appliance.d` holding our manifest against the host, as its
 /// manifest says it was built.
 fn manifest_state(dir: &Path, config: &Config) -> ApplianceState {
-    match check::check_as_built(dir, config) {
+    match fresh::check_as_built(dir, config) {
         Freshness::Fresh => ApplianceState::Fresh,
         Freshness::Stale(changes) => ApplianceState::Stale(changes.iter().map(|c| c.to_string()).collect()),
         Freshness::Unknown(why) => ApplianceState::Unknown(why),
@@ -224,14 +224,17 @@ fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()
         bail!(cache::CacheError::Unexpected { path: appliance, what: "a symlink" });
     }
     let lock_path = cache_dir.join(cache::LOCK_NAME);
-    let mut req = BuildRequest::for_dir(Some(appliance.clone()), config)?;
-    req.lock_path = Some(lock_path.clone());
-    req.owner = Some((uid, gid));
+    let spec = ApplianceSpec::from_config(&SourceOverrides::default(), config)?;
+    let publish = PublishOptions {
+        lock_path: Some(lock_path.clone()),
+        owner: Some((uid, gid)),
+        ..PublishOptions::dir(&appliance)
+    };
     let what = if args.force {
-        let s = build::build(&req, printer)?;
+        let s = build::build(&spec, &publish, printer)?;
         s.line()
     } else {
-        match build::build_if_needed(&req, printer)? {
+        match build::build_if_needed(&spec, &publish, printer)? {
             IfNeeded::Fresh(_) => "already fresh".into(),
             IfNeeded::Built { why, summary } => format!("{} ({why})", summary.line()),
         }
@@ -243,7 +246,7 @@ fn prime(args: &CachePrimeArgs, config: &Config, printer: &Printer) -> Result<()
     // inputs' dates, so stamp them "now", under the lock so no supermin
     // sees them half-touched.
     {
-        let _lock = OutputLock::acquire(&lock_path, req.lock_timeout, || {
+        let _lock = OutputLock::acquire(&lock_path, publish.lock_timeout, || {
             printer.info(format!(
                 "waiting for the lock {} (a libguestfs launch is building)",
                 lock_path.display()

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::check::{self, Change, Freshness, Method, OutputsChecked};
+use crate::build::fresh::{self, Change, Freshness, Method, OutputsChecked};
 use crate::cli::CheckArgs;
 use crate::config::Config;
 use crate::printer::Printer;
@@ -30,8 +30,9 @@ struct CheckJson<'a> {
 /// Run `check`; returns the exit code.
 pub fn run(args: &CheckArgs, config: &Config, printer: &Printer) -> Result<ExitCode> {
     let dir = args.dir.clone().unwrap_or_else(|| config.appliance.dir.clone());
-    let opts = check::EvalOptions { record: true, verify: args.verify };
-    let (eval, _) = check::evaluate_as_built(&dir, &args.source, config, printer, opts)?;
+    let opts = fresh::EvalOptions { record: true, verify: args.verify };
+    let (eval, _) =
+        fresh::evaluate_as_built(&dir, &super::build::overrides(&args.source), config, printer, opts)?;
     if eval.outputs == OutputsChecked::NotRecorded {
         printer.warn(format!(
             "{}'s manifest records no output sizes or digests (written before format 3): damage to kernel, initrd or root cannot be detected; rebuild it to record them",

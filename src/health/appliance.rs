@@ -1,7 +1,7 @@
 //! Facts and probes about the fixed appliance itself: are its files there,
 //! is the root image an ext2 file system with the UUID the manifest
 //! records, which kernel does it boot (manifest and bzImage header) and is
-//! it the one the host would pick now, is it fresh (`crate::check`), how
+//! it the one the host would pick now, is it fresh (`crate::build::fresh`), how
 //! old and how big is it.
 //!
 //! It reads; it never builds or repairs (that is `build`), and it does not
@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::libguestfs::Source;
 use super::{location, Facts, Finding, HealthError, Probe, ProbeFn, ProbeResult, Severity};
-use crate::check::{self, Freshness};
+use crate::build::fresh::{self, Freshness};
 use crate::config::{Config, HealthConfig};
 use crate::image::ext2;
 use crate::kernel::{self, KernelEnv};
@@ -119,7 +119,7 @@ pub struct ApplianceFacts {
 }
 
 /// Gather the appliance facts for `dir`. With `freshness`, compare it with
-/// the host through `crate::check` (fast when check's stamp holds).
+/// the host through `crate::build::fresh` (fast when check's stamp holds).
 pub fn gather(dir: &Path, config: &Config, freshness: bool) -> ApplianceFacts {
     let files: Vec<ApplianceFile> = APPLIANCE_FILES
         .iter()
@@ -230,7 +230,7 @@ fn read_head(path: &Path) -> Option<Vec<u8>> {
 
 /// Freshness as `check DIR` computes it: against what DIR was built from.
 fn check_freshness(dir: &Path, config: &Config) -> FreshnessFacts {
-    match check::check_as_built(dir, config) {
+    match fresh::check_as_built(dir, config) {
         Freshness::Fresh => FreshnessFacts { state: "fresh", changes: vec![], reason: None },
         Freshness::Stale(changes) => FreshnessFacts {
             state: "stale",

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use guestfs_appliance::commands::build::{self, BuildRequest};
+use guestfs_appliance::build::{self, ApplianceSpec, SourceOverrides};
 use guestfs_appliance::config::Config;
 use guestfs_appliance::printer::Printer;
 
@@ -61,12 +61,12 @@ impl Fixture {
     /// What a build records, without writing images: the manifest of the
     /// plan for this host state (the root image is irrelevant to `check`).
     fn record_build(&self) {
-        let src = guestfs_appliance::cli::SourceArgs {
+        let src = SourceOverrides {
             inputs: vec![self.input.clone()],
             root: Some(self.root.clone()),
             ..Default::default()
         };
-        let req = BuildRequest::from_source(Some(self.dir.clone()), None, &src, &Config::default()).unwrap();
+        let req = ApplianceSpec::from_config(&src, &Config::default()).unwrap();
         let plan = build::plan(&req, &Printer::quiet()).unwrap();
         std::fs::create_dir_all(&self.dir).unwrap();
         std::fs::write(self.dir.join("manifest.toml"), plan.manifest.to_toml()).unwrap();

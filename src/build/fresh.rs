@@ -8,8 +8,8 @@
 //! dpkg status file or reinstalling a package keeps an appliance fresh,
 //! while an upgrade inside the closure or a new `/etc/ld.so.cache` makes it
 //! stale. What "now" is built from (inputs, options, host root) is the
-//! caller's [`BuildRequest`]: normally the appliance's own recipe, from
-//! [`BuildRequest::for_appliance`].
+//! caller's [`ApplianceSpec`]: normally the appliance's own recipe, from
+//! [`ApplianceSpec::for_appliance`].
 //!
 //! When nothing the fingerprint depends on changed since the last exact
 //! answer (see [`crate::stamp`]), the answer comes from `stat` alone; for an
@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::cli::SourceArgs;
-use crate::commands::build::{self, BuildRequest, Plan};
+use super::plan::{self, BuildPlan};
+use super::spec::{ApplianceSpec, SourceOverrides, SOURCE_DATE_EPOCH};
 use crate::config::Config;
 use crate::manifest::{self, Manifest};
 use crate::printer::Printer;
@@ -217,7 +217,7 @@ pub struct Evaluation {
     /// The host's fingerprint, if computed (or confirmed by the stamp).
     pub host_fingerprint: Option<String>,
     /// The plan, when the host was examined (a build can reuse it).
-    pub plan: Option<Plan>,
+    pub plan: Option<BuildPlan>,
     /// How the outputs were compared with their records.
     pub outputs: OutputsChecked,
 }
@@ -225,22 +225,22 @@ pub struct Evaluation {
 /// Digest of everything in the request that could change the answer
 /// without changing a watched file: options, `SOURCE_DATE_EPOCH`,
 /// `SUPERMIN_*` variables and our own version.
-pub fn request_digest(req: &BuildRequest) -> String {
+pub fn request_digest(spec: &ApplianceSpec) -> String {
     let mut h = Sha256::new();
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let text = format!(
         "{}\n{}\n{:?}\n{}\n{}\n{}\n{}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
         env!("CARGO_PKG_VERSION"),
         manifest::FORMAT_VERSION,
-        req.inputs,
-        req.minimal,
-        req.size,
-        req.strict,
-        req.root.display(),
-        req.host_cpu,
-        req.extra_packages,
-        req.extra_excludes,
-        req.source_date_epoch,
+        spec.inputs,
+        spec.minimal,
+        spec.size,
+        spec.strict,
+        spec.root.display(),
+        spec.host_cpu,
+        spec.extra_packages,
+        spec.extra_excludes,
+        spec.source_date_epoch,
         env("SUPERMIN_KERNEL"),
         env("SUPERMIN_MODULES"),
         env("SUPERMIN_KERNEL_VERSION"),
@@ -251,9 +251,9 @@ pub fn request_digest(req: &BuildRequest) -> String {
 
 /// The stamp key of "the appliance as built, with these source options
 /// given": everything that, with the manifest file (whose `stat` the stamp
-/// also checks), decides the request [`BuildRequest::for_appliance`] makes.
+/// also checks), decides the spec [`ApplianceSpec::for_appliance`] makes.
 /// So the stamp answers without parsing the manifest.
-pub fn as_built_key(src: &SourceArgs) -> String {
+pub fn as_built_key(src: &SourceOverrides) -> String {
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let text = format!(
@@ -266,7 +266,7 @@ pub fn as_built_key(src: &SourceArgs) -> String {
         src.strict,
         src.root.as_deref().map(abs),
         src.host_cpu,
-        env(crate::commands::build::SOURCE_DATE_EPOCH),
+        env(SOURCE_DATE_EPOCH),
         env("SUPERMIN_KERNEL"),
         env("SUPERMIN_MODULES"),
         env("SUPERMIN_KERNEL_VERSION"),
@@ -278,40 +278,46 @@ pub fn as_built_key(src: &SourceArgs) -> String {
 /// writing nothing: reports (`status`, `cache list`) must not leave files,
 /// possibly root-owned, beside appliances they only look at.
 pub fn check_as_built(dir: &Path, config: &Config) -> Freshness {
-    match evaluate_as_built(dir, &SourceArgs::default(), config, &Printer::quiet(), EvalOptions::default()) {
+    match evaluate_as_built(
+        dir,
+        &SourceOverrides::default(),
+        config,
+        &Printer::quiet(),
+        EvalOptions::default(),
+    ) {
         Ok((eval, _)) => eval.freshness,
         Err(e) => Freshness::Unknown(crate::error_line(&e)),
     }
 }
 
 /// Evaluate `dir` against what it was built from, with the source options
-/// in `src` replacing the recorded ones ([`BuildRequest::for_appliance`]):
+/// in `src` replacing the recorded ones ([`ApplianceSpec::for_appliance`]):
 /// stamp first (no manifest parsing; not with `verify`), then the exact
 /// computation, stamped when fresh and `opts.record`. Returns the request
 /// when it was made (always, unless the stamp answered). Errors: a bad
 /// option in `src`.
 pub fn evaluate_as_built(
     dir: &Path,
-    src: &SourceArgs,
+    src: &SourceOverrides,
     config: &Config,
     printer: &Printer,
     opts: EvalOptions,
-) -> anyhow::Result<(Evaluation, Option<BuildRequest>)> {
+) -> anyhow::Result<(Evaluation, Option<ApplianceSpec>)> {
     let key = as_built_key(src);
     if let Some(eval) = from_stamp(dir, &key, printer, opts) {
         return Ok((eval, None));
     }
-    let req = BuildRequest::for_appliance(dir, src, config)?;
-    let eval = evaluate_exact(dir, &req, &key, printer, opts);
-    Ok((eval, Some(req)))
+    let spec = ApplianceSpec::for_appliance(dir, src, config)?;
+    let eval = evaluate_exact(dir, &spec, &key, printer, opts);
+    Ok((eval, Some(spec)))
 }
 
-/// Evaluate `dir` against `req`: stamp first, then the exact computation.
+/// Evaluate `dir` against `spec`: stamp first, then the exact computation.
 /// Records a new stamp when the computation finds it fresh.
-pub fn evaluate(dir: &Path, req: &BuildRequest, printer: &Printer) -> Evaluation {
-    let key = request_digest(req);
+pub fn evaluate(dir: &Path, spec: &ApplianceSpec, printer: &Printer) -> Evaluation {
+    let key = request_digest(spec);
     let opts = EvalOptions { record: true, verify: false };
-    from_stamp(dir, &key, printer, opts).unwrap_or_else(|| evaluate_exact(dir, req, &key, printer, opts))
+    from_stamp(dir, &key, printer, opts).unwrap_or_else(|| evaluate_exact(dir, spec, &key, printer, opts))
 }
 
 /// Record that `dir` was found fresh (or built) with `fingerprint` after
@@ -404,10 +410,10 @@ fn rehash(path: &Path, algorithm: &str) -> std::io::Result<String> {
 }
 
 /// Compare the outputs with their records, recompute the fingerprint for
-/// `req` and compare; stamp under `key` when fresh and `opts.record`.
+/// `spec` and compare; stamp under `key` when fresh and `opts.record`.
 fn evaluate_exact(
     dir: &Path,
-    req: &BuildRequest,
+    spec: &ApplianceSpec,
     key: &str,
     printer: &Printer,
     opts: EvalOptions,
@@ -433,7 +439,7 @@ fn evaluate_exact(
         Err(e) => return unknown(e.to_string(), None),
     };
     let (damage, outputs) = output_damage(dir, &old, opts.verify);
-    let plan = match build::plan(req, printer) {
+    let plan = match plan::plan(spec, printer) {
         Ok(p) => p,
         Err(e) => {
             return unknown(
