@@ -206,20 +206,85 @@ pub struct EvalOptions {
     pub verify: bool,
 }
 
-/// The full result of an evaluation.
-pub struct Evaluation {
-    /// The verdict.
+/// The one answer to "is this appliance fresh?": what [`fresh`] returns,
+/// and all that `check`, `build --if-needed`, `cache list` and `status`
+/// render. Serialized as `check --json` shows it (after its `version` and
+/// `dir`): `status` (`fresh`, `stale`, `unknown`), `reason`, `method`,
+/// `outputs`, both fingerprints and `changes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Fresh, stale (with the changes) or unknown (with why).
     pub freshness: Freshness,
     /// How it was reached.
     pub method: Method,
+    /// How the outputs were compared with their records.
+    pub outputs: OutputsChecked,
     /// The appliance's recorded fingerprint, if readable.
     pub appliance_fingerprint: Option<String>,
     /// The host's fingerprint, if computed (or confirmed by the stamp).
     pub host_fingerprint: Option<String>,
+}
+
+impl Verdict {
+    /// "Cannot tell", for `why`, with nothing compared.
+    pub fn unknown(why: String) -> Self {
+        Verdict {
+            freshness: Freshness::Unknown(why),
+            method: Method::None,
+            outputs: OutputsChecked::No,
+            appliance_fingerprint: None,
+            host_fingerprint: None,
+        }
+    }
+
+    /// `fresh`, `stale` or `unknown`: the label every report uses.
+    pub fn status(&self) -> &'static str {
+        match self.freshness {
+            Freshness::Fresh => "fresh",
+            Freshness::Stale(_) => "stale",
+            Freshness::Unknown(_) => "unknown",
+        }
+    }
+
+    /// The changes (stale only; empty otherwise).
+    pub fn changes(&self) -> &[Change] {
+        match &self.freshness {
+            Freshness::Stale(changes) => changes,
+            _ => &[],
+        }
+    }
+
+    /// Why it cannot be told (unknown only).
+    pub fn reason(&self) -> Option<&str> {
+        match &self.freshness {
+            Freshness::Unknown(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Verdict", 7)?;
+        st.serialize_field("status", self.status())?;
+        st.serialize_field("reason", &self.reason())?;
+        st.serialize_field("method", &self.method)?;
+        st.serialize_field("outputs", &self.outputs)?;
+        st.serialize_field("appliance_fingerprint", &self.appliance_fingerprint)?;
+        st.serialize_field("host_fingerprint", &self.host_fingerprint)?;
+        st.serialize_field("changes", self.changes())?;
+        st.end()
+    }
+}
+
+/// The full result of an evaluation: the verdict, and the plan a build
+/// under the same lock can reuse.
+pub struct Evaluation {
+    /// The verdict.
+    pub verdict: Verdict,
     /// The plan, when the host was examined (a build can reuse it).
     pub plan: Option<BuildPlan>,
-    /// How the outputs were compared with their records.
-    pub outputs: OutputsChecked,
 }
 
 /// Digest of everything in the request that could change the answer
@@ -274,29 +339,26 @@ pub fn as_built_key(src: &SourceOverrides) -> String {
     manifest::sha256_hex(text.as_bytes())
 }
 
-/// Check `dir` against what it was built from (its manifest), quietly and
-/// writing nothing: reports (`status`, `cache list`) must not leave files,
-/// possibly root-owned, beside appliances they only look at.
-pub fn check_as_built(dir: &Path, config: &Config) -> Freshness {
-    match evaluate_as_built(
-        dir,
-        &SourceOverrides::default(),
-        config,
-        &Printer::quiet(),
-        EvalOptions::default(),
-    ) {
-        Ok((eval, _)) => eval.freshness,
-        Err(e) => Freshness::Unknown(crate::error_line(&e)),
+/// The verdict on `dir` for a report (`status`, `cache list`): [`fresh`]
+/// with no overrides, quietly and writing nothing (reports must not leave
+/// files, possibly root-owned, beside appliances they only look at); an
+/// error becomes an unknown verdict.
+pub fn report(dir: &Path, config: &Config) -> Verdict {
+    match fresh(dir, &SourceOverrides::default(), config, &Printer::quiet(), EvalOptions::default()) {
+        Ok((eval, _)) => eval.verdict,
+        Err(e) => Verdict::unknown(crate::error_line(&e)),
     }
 }
 
-/// Evaluate `dir` against what it was built from, with the source options
-/// in `src` replacing the recorded ones ([`ApplianceSpec::for_appliance`]):
-/// stamp first (no manifest parsing; not with `verify`), then the exact
-/// computation, stamped when fresh and `opts.record`. Returns the request
-/// when it was made (always, unless the stamp answered). Errors: a bad
-/// option in `src`.
-pub fn evaluate_as_built(
+/// Is the appliance in `dir` fresh? The one answer, for every caller:
+/// `dir` is judged against what it was built from (the spec read back from
+/// its own manifest, [`ApplianceSpec::for_appliance`]), with the overrides
+/// in `src` replacing the recorded options; a `--minimal` appliance is
+/// therefore judged as minimal. Stamp first (no manifest parsing; not with
+/// `verify`), then the exact computation, stamped when fresh and
+/// `opts.record`. Returns the evaluation and the spec when it was made
+/// (always, unless the stamp answered). Errors: a bad option in `src`.
+pub fn fresh(
     dir: &Path,
     src: &SourceOverrides,
     config: &Config,
@@ -342,12 +404,14 @@ fn from_stamp(dir: &Path, key: &str, printer: &Printer, opts: EvalOptions) -> Op
     let fp = stamp::still_fresh(dir, key)?;
     printer.stage("check: nothing changed since the last check (stat-level stamp)");
     Some(Evaluation {
-        freshness: Freshness::Fresh,
-        method: Method::Stamp,
-        appliance_fingerprint: Some(fp.clone()),
-        host_fingerprint: Some(fp),
+        verdict: Verdict {
+            freshness: Freshness::Fresh,
+            method: Method::Stamp,
+            outputs: OutputsChecked::Stamp,
+            appliance_fingerprint: Some(fp.clone()),
+            host_fingerprint: Some(fp),
+        },
         plan: None,
-        outputs: OutputsChecked::Stamp,
     })
 }
 
@@ -419,12 +483,8 @@ fn evaluate_exact(
     opts: EvalOptions,
 ) -> Evaluation {
     let unknown = |why: String, fp: Option<String>| Evaluation {
-        freshness: Freshness::Unknown(why),
-        method: Method::None,
-        appliance_fingerprint: fp,
-        host_fingerprint: None,
+        verdict: Verdict { appliance_fingerprint: fp, ..Verdict::unknown(why) },
         plan: None,
-        outputs: OutputsChecked::No,
     };
     if !dir.join(manifest::MANIFEST_NAME).exists() {
         let why = if dir.is_dir() {
@@ -466,12 +526,14 @@ fn evaluate_exact(
         Freshness::Stale(changes)
     };
     Evaluation {
-        freshness,
-        method: Method::Computed,
-        appliance_fingerprint: Some(old.fingerprint.clone()),
-        host_fingerprint: Some(new.fingerprint.clone()),
+        verdict: Verdict {
+            freshness,
+            method: Method::Computed,
+            outputs,
+            appliance_fingerprint: Some(old.fingerprint.clone()),
+            host_fingerprint: Some(new.fingerprint.clone()),
+        },
         plan: Some(plan),
-        outputs,
     }
 }
 
@@ -708,7 +770,7 @@ mod tests {
     fn missing_appliance_is_unknown() {
         let tmp = tempfile::tempdir().unwrap();
         assert!(matches!(
-            check_as_built(&tmp.path().join("none"), &Config::default()),
+            report(&tmp.path().join("none"), &Config::default()).freshness,
             Freshness::Unknown(_)
         ));
     }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-pub use fresh::{Change, EvalOptions, Evaluation, Freshness, Method, OutputsChecked};
+pub use fresh::{fresh, Change, EvalOptions, Evaluation, Freshness, Method, OutputsChecked, Verdict};
 pub use plan::{plan, BuildPlan};
 pub use spec::{parse_size, ApplianceSpec, PublishOptions, SourceOverrides, SOURCE_DATE_EPOCH};
 
@@ -114,7 +114,7 @@ pub fn refresh_as_built(
     let publish = PublishOptions { lock_timeout, ..PublishOptions::dir(dir) };
     if_needed(dir, &publish, printer, |dir| {
         let opts = EvalOptions { record: true, verify: false };
-        fresh::evaluate_as_built(dir, src, config, printer, opts)
+        fresh::fresh(dir, src, config, printer, opts)
     })
 }
 
@@ -135,7 +135,7 @@ fn if_needed(
     }
     let lock = lock_for(&dir, publish.lock_path.as_deref(), publish.lock_timeout, printer)?;
     let (eval, spec) = evaluate(&dir)?;
-    let why = match &eval.freshness {
+    let why = match &eval.verdict.freshness {
         Freshness::Fresh => return Ok(IfNeeded::Fresh(dir)),
         Freshness::Stale(changes) => {
             let first: Vec<String> = changes.iter().take(3).map(|c| c.to_string()).collect();

@@ -44,10 +44,10 @@ fn find(paths: &[PathBuf], config: &Config) -> Result<Vec<PathBuf>> {
     Ok(cache::find_caches(&dirs)?)
 }
 
-/// Check an `appliance.d` holding our manifest against the host, as its
-/// manifest says it was built.
+/// Render [`crate::build::fresh`]'s verdict on an `appliance.d` holding our
+/// manifest (judged as its manifest says it was built) as a cache state.
 fn manifest_state(dir: &Path, config: &Config) -> ApplianceState {
-    match fresh::check_as_built(dir, config) {
+    match fresh::report(dir, config).freshness {
         Freshness::Fresh => ApplianceState::Fresh,
         Freshness::Stale(changes) => ApplianceState::Stale(changes.iter().map(|c| c.to_string()).collect()),
         Freshness::Unknown(why) => ApplianceState::Unknown(why),

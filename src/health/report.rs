@@ -215,10 +215,10 @@ pub fn human(r: &Report, paint: Paint) -> String {
             row(&mut o, "age", format!("{}, {} allocated", age_text(age), human_bytes(a.allocated_bytes)));
         }
         if let Some(f) = &a.freshness {
-            let text = match f.state {
-                "stale" => paint("33", &format!("stale ({} changes)", f.changes.len())),
+            let text = match f.status() {
+                "stale" => paint("33", &format!("stale ({} changes)", f.changes().len())),
                 "fresh" => "fresh".to_string(),
-                _ => format!("unknown ({})", f.reason.as_deref().unwrap_or("?")),
+                _ => format!("unknown ({})", f.reason().unwrap_or("?")),
             };
             row(&mut o, "freshness", text);
         }
@@ -601,8 +601,8 @@ pub fn prometheus(r: &Report) -> String {
         "guestfs_appliance_fresh",
         "1 if the appliance matches the host, 0 if stale (absent when unknown).",
     );
-    if let Some(fr) = a.freshness.as_ref().filter(|f| f.state != "unknown") {
-        f.add(vec![("dir", dir.clone())], b(fr.state == "fresh"));
+    if let Some(fr) = a.freshness.as_ref().filter(|f| f.status() != "unknown") {
+        f.add(vec![("dir", dir.clone())], b(fr.status() == "fresh"));
     }
     fams.push(f);
     let mut f = Family::new("guestfs_appliance_built_timestamp_seconds", "When the appliance was built.");
