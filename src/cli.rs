@@ -325,7 +325,7 @@ pub struct CacheCleanArgs {
 /// Every field is "not given" by default: a new build fills the gaps from
 /// the config file and the defaults, while `check`, `build --if-needed`,
 /// `cache list` and `status` fill them from the existing appliance's
-/// manifest (see `BuildRequest::for_appliance`).
+/// manifest (see `build::ApplianceSpec::for_appliance`).
 #[derive(Debug, Args, Clone, Default)]
 pub struct SourceArgs {
     /// A supermin.d input directory or file (repeatable). Default:

@@ -26,7 +26,7 @@
 //! synced and published — the same function `check --verify` uses, so the
 //! two can never disagree about the definition.
 //!
-//! Deciding *whether* an appliance is damaged is `crate::check`'s.
+//! Deciding *whether* an appliance is damaged is `crate::build::fresh`'s.
 
 use std::fs::File;
 use std::io::{self, Write};

@@ -5,9 +5,17 @@
 //! ```text
 //! main.rs, bin/make-fixed-appliance.rs   parse args, dispatch, exit codes
 //! cli.rs                                 clap types only
-//! commands/                              one file per subcommand: glue only
-//!   build.rs                             the build pipeline, wires everything
+//! commands/                              one file per subcommand: args -> library call -> print
+//!   build.rs check.rs                    args -> ApplianceSpec -> build:: -> print
 //!   status.rs, env.rs                    health report; LIBGUESTFS_* for shells
+//!      |  (no library module imports commands/ or cli.rs)
+//!      v
+//! build/                                 THE pipeline as a library; mod.rs is the only wiring
+//!   spec.rs                              ApplianceSpec (what) + PublishOptions (where)
+//!   plan.rs                              inputs, packages, kernel resolved; fingerprint
+//!   write.rs                             kernel, initrd, root, tarball into staging
+//!   fresh.rs                             fresh or stale, and what changed (used by
+//!                                        check, build --if-needed, cache, status)
 //! appliance.rs                           inputs + packages + modules -> FileTree
 //! hostdata.rs                            host metadata kept/normalized; hostfiles
 //!                                        and modules tree fingerprinted
@@ -26,12 +34,11 @@
 //! output.rs                              staging dir, lock, atomic swap, "is an appliance"
 //! safefs.rs                              files made relative to a pinned dir fd (O_EXCL, O_NOFOLLOW)
 //! cache/                                 libguestfs .guestfs-UID caches; mod.rs: names, errors, lock file
-//!   find.rs inspect.rs prime.rs clean.rs   one job each; prime -> commands/build.rs (until build/)
+//!   find.rs inspect.rs prime.rs clean.rs   one job each; prime -> build/ (holds the lock to the date touch)
 //! manifest.rs                            manifest.toml and the fingerprint
 //! bounded.rs                             the one reader of files we parse: no FIFOs, size caps
 //! digest.rs                              output digests: while writing, and sparse (root)
-//! check.rs                               fresh or stale, and what changed
-//! stamp.rs                               stat-level shortcut for check
+//! stamp.rs                               stat-level shortcut for build::fresh
 //! config.rs                              /etc/guestfs-appliance/config.toml
 //! schedule.rs                            cron/systemd/apt templates
 //! bench/                                 bench: timed libguestfs launches, fixed vs supermin
@@ -65,8 +72,8 @@
 pub mod appliance;
 pub mod bench;
 pub mod bounded;
+pub mod build;
 pub mod cache;
-pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -50,10 +50,7 @@ pub fn cache_uid(name: &str) -> Option<u32> {
 /// filesystem, and a cache that is itself a mount point cannot be removed.
 pub fn mount_at_or_below(path: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    crate::host::mountinfo::parse(&text)
-        .into_iter()
-        .map(|m| m.mount_point)
-        .find(|m| m.starts_with(path))
+    crate::host::mountinfo::parse(&text).into_iter().map(|m| m.mount_point).find(|m| m.starts_with(path))
 }
 
 /// Every `.guestfs-UID` entry in `dirs`. A dir that is itself named

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use super::{cache_uid, mount_at_or_below};
 use super::{check_lock_file, io_err, CacheError, APPLIANCE_DIR, DATED_OUTPUTS, LOCK_NAME};
-use crate::output;
 use crate::host::users::UserDb;
+use crate::output;
 
 /// Whether a cache's appliance matches the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,8 +323,8 @@ mod tests {
     use super::*;
     use crate::cache::test_support::*;
     use crate::cache::{clean_reason, remove_cache, touch_outputs, CleanPolicy, CleanReason};
-    use crate::output::OutputLock;
     use crate::host::users::UserTable;
+    use crate::output::OutputLock;
 
     fn users() -> UserTable {
         UserTable::new(&[("root", 0, 0), ("svc", 1001, 1002)])

@@ -19,7 +19,7 @@
 //! caches. This file holds what they share: the names inside a cache, the
 //! error type, and the rules for opening a cache and its lock file.
 //!
-//! It leaves to others: the build pipeline (`commands::build`, which
+//! It leaves to others: the build pipeline (`crate::build`, which
 //! [`prime()`] calls), checking an appliance that has a manifest against the
 //! host (the caller passes that check in, see
 //! [`InspectContext::manifest_check`]), and printing (`commands::cache`).
@@ -30,10 +30,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::output::{self, OutputError};
-use crate::safefs::{Access, PinnedDir, SafeFsError};
 #[cfg(doc)]
 use crate::host::users::UserDb;
+use crate::output::{self, OutputError};
+use crate::safefs::{Access, PinnedDir, SafeFsError};
 
 mod clean;
 mod find;

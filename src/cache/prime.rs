@@ -13,7 +13,7 @@
 //! supermin run or libguestfs launch in between would see undated outputs
 //! and rebuild (issue 9).
 //!
-//! It leaves the build itself to the pipeline (`commands::build`) and
+//! It leaves the build itself to the pipeline (`crate::build`) and
 //! printing to `commands::cache`.
 
 use std::io;
@@ -24,12 +24,12 @@ use anyhow::{bail, Context, Result};
 
 use super::{date_rule, host_date_inputs, libguestfs_base, ApplianceState, APPLIANCE_DIR, LOCK_NAME};
 use super::{ensure_lock_file, open_cache, CacheError, CACHE_PREFIX, DATED_OUTPUTS};
-use crate::commands::build::{self, BuildRequest, IfNeeded};
+use crate::build::{self, ApplianceSpec, IfNeeded, PublishOptions, SourceOverrides};
 use crate::config::Config;
+use crate::host::users::{SystemUsers, UserDb};
 use crate::output::{self, OutputLock};
 use crate::printer::Printer;
 use crate::safefs::{Access, PinnedDir, SafeFsError};
-use crate::host::users::{SystemUsers, UserDb};
 
 /// What `cache prime` is asked to do.
 #[derive(Debug, Clone, Default)]
@@ -120,9 +120,12 @@ pub fn prime_observed(
         bail!(CacheError::Unexpected { path: appliance, what: "a symlink" });
     }
     let lock_path = cache_dir.join(LOCK_NAME);
-    let mut breq = BuildRequest::for_dir(Some(appliance.clone()), config)?;
-    breq.lock_path = Some(lock_path.clone());
-    breq.owner = Some((uid, gid));
+    let spec = ApplianceSpec::from_config(&SourceOverrides::default(), config)?;
+    let publish = PublishOptions {
+        lock_path: Some(lock_path.clone()),
+        owner: Some((uid, gid)),
+        ..PublishOptions::dir(&appliance)
+    };
     // supermin --if-newer reuses the appliance only if appliance.d, kernel,
     // initrd and root are all strictly newer than its inputs (libguestfs's
     // supermin.d and the package database's date file:
@@ -130,13 +133,13 @@ pub fn prime_observed(
     // inputs' dates, so we stamp them "now". One lock from the check to the
     // stamp: were it released in between, a supermin (or a libguestfs
     // launch) could take it, see undated outputs and rebuild over ours.
-    let lock = OutputLock::acquire(&lock_path, breq.lock_timeout, || {
+    let lock = OutputLock::acquire(&lock_path, publish.lock_timeout, || {
         printer.info(format!("waiting for another build holding {}", lock_path.display()))
     })?;
     let outcome = if req.force {
-        build::build_holding(&breq, &lock, printer)?.line()
+        build::build_holding(&spec, &publish, &lock, printer)?.line()
     } else {
-        match build::build_if_needed(&breq, &lock, printer)? {
+        match build::build_if_needed(&spec, &publish, &lock, printer)? {
             IfNeeded::Fresh(_) => "already fresh".into(),
             IfNeeded::Built { why, summary } => format!("{} ({why})", summary.line()),
         }

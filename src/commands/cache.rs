@@ -1,7 +1,7 @@
 //! `cache list|prime|clean`: glue between the command line, the cache rules
-//! in [`crate::cache`] and the freshness check in [`crate::check`]. The rules
-//! for trusting, priming and deleting a cache live in `crate::cache`; this
-//! file decides what to print and where.
+//! in [`crate::cache`] and the freshness check in [`crate::build::fresh`].
+//! The rules for trusting, priming and deleting a cache live in
+//! `crate::cache`; this file decides what to print and where.
 //!
 //! `list` writes its table (or `--json`) to stdout: that is the data.
 //! `prime` and `clean` report to people on stderr.
@@ -12,10 +12,10 @@ use std::time::SystemTime;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::build::fresh::{self, Freshness};
 use crate::cache::{
     self, ApplianceState, CacheInfo, CleanOutcome, CleanPolicy, InspectContext, PrimeRequest, UserStatus,
 };
-use crate::check::{self, Freshness};
 use crate::cli::{CacheArgs, CacheCleanArgs, CacheCommand, CacheListArgs, CachePrimeArgs};
 use crate::config::Config;
 use crate::host::users::{SystemUsers, UserDb};
@@ -44,10 +44,10 @@ fn find(paths: &[PathBuf], config: &Config) -> Result<Vec<PathBuf>> {
     Ok(cache::find_caches(&dirs)?)
 }
 
-/// Check an `appliance.d` holding our manifest against the host, as its
-/// manifest says it was built.
+/// Render [`crate::build::fresh`]'s verdict on an `appliance.d` holding our
+/// manifest (judged as its manifest says it was built) as a cache state.
 fn manifest_state(dir: &Path, config: &Config) -> ApplianceState {
-    match check::check_as_built(dir, config) {
+    match fresh::report(dir, config).freshness {
         Freshness::Fresh => ApplianceState::Fresh,
         Freshness::Stale(changes) => ApplianceState::Stale(changes.iter().map(|c| c.to_string()).collect()),
         Freshness::Unknown(why) => ApplianceState::Unknown(why),

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use crate::cli::{MakeFixedCli, SourceArgs};
-use crate::commands::build::{self, BuildRequest};
+use crate::build::{self, ApplianceSpec, PublishOptions, SourceOverrides};
+use crate::cli::MakeFixedCli;
 use crate::config::Config;
 use crate::input;
 use crate::package;
@@ -40,9 +40,11 @@ pub fn run(cli: &MakeFixedCli, printer: &Printer) -> Result<()> {
         cli.tar.clone()
     };
     // libguestfs's defaults, not the config file: this is the drop-in.
-    let source = SourceArgs { inputs, root: Some(root), ..Default::default() };
-    let req = BuildRequest::from_source(cli.outputdir.clone(), tar, &source, &Config::default())?;
-    let summary = build::build(&req, printer)?;
+    let config = Config::default();
+    let source = SourceOverrides { inputs, root: Some(root), ..Default::default() };
+    let spec = ApplianceSpec::from_config(&source, &config)?;
+    let publish = PublishOptions::new(cli.outputdir.clone(), tar, &config);
+    let summary = build::build(&spec, &publish, printer)?;
     printer.info(summary.line());
     Ok(())
 }

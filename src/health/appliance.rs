@@ -1,7 +1,7 @@
 //! Facts and probes about the fixed appliance itself: are its files there,
 //! is the root image an ext2 file system with the UUID the manifest
 //! records, which kernel does it boot (manifest and bzImage header) and is
-//! it the one the host would pick now, is it fresh (`crate::check`), how
+//! it the one the host would pick now, is it fresh (`crate::build::fresh`), how
 //! old and how big is it.
 //!
 //! It reads; it never builds or repairs (that is `build`), and it does not
@@ -19,7 +19,7 @@ use super::libguestfs::LibguestfsEnv;
 use super::libguestfs::Source;
 use super::location;
 use super::probe::{Finding, HealthError, ProbeInfo, ProbeResult, Severity};
-use crate::check::{self, Freshness};
+use crate::build::fresh::{self, Freshness, Verdict};
 use crate::config::{Config, HealthConfig};
 use crate::image::ext2;
 use crate::kernel::{self, KernelEnv};
@@ -60,16 +60,20 @@ pub struct RootImage {
     pub error: Option<String>,
 }
 
-/// Freshness, as `check` says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FreshnessFacts {
-    /// `fresh`, `stale` or `unknown`.
-    pub state: &'static str,
-    /// What changed (stale only), one line each.
-    pub changes: Vec<String>,
-    /// Why it is unknown.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+/// `status`'s rendering of the verdict (its JSON since schema 1):
+/// `state` (`fresh`, `stale`, `unknown`), `changes` one line each, and
+/// `reason` when unknown.
+fn serialize_freshness<S: serde::Serializer>(v: &Option<Verdict>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let Some(v) = v else { return s.serialize_none() };
+    let mut st = s.serialize_struct("Freshness", 3)?;
+    st.serialize_field("state", v.status())?;
+    st.serialize_field("changes", &v.changes().iter().map(|c| c.to_string()).collect::<Vec<_>>())?;
+    match v.reason() {
+        Some(why) => st.serialize_field("reason", why)?,
+        None => st.skip_field("reason")?,
+    }
+    st.end()
 }
 
 /// Everything known about the appliance.
@@ -115,13 +119,14 @@ pub struct ApplianceFacts {
     pub need_bytes: u64,
     /// Whether `need_bytes` is the fixed estimate (nothing built yet).
     pub need_is_estimate: bool,
-    /// Freshness (absent when not checked).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub freshness: Option<FreshnessFacts>,
+    /// Freshness: [`crate::build::fresh`]'s verdict (absent when not
+    /// checked).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_freshness")]
+    pub freshness: Option<Verdict>,
 }
 
 /// Gather the appliance facts for `dir`. With `freshness`, compare it with
-/// the host through `crate::check` (fast when check's stamp holds).
+/// the host through `crate::build::fresh` (fast when check's stamp holds).
 pub fn gather(dir: &Path, config: &Config, freshness: bool) -> ApplianceFacts {
     let files: Vec<ApplianceFile> = APPLIANCE_FILES
         .iter()
@@ -166,7 +171,7 @@ pub fn gather(dir: &Path, config: &Config, freshness: bool) -> ApplianceFacts {
         _ => (location::ESTIMATED_APPLIANCE_BYTES, true),
     };
     let bootable = BOOT_FILES.iter().all(|n| present(n)) && root.as_ref().is_some_and(|r| r.valid);
-    let freshness = (freshness && manifest.is_some()).then(|| check_freshness(dir, config));
+    let freshness = (freshness && manifest.is_some()).then(|| fresh::report(dir, config));
     ApplianceFacts {
         dir: dir.to_path_buf(),
         exists: dir.is_dir(),
@@ -228,19 +233,6 @@ fn read_head(path: &Path) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     crate::bounded::open_regular(path).ok()?.take(0x1_1000).read_to_end(&mut buf).ok()?;
     Some(buf)
-}
-
-/// Freshness as `check DIR` computes it: against what DIR was built from.
-fn check_freshness(dir: &Path, config: &Config) -> FreshnessFacts {
-    match check::check_as_built(dir, config) {
-        Freshness::Fresh => FreshnessFacts { state: "fresh", changes: vec![], reason: None },
-        Freshness::Stale(changes) => FreshnessFacts {
-            state: "stale",
-            changes: changes.iter().map(|c| c.to_string()).collect(),
-            reason: None,
-        },
-        Freshness::Unknown(why) => FreshnessFacts { state: "unknown", changes: vec![], reason: Some(why) },
-    }
 }
 
 fn build_remedy(a: &ApplianceFacts) -> String {
@@ -432,11 +424,11 @@ pub(crate) fn check_fresh(ctx: &ApplianceContext, _: &HealthConfig) -> ProbeResu
     let Some(f) = &a.freshness else {
         return Err(HealthError::Unavailable("freshness not checked (no manifest)".into()));
     };
-    match f.state {
-        "fresh" => Ok(Ok(())),
-        "stale" => {
-            let n = f.changes.len();
-            let shown: Vec<&str> = f.changes.iter().take(3).map(String::as_str).collect();
+    match &f.freshness {
+        Freshness::Fresh => Ok(Ok(())),
+        Freshness::Stale(changes) => {
+            let n = changes.len();
+            let shown: Vec<String> = changes.iter().take(3).map(|c| c.to_string()).collect();
             let more = if n > 3 { format!(" and {} more", n - 3) } else { String::new() };
             Ok(Err(Finding {
                 probe: FRESH.name,
@@ -446,7 +438,7 @@ pub(crate) fn check_fresh(ctx: &ApplianceContext, _: &HealthConfig) -> ProbeResu
                 remedy: format!("`guestfs-appliance build --if-needed {}`", a.dir.display()),
             }))
         }
-        _ => Err(HealthError::Unavailable(f.reason.clone().unwrap_or_else(|| "unknown".into()))),
+        Freshness::Unknown(why) => Err(HealthError::Unavailable(why.clone())),
     }
 }
 
@@ -483,6 +475,7 @@ pub(crate) fn check_age(ctx: &ApplianceContext, cfg: &HealthConfig) -> ProbeResu
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::build::fresh::Change;
 
     pub(crate) fn healthy() -> ApplianceFacts {
         let files = APPLIANCE_FILES
@@ -512,7 +505,7 @@ pub(crate) mod tests {
             allocated_bytes: 700 << 20,
             need_bytes: 700 << 20,
             need_is_estimate: false,
-            freshness: Some(FreshnessFacts { state: "fresh", changes: vec![], reason: None }),
+            freshness: Some(Verdict { freshness: Freshness::Fresh, ..Verdict::unknown(String::new()) }),
         }
     }
 
@@ -581,11 +574,15 @@ pub(crate) mod tests {
     fn stale_lists_changes_and_age_threshold() {
         let cfg = HealthConfig::default();
         let facts = facts_with(|a| {
-            a.freshness = Some(FreshnessFacts {
-                state: "stale",
-                changes: (0..5).map(|i| format!("package upgraded: p{i} 1 → 2")).collect(),
-                reason: None,
-            })
+            let changes = (0..5)
+                .map(|i| Change::PackageUpgraded {
+                    package: format!("p{i}"),
+                    old: "1".into(),
+                    new: "2".into(),
+                })
+                .collect();
+            a.freshness =
+                Some(Verdict { freshness: Freshness::Stale(changes), ..Verdict::unknown(String::new()) })
         });
         let f = check_fresh(&facts.appliance_context(), &cfg).unwrap().unwrap_err();
         assert!(f.message.contains("5 changes") && f.message.contains("2 more"), "{}", f.message);

@@ -144,26 +144,21 @@ fn missing_package_without_strict_is_one_warning() {
     // The warning path: checked through `plan` only, so no image is built.
     let tmp = scratch();
     let input = input_with(tmp.path(), "packages-extra", b"no-such-package-a\nno-such-package-b\n");
-    let req = guestfs_appliance::commands::build::BuildRequest {
-        dir: None,
-        tar: None,
+    let req = guestfs_appliance::build::ApplianceSpec {
         inputs: vec![input],
         minimal: false,
         size: 1 << 30,
         strict: false,
         root: "/".into(),
         host_cpu: std::env::consts::ARCH.into(),
-        lock_timeout: std::time::Duration::from_secs(5),
         extra_packages: Vec::new(),
         extra_excludes: Vec::new(),
         source_date_epoch: None,
-        lock_path: None,
-        owner: None,
     };
     if host_kernel().is_none() {
         return;
     }
-    let plan = guestfs_appliance::commands::build::plan(&req, &guestfs_appliance::printer::Printer::quiet())
+    let plan = guestfs_appliance::build::plan(&req, &guestfs_appliance::printer::Printer::quiet())
         .expect("plan succeeds without --strict");
     assert_eq!(plan.resolution.missing, vec!["no-such-package-a".to_string(), "no-such-package-b".into()]);
     assert!(plan.manifest.packages.iter().any(|p| p.name == "bash"));

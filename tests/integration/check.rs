@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use guestfs_appliance::commands::build::{self, BuildRequest};
+use guestfs_appliance::build::{self, ApplianceSpec, SourceOverrides};
 use guestfs_appliance::config::Config;
 use guestfs_appliance::printer::Printer;
 
@@ -61,12 +61,12 @@ impl Fixture {
     /// What a build records, without writing images: the manifest of the
     /// plan for this host state (the root image is irrelevant to `check`).
     fn record_build(&self) {
-        let src = guestfs_appliance::cli::SourceArgs {
+        let src = SourceOverrides {
             inputs: vec![self.input.clone()],
             root: Some(self.root.clone()),
             ..Default::default()
         };
-        let req = BuildRequest::from_source(Some(self.dir.clone()), None, &src, &Config::default()).unwrap();
+        let req = ApplianceSpec::from_config(&src, &Config::default()).unwrap();
         let plan = build::plan(&req, &Printer::quiet()).unwrap();
         std::fs::create_dir_all(&self.dir).unwrap();
         std::fs::write(self.dir.join("manifest.toml"), plan.manifest.to_toml()).unwrap();
@@ -435,5 +435,89 @@ fn issue7_minimal_appliance_is_judged_by_its_own_recipe() {
             "{}",
             run.shown_all()
         );
+    }
+}
+
+/// Issue 9, item 2: one verdict. `check`, `status --format json` and
+/// `cache list --json` render the same [`build::fresh`] verdict on a fresh
+/// appliance, a stale one and a `--minimal` one, each judged by its own
+/// manifest. The appliances are plans over a fixture root recorded as
+/// manifests beside stand-in boot files (freshness reads the manifest, and
+/// one without output records cannot be damaged), each in a libguestfs
+/// cache so `cache list` sees it.
+#[test]
+fn issue9_check_status_and_cache_list_agree() {
+    let Some(fx) = Fixture::new() else { return };
+    let tmp = scratch();
+    let uid = nix::unistd::geteuid().as_raw();
+    let appliance = |name: &str, minimal: bool| -> (PathBuf, PathBuf) {
+        let base = tmp.path().join(name);
+        let dir = base.join(format!(".guestfs-{uid}")).join("appliance.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        let input = tmp.path().join(format!("{name}.supermin.d"));
+        std::fs::create_dir_all(&input).unwrap();
+        std::fs::write(input.join("packages"), "bash\n").unwrap();
+        let src = SourceOverrides {
+            inputs: if minimal { Vec::new() } else { vec![input] },
+            minimal,
+            root: Some(fx.root.clone()),
+            ..Default::default()
+        };
+        let spec = ApplianceSpec::from_config(&src, &Config::default()).unwrap();
+        let plan = build::plan(&spec, &Printer::quiet()).unwrap();
+        std::fs::write(dir.join("manifest.toml"), plan.manifest.to_toml()).unwrap();
+        for file in ["kernel", "initrd", "root"] {
+            std::fs::write(dir.join(file), b"stand-in").unwrap();
+        }
+        (base, dir)
+    };
+    let (fresh_base, fresh) = appliance("fresh", false);
+    let (stale_base, stale) = appliance("stale", false);
+    let (minimal_base, minimal) = appliance("minimal", true);
+    // Only the stale one's recipe reads this input.
+    std::fs::write(tmp.path().join("stale.supermin.d/packages"), "bash\ncoreutils\n").unwrap();
+
+    let cwd = tmp.path();
+    let bases = [&fresh_base, &stale_base, &minimal_base].map(|b| b.to_str().unwrap().to_string());
+    let run = ga(cwd, ["cache", "list", "--json"].into_iter().map(String::from).chain(bases)).success();
+    let listed: serde_json::Value =
+        serde_json::from_str(&run.stdout()).unwrap_or_else(|e| panic!("{e}\n{}", run.shown_all()));
+    for (dir, expected) in [(&fresh, "fresh"), (&stale, "stale"), (&minimal, "fresh")] {
+        let d = dir.to_str().unwrap();
+        let cache = std::fs::canonicalize(dir.parent().unwrap()).unwrap();
+        let entry = listed["caches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| Path::new(c["path"].as_str().unwrap()) == cache)
+            .unwrap_or_else(|| panic!("{} not listed\n{}", cache.display(), run.shown_all()));
+        let cache_details: Vec<String> =
+            entry["details"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
+
+        let status = run_in(cwd, &bin("guestfs-appliance"), ["status", "--format", "json", "--dir", d], &[]);
+        let report: serde_json::Value =
+            serde_json::from_str(&status.stdout()).unwrap_or_else(|e| panic!("{e}\n{}", status.shown_all()));
+        let freshness = &report["appliance"]["freshness"];
+        let status_changes: Vec<String> = freshness["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+
+        let json = ga(cwd, ["check", "--json", d]);
+        let checked: serde_json::Value =
+            serde_json::from_str(&json.stdout()).unwrap_or_else(|e| panic!("{e}\n{}", json.shown_all()));
+        let text = ga(cwd, ["check", d]);
+        let check_changes: Vec<String> = text.stdout().lines().map(String::from).collect();
+
+        let shown = format!("{}\n{}\n{}", run.shown_all(), status.shown_all(), json.shown_all());
+        assert_eq!(checked["status"], expected, "{d}: check\n{shown}");
+        assert_eq!(json.code(), Some(if expected == "fresh" { 0 } else { 1 }), "{shown}");
+        assert_eq!(freshness["state"], expected, "{d}: status\n{shown}");
+        assert_eq!(entry["state"], expected, "{d}: cache list\n{shown}");
+        assert_eq!(status_changes, check_changes, "{d}\n{shown}");
+        assert_eq!(cache_details, check_changes, "{d}\n{shown}");
+        assert_eq!(check_changes.is_empty(), expected == "fresh", "{d}\n{shown}");
     }
 }

@@ -192,8 +192,8 @@ pub fn prometheus(r: &Report) -> String {
         "guestfs_appliance_fresh",
         "1 if the appliance matches the host, 0 if stale (absent when unknown).",
     );
-    if let Some(fr) = a.freshness.as_ref().filter(|f| f.state != "unknown") {
-        f.add(vec![("dir", dir.clone())], b(fr.state == "fresh"));
+    if let Some(fr) = a.freshness.as_ref().filter(|f| f.status() != "unknown") {
+        f.add(vec![("dir", dir.clone())], b(fr.status() == "fresh"));
     }
     fams.push(f);
     let mut f = Family::new("guestfs_appliance_built_timestamp_seconds", "When the appliance was built.");

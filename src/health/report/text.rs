@@ -176,10 +176,10 @@ pub fn human(r: &Report, paint: Paint) -> String {
             row(&mut o, "age", format!("{}, {} allocated", age_text(age), human_bytes(a.allocated_bytes)));
         }
         if let Some(f) = &a.freshness {
-            let text = match f.state {
-                "stale" => paint("33", &format!("stale ({} changes)", f.changes.len())),
+            let text = match f.status() {
+                "stale" => paint("33", &format!("stale ({} changes)", f.changes().len())),
                 "fresh" => "fresh".to_string(),
-                _ => format!("unknown ({})", f.reason.as_deref().unwrap_or("?")),
+                _ => format!("unknown ({})", f.reason().unwrap_or("?")),
             };
             row(&mut o, "freshness", text);
         }

@@ -8,8 +8,8 @@
 //! dpkg status file or reinstalling a package keeps an appliance fresh,
 //! while an upgrade inside the closure or a new `/etc/ld.so.cache` makes it
 //! stale. What "now" is built from (inputs, options, host root) is the
-//! caller's [`BuildRequest`]: normally the appliance's own recipe, from
-//! [`BuildRequest::for_appliance`].
+//! caller's [`ApplianceSpec`]: normally the appliance's own recipe, from
+//! [`ApplianceSpec::for_appliance`].
 //!
 //! When nothing the fingerprint depends on changed since the last exact
 //! answer (see [`crate::stamp`]), the answer comes from `stat` alone; for an
@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::cli::SourceArgs;
-use crate::commands::build::{self, BuildRequest, Plan};
+use super::plan::{self, BuildPlan};
+use super::spec::{ApplianceSpec, SourceOverrides, SOURCE_DATE_EPOCH};
 use crate::config::Config;
 use crate::manifest::{self, Manifest};
 use crate::printer::Printer;
@@ -206,41 +206,106 @@ pub struct EvalOptions {
     pub verify: bool,
 }
 
-/// The full result of an evaluation.
-pub struct Evaluation {
-    /// The verdict.
+/// The one answer to "is this appliance fresh?": what [`fresh`] returns,
+/// and all that `check`, `build --if-needed`, `cache list` and `status`
+/// render. Serialized as `check --json` shows it (after its `version` and
+/// `dir`): `status` (`fresh`, `stale`, `unknown`), `reason`, `method`,
+/// `outputs`, both fingerprints and `changes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Fresh, stale (with the changes) or unknown (with why).
     pub freshness: Freshness,
     /// How it was reached.
     pub method: Method,
+    /// How the outputs were compared with their records.
+    pub outputs: OutputsChecked,
     /// The appliance's recorded fingerprint, if readable.
     pub appliance_fingerprint: Option<String>,
     /// The host's fingerprint, if computed (or confirmed by the stamp).
     pub host_fingerprint: Option<String>,
+}
+
+impl Verdict {
+    /// "Cannot tell", for `why`, with nothing compared.
+    pub fn unknown(why: String) -> Self {
+        Verdict {
+            freshness: Freshness::Unknown(why),
+            method: Method::None,
+            outputs: OutputsChecked::No,
+            appliance_fingerprint: None,
+            host_fingerprint: None,
+        }
+    }
+
+    /// `fresh`, `stale` or `unknown`: the label every report uses.
+    pub fn status(&self) -> &'static str {
+        match self.freshness {
+            Freshness::Fresh => "fresh",
+            Freshness::Stale(_) => "stale",
+            Freshness::Unknown(_) => "unknown",
+        }
+    }
+
+    /// The changes (stale only; empty otherwise).
+    pub fn changes(&self) -> &[Change] {
+        match &self.freshness {
+            Freshness::Stale(changes) => changes,
+            _ => &[],
+        }
+    }
+
+    /// Why it cannot be told (unknown only).
+    pub fn reason(&self) -> Option<&str> {
+        match &self.freshness {
+            Freshness::Unknown(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Verdict", 7)?;
+        st.serialize_field("status", self.status())?;
+        st.serialize_field("reason", &self.reason())?;
+        st.serialize_field("method", &self.method)?;
+        st.serialize_field("outputs", &self.outputs)?;
+        st.serialize_field("appliance_fingerprint", &self.appliance_fingerprint)?;
+        st.serialize_field("host_fingerprint", &self.host_fingerprint)?;
+        st.serialize_field("changes", self.changes())?;
+        st.end()
+    }
+}
+
+/// The full result of an evaluation: the verdict, and the plan a build
+/// under the same lock can reuse.
+pub struct Evaluation {
+    /// The verdict.
+    pub verdict: Verdict,
     /// The plan, when the host was examined (a build can reuse it).
-    pub plan: Option<Plan>,
-    /// How the outputs were compared with their records.
-    pub outputs: OutputsChecked,
+    pub plan: Option<BuildPlan>,
 }
 
 /// Digest of everything in the request that could change the answer
 /// without changing a watched file: options, `SOURCE_DATE_EPOCH`,
 /// `SUPERMIN_*` variables and our own version.
-pub fn request_digest(req: &BuildRequest) -> String {
+pub fn request_digest(spec: &ApplianceSpec) -> String {
     let mut h = Sha256::new();
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let text = format!(
         "{}\n{}\n{:?}\n{}\n{}\n{}\n{}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
         env!("CARGO_PKG_VERSION"),
         manifest::FORMAT_VERSION,
-        req.inputs,
-        req.minimal,
-        req.size,
-        req.strict,
-        req.root.display(),
-        req.host_cpu,
-        req.extra_packages,
-        req.extra_excludes,
-        req.source_date_epoch,
+        spec.inputs,
+        spec.minimal,
+        spec.size,
+        spec.strict,
+        spec.root.display(),
+        spec.host_cpu,
+        spec.extra_packages,
+        spec.extra_excludes,
+        spec.source_date_epoch,
         env("SUPERMIN_KERNEL"),
         env("SUPERMIN_MODULES"),
         env("SUPERMIN_KERNEL_VERSION"),
@@ -251,9 +316,9 @@ pub fn request_digest(req: &BuildRequest) -> String {
 
 /// The stamp key of "the appliance as built, with these source options
 /// given": everything that, with the manifest file (whose `stat` the stamp
-/// also checks), decides the request [`BuildRequest::for_appliance`] makes.
+/// also checks), decides the spec [`ApplianceSpec::for_appliance`] makes.
 /// So the stamp answers without parsing the manifest.
-pub fn as_built_key(src: &SourceArgs) -> String {
+pub fn as_built_key(src: &SourceOverrides) -> String {
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let text = format!(
@@ -266,7 +331,7 @@ pub fn as_built_key(src: &SourceArgs) -> String {
         src.strict,
         src.root.as_deref().map(abs),
         src.host_cpu,
-        env(crate::commands::build::SOURCE_DATE_EPOCH),
+        env(SOURCE_DATE_EPOCH),
         env("SUPERMIN_KERNEL"),
         env("SUPERMIN_MODULES"),
         env("SUPERMIN_KERNEL_VERSION"),
@@ -274,44 +339,47 @@ pub fn as_built_key(src: &SourceArgs) -> String {
     manifest::sha256_hex(text.as_bytes())
 }
 
-/// Check `dir` against what it was built from (its manifest), quietly and
-/// writing nothing: reports (`status`, `cache list`) must not leave files,
-/// possibly root-owned, beside appliances they only look at.
-pub fn check_as_built(dir: &Path, config: &Config) -> Freshness {
-    match evaluate_as_built(dir, &SourceArgs::default(), config, &Printer::quiet(), EvalOptions::default()) {
-        Ok((eval, _)) => eval.freshness,
-        Err(e) => Freshness::Unknown(crate::error_line(&e)),
+/// The verdict on `dir` for a report (`status`, `cache list`): [`fresh`]
+/// with no overrides, quietly and writing nothing (reports must not leave
+/// files, possibly root-owned, beside appliances they only look at); an
+/// error becomes an unknown verdict.
+pub fn report(dir: &Path, config: &Config) -> Verdict {
+    match fresh(dir, &SourceOverrides::default(), config, &Printer::quiet(), EvalOptions::default()) {
+        Ok((eval, _)) => eval.verdict,
+        Err(e) => Verdict::unknown(crate::error_line(&e)),
     }
 }
 
-/// Evaluate `dir` against what it was built from, with the source options
-/// in `src` replacing the recorded ones ([`BuildRequest::for_appliance`]):
-/// stamp first (no manifest parsing; not with `verify`), then the exact
-/// computation, stamped when fresh and `opts.record`. Returns the request
-/// when it was made (always, unless the stamp answered). Errors: a bad
-/// option in `src`.
-pub fn evaluate_as_built(
+/// Is the appliance in `dir` fresh? The one answer, for every caller:
+/// `dir` is judged against what it was built from (the spec read back from
+/// its own manifest, [`ApplianceSpec::for_appliance`]), with the overrides
+/// in `src` replacing the recorded options; a `--minimal` appliance is
+/// therefore judged as minimal. Stamp first (no manifest parsing; not with
+/// `verify`), then the exact computation, stamped when fresh and
+/// `opts.record`. Returns the evaluation and the spec when it was made
+/// (always, unless the stamp answered). Errors: a bad option in `src`.
+pub fn fresh(
     dir: &Path,
-    src: &SourceArgs,
+    src: &SourceOverrides,
     config: &Config,
     printer: &Printer,
     opts: EvalOptions,
-) -> anyhow::Result<(Evaluation, Option<BuildRequest>)> {
+) -> anyhow::Result<(Evaluation, Option<ApplianceSpec>)> {
     let key = as_built_key(src);
     if let Some(eval) = from_stamp(dir, &key, printer, opts) {
         return Ok((eval, None));
     }
-    let req = BuildRequest::for_appliance(dir, src, config)?;
-    let eval = evaluate_exact(dir, &req, &key, printer, opts);
-    Ok((eval, Some(req)))
+    let spec = ApplianceSpec::for_appliance(dir, src, config)?;
+    let eval = evaluate_exact(dir, &spec, &key, printer, opts);
+    Ok((eval, Some(spec)))
 }
 
-/// Evaluate `dir` against `req`: stamp first, then the exact computation.
+/// Evaluate `dir` against `spec`: stamp first, then the exact computation.
 /// Records a new stamp when the computation finds it fresh.
-pub fn evaluate(dir: &Path, req: &BuildRequest, printer: &Printer) -> Evaluation {
-    let key = request_digest(req);
+pub fn evaluate(dir: &Path, spec: &ApplianceSpec, printer: &Printer) -> Evaluation {
+    let key = request_digest(spec);
     let opts = EvalOptions { record: true, verify: false };
-    from_stamp(dir, &key, printer, opts).unwrap_or_else(|| evaluate_exact(dir, req, &key, printer, opts))
+    from_stamp(dir, &key, printer, opts).unwrap_or_else(|| evaluate_exact(dir, spec, &key, printer, opts))
 }
 
 /// Record that `dir` was found fresh (or built) with `fingerprint` after
@@ -336,12 +404,14 @@ fn from_stamp(dir: &Path, key: &str, printer: &Printer, opts: EvalOptions) -> Op
     let fp = stamp::still_fresh(dir, key)?;
     printer.stage("check: nothing changed since the last check (stat-level stamp)");
     Some(Evaluation {
-        freshness: Freshness::Fresh,
-        method: Method::Stamp,
-        appliance_fingerprint: Some(fp.clone()),
-        host_fingerprint: Some(fp),
+        verdict: Verdict {
+            freshness: Freshness::Fresh,
+            method: Method::Stamp,
+            outputs: OutputsChecked::Stamp,
+            appliance_fingerprint: Some(fp.clone()),
+            host_fingerprint: Some(fp),
+        },
         plan: None,
-        outputs: OutputsChecked::Stamp,
     })
 }
 
@@ -404,21 +474,17 @@ fn rehash(path: &Path, algorithm: &str) -> std::io::Result<String> {
 }
 
 /// Compare the outputs with their records, recompute the fingerprint for
-/// `req` and compare; stamp under `key` when fresh and `opts.record`.
+/// `spec` and compare; stamp under `key` when fresh and `opts.record`.
 fn evaluate_exact(
     dir: &Path,
-    req: &BuildRequest,
+    spec: &ApplianceSpec,
     key: &str,
     printer: &Printer,
     opts: EvalOptions,
 ) -> Evaluation {
     let unknown = |why: String, fp: Option<String>| Evaluation {
-        freshness: Freshness::Unknown(why),
-        method: Method::None,
-        appliance_fingerprint: fp,
-        host_fingerprint: None,
+        verdict: Verdict { appliance_fingerprint: fp, ..Verdict::unknown(why) },
         plan: None,
-        outputs: OutputsChecked::No,
     };
     if !dir.join(manifest::MANIFEST_NAME).exists() {
         let why = if dir.is_dir() {
@@ -433,7 +499,7 @@ fn evaluate_exact(
         Err(e) => return unknown(e.to_string(), None),
     };
     let (damage, outputs) = output_damage(dir, &old, opts.verify);
-    let plan = match build::plan(req, printer) {
+    let plan = match plan::plan(spec, printer) {
         Ok(p) => p,
         Err(e) => {
             return unknown(
@@ -460,12 +526,14 @@ fn evaluate_exact(
         Freshness::Stale(changes)
     };
     Evaluation {
-        freshness,
-        method: Method::Computed,
-        appliance_fingerprint: Some(old.fingerprint.clone()),
-        host_fingerprint: Some(new.fingerprint.clone()),
+        verdict: Verdict {
+            freshness,
+            method: Method::Computed,
+            outputs,
+            appliance_fingerprint: Some(old.fingerprint.clone()),
+            host_fingerprint: Some(new.fingerprint.clone()),
+        },
         plan: Some(plan),
-        outputs,
     }
 }
 
@@ -702,7 +770,7 @@ mod tests {
     fn missing_appliance_is_unknown() {
         let tmp = tempfile::tempdir().unwrap();
         assert!(matches!(
-            check_as_built(&tmp.path().join("none"), &Config::default()),
+            report(&tmp.path().join("none"), &Config::default()).freshness,
             Freshness::Unknown(_)
         ));
     }
