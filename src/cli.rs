@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::printer::ColorChoice;
+use crate::schedule;
 
 /// Build and look after libguestfs fixed appliances.
 #[derive(Debug, Parser)]
@@ -33,7 +34,7 @@ pub struct GlobalArgs {
     pub quiet: bool,
     /// When to colour messages.
     #[arg(long, value_enum, default_value_t, global = true, value_name = "WHEN")]
-    pub color: ColorChoice,
+    pub color: ColorArg,
 }
 
 impl GlobalArgs {
@@ -45,6 +46,28 @@ impl GlobalArgs {
             self.verbose.min(3) as i8
         }
     }
+
+    /// The printer's colour choice.
+    pub fn color_choice(&self) -> ColorChoice {
+        match self.color {
+            ColorArg::Auto => ColorChoice::Auto,
+            ColorArg::Always => ColorChoice::Always,
+            ColorArg::Never => ColorChoice::Never,
+        }
+    }
+}
+
+/// `--color`: when to use colour on stderr ([`ColorChoice`], which the
+/// library takes, has no clap in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorArg {
+    /// Colour when stderr is a terminal.
+    #[default]
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
 }
 
 /// The subcommands.
@@ -404,13 +427,40 @@ pub struct CheckArgs {
     pub verify: bool,
 }
 
+/// `schedule --kind`: one kind of scheduling ([`schedule::Kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum KindArg {
+    /// /etc/cron.d entry (hourly).
+    Cron,
+    /// systemd service + timer (hourly, persistent).
+    Systemd,
+    /// apt hook after every dpkg run.
+    Apt,
+    /// Kernel hooks: /etc/kernel/postinst.d, postrm.d and install.d.
+    Kernel,
+    /// pacman (ALPM) hook after every transaction.
+    Pacman,
+}
+
+impl From<KindArg> for schedule::Kind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Cron => schedule::Kind::Cron,
+            KindArg::Systemd => schedule::Kind::Systemd,
+            KindArg::Apt => schedule::Kind::Apt,
+            KindArg::Kernel => schedule::Kind::Kernel,
+            KindArg::Pacman => schedule::Kind::Pacman,
+        }
+    }
+}
+
 /// Options of `schedule`.
 #[derive(Debug, Args, Clone)]
 pub struct ScheduleArgs {
     /// Which files (repeatable). Default: systemd units (or cron without
     /// systemd), and the apt, kernel and pacman hooks where those exist.
     #[arg(long = "kind", value_enum, value_name = "KIND")]
-    pub kinds: Vec<crate::schedule::Kind>,
+    pub kinds: Vec<KindArg>,
     /// Write the files instead of printing them.
     #[arg(long)]
     pub install: bool,

@@ -25,7 +25,7 @@
 //!   rewritten with new times by every `depmod -a`, which get the timestamp)
 //!   are hashed, into one digest ([`modules_tree_digest`]).
 //!
-//! This module decides metadata and digests; `appliance.rs` decides what
+//! This module decides metadata and digests; `compose.rs` decides what
 //! goes into the tree, the writers how it is stored.
 
 use std::os::unix::ffi::OsStrExt;
@@ -34,9 +34,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::appliance::host_path;
 use crate::image::files::Metadata;
 use crate::manifest::{self, ManifestHostfile};
+use crate::paths::under_root;
 
 /// Errors reading the host data the fingerprint needs.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +125,7 @@ pub fn hostfile_records(root: &Path, paths: &[PathBuf]) -> Vec<ManifestHostfile>
     paths
         .iter()
         .map(|p| {
-            let host = host_path(root, p);
+            let host = under_root(root, p);
             let path = p.display().to_string();
             let Ok(md) = std::fs::symlink_metadata(&host) else {
                 return ManifestHostfile {
@@ -180,7 +180,7 @@ const SECRET_PATTERNS: [&str; 9] = [
 /// image everyone can read, an `/etc/shadow` would be readable by all.
 pub fn private_hostfiles(root: &Path, records: &[ManifestHostfile]) -> Vec<String> {
     let others_can_read = |path: &Path| -> bool {
-        let host = host_path(root, path);
+        let host = under_root(root, path);
         let Ok(md) = std::fs::metadata(&host) else { return true };
         if md.mode() & 0o004 == 0 {
             return false;
@@ -188,7 +188,7 @@ pub fn private_hostfiles(root: &Path, records: &[ManifestHostfile]) -> Vec<Strin
         // Directories on the way, below the root: each must let others in.
         let mut dir = path.parent();
         while let Some(d) = dir.filter(|d| d.as_os_str().len() > 1) {
-            match std::fs::metadata(host_path(root, d)) {
+            match std::fs::metadata(under_root(root, d)) {
                 Ok(m) if m.mode() & 0o001 == 0 => return false,
                 _ => {}
             }
@@ -201,7 +201,7 @@ pub fn private_hostfiles(root: &Path, records: &[ManifestHostfile]) -> Vec<Strin
         .filter(|h| h.kind == "file")
         .filter(|h| {
             let named = !h.path.ends_with(".pub")
-                && SECRET_PATTERNS.iter().any(|p| crate::input::fnmatch(p.as_bytes(), h.path.as_bytes()));
+                && SECRET_PATTERNS.iter().any(|p| crate::fnmatch::fnmatch(p.as_bytes(), h.path.as_bytes()));
             named || !others_can_read(Path::new(&h.path))
         })
         .map(|h| h.path.clone())
@@ -247,7 +247,7 @@ pub fn modules_tree_digest(dir: &Path) -> Result<ModulesTree, HostDataError> {
 }
 
 /// The recursive walk behind [`modules_tree_digest`]: directories before
-/// their entries, entries sorted by name (the order `appliance.rs` copies
+/// their entries, entries sorted by name (the order `compose.rs` copies
 /// them in). Entries are `stat`ed through their directory (`fstatat`), which
 /// costs about half of a full path lookup each.
 struct ModulesWalk {

@@ -23,7 +23,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::input::fnmatch;
+use crate::fnmatch::fnmatch;
 
 /// Kernel files smaller than this are not bootable kernels (supermin's
 /// filter: stubs, placeholders).

@@ -69,15 +69,16 @@
 //! Only the init is statically linked; the binaries link normally, so user
 //! lookups go through NSS.
 
-pub mod appliance;
 pub mod bench;
 pub mod bounded;
 pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod commands;
+pub mod compose;
 pub mod config;
 pub mod digest;
+pub mod fnmatch;
 pub mod health;
 pub mod host;
 pub mod hostdata;
@@ -88,6 +89,7 @@ pub mod kernel;
 pub mod manifest;
 pub mod output;
 pub mod package;
+pub mod paths;
 pub mod printer;
 pub mod process;
 pub mod safefs;
@@ -136,11 +138,7 @@ pub(crate) mod test_support {
     /// printed reason so the test can return early. Under CI=true, where
     /// `.ci/install-deps` installs every tool, a missing one is a failure.
     pub(crate) fn tool(name: &str) -> Option<PathBuf> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let found = std::env::split_paths(&path)
-            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-            .map(|d| d.join(name))
-            .find(|p| p.is_file());
+        let found = crate::process::find_program(name);
         if found.is_none() {
             assert!(std::env::var("CI").as_deref() != Ok("true"), "{name} is required under CI");
             eprintln!("skipping: {name} not installed");

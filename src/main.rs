@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return commands::status::nagios_usage_error(&e, &args).unwrap_or_else(|| e.exit()),
     };
-    let printer = Printer::new(cli.global.verbosity(), cli.global.color);
+    let printer = Printer::new(cli.global.verbosity(), cli.global.color_choice());
     // A hook never fails its package transaction, not even on a broken
     // config file: the build it runs reports that.
     if let Command::Build(args @ BuildArgs { hook: true, .. }) = &cli.command {

@@ -113,7 +113,7 @@ pub fn lock_path_for(target: &Path) -> Result<PathBuf, OutputError> {
 }
 
 fn split_target(target: &Path) -> Result<(&Path, &OsStr), OutputError> {
-    safefs::split(target).ok_or_else(|| OutputError::NoParent { path: target.to_owned() })
+    crate::paths::split(target).ok_or_else(|| OutputError::NoParent { path: target.to_owned() })
 }
 
 /// Pin the parent of `target`, refusing one others can write without the
@@ -522,12 +522,10 @@ impl Staging {
         for entry in self.dir.list()? {
             let f = self.dir.open_regular(&entry, Access::Read)?.expect("our own file");
             let mode = nix::sys::stat::fstat(f.as_raw_fd()).map(|s| s.st_mode & 0o7777).unwrap_or(0o644);
-            safefs::fchown(&f, uid, gid).and_then(|()| safefs::fchmod(&f, mode)).map_err(|e| {
-                OutputError::Io {
-                    action: "changing the owner of",
-                    path: self.dir.child(&entry),
-                    source: e.into(),
-                }
+            safefs::chown_keeping_mode(&f, uid, gid, mode).map_err(|e| OutputError::Io {
+                action: "changing the owner of",
+                path: self.dir.child(&entry),
+                source: e.into(),
             })?;
         }
         Ok(self.dir.chown(uid, gid)?)

@@ -13,6 +13,11 @@
 //! caller waits for (`status --probe`'s test boots, which wait for the
 //! guest's init). A [`Running`] list lets a watchdog kill what is still
 //! running before the process exits.
+//!
+//! A third, [`Spawned`], is for our own binary run as a child in the
+//! foreground of a command (`build --hook`'s bounded build, `watch`'s
+//! rebuilds): output passed through or stderr kept, and stopped on a
+//! deadline or on request with SIGTERM, then SIGKILL after a grace.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
@@ -644,6 +649,113 @@ impl LineCollector {
     }
 }
 
+/// How often [`Spawned`] looks whether its child has exited.
+const SPAWNED_POLL: Duration = Duration::from_millis(100);
+
+/// What a [`Spawned`] child's stdout and stderr are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnedOutput {
+    /// Ours: what it prints reaches our log (a package manager's).
+    Inherit,
+    /// stdout discarded, stderr kept for [`Spawned::wait`].
+    KeepStderr,
+}
+
+/// How [`Spawned::wait_with_deadline`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeadlineOutcome {
+    /// Exited with success.
+    Done,
+    /// Exited with this failure status.
+    Failed(ExitStatus),
+    /// Ran past the deadline and was stopped.
+    TimedOut,
+}
+
+/// A child started with stdin closed, in our process group (so a terminal's
+/// Ctrl-C reaches it too), that we wait for or stop ourselves.
+#[derive(Debug)]
+pub struct Spawned {
+    child: std::process::Child,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Spawned {
+    /// Start `program args`.
+    pub fn spawn<S: AsRef<OsStr>>(
+        program: &std::path::Path,
+        args: &[S],
+        output: SpawnedOutput,
+    ) -> std::io::Result<Spawned> {
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null());
+        if output == SpawnedOutput::KeepStderr {
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        }
+        let mut child = cmd.spawn()?;
+        let stderr = child.stderr.take().map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        });
+        Ok(Spawned { child, stderr })
+    }
+
+    /// The exit status, if it has exited.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
+    /// SIGTERM the child, give it `grace` to exit, then SIGKILL it.
+    pub fn stop(&mut self, grace: Duration) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let until = Instant::now() + grace;
+        while Instant::now() < until {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(SPAWNED_POLL);
+        }
+        let _ = self.child.kill();
+    }
+
+    /// Wait for the child to exit: its status and the stderr kept
+    /// ([`SpawnedOutput::KeepStderr`]; empty otherwise).
+    pub fn wait(mut self) -> std::io::Result<(ExitStatus, String)> {
+        let status = self.child.wait()?;
+        let text = self.stderr.take().and_then(|r| r.join().ok()).unwrap_or_default();
+        Ok((status, text))
+    }
+
+    /// Wait at most `limit` for the child to exit; past it, [`Spawned::stop`]
+    /// it with `grace`.
+    pub fn wait_with_deadline(
+        mut self,
+        limit: Duration,
+        grace: Duration,
+    ) -> std::io::Result<DeadlineOutcome> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(if status.success() {
+                    DeadlineOutcome::Done
+                } else {
+                    DeadlineOutcome::Failed(status)
+                });
+            }
+            if started.elapsed() >= limit {
+                self.stop(grace);
+                self.wait()?;
+                return Ok(DeadlineOutcome::TimedOut);
+            }
+            std::thread::sleep(SPAWNED_POLL);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -799,5 +911,34 @@ mod tests {
         // A program that cannot start is an error, as with run().
         let err = Timed::new(&["/nonexistent/qemu"], Duration::from_secs(1)).watch(|_| true).unwrap_err();
         assert!(matches!(err, ProcessError::Spawn { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_hanging_child_is_ended_and_a_failing_one_reported() {
+        let sh = std::path::Path::new("/bin/sh");
+        let run = |script: &str, limit| {
+            Spawned::spawn(sh, &["-c", script], SpawnedOutput::Inherit)
+                .unwrap()
+                .wait_with_deadline(limit, Duration::from_secs(10))
+                .unwrap()
+        };
+        assert_eq!(run("exit 0", Duration::from_secs(5)), DeadlineOutcome::Done);
+        assert!(
+            matches!(run("exit 3", Duration::from_secs(5)), DeadlineOutcome::Failed(s) if s.code() == Some(3))
+        );
+        assert_eq!(run("exec sleep 600", Duration::from_millis(300)), DeadlineOutcome::TimedOut);
+    }
+
+    #[test]
+    fn a_stopped_child_ends_and_its_stderr_is_kept() {
+        let sh = std::path::Path::new("/bin/sh");
+        let mut child =
+            Spawned::spawn(sh, &["-c", "echo kept >&2; exec sleep 600"], SpawnedOutput::KeepStderr).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(child.try_wait().unwrap(), None);
+        child.stop(Duration::from_secs(10));
+        let (status, text) = child.wait().unwrap();
+        assert!(!status.success());
+        assert_eq!(text, "kept\n");
     }
 }

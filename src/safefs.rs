@@ -371,6 +371,22 @@ impl PinnedDir {
         Ok(Some(bytes))
     }
 
+    /// Start replacing `name` atomically: a new temporary file
+    /// `.NAME.tmp.RANDOM` beside it (exclusive, never through a link, `mode`
+    /// set on the fd), which [`Replacement::commit`] renames over `name`
+    /// and which is removed if dropped uncommitted. The one way we write a
+    /// file in place of another ([`PinnedDir::write_atomic`], the tarball).
+    pub fn create_replacement(
+        &self,
+        name: impl AsRef<OsStr>,
+        mode: u32,
+    ) -> Result<(Replacement<'_>, File), SafeFsError> {
+        let name = name.as_ref();
+        check_name(&self.path, name)?;
+        let (tmp, file) = self.create_temp_file(&format!(".{}.tmp", name.to_string_lossy()), mode)?;
+        Ok((Replacement { dir: self, tmp, name: name.to_owned(), armed: true }, file))
+    }
+
     /// Write `bytes` to `name` atomically: a new temporary file beside it
     /// (exclusive, random name), `mode` and `owner` set on its fd, fsync,
     /// rename over `name` (replacing whatever entry is there, never writing
@@ -382,25 +398,17 @@ impl PinnedDir {
         mode: u32,
         owner: Option<(u32, u32)>,
     ) -> Result<(), SafeFsError> {
-        let name = name.as_ref();
-        check_name(&self.path, name)?;
-        let (tmp, mut file) = self.create_temp_file(&format!(".{}.tmp", name.to_string_lossy()), mode)?;
-        let result = (|| {
-            file.write_all(bytes).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        let (replacement, mut file) = self.create_replacement(name, mode)?;
+        let errno = |e: io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+        (|| {
+            file.write_all(bytes).map_err(errno)?;
             if let Some((uid, gid)) = owner {
-                fchown(&file, uid, gid)?;
-                // chown clears set-id bits; the mode we asked for stands.
-                fchmod(&file, mode)?;
+                chown_keeping_mode(&file, uid, gid, mode)?;
             }
-            file.sync_all().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+            file.sync_all().map_err(errno)
         })()
-        .map_err(self.err("writing", OsStr::new(&tmp)));
-        let result = result.and_then(|()| self.rename(&tmp, self, name, RenameFlags::empty()));
-        if result.is_err() {
-            let _ = self.remove_file(&tmp);
-            return result;
-        }
-        self.sync()
+        .map_err(self.err("writing", OsStr::new(&replacement.tmp)))?;
+        replacement.commit()
     }
 
     /// `renameat2(self/from, to_dir/to, flags)`.
@@ -541,6 +549,57 @@ pub fn fchown(fd: &impl AsFd, uid: u32, gid: u32) -> Result<(), Errno> {
         Some(nix::unistd::Uid::from_raw(uid)),
         Some(nix::unistd::Gid::from_raw(gid)),
     )
+}
+
+/// `fchown`, then `fchmod` to `mode` again: chown clears the set-id bits,
+/// and the mode we asked for stands.
+pub fn chown_keeping_mode(fd: &impl AsFd, uid: u32, gid: u32, mode: u32) -> Result<(), Errno> {
+    fchown(fd, uid, gid)?;
+    fchmod(fd, mode)
+}
+
+/// A temporary file that becomes another name on [`Replacement::commit`]
+/// (see [`PinnedDir::create_replacement`]); removed on drop otherwise.
+#[derive(Debug)]
+pub struct Replacement<'d> {
+    dir: &'d PinnedDir,
+    tmp: String,
+    name: OsString,
+    armed: bool,
+}
+
+impl Replacement<'_> {
+    /// Rename the temporary file over its final name (whatever entry is
+    /// there is replaced, never written through) and fsync the directory.
+    /// The caller has written and fsynced the file.
+    pub fn commit(mut self) -> Result<(), SafeFsError> {
+        self.dir.rename(&self.tmp, self.dir, &self.name, RenameFlags::empty())?;
+        self.armed = false;
+        self.dir.sync()
+    }
+}
+
+impl Drop for Replacement<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // Best effort: the error being reported matters more.
+            let _ = self.dir.remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Write `bytes` to the file `path` atomically ([`PinnedDir::write_atomic`],
+/// no owner change), through its pinned parent, which must not be writable
+/// by others unless it is sticky ([`PinnedDir::refuse_if_shared`]).
+pub fn write_path_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SafeFsError> {
+    let (parent, name) = crate::paths::split(path).ok_or_else(|| SafeFsError::Io {
+        action: "writing",
+        path: path.to_owned(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
+    })?;
+    let dir = PinnedDir::open(parent)?;
+    dir.refuse_if_shared()?;
+    dir.write_atomic(name, bytes, mode, None)
 }
 
 /// Most symlinks [`resolve`] follows for one path (Linux's own limit).
@@ -692,18 +751,6 @@ fn check_name(dir: &Path, name: &OsStr) -> Result<(), SafeFsError> {
         });
     }
     Ok(())
-}
-
-/// Split a path into its parent directory and final name (`.` for a bare
-/// name). `None`: the path has no final name (`/`, `..`).
-pub fn split(path: &Path) -> Option<(&Path, &OsStr)> {
-    let name = path.file_name()?;
-    let parent = match path.parent() {
-        Some(p) if p.as_os_str().is_empty() => Path::new("."),
-        Some(p) => p,
-        None => return None,
-    };
-    Some((parent, name))
 }
 
 #[cfg(test)]

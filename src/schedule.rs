@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 /// One kind of scheduling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     /// /etc/cron.d entry (hourly).
     Cron,
@@ -117,19 +117,14 @@ pub fn default_kinds(root: &Path) -> Vec<Kind> {
 }
 
 /// Write `file` under `dest_root` atomically, with its mode
-/// ([`crate::safefs::PinnedDir::write_atomic`]).
+/// ([`crate::safefs::write_path_atomic`]).
 pub fn install(file: &Rendered, dest_root: &Path) -> Result<PathBuf, ScheduleError> {
-    let rel = file.path.strip_prefix("/").unwrap_or(&file.path);
-    let path = dest_root.join(rel);
+    let path = crate::paths::under_root(dest_root, &file.path);
     let err = |source| ScheduleError::Write { path: path.clone(), source };
-    let (parent, name) =
-        crate::safefs::split(&path).ok_or_else(|| err(std::io::ErrorKind::InvalidInput.into()))?;
+    let (parent, _) =
+        crate::paths::split(&path).ok_or_else(|| err(std::io::ErrorKind::InvalidInput.into()))?;
     std::fs::create_dir_all(parent).map_err(err)?;
-    crate::safefs::PinnedDir::open(parent)
-        .and_then(|dir| {
-            dir.refuse_if_shared()?;
-            dir.write_atomic(name, file.content.as_bytes(), file.mode, None)
-        })
+    crate::safefs::write_path_atomic(&path, file.content.as_bytes(), file.mode)
         .map_err(|e| err(std::io::Error::other(e)))?;
     Ok(path)
 }

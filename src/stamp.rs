@@ -77,7 +77,7 @@ pub fn stamp_path(dir: &Path) -> PathBuf {
 /// The stamp's directory (pinned) and name.
 fn pinned(dir: &Path) -> Option<(PinnedDir, OsString)> {
     let path = stamp_path(dir);
-    let (parent, name) = crate::safefs::split(&path)?;
+    let (parent, name) = crate::paths::split(&path)?;
     Some((PinnedDir::open(parent).ok()?, name.to_owned()))
 }
 
@@ -121,7 +121,7 @@ pub fn record(dir: &Path, request: &str, fingerprint: &str, watched: &[PathBuf])
     };
     let bytes = serde_json::to_vec(&stamp).map_err(std::io::Error::other)?;
     let path = stamp_path(dir);
-    let (parent, name) = crate::safefs::split(&path).ok_or_else(|| std::io::Error::other("no parent"))?;
+    let (parent, name) = crate::paths::split(&path).ok_or_else(|| std::io::Error::other("no parent"))?;
     let parent = PinnedDir::open(parent).map_err(std::io::Error::other)?;
     let owner = parent.stat_self().map_err(std::io::Error::other)?;
     let owner =

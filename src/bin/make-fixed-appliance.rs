@@ -10,7 +10,7 @@ use guestfs_appliance::printer::Printer;
 
 fn main() -> ExitCode {
     let cli = MakeFixedCli::parse();
-    let printer = Printer::new(cli.global.verbosity(), cli.global.color);
+    let printer = Printer::new(cli.global.verbosity(), cli.global.color_choice());
     let result = commands::make_fixed::run(&cli, &printer);
     guestfs_appliance::exit_code(result, &printer)
 }

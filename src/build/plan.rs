@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::spec::ApplianceSpec;
-use crate::appliance;
 use crate::hostdata;
 use crate::input::{self, Inputs};
 use crate::kernel::{self, KernelChoice, KernelEnv};
@@ -245,8 +244,8 @@ pub fn plan(spec: &ApplianceSpec, printer: &Printer) -> Result<BuildPlan> {
     watched.push(kernel.path.clone());
     watched.extend(modules_tree.watched);
     watched.extend(hostfile_probes);
-    watched.push(appliance::host_path(&spec.root, Path::new("/boot")));
-    watched.push(appliance::host_path(&spec.root, Path::new("/lib/modules")));
+    watched.push(crate::paths::under_root(&spec.root, Path::new("/boot")));
+    watched.push(crate::paths::under_root(&spec.root, Path::new("/lib/modules")));
     watched.sort();
     watched.dedup();
     Ok(BuildPlan { inputs, db, resolution, kernel, hostfiles, timestamp, manifest, watched })

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 
 use super::plan::BuildPlan;
 use super::spec::{absolute, ApplianceSpec, PublishOptions};
-use crate::appliance::{self, ComposeSources};
+use crate::compose::{self, ComposeSources};
 use crate::digest::{self, HashingWriter};
 use crate::hostdata;
 use crate::image::files::FileTree;
@@ -173,7 +173,7 @@ fn compose_tree(
     plan: &BuildPlan,
     lock_target: &Path,
     printer: &Printer,
-) -> Result<(FileTree, appliance::ComposeStats)> {
+) -> Result<(FileTree, compose::ComposeStats)> {
     printer.progress("unpacking base archives...");
     let scratch_dir = match lock_target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -192,7 +192,7 @@ fn compose_tree(
     printer.progress("listing package files...");
     let package_files = plan.db.files(&plan.resolution.packages)?;
     printer.progress("composing the appliance tree...");
-    let (tree, stats) = appliance::compose(&ComposeSources {
+    let (tree, stats) = compose::compose(&ComposeSources {
         root: &spec.root,
         inputs: &plan.inputs,
         base: &base,
@@ -217,7 +217,7 @@ fn compose_tree(
 
 /// Refuse to start writing when the staging directory's file system has
 /// less room than the appliance needs (with [`SPACE_MARGIN`] to spare).
-fn check_space(staging: &Staging, kernel: &Path, stats: &appliance::ComposeStats) -> Result<()> {
+fn check_space(staging: &Staging, kernel: &Path, stats: &compose::ComposeStats) -> Result<()> {
     let kernel_len = std::fs::metadata(kernel).map(|m| m.len()).unwrap_or(0);
     let need = estimate_bytes(stats.data_bytes, stats.entries as u64) + kernel_len + SPACE_MARGIN;
     let have = output::available_bytes(staging.path())?;
@@ -269,7 +269,7 @@ fn write_initrd(
 fn write_root(
     spec: &ApplianceSpec,
     tree: &FileTree,
-    stats: &appliance::ComposeStats,
+    stats: &compose::ComposeStats,
     staging: &Staging,
     uuid: [u8; 16],
     timestamp: i64,
@@ -310,9 +310,9 @@ fn write_tarball(
 ) -> Result<()> {
     printer.progress("compressing tarball...");
     let compression = if tar.extension().is_some_and(|e| e == "xz") {
-        tarball::Compression::Xz
+        tarball::Compressor::Xz
     } else {
-        tarball::Compression::Gzip
+        tarball::Compressor::Gzip
     };
     let files = ["kernel", "initrd", "root", "README.fixed", manifest::MANIFEST_NAME];
     let t = tarball::write_tarball(

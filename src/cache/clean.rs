@@ -145,7 +145,7 @@ pub fn remove_cache(path: &Path, reason: &CleanReason, dry_run: bool) -> Result<
     let not_cache = || CacheError::NotACache { path: path.to_owned() };
     let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(not_cache)?;
     let uid = cache_uid(name).ok_or_else(not_cache)?;
-    let (parent, _) = crate::safefs::split(path).ok_or_else(not_cache)?;
+    let (parent, _) = crate::paths::split(path).ok_or_else(not_cache)?;
     let base = PinnedDir::open(parent)?;
     let gone = |e: &CacheError| match e {
         CacheError::Fs(SafeFsError::Io { source, .. }) | CacheError::Io { source, .. } => {

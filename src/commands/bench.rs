@@ -4,7 +4,6 @@
 //! created exclusively, fsynced, renamed over). The measuring lives in
 //! `crate::bench`.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -84,23 +83,13 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// Write `data` to `path` atomically: a temp file beside it (random name,
-/// `O_EXCL`, so nothing planted there is followed), mode 0644 set on the
-/// open file, fsync, rename over `path` (replacing a symlink there, never
-/// writing through it), fsync the directory.
+/// Write `data` to `path` atomically, mode 0644
+/// ([`crate::safefs::write_path_atomic`]: a temp file beside it with a
+/// random name, `O_EXCL`, so nothing planted there is followed; fsync,
+/// rename over `path`, replacing a symlink there, never writing through
+/// it; fsync the directory).
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let parent = parent_of(path);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".guestfs-appliance-bench.")
-        .tempfile_in(parent)
-        .with_context(|| format!("creating a temp file in {}", parent.display()))?;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(parent).and_then(|d| d.sync_all())?;
-    Ok(())
+    Ok(crate::safefs::write_path_atomic(path, data, 0o644)?)
 }
 
 #[cfg(test)]

@@ -274,14 +274,12 @@ pub fn shell_from_env() -> Shell {
 }
 
 /// Write `text` to `path` atomically, mode 0644, creating the parent
-/// directories ([`crate::safefs::PinnedDir::write_atomic`]: exclusive temp
+/// directories ([`crate::safefs::write_path_atomic`]: exclusive temp
 /// file with a random name, fsync, rename, fsync the directory).
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let (parent, name) = crate::safefs::split(path).context("install path has no file name")?;
+    let (parent, _) = crate::paths::split(path).context("install path has no file name")?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let dir = crate::safefs::PinnedDir::open(parent)?;
-    dir.refuse_if_shared()?;
-    Ok(dir.write_atomic(name, text.as_bytes(), 0o644, None)?)
+    Ok(crate::safefs::write_path_atomic(path, text.as_bytes(), 0o644)?)
 }
 
 /// Run `env`.

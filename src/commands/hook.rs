@@ -19,12 +19,13 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::cli::{BuildArgs, Cli, SourceArgs};
 use crate::config::CONFIG_ENV;
 use crate::printer::Printer;
+use crate::process::{DeadlineOutcome, Spawned, SpawnedOutput};
 
 /// The unit that runs `build --if-needed` (templates/schedule/).
 pub const SERVICE: &str = "guestfs-appliance.service";
@@ -58,12 +59,15 @@ pub fn run(args: &BuildArgs, cli: &Cli, printer: &Printer) -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     let child_args = without_hook_options(&argv);
     let retry = format!("{} build --if-needed -v", exe.display());
-    match run_bounded(&exe, &child_args, Duration::from_secs(args.hook_timeout)) {
-        Ok(Outcome::Done) => {}
-        Ok(Outcome::Failed(status)) => {
+    let limit = Duration::from_secs(args.hook_timeout);
+    let outcome = Spawned::spawn(&exe, &child_args, SpawnedOutput::Inherit)
+        .and_then(|child| child.wait_with_deadline(limit, KILL_GRACE));
+    match outcome {
+        Ok(DeadlineOutcome::Done) => {}
+        Ok(DeadlineOutcome::Failed(status)) => {
             printer.warn(format!("appliance rebuild failed ({status}); run: {retry}"));
         }
-        Ok(Outcome::TimedOut) => printer.warn(format!(
+        Ok(DeadlineOutcome::TimedOut) => printer.warn(format!(
             "appliance rebuild timed out after {} s and was stopped (the previous appliance is kept); run: {retry}",
             args.hook_timeout
         )),
@@ -106,44 +110,6 @@ fn without_hook_options(argv: &[OsString]) -> Vec<OsString> {
     out
 }
 
-/// How a bounded child ended.
-#[derive(Debug, PartialEq, Eq)]
-enum Outcome {
-    Done,
-    Failed(std::process::ExitStatus),
-    TimedOut,
-}
-
-/// Run `exe args` with stdin closed (stdout and stderr inherited, so the
-/// build's one line reaches the package manager's log), ending it after
-/// `limit`.
-fn run_bounded(exe: &Path, args: &[OsString], limit: Duration) -> std::io::Result<Outcome> {
-    let mut child = Command::new(exe).args(args).stdin(Stdio::null()).spawn()?;
-    let started = Instant::now();
-    let mut term_sent: Option<Instant> = None;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(match (term_sent, status.success()) {
-                (Some(_), _) => Outcome::TimedOut,
-                (None, true) => Outcome::Done,
-                (None, false) => Outcome::Failed(status),
-            });
-        }
-        match term_sent {
-            None if started.elapsed() >= limit => {
-                let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-                term_sent = Some(Instant::now());
-            }
-            Some(at) if at.elapsed() >= KILL_GRACE => {
-                let _ = child.kill();
-            }
-            _ => {}
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,16 +149,5 @@ mod tests {
             assert!(!is_default_build(&build(&cli), &cli), "{other:?}");
         }
         assert!(Cli::try_parse_from(["ga", "build", "--hook"]).is_err(), "--hook needs --if-needed");
-    }
-
-    #[test]
-    fn a_hanging_child_is_ended_and_a_failing_one_reported() {
-        let sh = Path::new("/bin/sh");
-        let out = run_bounded(sh, &os(&["-c", "exit 0"]), Duration::from_secs(5)).unwrap();
-        assert_eq!(out, Outcome::Done);
-        let out = run_bounded(sh, &os(&["-c", "exit 3"]), Duration::from_secs(5)).unwrap();
-        assert!(matches!(out, Outcome::Failed(s) if s.code() == Some(3)));
-        let out = run_bounded(sh, &os(&["-c", "exec sleep 600"]), Duration::from_millis(300)).unwrap();
-        assert_eq!(out, Outcome::TimedOut);
     }
 }

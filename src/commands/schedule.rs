@@ -15,8 +15,11 @@ pub fn run(args: &ScheduleArgs, printer: &Printer) -> Result<()> {
         Some(b) => b.clone(),
         None => std::env::current_exe().context("finding our own executable (pass --bin)")?,
     };
-    let mut kinds: Vec<Kind> =
-        if args.kinds.is_empty() { schedule::default_kinds(&PathBuf::from("/")) } else { args.kinds.clone() };
+    let mut kinds: Vec<Kind> = if args.kinds.is_empty() {
+        schedule::default_kinds(&PathBuf::from("/"))
+    } else {
+        args.kinds.iter().map(|&k| k.into()).collect()
+    };
     kinds.sort();
     kinds.dedup();
     for kind in kinds {

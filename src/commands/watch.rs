@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -29,6 +29,10 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use crate::cli::{Cli, WatchArgs};
 use crate::config::Config;
 use crate::printer::Printer;
+use crate::process::{Spawned, SpawnedOutput};
+
+/// How long a rebuild stopped by a signal gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// What wakes the watcher.
 enum Msg {
@@ -252,21 +256,8 @@ fn watch_error(e: notify::Error, path: &Path) -> anyhow::Error {
 /// Run `build --if-needed` as a child and return the line describing what
 /// it did; a signal meanwhile ends the child and is returned instead.
 fn check(exe: &Path, argv: &[OsString], rx: &Receiver<Msg>) -> Result<(String, Option<i32>)> {
-    let mut child = Command::new(exe)
-        .args(argv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+    let mut child = Spawned::spawn(exe, argv, SpawnedOutput::KeepStderr)
         .with_context(|| format!("running {} build --if-needed", exe.display()))?;
-    let stderr = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut s) = stderr {
-            let _ = std::io::Read::read_to_string(&mut s, &mut text);
-        }
-        text
-    });
     let mut pending = Vec::new();
     let stopped = loop {
         if child.try_wait()?.is_some() {
@@ -274,7 +265,7 @@ fn check(exe: &Path, argv: &[OsString], rx: &Receiver<Msg>) -> Result<(String, O
         }
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Msg::Stop(signal)) => {
-                end_child(&mut child);
+                child.stop(STOP_GRACE);
                 break Some(signal);
             }
             Ok(other) => pending.push(other),
@@ -282,8 +273,7 @@ fn check(exe: &Path, argv: &[OsString], rx: &Receiver<Msg>) -> Result<(String, O
             Err(RecvTimeoutError::Disconnected) => break None,
         }
     };
-    let status = child.wait()?;
-    let text = reader.join().unwrap_or_default();
+    let (status, text) = child.wait()?;
     // Filesystem events seen meanwhile belong to the old watcher (dropped).
     drop(pending);
     let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
@@ -293,18 +283,6 @@ fn check(exe: &Path, argv: &[OsString], rx: &Receiver<Msg>) -> Result<(String, O
         (false, l) => format!("check or build failed ({status}): {l}"),
     };
     Ok((line, stopped))
-}
-
-fn end_child(child: &mut Child) {
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    for _ in 0..100 {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
 }
 
 #[cfg(test)]

@@ -213,13 +213,11 @@ pub fn at_least(version: &str, min: &str) -> bool {
     compare_versions(version, min) != std::cmp::Ordering::Less
 }
 
+/// `qemu-system-ARCH` on PATH ([`process::find_program`]), else RHEL's
+/// `/usr/libexec/qemu-kvm`.
 fn find_qemu() -> Option<PathBuf> {
-    let name = format!("qemu-system-{}", std::env::consts::ARCH);
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(&name))
-        .chain([PathBuf::from("/usr/libexec/qemu-kvm")])
-        .find(|p| p.is_file())
+    process::find_program(&format!("qemu-system-{}", std::env::consts::ARCH))
+        .or_else(|| Some(PathBuf::from("/usr/libexec/qemu-kvm")).filter(|p| p.is_file()))
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {

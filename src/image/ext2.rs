@@ -47,8 +47,8 @@ use crate::image::files::{Content, Data, FileTree, Metadata, NodeId};
 use crate::image::hostfile::{self, HostData};
 use crate::image::scratch::ScratchData;
 
-use disk::{ftype, DirEntry, BLOCK_SIZE, FIRST_INO, INODE_SIZE, ROOT_INO};
-use layout::{nth_block, Allocator, Extent, Geometry};
+use disk::{ftype, DirEntry, FIRST_INO, ROOT_INO};
+use layout::{nth_block, Allocator, Extent, Geometry, BLOCK_SIZE, INODE_SIZE};
 
 /// How to build the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,7 +368,7 @@ const LOST_FOUND_BLOCKS: u64 = 4;
 const RUN_LIMIT: usize = 4 << 20;
 
 /// The planned image: inode table (indexed by inode number) and name maps.
-struct Plan<'t> {
+struct InodePlan<'t> {
     tree: &'t FileTree,
     /// Indexed by inode number; `None` for unused numbers (0, 1, 3..=10).
     inos: Vec<Option<Ino>>,
@@ -403,7 +403,7 @@ pub fn write_image(tree: &FileTree, image: &File, opts: &Ext2Options) -> Result<
         return Err(Ext2Error::LabelTooLong { label: opts.label.clone().unwrap_or_default() });
     }
 
-    let mut plan = Plan::new(tree, opts.timestamp)?;
+    let mut plan = InodePlan::new(tree, opts.timestamp)?;
     let max_ino = (plan.inos.len() - 1) as u64;
     let mut meta_total = 0u64;
     let mut data_total = 0u64;
@@ -638,7 +638,7 @@ impl RunWriter<'_> {
     }
 }
 
-impl<'t> Plan<'t> {
+impl<'t> InodePlan<'t> {
     /// Number the inodes and size every one of them. Host files are opened
     /// here (and closed again) so unreadable ones are known before layout.
     fn new(tree: &'t FileTree, timestamp: i64) -> Result<Self, Ext2Error> {
@@ -671,7 +671,7 @@ impl<'t> Plan<'t> {
                 }
             }
         }
-        let mut plan = Plan {
+        let mut plan = InodePlan {
             tree,
             inos: (0..next).map(|_| None).collect(),
             ino_of,

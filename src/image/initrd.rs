@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::fnmatch::fnmatch;
 use crate::image::cpio::CpioWriter;
 
 /// Basename patterns (fnmatch `*` only) of the modules the init loads, with
@@ -231,33 +232,12 @@ fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// On the whitelist and not on the blacklist. Basenames hold no `/`, so the
+/// shared [`fnmatch`]'s `*` crossing `/` changes nothing here.
 fn is_wanted(name: &str) -> bool {
-    MODULE_WHITELIST.iter().any(|(pat, _)| fnmatch_star(pat, name))
-        && !MODULE_BLACKLIST.iter().any(|(pat, _)| fnmatch_star(pat, name))
-}
-
-/// `fnmatch` for patterns whose only wildcard is `*`, which is all the
-/// module lists use. Basenames hold no `/`, so FNM_PATHNAME changes nothing.
-fn fnmatch_star(pattern: &str, name: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return false;
-    };
-    let Some(mut rest) = name.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        // No `*` at all: an exact match.
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
+    let matches = |pat: &str| fnmatch(pat.as_bytes(), name.as_bytes());
+    MODULE_WHITELIST.iter().any(|(pat, _)| matches(pat))
+        && !MODULE_BLACKLIST.iter().any(|(pat, _)| matches(pat))
 }
 
 /// The module's file name in the initrd: basename minus compression suffix.
@@ -546,7 +526,8 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn fnmatch_star_matches_like_fnmatch() {
+    fn module_patterns_match_like_fnmatch() {
+        let fnmatch_star = |p: &str, n: &str| fnmatch(p.as_bytes(), n.as_bytes());
         assert!(fnmatch_star("virtio*.ko*", "virtio_scsi.ko"));
         assert!(fnmatch_star("virtio*.ko*", "virtio.ko.xz"));
         assert!(fnmatch_star("sd_mod.ko*", "sd_mod.ko"));

@@ -43,7 +43,7 @@ const COPY_BUF: usize = 1 << 20;
 
 /// The compressor around the tar stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub enum Compressor {
     /// gzip (level 3), written as concatenated members, one per 2 MiB of tar.
     Gzip,
     /// xz (preset 2, one stream of 4 MiB blocks, CRC64); readable by plain
@@ -55,7 +55,7 @@ pub enum Compression {
 #[derive(Debug, Clone)]
 pub struct TarballOptions {
     /// Which compressor to use.
-    pub compression: Compression,
+    pub compression: Compressor,
     /// Top-level directory of the archive (`appliance`); members are stored as
     /// `prefix/NAME` after a `prefix/` directory member. An empty prefix
     /// stores bare names and no directory member.
@@ -178,15 +178,21 @@ pub fn write_tarball(
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
-    let (tmp, file) = TempOutput::create(out, opts.mode)?;
+    let (parent, base) =
+        crate::paths::split(out).ok_or_else(|| TarballError::InvalidOutput { path: out.to_owned() })?;
+    let create_err =
+        |e: SafeFsError| TarballError::CreateTemp { dir: parent.to_owned(), source: io::Error::other(e) };
+    let out_dir = PinnedDir::open(parent).map_err(create_err)?;
+    out_dir.refuse_if_shared()?;
+    let (tmp, file) = out_dir.create_replacement(base, opts.mode).map_err(create_err)?;
     let werr = |e| write_error(out, e);
     let (members, data_bytes, file) = match opts.compression {
-        Compression::Gzip => {
+        Compressor::Gzip => {
             let mut sink = compress::ParallelGzip::new(file, threads);
             let (m, d) = write_members(&mut sink, dir, files, opts, out)?;
             (m, d, sink.finish().map_err(werr)?)
         }
-        Compression::Xz => {
+        Compressor::Xz => {
             let mut sink = compress::xz_writer(file, threads).map_err(werr)?;
             let (m, d) = write_members(&mut sink, dir, files, opts, out)?;
             (m, d, sink.finish().map_err(werr)?)
@@ -195,7 +201,7 @@ pub fn write_tarball(
     file.sync_all().map_err(werr)?;
     let compressed_bytes = file.metadata().map_err(werr)?.len();
     drop(file);
-    tmp.persist(out)?;
+    tmp.commit().map_err(|e| write_error(out, io::Error::other(e)))?;
     Ok(TarballStats { members, data_bytes, compressed_bytes })
 }
 
@@ -337,50 +343,6 @@ fn write_file<S: Write>(
     Ok(stored)
 }
 
-/// The temporary output file beside the output, in its pinned directory;
-/// removed on drop unless persisted.
-struct TempOutput {
-    dir: PinnedDir,
-    name: String,
-    armed: bool,
-}
-
-impl TempOutput {
-    /// Create `.NAME.tmp.RANDOM` beside `out` (exclusive, never through a
-    /// link, `mode` set on the fd), in a directory others cannot write
-    /// unless it is sticky.
-    fn create(out: &Path, mode: u32) -> Result<(Self, File), TarballError> {
-        let (parent, base) =
-            crate::safefs::split(out).ok_or_else(|| TarballError::InvalidOutput { path: out.to_owned() })?;
-        let create_err =
-            |e: SafeFsError| TarballError::CreateTemp { dir: parent.to_owned(), source: io::Error::other(e) };
-        let dir = PinnedDir::open(parent).map_err(create_err)?;
-        dir.refuse_if_shared()?;
-        let stem = format!(".{}.tmp", base.to_string_lossy());
-        let (name, file) = dir.create_temp_file(&stem, mode).map_err(create_err)?;
-        Ok((TempOutput { dir, name, armed: true }, file))
-    }
-
-    /// Rename over `out` (whatever entry is there is replaced, never
-    /// written through) and make the rename durable.
-    fn persist(mut self, out: &Path) -> Result<(), TarballError> {
-        let base = out.file_name().ok_or_else(|| TarballError::InvalidOutput { path: out.to_owned() })?;
-        let fail = |e: SafeFsError| write_error(out, io::Error::other(e));
-        self.dir.rename(&self.name, &self.dir, base, nix::fcntl::RenameFlags::empty()).map_err(fail)?;
-        self.armed = false;
-        self.dir.sync().map_err(fail)
-    }
-}
-
-impl Drop for TempOutput {
-    fn drop(&mut self) {
-        if self.armed {
-            // Best effort: the error being reported matters more.
-            let _ = self.dir.remove_file(&self.name);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,11 +399,11 @@ mod tests {
         dir
     }
 
-    fn opts(compression: Compression, threads: usize) -> TarballOptions {
+    fn opts(compression: Compressor, threads: usize) -> TarballOptions {
         TarballOptions { compression, prefix: "appliance".into(), mtime: MTIME, threads, mode: 0o644 }
     }
 
-    fn round_trip(compression: Compression, name: &str, checker: &str) {
+    fn round_trip(compression: Compressor, name: &str, checker: &str) {
         let (Some(tar), Some(check)) = (tool("tar"), tool(checker)) else {
             return;
         };
@@ -495,12 +457,12 @@ mod tests {
 
     #[test]
     fn gzip_round_trip_keeps_content_order_and_holes() {
-        round_trip(Compression::Gzip, "appliance.tar.gz", "gzip");
+        round_trip(Compressor::Gzip, "appliance.tar.gz", "gzip");
     }
 
     #[test]
     fn xz_round_trip_keeps_content_order_and_holes() {
-        round_trip(Compression::Xz, "appliance.tar.xz", "xz");
+        round_trip(Compressor::Xz, "appliance.tar.xz", "xz");
     }
 
     #[test]
@@ -508,7 +470,7 @@ mod tests {
         let src = fixture();
         let out = src.path().join("no-such-dir/appliance.tar.gz");
         let err =
-            write_tarball(&PinnedDir::open(src.path()).unwrap(), &FILES, &out, &opts(Compression::Gzip, 2))
+            write_tarball(&PinnedDir::open(src.path()).unwrap(), &FILES, &out, &opts(Compressor::Gzip, 2))
                 .unwrap_err();
         assert!(matches!(err, TarballError::CreateTemp { .. }), "{err:?}");
         let msg = err.to_string();
@@ -523,7 +485,7 @@ mod tests {
         std::fs::write(&out, b"old").unwrap();
         let files = ["kernel", "missing"];
         let err =
-            write_tarball(&PinnedDir::open(src.path()).unwrap(), &files, &out, &opts(Compression::Xz, 2))
+            write_tarball(&PinnedDir::open(src.path()).unwrap(), &files, &out, &opts(Compressor::Xz, 2))
                 .unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
         assert_eq!(std::fs::read(&out).unwrap(), b"old");
@@ -539,7 +501,7 @@ mod tests {
                 &PinnedDir::open(src.path()).unwrap(),
                 &[bad],
                 &out,
-                &opts(Compression::Gzip, 1),
+                &opts(Compressor::Gzip, 1),
             )
             .unwrap_err();
             assert!(matches!(err, TarballError::InvalidName { .. }), "{bad}: {err:?}");
@@ -553,7 +515,7 @@ mod tests {
         std::fs::create_dir(src.path().join("sub")).unwrap();
         let out = src.path().join("x.tar.gz");
         let err =
-            write_tarball(&PinnedDir::open(src.path()).unwrap(), &["sub"], &out, &opts(Compression::Gzip, 1))
+            write_tarball(&PinnedDir::open(src.path()).unwrap(), &["sub"], &out, &opts(Compressor::Gzip, 1))
                 .unwrap_err();
         assert!(matches!(err, TarballError::NotRegular { .. }), "{err:?}");
         assert!(!out.exists());

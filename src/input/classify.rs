@@ -22,7 +22,29 @@
 use std::io::Read;
 use std::path::Path;
 
-use super::{Compression, InputError};
+use super::InputError;
+
+/// The compression layer of an input file (gzip and xz only, as supermin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// Not compressed.
+    None,
+    /// gzip (`1f 8b 08`).
+    Gzip,
+    /// xz (`fd 37 7a 58 5a 00`).
+    Xz,
+}
+
+impl Compression {
+    /// Short lower-case name for messages and manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
+        }
+    }
+}
 
 /// What the content layer of a file is, after decompression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::fnmatch::fnmatch;
+use crate::fnmatch::fnmatch;
 
 /// Expand hostfiles patterns against the host tree at `root` (`/` in real
 /// builds, a fixture directory in tests).

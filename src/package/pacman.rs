@@ -236,7 +236,7 @@ impl PackageDb for PacmanDb {
 fn is_config(root: &Path, path: &Path) -> bool {
     path.starts_with("/etc")
         && path != Path::new("/etc")
-        && std::fs::symlink_metadata(super::host_path(root, path)).is_ok_and(|m| m.is_file())
+        && std::fs::symlink_metadata(crate::paths::under_root(root, path)).is_ok_and(|m| m.is_file())
 }
 
 /// Parses one `desc` file.

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use nix::errno::Errno;
 use nix::unistd::{lseek, Whence};
 
-use super::disk::BLOCK_SIZE;
 use super::layout::Extent;
+use super::layout::BLOCK_SIZE;
 
 /// Where a job's bytes come from.
 pub(super) enum From<'a> {

@@ -6,19 +6,10 @@
 //! Field offsets follow the kernel's ext4 "Data Structures and Algorithms"
 //! documentation (ext2 is the subset without extents, journal or flex_bg).
 
-use super::layout::Geometry;
+use super::layout::{Geometry, BLOCKS_PER_GROUP, BLOCK_SIZE, DESC_SIZE, INODE_SIZE};
 
-/// Block size in bytes (what `mke2fs -t ext2` picks for images of 512 MiB
-/// and more; fixed here so the layout is simple).
-pub(super) const BLOCK_SIZE: u64 = 4096;
-/// Inode size in bytes, as `mke2fs` on Debian 12.
-pub(super) const INODE_SIZE: u64 = 256;
 /// Block numbers held by one indirect block.
 pub(super) const PTRS_PER_BLOCK: u64 = BLOCK_SIZE / 4;
-/// Blocks per group: one block bitmap block covers 8 * 4096 blocks.
-pub(super) const BLOCKS_PER_GROUP: u64 = 8 * BLOCK_SIZE;
-/// Size of a group descriptor without the 64bit feature.
-pub(super) const DESC_SIZE: u64 = 32;
 /// First non-reserved inode (`s_first_ino`).
 pub(super) const FIRST_INO: u32 = 11;
 /// The root directory's inode.

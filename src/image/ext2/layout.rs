@@ -4,7 +4,18 @@
 //! tree that does not fit fails early. The encoders live in `disk`, the
 //! I/O in the parent module.
 
-use super::disk::{BLOCKS_PER_GROUP, BLOCK_SIZE, DESC_SIZE, INODE_SIZE};
+// Fixed sizes of the format: the geometry is computed from them and the
+// encoders in `disk` write them.
+
+/// Block size in bytes (what `mke2fs -t ext2` picks for images of 512 MiB
+/// and more; fixed here so the layout is simple).
+pub(super) const BLOCK_SIZE: u64 = 4096;
+/// Inode size in bytes, as `mke2fs` on Debian 12.
+pub(super) const INODE_SIZE: u64 = 256;
+/// Blocks per group: one block bitmap block covers 8 * 4096 blocks.
+pub(super) const BLOCKS_PER_GROUP: u64 = 8 * BLOCK_SIZE;
+/// Size of a group descriptor without the 64bit feature.
+pub(super) const DESC_SIZE: u64 = 32;
 
 /// mke2fs's default `inode_ratio` for a "default" sized file system.
 const INODE_RATIO: u64 = 16384;

@@ -101,7 +101,7 @@ use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use self::status::{parse_status, primary_arch, Installed, MultiArch};
+use self::status::{parse_status, primary_arch, Installed, MultiArch, CORRUPT_HINT};
 use super::{path_order, Handler, Package, PackageDb, PackageError, PackageFile, Resolution};
 
 /// The status file, relative to the root.
@@ -127,10 +127,6 @@ pub(crate) const HANDLER: Handler = Handler {
     spelling: super::Spelling::NameColonArch,
     keep_kernel_readable: Some("sudo dpkg-statoverride --update --add root root 0644 {path}"),
 };
-
-/// The advice of a [`PackageError::Corrupt`] from this handler.
-pub(crate) const CORRUPT_HINT: &str =
-    "the package database looks damaged; check it with `dpkg --audit` (dpkg keeps the previous copy in status-old)";
 
 /// Whether `root` holds a dpkg database (used by [`super::detect`]).
 pub(crate) fn is_present(root: &Path) -> bool {
@@ -342,7 +338,7 @@ struct Diversion {
 fn is_config(root: &Path, path: &Path) -> bool {
     path.starts_with("/etc")
         && path != Path::new("/etc")
-        && std::fs::symlink_metadata(super::host_path(root, path)).is_ok_and(|m| m.is_file())
+        && std::fs::symlink_metadata(crate::paths::under_root(root, path)).is_ok_and(|m| m.is_file())
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> PackageError {

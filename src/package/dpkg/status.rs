@@ -6,8 +6,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::CORRUPT_HINT;
 use crate::package::{Package, PackageError};
+
+/// The advice of a [`PackageError::Corrupt`] from the dpkg handler.
+pub(crate) const CORRUPT_HINT: &str =
+    "the package database looks damaged; check it with `dpkg --audit` (dpkg keeps the previous copy in status-old)";
 
 /// The `Multi-Arch` field of a package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,43 +1,15 @@
-//! `fnmatch(3)`-compatible matching for excludefiles patterns, and the
-//! [`ExcludePattern`] type built on it.
+//! `fnmatch(3)`-compatible glob matching on bytes: the one matcher for
+//! every pattern we apply (excludefiles, hostfiles components, the kernel
+//! search's `vmlinu?-*-MODEL`, the initrd's module lists, private-file
+//! names).
 //!
 //! supermin calls `fnmatch(pattern, path, FNM_NOESCAPE)`
 //! (docs/supermin-compat.md, "excludefiles"):
 //! no `FNM_PATHNAME` and no `FNM_PERIOD`, so `*` and `?` also match `/` and a
 //! leading `.`, and a backslash is an ordinary character. We implement that
 //! here on bytes (the C locale), rather than calling libc, so the behaviour
-//! is the same in a static binary on any host. The kernel search in
-//! `kernel.rs` reuses [`fnmatch`] for its `vmlinu?-*-MODEL` patterns.
-//! Deciding *which* paths a pattern is applied to is left to the caller.
-
-/// One excludefiles line: a `-` marker followed by an `fnmatch` pattern.
-///
-/// Invariant: the stored pattern is the line without its leading `-`,
-/// byte for byte (no trimming, as supermin).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ExcludePattern {
-    pattern: String,
-}
-
-impl ExcludePattern {
-    /// Parse one excludefiles line. Returns `None` when the line does not
-    /// start with `-` (supermin's fatal "excludefiles line does not start
-    /// with '-'"; the caller reports it with file and line number).
-    pub fn parse(line: &str) -> Option<ExcludePattern> {
-        line.strip_prefix('-').map(|p| ExcludePattern { pattern: p.to_owned() })
-    }
-
-    /// True when `path` (an absolute appliance path, as bytes) matches, with
-    /// `fnmatch(FNM_NOESCAPE)` semantics: `*` crosses `/`.
-    pub fn matches(&self, path: &[u8]) -> bool {
-        fnmatch(self.pattern.as_bytes(), path)
-    }
-
-    /// The pattern text, without the leading `-`.
-    pub fn as_str(&self) -> &str {
-        &self.pattern
-    }
-}
+//! is the same in a static binary on any host. Deciding *which* paths a
+//! pattern is applied to is left to the caller.
 
 /// `fnmatch(pattern, s, FNM_NOESCAPE)` on bytes: `*` matches any sequence
 /// (including `/` and leading dots), `?` any one byte, `[...]` a bracket
@@ -238,18 +210,5 @@ mod tests {
         assert!(m("a\\*", "a\\xyz"));
         assert!(!m("a\\*", "a*"[..1].as_ref()));
         assert!(m("\\[", "\\["));
-    }
-
-    #[test]
-    fn exclude_pattern_parse() {
-        let p = ExcludePattern::parse("-/boot/*").unwrap();
-        assert_eq!(p.as_str(), "/boot/*");
-        assert!(p.matches(b"/boot/vmlinuz"));
-        assert!(ExcludePattern::parse("/boot/*").is_none());
-        assert!(ExcludePattern::parse("").is_none());
-        // Verbatim: a trailing space is part of the pattern.
-        let p = ExcludePattern::parse("-/x ").unwrap();
-        assert!(!p.matches(b"/x"));
-        assert!(p.matches(b"/x "));
     }
 }

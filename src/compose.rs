@@ -28,6 +28,7 @@ use crate::image::files::{Content, Data, FileTree, Metadata, Node, TreeError};
 use crate::input::{BaseMembers, ExcludePattern, Inputs};
 use crate::kernel::KernelChoice;
 use crate::package::PackageFile;
+use crate::paths::under_root;
 
 /// Errors composing the tree.
 #[derive(Debug, thiserror::Error)]
@@ -118,11 +119,11 @@ pub fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), Com
 
     let mut composer = HostComposer { tree, root: src.root, timestamp: src.timestamp };
     for (dest, source, times) in &entries {
-        let source_host = host_path(src.root, source);
+        let source_host = under_root(src.root, source);
         let chosen = match std::fs::symlink_metadata(&source_host) {
             Ok(md) if md.is_file() => Some((source_host, md)),
             _ => {
-                let dest_host = host_path(src.root, dest);
+                let dest_host = under_root(src.root, dest);
                 std::fs::symlink_metadata(&dest_host).ok().map(|md| (dest_host, md))
             }
         };
@@ -137,7 +138,7 @@ pub fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), Com
     // Kernel modules: /lib/modules from the host (a symlinked /lib resolves
     // through the tree), then the whole modules directory under the version.
     let lib_modules = Path::new("/lib/modules");
-    if std::fs::symlink_metadata(host_path(src.root, lib_modules)).is_ok() {
+    if std::fs::symlink_metadata(under_root(src.root, lib_modules)).is_ok() {
         composer.ensure_host_path(lib_modules, 0)?;
     } else {
         // SUPERMIN_MODULES elsewhere on a host without /lib/modules.
@@ -175,11 +176,6 @@ fn is_excluded(excludes: &[ExcludePattern], path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let bytes = path.as_os_str().as_bytes();
     excludes.iter().any(|p| p.matches(bytes))
-}
-
-/// `root` + absolute `path`.
-pub fn host_path(root: &Path, path: &Path) -> PathBuf {
-    crate::package::host_path(root, path)
 }
 
 /// Turn a host `lstat` result into a tree node, with times by `times` (see
@@ -263,7 +259,7 @@ impl HostComposer<'_> {
             }
             return Ok(());
         }
-        let host = host_path(self.root, path);
+        let host = under_root(self.root, path);
         let md = std::fs::symlink_metadata(&host)
             .map_err(|source| ComposeError::Host { path: host.clone(), source })?;
         let node = node_from_host(&host, &md, HostTimes::Timestamp, self.timestamp)?;
@@ -299,11 +295,5 @@ mod tests {
         let m = c.tree.node(usr).meta;
         assert_eq!((m.atime, m.mtime, m.ctime), (7, 7, 7));
         assert_eq!(c.tree.node(lib).meta.mtime, 7);
-    }
-
-    #[test]
-    fn host_path_joins_under_root() {
-        assert_eq!(host_path(Path::new("/r"), Path::new("/etc/x")), PathBuf::from("/r/etc/x"));
-        assert_eq!(host_path(Path::new("/"), Path::new("/etc/x")), PathBuf::from("/etc/x"));
     }
 }
