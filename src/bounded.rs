@@ -21,14 +21,14 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Configuration files, manifests: hand-sized text.
-pub const TEXT_MAX: u64 = 16 << 20;
+pub(crate) const TEXT_MAX: u64 = 16 << 20;
 
 /// Package databases (the dpkg status file of a large host is tens of MB)
 /// and their per-package file lists.
-pub const DATABASE_MAX: u64 = 256 << 20;
+pub(crate) const DATABASE_MAX: u64 = 256 << 20;
 
 /// Small kernel interface files (`/proc`, `/sys`) and indexes.
-pub const PROC_MAX: u64 = 16 << 20;
+pub(crate) const PROC_MAX: u64 = 16 << 20;
 
 /// Open `path` for reading without blocking on it, and check that it is a
 /// regular file.
@@ -36,7 +36,7 @@ pub const PROC_MAX: u64 = 16 << 20;
 /// # Errors
 /// The OS error of `open`/`fstat`; `InvalidInput` ("not a regular file (a
 /// FIFO)") for anything but a regular file.
-pub fn open_regular(path: &Path) -> io::Result<File> {
+pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)?;
     let kind = file.metadata()?.file_type();
     if kind.is_file() {
@@ -63,7 +63,7 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 /// # Errors
 /// As [`open_regular`]; `FileTooLarge` when the file holds more than
 /// `limit` bytes; read errors.
-pub fn read(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let file = open_regular(path)?;
     let mut bytes = Vec::new();
     file.take(limit + 1).read_to_end(&mut bytes)?;
@@ -83,7 +83,7 @@ pub fn read(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
 ///
 /// # Errors
 /// As [`read`]; `InvalidData` when the bytes are not UTF-8.
-pub fn read_to_string(path: &Path, limit: u64) -> io::Result<String> {
+pub(crate) fn read_to_string(path: &Path, limit: u64) -> io::Result<String> {
     String::from_utf8(read(path, limit)?)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }

@@ -32,7 +32,7 @@ use crate::paths::under_root;
 
 /// Errors composing the tree.
 #[derive(Debug, thiserror::Error)]
-pub enum ComposeError {
+pub(crate) enum ComposeError {
     /// The tree refused an entry.
     #[error(transparent)]
     Tree(#[from] TreeError),
@@ -51,47 +51,47 @@ pub enum ComposeError {
 
 /// Counts of what went into the tree, for the summary and `-v`.
 #[derive(Debug, Clone, Default)]
-pub struct ComposeStats {
+pub(crate) struct ComposeStats {
     /// Paths listed by the packages of the closure.
-    pub package_paths: usize,
+    pub(crate) package_paths: usize,
     /// Package files dropped as config files (the handler's flag).
-    pub config_files: usize,
+    pub(crate) config_files: usize,
     /// Package paths dropped by excludefiles.
-    pub excluded: usize,
+    pub(crate) excluded: usize,
     /// Paths added by hostfiles.
-    pub hostfiles: usize,
+    pub(crate) hostfiles: usize,
     /// Listed paths missing on the host (dropped, as supermin does).
-    pub missing_on_host: usize,
+    pub(crate) missing_on_host: usize,
     /// Files under the kernel modules directory.
-    pub module_files: usize,
+    pub(crate) module_files: usize,
     /// Reachable entries in the final tree.
-    pub entries: usize,
+    pub(crate) entries: usize,
     /// Bytes of regular-file data in the final tree (holes of sparse base
     /// archive members excluded: they take no space in the image).
-    pub data_bytes: u64,
+    pub(crate) data_bytes: u64,
 }
 
 /// What to put into the tree.
-pub struct ComposeSources<'a> {
+pub(crate) struct ComposeSources<'a> {
     /// Host root that package and host paths are relative to.
-    pub root: &'a Path,
+    pub(crate) root: &'a Path,
     /// Parsed inputs (excludes).
-    pub inputs: &'a Inputs,
+    pub(crate) inputs: &'a Inputs,
     /// Base archive members, extracted from the inputs.
-    pub base: &'a BaseMembers,
+    pub(crate) base: &'a BaseMembers,
     /// Files of the package closure.
-    pub package_files: &'a [PackageFile],
+    pub(crate) package_files: &'a [PackageFile],
     /// Expanded hostfiles (appliance paths).
-    pub hostfiles: &'a [PathBuf],
+    pub(crate) hostfiles: &'a [PathBuf],
     /// The kernel whose modules go in.
-    pub kernel: &'a KernelChoice,
+    pub(crate) kernel: &'a KernelChoice,
     /// Time for entries we invent (missing parents of archive members) and
     /// for host entries whose own times are volatile.
-    pub timestamp: i64,
+    pub(crate) timestamp: i64,
 }
 
 /// Build the appliance tree. Errors name the path involved.
-pub fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), ComposeError> {
+pub(crate) fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), ComposeError> {
     let mut stats = ComposeStats::default();
     let root_meta = Metadata::new(0o755, 0, 0, src.timestamp);
     let mut tree = FileTree::new(root_meta);
@@ -181,7 +181,7 @@ fn is_excluded(excludes: &[ExcludePattern], path: &Path) -> bool {
 /// Turn a host `lstat` result into a tree node, with times by `times` (see
 /// [`hostdata::image_metadata`]). Directories lose setuid (as supermin);
 /// symlinks keep their exact target text.
-pub fn node_from_host(
+pub(crate) fn node_from_host(
     host: &Path,
     md: &std::fs::Metadata,
     times: HostTimes,

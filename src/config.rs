@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/guestfs-appliance/config.toml";
 
 /// Environment variable naming the configuration file.
-pub const CONFIG_ENV: &str = "GUESTFS_APPLIANCE_CONFIG";
+pub(crate) const CONFIG_ENV: &str = "GUESTFS_APPLIANCE_CONFIG";
 
 /// Default fixed appliance directory.
-pub const DEFAULT_APPLIANCE_DIR: &str = "/usr/local/lib/guestfs/appliance";
+pub(crate) const DEFAULT_APPLIANCE_DIR: &str = "/usr/local/lib/guestfs/appliance";
 
 /// Errors loading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -47,33 +47,33 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// What to build and where.
-    pub appliance: ApplianceConfig,
+    pub(crate) appliance: ApplianceConfig,
     /// Thresholds for `status`.
-    pub health: HealthConfig,
+    pub(crate) health: HealthConfig,
     /// libguestfs per-user cache handling.
-    pub cache: CacheConfig,
+    pub(crate) cache: CacheConfig,
     /// Where the configuration came from (`None`: defaults only).
     #[serde(skip)]
-    pub source: Option<PathBuf>,
+    pub(crate) source: Option<PathBuf>,
 }
 
 /// `[appliance]`: the fixed appliance.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ApplianceConfig {
+pub(crate) struct ApplianceConfig {
     /// The fixed appliance directory (`LIBGUESTFS_PATH`).
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// supermin.d inputs; empty = libguestfs's installed one.
-    pub inputs: Vec<PathBuf>,
+    pub(crate) inputs: Vec<PathBuf>,
     /// Root image size, supermin syntax.
-    pub size: String,
+    pub(crate) size: String,
     /// Packages added to those the inputs name.
-    pub extra_packages: Vec<String>,
+    pub(crate) extra_packages: Vec<String>,
     /// Extra excludefiles patterns (fnmatch, `*` crosses `/`), without the
     /// leading `-` of the supermin file format.
-    pub extra_excludes: Vec<String>,
+    pub(crate) extra_excludes: Vec<String>,
     /// Missing packages are errors.
-    pub strict: bool,
+    pub(crate) strict: bool,
 }
 
 impl Default for ApplianceConfig {
@@ -92,27 +92,27 @@ impl Default for ApplianceConfig {
 /// `[health]`: warning thresholds.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct HealthConfig {
+pub(crate) struct HealthConfig {
     /// Warn when a location has less free space than the appliance needs
     /// times this factor.
-    pub space_margin: f64,
+    pub(crate) space_margin: f64,
     /// Warn below this many free inodes.
-    pub min_free_inodes: u64,
+    pub(crate) min_free_inodes: u64,
     /// `--probe`: warn below this write speed (MB/s).
-    pub min_write_mb_per_s: f64,
+    pub(crate) min_write_mb_per_s: f64,
     /// `--probe`: warn above this fsync latency (ms).
-    pub max_fsync_ms: f64,
+    pub(crate) max_fsync_ms: f64,
     /// Warn when the appliance is older than this many days.
-    pub max_appliance_age_days: u64,
+    pub(crate) max_appliance_age_days: u64,
     /// `--probe`: bytes written per location (at most 64 MiB).
-    pub probe_bytes: u64,
+    pub(crate) probe_bytes: u64,
     /// `--probe`: seconds to wait for a test boot under TCG (emulation).
-    pub probe_boot_timeout_s: u64,
+    pub(crate) probe_boot_timeout_s: u64,
     /// `--probe`: seconds to wait for a test boot under KVM (a working KVM
     /// reaches the appliance's /init in a second or two).
-    pub probe_kvm_timeout_s: u64,
+    pub(crate) probe_kvm_timeout_s: u64,
     /// Warn when a test boot under KVM takes longer than this many seconds.
-    pub max_kvm_boot_s: f64,
+    pub(crate) max_kvm_boot_s: f64,
 }
 
 impl Default for HealthConfig {
@@ -184,9 +184,9 @@ impl HealthConfig {
 /// `[cache]`: libguestfs per-user caches.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CacheConfig {
+pub(crate) struct CacheConfig {
     /// Extra directories to look for `.guestfs-UID` caches in.
-    pub extra_dirs: Vec<PathBuf>,
+    pub(crate) extra_dirs: Vec<PathBuf>,
 }
 
 impl Config {
@@ -213,7 +213,7 @@ impl Config {
     }
 
     /// Parse one file.
-    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = crate::bounded::read_to_string(path, crate::bounded::TEXT_MAX)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let mut config = Self::parse(&text, path)?;

@@ -38,10 +38,10 @@ use nix::unistd::{lseek, Whence};
 use sha2::{Digest, Sha256};
 
 /// `algorithm` of a plain sha256 of the bytes.
-pub const SHA256: &str = "sha256";
+pub(crate) const SHA256: &str = "sha256";
 
 /// `algorithm` of the hole-skipping chunked digest (see the module docs).
-pub const SPARSE_SHA256: &str = "sha256-chunks-64k";
+pub(crate) const SPARSE_SHA256: &str = "sha256-chunks-64k";
 
 /// Chunk size of [`SPARSE_SHA256`].
 const CHUNK: u64 = 64 << 10;
@@ -50,7 +50,7 @@ const CHUNK: u64 = 64 << 10;
 type Leaf = (u64, [u8; 32]);
 
 /// A writer that hashes (sha256) and counts every byte written through it.
-pub struct HashingWriter<W> {
+pub(crate) struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
     bytes: u64,
@@ -58,13 +58,13 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     /// Wrap `inner`.
-    pub fn new(inner: W) -> Self {
+    pub(crate) fn new(inner: W) -> Self {
         HashingWriter { inner, hasher: Sha256::new(), bytes: 0 }
     }
 
     /// Flush and return the inner writer, the byte count and the hex sha256
     /// of everything written.
-    pub fn finish(mut self) -> io::Result<(W, u64, String)> {
+    pub(crate) fn finish(mut self) -> io::Result<(W, u64, String)> {
         self.inner.flush()?;
         Ok((self.inner, self.bytes, crate::manifest::hex(&self.hasher.finalize())))
     }
@@ -88,7 +88,7 @@ impl<W: Write> Write for HashingWriter<W> {
 ///
 /// # Errors
 /// Reading the file.
-pub fn sparse_sha256(file: &File) -> io::Result<String> {
+pub(crate) fn sparse_sha256(file: &File) -> io::Result<String> {
     let len = file.metadata()?.len();
     let chunks = data_chunks(file, len)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len().max(1));

@@ -15,7 +15,7 @@
 /// (including `/` and leading dots), `?` any one byte, `[...]` a bracket
 /// expression with `!`/`^` negation, ranges and `[:class:]` names; an
 /// unterminated `[` is an ordinary character. Returns true on a match.
-pub fn fnmatch(pattern: &[u8], s: &[u8]) -> bool {
+pub(crate) fn fnmatch(pattern: &[u8], s: &[u8]) -> bool {
     let (mut pi, mut si) = (0, 0);
     // Where to resume after the most recent `*`: (pattern index after the
     // star, subject index the star currently extends to). One backtrack

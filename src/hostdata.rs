@@ -40,7 +40,7 @@ use crate::paths::under_root;
 
 /// Errors reading the host data the fingerprint needs.
 #[derive(Debug, thiserror::Error)]
-pub enum HostDataError {
+pub(crate) enum HostDataError {
     /// A path of the kernel modules tree could not be read.
     #[error("reading the kernel modules tree at {path}: {source}; check its permissions, or reinstall the kernel package")]
     Modules {
@@ -53,7 +53,7 @@ pub enum HostDataError {
 
 /// Which of a host entry's own times the image keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostTimes {
+pub(crate) enum HostTimes {
     /// Its mtime, set by the package manager from the package (package
     /// files, kernel modules); atime and ctime are made equal to it.
     /// Directories and symlinks get the timestamp even so.
@@ -64,7 +64,7 @@ pub enum HostTimes {
 
 /// The image metadata of a host entry from its `lstat` result: mode and
 /// owner as on the host, times by `times` (see the module docs).
-pub fn image_metadata(md: &std::fs::Metadata, times: HostTimes, timestamp: i64) -> Metadata {
+pub(crate) fn image_metadata(md: &std::fs::Metadata, times: HostTimes, timestamp: i64) -> Metadata {
     let ft = md.file_type();
     let keep = times == HostTimes::KeepMtime && !ft.is_dir() && !ft.is_symlink();
     Metadata::new(md.mode(), md.uid(), md.gid(), if keep { md.mtime() } else { timestamp })
@@ -75,7 +75,7 @@ pub fn image_metadata(md: &std::fs::Metadata, times: HostTimes, timestamp: i64) 
 /// are modules, whose mtime their package set; at the top are depmod's
 /// outputs (`modules.dep`, `modules.alias.bin`, ...), which get new times at
 /// every `depmod -a` with the same content.
-pub fn module_times(rel: &Path) -> HostTimes {
+pub(crate) fn module_times(rel: &Path) -> HostTimes {
     if rel.components().count() > 1 {
         HostTimes::KeepMtime
     } else {
@@ -121,7 +121,7 @@ fn special_content(host: &Path, md: &std::fs::Metadata) -> std::io::Result<Strin
 /// target). Never fails: a file that cannot be read is recorded as
 /// `unreadable` (the image then holds it empty, as supermin does), one that
 /// vanished as `missing`.
-pub fn hostfile_records(root: &Path, paths: &[PathBuf]) -> Vec<ManifestHostfile> {
+pub(crate) fn hostfile_records(root: &Path, paths: &[PathBuf]) -> Vec<ManifestHostfile> {
     paths
         .iter()
         .map(|p| {
@@ -178,7 +178,7 @@ const SECRET_PATTERNS: [&str; 9] = [
 /// package, whatever mode protects it on the host (a set-uid helper with
 /// mode 4754, say). Hostfiles are this host's own content; copied into an
 /// image everyone can read, an `/etc/shadow` would be readable by all.
-pub fn private_hostfiles(root: &Path, records: &[ManifestHostfile]) -> Vec<String> {
+pub(crate) fn private_hostfiles(root: &Path, records: &[ManifestHostfile]) -> Vec<String> {
     let others_can_read = |path: &Path| -> bool {
         let host = under_root(root, path);
         let Ok(md) = std::fs::metadata(&host) else { return true };
@@ -219,15 +219,15 @@ const KERNEL_PACKAGE_SUBTREE: &str = "kernel";
 /// The modules tree digest and the paths whose `stat` tells it may have
 /// changed.
 #[derive(Debug, Clone)]
-pub struct ModulesTree {
+pub(crate) struct ModulesTree {
     /// Hex sha256 over one line per entry, in the order the image copies
     /// them.
-    pub sha256: String,
+    pub(crate) sha256: String,
     /// The modules directory and the entries at its top. Anything that
     /// changes the module set runs depmod, which replaces the indexes there
     /// (a module changed without depmod is found by the exact computation,
     /// not by the stamp).
-    pub watched: Vec<PathBuf>,
+    pub(crate) watched: Vec<PathBuf>,
 }
 
 /// Digest of the modules directory as the image copies it: for every entry
@@ -238,7 +238,7 @@ pub struct ModulesTree {
 /// walked (see [`KERNEL_PACKAGE_SUBTREE`]); what else is there (`updates/`,
 /// `extra/`: DKMS and other packages' modules) is. About 5 MB of hashing on
 /// a Debian kernel.
-pub fn modules_tree_digest(dir: &Path) -> Result<ModulesTree, HostDataError> {
+pub(crate) fn modules_tree_digest(dir: &Path) -> Result<ModulesTree, HostDataError> {
     let md = std::fs::symlink_metadata(dir)
         .map_err(|source| HostDataError::Modules { path: dir.to_path_buf(), source })?;
     let mut walk = ModulesWalk { hasher: Sha256::new(), watched: vec![dir.to_path_buf()] };

@@ -26,7 +26,7 @@ pub static EMBEDDED: &[u8] = include_bytes!(env!("GUESTFS_APPLIANCE_INIT_BIN"));
 
 /// Errors from choosing the init.
 #[derive(Debug, thiserror::Error)]
-pub enum InitError {
+pub(crate) enum InitError {
     /// `$GUESTFS_APPLIANCE_INIT` names a file we cannot read.
     #[error("reading the appliance init {path} (from ${INIT_ENV}): {source}; unset {INIT_ENV} to use the built-in init")]
     Read {
@@ -47,7 +47,7 @@ pub enum InitError {
 
 /// Where the init came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InitSource {
+pub(crate) enum InitSource {
     /// Built into this binary.
     Embedded,
     /// Named by `$GUESTFS_APPLIANCE_INIT`.
@@ -65,11 +65,11 @@ impl fmt::Display for InitSource {
 
 /// The init to put in the initrd, and where it came from.
 #[derive(Debug, Clone)]
-pub struct InitProgram {
+pub(crate) struct InitProgram {
     /// Where it came from, for messages.
-    pub source: InitSource,
+    pub(crate) source: InitSource,
     /// The executable.
-    pub bytes: Cow<'static, [u8]>,
+    pub(crate) bytes: Cow<'static, [u8]>,
 }
 
 /// The init to use: `$GUESTFS_APPLIANCE_INIT` when set (and not empty), else
@@ -77,7 +77,7 @@ pub struct InitProgram {
 ///
 /// Errors: the named file cannot be read, or the init is not statically
 /// linked ([`InitError::NotStatic`]).
-pub fn choose() -> Result<InitProgram, InitError> {
+pub(crate) fn choose() -> Result<InitProgram, InitError> {
     let program = match std::env::var_os(INIT_ENV).filter(|p| !p.is_empty()) {
         Some(path) => {
             let path = PathBuf::from(path);

@@ -31,7 +31,7 @@ const MIN_KERNEL_SIZE: u64 = 10_000;
 
 /// Errors from kernel selection.
 #[derive(Debug, thiserror::Error)]
-pub enum KernelError {
+pub(crate) enum KernelError {
     /// No candidate kernel with a modules directory was found.
     #[error(
         "no usable kernel (host cpu {host_cpu}); looked in: {}{}; install a kernel package{}, or set SUPERMIN_KERNEL and SUPERMIN_MODULES",
@@ -81,7 +81,7 @@ impl KernelError {
     /// package, and how to keep a kernel file's mode across updates
     /// (`{path}` in `keep_readable` stands for the kernel file). Kernel
     /// selection itself does not know the package manager.
-    pub fn with_package_hints(self, kernel_package: &str, keep_readable: Option<&str>) -> Self {
+    pub(crate) fn with_package_hints(self, kernel_package: &str, keep_readable: Option<&str>) -> Self {
         match self {
             KernelError::NoKernel { host_cpu, looked, rejected, .. } => {
                 KernelError::NoKernel { host_cpu, looked, rejected, package: Some(kernel_package.to_owned()) }
@@ -97,20 +97,20 @@ impl KernelError {
 
 /// The `SUPERMIN_*` environment overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KernelEnv {
+pub(crate) struct KernelEnv {
     /// `SUPERMIN_KERNEL`: the kernel file, used verbatim (not under `root`).
-    pub kernel: Option<PathBuf>,
+    pub(crate) kernel: Option<PathBuf>,
     /// `SUPERMIN_MODULES`: the modules directory, used verbatim.
-    pub modules: Option<PathBuf>,
+    pub(crate) modules: Option<PathBuf>,
     /// `SUPERMIN_KERNEL_VERSION`: the kernel release string.
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
 }
 
 impl KernelEnv {
     /// Read `SUPERMIN_KERNEL`, `SUPERMIN_MODULES` and
     /// `SUPERMIN_KERNEL_VERSION`. A variable set to the empty string counts
     /// as set, as in supermin.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         KernelEnv {
             kernel: std::env::var_os("SUPERMIN_KERNEL").map(PathBuf::from),
             modules: std::env::var_os("SUPERMIN_MODULES").map(PathBuf::from),
@@ -121,17 +121,17 @@ impl KernelEnv {
 
 /// The kernel picked for the appliance.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KernelChoice {
+pub(crate) struct KernelChoice {
     /// The kernel file on the host (under `root`, or `SUPERMIN_KERNEL`
     /// verbatim). Checked to be readable.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The kernel release (`uname -r` inside the appliance).
-    pub version: String,
+    pub(crate) version: String,
     /// The modules directory on the host. Not checked to exist when it came
     /// from the environment (as supermin).
-    pub modules_dir: PathBuf,
+    pub(crate) modules_dir: PathBuf,
     /// Why this kernel, a short phrase for `-v` ("newest bootable in /boot").
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// Pick the kernel as supermin does (docs/supermin-compat.md, "Kernel
@@ -144,7 +144,11 @@ pub struct KernelChoice {
 /// Errors: [`KernelError::NoKernel`] listing where we looked and what was
 /// skipped; [`KernelError::Unreadable`] / [`KernelError::Open`] when the
 /// chosen file cannot be read.
-pub fn select_kernel(env: &KernelEnv, root: &Path, host_cpu: &str) -> Result<KernelChoice, KernelError> {
+pub(crate) fn select_kernel(
+    env: &KernelEnv,
+    root: &Path,
+    host_cpu: &str,
+) -> Result<KernelChoice, KernelError> {
     let mut looked = Vec::new();
     let mut rejected = Vec::new();
     let mut ignored_env = None;
@@ -348,7 +352,7 @@ fn read_header(path: &Path) -> Option<Vec<u8>> {
 ///
 /// Returns `None` for anything else, including an empty or non-UTF-8
 /// version and a buffer too short to hold the 132 bytes.
-pub fn version_from_image(bytes: &[u8]) -> Option<String> {
+pub(crate) fn version_from_image(bytes: &[u8]) -> Option<String> {
     if bytes.get(514..518)? != b"HdrS" {
         return None;
     }
@@ -411,7 +415,7 @@ fn pieces(v: &str) -> Vec<Piece<'_>> {
 /// supermin's `compare_version` (docs/supermin-compat.md, "Kernel
 /// version"): compare the piece lists
 /// lexicographically, a shorter prefix first. `Greater` means `a` is newer.
-pub fn compare_versions(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare_versions(a: &str, b: &str) -> Ordering {
     pieces(a).cmp(&pieces(b))
 }
 

@@ -69,31 +69,33 @@
 //! Only the init is statically linked; the binaries link normally, so user
 //! lookups go through NSS.
 
+#![warn(unreachable_pub)]
+
 pub mod bench;
-pub mod bounded;
+pub(crate) mod bounded;
 pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod commands;
-pub mod compose;
+pub(crate) mod compose;
 pub mod config;
-pub mod digest;
-pub mod fnmatch;
-pub mod health;
+pub(crate) mod digest;
+pub(crate) mod fnmatch;
+pub(crate) mod health;
 pub mod host;
-pub mod hostdata;
+pub(crate) mod hostdata;
 pub mod image;
 pub mod init;
 pub mod input;
-pub mod kernel;
+pub(crate) mod kernel;
 pub mod manifest;
 pub mod output;
 pub mod package;
-pub mod paths;
+pub(crate) mod paths;
 pub mod printer;
 pub mod process;
 pub mod safefs;
-pub mod schedule;
+pub(crate) mod schedule;
 pub mod stamp;
 pub mod stdout;
 

@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 pub const FORMAT_VERSION: u32 = 4;
 
 /// File name of the manifest inside an appliance directory.
-pub const MANIFEST_NAME: &str = "manifest.toml";
+pub(crate) const MANIFEST_NAME: &str = "manifest.toml";
 
 /// Errors reading or writing a manifest.
 #[derive(Debug, thiserror::Error)]
@@ -68,20 +68,20 @@ pub struct ManifestPackage {
     /// Package name.
     pub name: String,
     /// Installed version.
-    pub version: String,
+    pub(crate) version: String,
     /// Architecture (`amd64`, `all`, ...).
-    pub arch: String,
+    pub(crate) arch: String,
 }
 
 /// One input file with its content hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestInput {
+pub(crate) struct ManifestInput {
     /// Path of the input file (or `<embedded>/NAME`).
-    pub path: String,
+    pub(crate) path: String,
     /// What supermin-style kind it was classified as.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Hex sha256 of its bytes.
-    pub sha256: String,
+    pub(crate) sha256: String,
 }
 
 /// The kernel the appliance boots.
@@ -90,23 +90,23 @@ pub struct ManifestKernel {
     /// Kernel release, e.g. `6.1.0-56-amd64`.
     pub version: String,
     /// Host path it was copied from.
-    pub path: String,
+    pub(crate) path: String,
     /// Hex sha256 of the kernel image.
-    pub sha256: String,
+    pub(crate) sha256: String,
     /// Host modules directory copied into the image.
-    pub modules_dir: String,
+    pub(crate) modules_dir: String,
     /// Hex sha256 of `modules.dep` (changes whenever the module set does).
-    pub modules_dep_sha256: String,
+    pub(crate) modules_dep_sha256: String,
     /// Hex digest of the modules tree as the image copies it (see
     /// [`crate::hostdata::modules_tree_digest`]); empty before format 2.
     #[serde(default)]
-    pub modules_tree_sha256: String,
+    pub(crate) modules_tree_sha256: String,
 }
 
 /// How the inputs of a build were chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum InputChoice {
+pub(crate) enum InputChoice {
     /// No inputs named: libguestfs's installed supermin.d, else the built-in
     /// minimal appliance (decided again at every build and check).
     Default,
@@ -120,27 +120,27 @@ pub enum InputChoice {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestOptions {
     /// Root image size in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
     /// CPU the kernel was chosen for.
-    pub host_cpu: String,
+    pub(crate) host_cpu: String,
     /// Host root the packages and files came from.
-    pub root: String,
+    pub(crate) root: String,
     /// Whether missing packages were errors.
-    pub strict: bool,
+    pub(crate) strict: bool,
     /// Packages added by the config file.
     #[serde(default)]
-    pub extra_packages: Vec<String>,
+    pub(crate) extra_packages: Vec<String>,
     /// Exclude patterns added by the config file.
     #[serde(default)]
-    pub extra_excludes: Vec<String>,
+    pub(crate) extra_excludes: Vec<String>,
     /// How the inputs were chosen; `None` in manifests older than format 2
     /// (see [`Manifest::input_request`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inputs: Option<InputChoice>,
+    pub(crate) inputs: Option<InputChoice>,
     /// The input directories or files read, absolute; empty for the
     /// built-in minimal appliance.
     #[serde(default)]
-    pub input_paths: Vec<String>,
+    pub(crate) input_paths: Vec<String>,
     /// `SOURCE_DATE_EPOCH` of the build, if it was set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_date_epoch: Option<i64>,
@@ -158,17 +158,17 @@ pub struct ManifestHostfile {
     pub path: String,
     /// `file`, `directory`, `symlink`, `char-device`, `block-device`,
     /// `fifo`, `socket`, or `missing` (it vanished after the match).
-    pub kind: String,
+    pub(crate) kind: String,
     /// Permission bits (`mode & 0o7777`).
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// Owner.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Group.
-    pub gid: u32,
+    pub(crate) gid: u32,
     /// Regular files: hex sha256 of the content (`unreadable` if it cannot
     /// be read: the image then holds an empty file). Symlinks: the target.
     /// Devices: the device number. Empty otherwise.
-    pub content: String,
+    pub(crate) content: String,
 }
 
 /// Sizes of what was written (informational; not fingerprinted).
@@ -177,13 +177,13 @@ pub struct ManifestOutput {
     /// Root image UUID.
     pub root_uuid: String,
     /// Files and directories in the root image.
-    pub files: u64,
+    pub(crate) files: u64,
     /// Bytes allocated in the root image file.
-    pub root_allocated_bytes: u64,
+    pub(crate) root_allocated_bytes: u64,
     /// Size of the initrd in bytes.
-    pub initrd_bytes: u64,
+    pub(crate) initrd_bytes: u64,
     /// Kernel modules in the initrd.
-    pub initrd_modules: u64,
+    pub(crate) initrd_modules: u64,
 }
 
 /// One file of the appliance as written: what `check` compares it with.
@@ -196,7 +196,7 @@ pub struct ManifestFile {
     pub size: u64,
     /// How [`ManifestFile::hash`] is computed: [`crate::digest::SHA256`]
     /// or [`crate::digest::SPARSE_SHA256`].
-    pub algorithm: String,
+    pub(crate) algorithm: String,
     /// The digest, lower-case hex.
     pub hash: String,
 }
@@ -207,26 +207,26 @@ pub struct Manifest {
     /// Layout version ([`FORMAT_VERSION`] when written).
     pub format_version: u32,
     /// Version of the tool that wrote it.
-    pub tool_version: String,
+    pub(crate) tool_version: String,
     /// Hex sha256 over the fingerprinted parts.
     pub fingerprint: String,
     /// Seconds since the epoch when the build finished (not fingerprinted).
-    pub built_at: i64,
+    pub(crate) built_at: i64,
     /// Package handler used (`dpkg`).
-    pub package_handler: String,
+    pub(crate) package_handler: String,
     /// Build options.
     pub options: ManifestOptions,
     /// Kernel.
     pub kernel: ManifestKernel,
     /// Input files in walk order.
-    pub inputs: Vec<ManifestInput>,
+    pub(crate) inputs: Vec<ManifestInput>,
     /// hostfiles patterns, in order.
-    pub hostfiles: Vec<String>,
+    pub(crate) hostfiles: Vec<String>,
     /// What the hostfiles patterns matched, in copy order.
     #[serde(default)]
     pub host_files: Vec<ManifestHostfile>,
     /// Names requested by the inputs that were not installed.
-    pub missing_packages: Vec<String>,
+    pub(crate) missing_packages: Vec<String>,
     /// The resolved closure, sorted.
     pub packages: Vec<ManifestPackage>,
     /// What was written.
@@ -240,7 +240,7 @@ pub struct Manifest {
 impl Manifest {
     /// The canonical text the fingerprint hashes. One fact per line, fixed
     /// order, so the same facts always give the same bytes.
-    pub fn fingerprint_text(&self) -> String {
+    pub(crate) fn fingerprint_text(&self) -> String {
         let mut t = String::new();
         let mut line = |k: &str, v: &str| {
             t.push_str(k);
@@ -293,7 +293,7 @@ impl Manifest {
     /// The root image UUID for this fingerprint: the first 16 bytes of
     /// sha256("root-uuid" + fingerprint), marked as an RFC 4122 version 4
     /// (random) UUID so tools that check the variant accept it.
-    pub fn root_uuid(&self) -> [u8; 16] {
+    pub(crate) fn root_uuid(&self) -> [u8; 16] {
         let digest = Sha256::digest(format!("root-uuid\n{}", self.fingerprint).as_bytes());
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(&digest[..16]);
@@ -326,7 +326,7 @@ impl Manifest {
     /// asking about it again. Manifests older than format 2 do not record
     /// it: all-embedded inputs were the minimal appliance, otherwise the
     /// directories holding the input files are taken as given.
-    pub fn input_request(&self) -> (InputChoice, Vec<PathBuf>) {
+    pub(crate) fn input_request(&self) -> (InputChoice, Vec<PathBuf>) {
         match self.options.inputs {
             Some(choice) => (choice, self.options.input_paths.iter().map(PathBuf::from).collect()),
             None if self.inputs.iter().all(|i| i.path.starts_with("<embedded>")) => {
@@ -347,7 +347,7 @@ impl Manifest {
 
     /// The inputs as people name them: `minimal` for the built-in
     /// appliance, else the paths read, comma-separated.
-    pub fn inputs_label(&self) -> String {
+    pub(crate) fn inputs_label(&self) -> String {
         let (_, paths) = self.input_request();
         if paths.is_empty() {
             return "minimal".into();
@@ -358,7 +358,7 @@ impl Manifest {
     /// Package versions keyed by the handler's spelling (dpkg: `name:arch`;
     /// rpm and pacman: `name`, `name.arch` when the name has two arches
     /// here or in `other`), for comparisons with `other`.
-    pub fn package_map(&self, other: &Manifest) -> BTreeMap<String, &str> {
+    pub(crate) fn package_map(&self, other: &Manifest) -> BTreeMap<String, &str> {
         fn pairs(m: &Manifest) -> Vec<(&str, &str)> {
             m.packages.iter().map(|p| (p.name.as_str(), p.arch.as_str())).collect()
         }
@@ -368,12 +368,12 @@ impl Manifest {
 }
 
 /// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Hex sha256 of a byte slice.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 

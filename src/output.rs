@@ -42,7 +42,7 @@ use crate::safefs::{self, Access, PinnedDir, SafeFsError};
 
 /// Names a finished appliance directory may contain; anything else means the
 /// directory is not ours to replace.
-pub const APPLIANCE_FILES: [&str; 5] = ["kernel", "initrd", "root", "README.fixed", "manifest.toml"];
+pub(crate) const APPLIANCE_FILES: [&str; 5] = ["kernel", "initrd", "root", "README.fixed", "manifest.toml"];
 
 /// Staging directories are `.NAME.build-PID.RANDOM`; earlier versions also
 /// left `.NAME.old-PID` behind. Both are removed when found dead.
@@ -118,7 +118,7 @@ fn split_target(target: &Path) -> Result<(&Path, &OsStr), OutputError> {
 
 /// Pin the parent of `target`, refusing one others can write without the
 /// sticky bit. Returns it with the target's name.
-pub fn pin_parent(target: &Path) -> Result<(PinnedDir, OsString), OutputError> {
+pub(crate) fn pin_parent(target: &Path) -> Result<(PinnedDir, OsString), OutputError> {
     let (parent, name) = split_target(target)?;
     let dir = PinnedDir::open(parent)?;
     dir.refuse_if_shared()?;
@@ -130,13 +130,13 @@ pub fn pin_parent(target: &Path) -> Result<(PinnedDir, OsString), OutputError> {
 /// resolved by [`safefs::real_path`]: a symlink owned by another user (one
 /// planted in `/tmp`, a cache's owner swapping a directory for a link) is
 /// refused, never followed.
-pub fn resolve_target(target: &Path) -> Result<PathBuf, OutputError> {
+pub(crate) fn resolve_target(target: &Path) -> Result<PathBuf, OutputError> {
     Ok(safefs::real_path(target)?)
 }
 
 /// Check that `target` is absent, an empty directory, or an appliance (see
 /// [`check_target_in`]). Returns whether it exists.
-pub fn check_target(target: &Path) -> Result<bool, OutputError> {
+pub(crate) fn check_target(target: &Path) -> Result<bool, OutputError> {
     let (parent, name) = split_target(target)?;
     let dir = match PinnedDir::open(parent) {
         Ok(d) => d,
@@ -154,7 +154,7 @@ pub fn check_target(target: &Path) -> Result<bool, OutputError> {
 /// image (supermin's `appliance.d`, libguestfs's fixed appliance). Names
 /// alone prove nothing: `root/home/thesis.tex` is not an appliance.
 /// Returns whether it exists.
-pub fn check_target_in(parent: &PinnedDir, name: &OsStr) -> Result<bool, OutputError> {
+pub(crate) fn check_target_in(parent: &PinnedDir, name: &OsStr) -> Result<bool, OutputError> {
     let path = parent.child(name);
     let Some(st) = parent.stat(name)? else { return Ok(false) };
     if !safefs::is_dir(&st) {
@@ -270,7 +270,6 @@ fn looks_like_ext2(b: &[u8]) -> bool {
 #[derive(Debug)]
 pub struct OutputLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl OutputLock {
@@ -287,12 +286,12 @@ impl OutputLock {
     }
 
     /// [`OutputLock::try_acquire`] for `name` in a pinned directory.
-    pub fn try_acquire_in(dir: &PinnedDir, name: &OsStr) -> Result<Option<OutputLock>, OutputError> {
+    pub(crate) fn try_acquire_in(dir: &PinnedDir, name: &OsStr) -> Result<Option<OutputLock>, OutputError> {
         let path = dir.child(name);
         let file = dir.open_regular(name, Access::ReadWriteCreate(0o600))?.expect("created if missing");
         check_trusted(dir, name, &file)?;
         match set_record_lock(&file) {
-            Ok(()) => Ok(Some(OutputLock { _file: file, path })),
+            Ok(()) => Ok(Some(OutputLock { _file: file })),
             Err(Errno::EAGAIN | Errno::EACCES) => Ok(None),
             Err(e) => Err(OutputError::Io { action: "locking", path, source: e.into() }),
         }
@@ -300,7 +299,7 @@ impl OutputLock {
 
     /// Take the lock, calling `on_wait` once if we have to wait, and giving
     /// up after `timeout`.
-    pub fn acquire(
+    pub(crate) fn acquire(
         path: &Path,
         timeout: Duration,
         on_wait: impl FnOnce(),
@@ -322,16 +321,11 @@ impl OutputLock {
             delay = (delay * 2).min(Duration::from_millis(500));
         }
     }
-
-    /// The lock file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Whether an open file in `dir` may steer us: one link (not a hard link to
 /// a file elsewhere) and owned by us, root, or the directory's owner.
-pub fn check_trusted(dir: &PinnedDir, name: &OsStr, file: &File) -> Result<FileStat, OutputError> {
+pub(crate) fn check_trusted(dir: &PinnedDir, name: &OsStr, file: &File) -> Result<FileStat, OutputError> {
     let path = dir.child(name);
     let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(|e| OutputError::Io {
         action: "inspecting",
@@ -376,7 +370,7 @@ fn set_record_lock(file: &File) -> Result<(), Errno> {
 /// Report whether some process holds a record lock on `path` (without
 /// taking it). A missing file is unlocked; anything but a regular file is
 /// an error (never opened in a way that could block).
-pub fn is_locked(path: &Path) -> Result<bool, OutputError> {
+pub(crate) fn is_locked(path: &Path) -> Result<bool, OutputError> {
     let (parent, name) = split_target(path)?;
     let dir = match PinnedDir::open(parent) {
         Ok(d) => d,
@@ -387,7 +381,7 @@ pub fn is_locked(path: &Path) -> Result<bool, OutputError> {
 }
 
 /// [`is_locked`] for `name` in a pinned directory.
-pub fn is_locked_in(dir: &PinnedDir, name: &OsStr) -> Result<bool, OutputError> {
+pub(crate) fn is_locked_in(dir: &PinnedDir, name: &OsStr) -> Result<bool, OutputError> {
     let path = dir.child(name);
     let Some(file) = dir.open_regular(name, Access::Read)? else { return Ok(false) };
     let mut lock = libc::flock {
@@ -404,12 +398,12 @@ pub fn is_locked_in(dir: &PinnedDir, name: &OsStr) -> Result<bool, OutputError> 
 
 /// What [`clean_leftovers`] did.
 #[derive(Debug, Default)]
-pub struct Leftovers {
+pub(crate) struct Leftovers {
     /// Directories removed.
-    pub removed: Vec<PathBuf>,
+    pub(crate) removed: Vec<PathBuf>,
     /// Entries named like ours that we left alone, and why (someone else's,
     /// not a directory, or removal failed).
-    pub kept: Vec<String>,
+    pub(crate) kept: Vec<String>,
 }
 
 /// Remove staging and old directories a killed build left beside `target`.
@@ -418,7 +412,7 @@ pub struct Leftovers {
 /// entries with such names (anyone can make them in a shared parent) are
 /// reported in [`Leftovers::kept`] and otherwise ignored: they never fail
 /// a build.
-pub fn clean_leftovers(target: &Path) -> Result<Leftovers, OutputError> {
+pub(crate) fn clean_leftovers(target: &Path) -> Result<Leftovers, OutputError> {
     let (parent, name) = split_target(target)?;
     let dir = match PinnedDir::open(parent) {
         Ok(d) => d,
@@ -431,7 +425,7 @@ pub fn clean_leftovers(target: &Path) -> Result<Leftovers, OutputError> {
 }
 
 /// [`clean_leftovers`] in a pinned parent.
-pub fn clean_leftovers_in(dir: &PinnedDir, name: &OsStr) -> Result<Leftovers, OutputError> {
+pub(crate) fn clean_leftovers_in(dir: &PinnedDir, name: &OsStr) -> Result<Leftovers, OutputError> {
     let name = name.to_string_lossy();
     let prefixes = [format!(".{name}.{STAGING_TAG}-"), format!(".{name}.{OLD_TAG}-")];
     let me = nix::unistd::geteuid().as_raw();
@@ -470,7 +464,7 @@ fn is_alive(pid: i32) -> bool {
 /// A staging directory beside the target. Dropped without [`Staging::commit`]
 /// it is removed, so a failed build leaves nothing behind.
 #[derive(Debug)]
-pub struct Staging {
+pub(crate) struct Staging {
     parent: PinnedDir,
     dir: PinnedDir,
     /// Its name in `parent`.
@@ -483,17 +477,17 @@ pub struct Staging {
 
 /// What [`Staging::commit`] did.
 #[derive(Debug)]
-pub struct Committed {
+pub(crate) struct Committed {
     /// The previous appliance could not be removed after the swap (the new
     /// one is in place): what is left, and why.
-    pub leftover: Option<String>,
+    pub(crate) leftover: Option<String>,
 }
 
 impl Staging {
     /// Create `PARENT/.NAME.build-PID.RANDOM`, mode 0700 until the swap.
     /// The parent must exist and must not be writable by others unless it
     /// is sticky.
-    pub fn create(target: &Path) -> Result<Staging, OutputError> {
+    pub(crate) fn create(target: &Path) -> Result<Staging, OutputError> {
         let (parent, target_name) = pin_parent(target)?;
         let stem = format!(".{}.{STAGING_TAG}-{}", target_name.to_string_lossy(), std::process::id());
         let (name, dir) = parent.create_temp_dir(&stem, 0o700)?;
@@ -502,23 +496,23 @@ impl Staging {
 
     /// The staging directory's path (for messages and free-space checks;
     /// write through [`Staging::create_file`]).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// The pinned staging directory.
-    pub fn dir(&self) -> &PinnedDir {
+    pub(crate) fn dir(&self) -> &PinnedDir {
         &self.dir
     }
 
     /// Create a new file in the staging directory (exclusive, mode on fd).
-    pub fn create_file(&self, name: &str, mode: u32) -> Result<File, OutputError> {
+    pub(crate) fn create_file(&self, name: &str, mode: u32) -> Result<File, OutputError> {
         Ok(self.dir.create_file(name, mode)?)
     }
 
     /// Give the staging directory and the files in it to `uid:gid`, on
     /// their fds.
-    pub fn chown_all(&self, uid: u32, gid: u32) -> Result<(), OutputError> {
+    pub(crate) fn chown_all(&self, uid: u32, gid: u32) -> Result<(), OutputError> {
         for entry in self.dir.list()? {
             let f = self.dir.open_regular(&entry, Access::Read)?.expect("our own file");
             let mode = nix::sys::stat::fstat(f.as_raw_fd()).map(|s| s.st_mode & 0o7777).unwrap_or(0o644);
@@ -535,7 +529,7 @@ impl Staging {
     /// place. The old appliance (if any) is removed afterwards; failing to
     /// remove it does not undo the swap and is reported in
     /// [`Committed::leftover`], not as an error.
-    pub fn commit(mut self) -> Result<Committed, OutputError> {
+    pub(crate) fn commit(mut self) -> Result<Committed, OutputError> {
         for entry in self.dir.list()? {
             let f = self.dir.open_regular(&entry, Access::Read)?.expect("our own file");
             f.sync_all().map_err(|source| OutputError::Io {
@@ -603,7 +597,7 @@ impl Drop for Staging {
 }
 
 /// Free bytes available to us on the filesystem holding `path`.
-pub fn available_bytes(path: &Path) -> Result<u64, OutputError> {
+pub(crate) fn available_bytes(path: &Path) -> Result<u64, OutputError> {
     let st = nix::sys::statvfs::statvfs(path).map_err(|e| OutputError::Io {
         action: "checking free space on",
         path: path.to_owned(),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// Split a path into its parent directory and final name (`.` for a bare
 /// name). `None`: the path has no final name (`/`, `..`).
-pub fn split(path: &Path) -> Option<(&Path, &OsStr)> {
+pub(crate) fn split(path: &Path) -> Option<(&Path, &OsStr)> {
     let name = path.file_name()?;
     let parent = match path.parent() {
         Some(p) if p.as_os_str().is_empty() => Path::new("."),
@@ -19,7 +19,7 @@ pub fn split(path: &Path) -> Option<(&Path, &OsStr)> {
 /// The absolute `path` (as a package lists it, or a file we install) under
 /// the tree `root`: `/r` + `/etc/x` = `/r/etc/x`. A relative `path` is
 /// joined as it is.
-pub fn under_root(root: &Path, path: &Path) -> PathBuf {
+pub(crate) fn under_root(root: &Path, path: &Path) -> PathBuf {
     match path.strip_prefix("/") {
         Ok(rel) => root.join(rel),
         Err(_) => root.join(path),

@@ -57,19 +57,19 @@ impl Printer {
     }
 
     /// True with `-q`.
-    pub fn is_quiet(&self) -> bool {
+    pub(crate) fn is_quiet(&self) -> bool {
         self.verbosity < 0
     }
 
     /// A normal informational line (hidden by `-q`).
-    pub fn info(&self, msg: impl AsRef<str>) {
+    pub(crate) fn info(&self, msg: impl AsRef<str>) {
         if self.verbosity >= 0 {
             self.line(msg.as_ref());
         }
     }
 
     /// A stage line with the elapsed time since start, shown with `-v`.
-    pub fn stage(&self, msg: impl AsRef<str>) {
+    pub(crate) fn stage(&self, msg: impl AsRef<str>) {
         if self.verbosity >= 1 {
             let secs = self.started.elapsed().as_secs_f64();
             self.line(&format!("[{secs:7.3}s] {}", msg.as_ref()));
@@ -77,27 +77,27 @@ impl Printer {
     }
 
     /// A detail line, shown with `-vv`.
-    pub fn detail(&self, msg: impl AsRef<str>) {
+    pub(crate) fn detail(&self, msg: impl AsRef<str>) {
         if self.verbosity >= 2 {
             self.line(msg.as_ref());
         }
     }
 
     /// A warning; always shown.
-    pub fn warn(&self, msg: impl AsRef<str>) {
+    pub(crate) fn warn(&self, msg: impl AsRef<str>) {
         let label = self.paint("33", "warning:");
         self.line(&format!("guestfs-appliance: {label} {}", msg.as_ref()));
     }
 
     /// An error line (`guestfs-appliance: error: MSG`); always shown. Like
     /// every printer line it never panics, even with stderr closed.
-    pub fn error(&self, msg: impl AsRef<str>) {
+    pub(crate) fn error(&self, msg: impl AsRef<str>) {
         let label = self.paint("31", "error:");
         self.line(&format!("guestfs-appliance: {label} {}", msg.as_ref()));
     }
 
     /// A transient progress line, redrawn in place on a terminal only.
-    pub fn progress(&self, msg: impl AsRef<str>) {
+    pub(crate) fn progress(&self, msg: impl AsRef<str>) {
         if !self.progress {
             return;
         }
@@ -108,14 +108,14 @@ impl Printer {
     }
 
     /// Erase the progress line, if one is shown.
-    pub fn clear_progress(&self) {
+    pub(crate) fn clear_progress(&self) {
         if self.progress_shown.swap(false, Ordering::Relaxed) {
             let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
         }
     }
 
     /// Wrap `text` in an ANSI colour when colour is on.
-    pub fn paint(&self, code: &str, text: &str) -> String {
+    pub(crate) fn paint(&self, code: &str, text: &str) -> String {
         if self.color {
             format!("\x1b[{code}m{text}\x1b[0m")
         } else {
@@ -130,7 +130,7 @@ impl Printer {
 }
 
 /// Format a byte count for people (binary units, one decimal).
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

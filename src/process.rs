@@ -94,7 +94,7 @@ fn tail_suffix(tail: &str) -> String {
 }
 
 /// Render an argv for messages, quoting words that need it.
-pub fn display_argv<S: AsRef<OsStr>>(argv: &[S]) -> String {
+pub(crate) fn display_argv<S: AsRef<OsStr>>(argv: &[S]) -> String {
     argv.iter()
         .map(|a| {
             let s = a.as_ref().to_string_lossy();
@@ -110,7 +110,7 @@ pub fn display_argv<S: AsRef<OsStr>>(argv: &[S]) -> String {
 
 /// `name` on `PATH` (then /usr/sbin, /sbin, where a non-root PATH may not
 /// look), as the program a command line naming it would run.
-pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn find_program(name: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin".into(), "/sbin".into()])
@@ -123,7 +123,7 @@ pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
 ///
 /// Errors: [`ProcessError::Spawn`] when it cannot start,
 /// [`ProcessError::Failed`] on a non-zero exit (with the stderr tail).
-pub fn output<S: AsRef<OsStr>>(argv: &[S]) -> Result<Vec<u8>, ProcessError> {
+pub(crate) fn output<S: AsRef<OsStr>>(argv: &[S]) -> Result<Vec<u8>, ProcessError> {
     let shown = display_argv(argv);
     let Some((program, args)) = argv.split_first() else {
         return Err(ProcessError::Spawn {
@@ -156,8 +156,7 @@ fn tail(text: &str) -> String {
 }
 
 /// How much of a timed command's output is kept; past it, lines are dropped
-/// and [`TimedOutput::truncated`] is set (a runaway program cannot eat our
-/// memory).
+/// (a runaway program cannot eat our memory).
 const MAX_CAPTURE: usize = 32 << 20;
 
 /// After the program exits, how long we still read output that a process it
@@ -169,7 +168,7 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 
 /// Which of the program's streams a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// Standard output.
     Stdout,
     /// Standard error.
@@ -179,20 +178,20 @@ pub enum Stream {
 /// One line a program printed (without its newline; a trailing `\r` is
 /// dropped too), and when it arrived, counted from the spawn.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TimedLine {
+pub(crate) struct TimedLine {
     /// Arrival time since the program was started.
-    pub at: Duration,
+    pub(crate) at: Duration,
     /// The stream it came from.
-    pub stream: Stream,
+    pub(crate) stream: Stream,
     /// The text, decoded lossily as UTF-8.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 /// A program run under a deadline (builder). The program gets stdin from
 /// /dev/null, `LANG=C`, and (unless [`Timed::share_process_group`]) its own
 /// process group.
 #[derive(Debug, Clone)]
-pub struct Timed {
+pub(crate) struct Timed {
     argv: Vec<OsString>,
     env: Vec<(OsString, Option<OsString>)>,
     timeout: Duration,
@@ -203,30 +202,29 @@ pub struct Timed {
 
 /// What a timed program did: it ran to its end (any exit status).
 #[derive(Debug, Clone)]
-pub struct TimedOutput {
+pub(crate) struct TimedOutput {
     /// The command line, for messages.
-    pub argv: String,
+    pub(crate) argv: String,
     /// Its exit status.
-    pub status: ExitStatus,
+    pub(crate) status: ExitStatus,
     /// When it was spawned.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// From spawn to exit (as seen by a thread blocked in `wait`, so the
     /// resolution is the scheduler's, not a polling interval).
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
     /// Everything it printed, in arrival order.
-    pub lines: Vec<TimedLine>,
-    /// Output was dropped past [`MAX_CAPTURE`] bytes.
-    pub truncated: bool,
+    pub(crate) lines: Vec<TimedLine>,
 }
 
 impl TimedOutput {
     /// The lines of one stream.
-    pub fn stream(&self, stream: Stream) -> impl Iterator<Item = &TimedLine> {
+    pub(crate) fn stream(&self, stream: Stream) -> impl Iterator<Item = &TimedLine> {
         self.lines.iter().filter(move |l| l.stream == stream)
     }
 
     /// The last kilobyte of stderr, as [`ProcessError::Failed`] shows it.
-    pub fn stderr_tail(&self) -> String {
+    #[cfg(test)]
+    pub(crate) fn stderr_tail(&self) -> String {
         let text: Vec<&str> = self.stream(Stream::Stderr).map(|l| l.text.as_str()).collect();
         tail(&text.join("\n"))
     }
@@ -234,7 +232,7 @@ impl TimedOutput {
 
 /// How a watched program's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatchEnd {
+pub(crate) enum WatchEnd {
     /// A line showed what the caller waited for; the program was stopped.
     Matched,
     /// The program exited first, with this status.
@@ -245,35 +243,31 @@ pub enum WatchEnd {
 
 /// What a watched program did ([`Timed::watch`]).
 #[derive(Debug, Clone)]
-pub struct Watched {
-    /// The command line, for messages.
-    pub argv: String,
+pub(crate) struct Watched {
     /// Why it ended.
-    pub end: WatchEnd,
+    pub(crate) end: WatchEnd,
     /// From spawn to the end: the match, the exit or the deadline.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
     /// What it printed until then, in arrival order (nothing printed
     /// while it was being stopped).
-    pub lines: Vec<TimedLine>,
-    /// Output was dropped past [`MAX_CAPTURE`] bytes.
-    pub truncated: bool,
+    pub(crate) lines: Vec<TimedLine>,
 }
 
 /// Programs that [`Timed`] runs have running now (those that asked with
 /// [`Timed::track_in`]), for a watchdog that must stop them before the
 /// process exits, when no destructor runs.
 #[derive(Debug, Default)]
-pub struct Running(Mutex<Vec<(i32, bool)>>);
+pub(crate) struct Running(Mutex<Vec<(i32, bool)>>);
 
 impl Running {
     /// An empty list (for a `static`).
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Running(Mutex::new(Vec::new()))
     }
 
     /// SIGKILL every program on the list (its process group, when it has
     /// its own).
-    pub fn kill_all(&self) {
+    pub(crate) fn kill_all(&self) {
         use nix::sys::signal::{kill, killpg, Signal};
         let pids = self.0.lock().map(|p| p.clone()).unwrap_or_default();
         for (pid, own_group) in pids {
@@ -283,7 +277,8 @@ impl Running {
     }
 
     /// Whether nothing is running.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.lock().map(|p| p.is_empty()).unwrap_or(true)
     }
 
@@ -368,7 +363,7 @@ impl Drop for Started {
 
 impl Timed {
     /// `argv` (program first), stopped after `timeout`.
-    pub fn new<S: AsRef<OsStr>>(argv: &[S], timeout: Duration) -> Self {
+    pub(crate) fn new<S: AsRef<OsStr>>(argv: &[S], timeout: Duration) -> Self {
         Timed {
             argv: argv.iter().map(|a| a.as_ref().to_owned()).collect(),
             env: Vec::new(),
@@ -380,19 +375,19 @@ impl Timed {
     }
 
     /// Set `key=value` in the program's environment.
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+    pub(crate) fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.env.push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
         self
     }
 
     /// Remove `key` from the program's environment.
-    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+    pub(crate) fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
         self.env.push((key.as_ref().to_owned(), None));
         self
     }
 
     /// Stop the program (its whole process group) when `flag` becomes true.
-    pub fn cancel_on(mut self, flag: Arc<AtomicBool>) -> Self {
+    pub(crate) fn cancel_on(mut self, flag: Arc<AtomicBool>) -> Self {
         self.cancel = Some(flag);
         self
     }
@@ -402,19 +397,19 @@ impl Timed {
     /// its own and must not outlive us when we die of SIGINT without a
     /// handler (qemu for `status --probe`). Stopping it then signals the
     /// program alone.
-    pub fn share_process_group(mut self) -> Self {
+    pub(crate) fn share_process_group(mut self) -> Self {
         self.own_group = false;
         self
     }
 
     /// Keep the program on `running` while it runs (see [`Running`]).
-    pub fn track_in(mut self, running: &'static Running) -> Self {
+    pub(crate) fn track_in(mut self, running: &'static Running) -> Self {
         self.running = Some(running);
         self
     }
 
     /// The command line, for messages.
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         display_argv(&self.argv)
     }
 
@@ -425,16 +420,15 @@ impl Timed {
     /// Errors: [`ProcessError::Spawn`]; [`ProcessError::TimedOut`] and
     /// [`ProcessError::Cancelled`] after stopping the program's process
     /// group (SIGTERM, then SIGKILL).
-    pub fn run(&self) -> Result<TimedOutput, ProcessError> {
+    pub(crate) fn run(&self) -> Result<TimedOutput, ProcessError> {
         let shown = self.display();
         let (ended, started, lines) = self.execute(None)?;
         match ended {
             Ended::Exited(status, at) => {
-                let (lines, truncated) = lines.finish();
-                Ok(TimedOutput { argv: shown, status, started, elapsed: at - started, lines, truncated })
+                Ok(TimedOutput { argv: shown, status, started, elapsed: at - started, lines: lines.finish() })
             }
             Ended::TimedOut => {
-                let (lines, _) = lines.finish();
+                let lines = lines.finish();
                 let stderr: Vec<&str> =
                     lines.iter().filter(|l| l.stream == Stream::Stderr).map(|l| l.text.as_str()).collect();
                 Err(ProcessError::TimedOut {
@@ -456,7 +450,7 @@ impl Timed {
     ///
     /// Errors: [`ProcessError::Spawn`]; [`ProcessError::Cancelled`] when the
     /// cancel flag was raised.
-    pub fn watch(&self, until: impl Fn(&str) -> bool) -> Result<Watched, ProcessError> {
+    pub(crate) fn watch(&self, until: impl Fn(&str) -> bool) -> Result<Watched, ProcessError> {
         let shown = self.display();
         let (ended, started, lines) = self.execute(Some(&until))?;
         let (end, at) = match ended {
@@ -465,8 +459,7 @@ impl Timed {
             Ended::TimedOut => (WatchEnd::TimedOut, started + self.timeout),
             Ended::Cancelled => return Err(ProcessError::Cancelled { argv: shown }),
         };
-        let (lines, truncated) = lines.finish();
-        Ok(Watched { argv: shown, end, elapsed: at.saturating_duration_since(started), lines, truncated })
+        Ok(Watched { end, elapsed: at.saturating_duration_since(started), lines: lines.finish() })
     }
 
     /// Spawn the program and collect its lines until it exits, `until`
@@ -582,21 +575,13 @@ struct LineCollector {
     partial: [Vec<u8>; 2],
     lines: Vec<TimedLine>,
     kept: usize,
-    truncated: bool,
     /// Lines up to here were shown to [`LineCollector::new_match`].
     checked: usize,
 }
 
 impl LineCollector {
     fn new(started: Instant) -> Self {
-        LineCollector {
-            started,
-            partial: [Vec::new(), Vec::new()],
-            lines: Vec::new(),
-            kept: 0,
-            truncated: false,
-            checked: 0,
-        }
+        LineCollector { started, partial: [Vec::new(), Vec::new()], lines: Vec::new(), kept: 0, checked: 0 }
     }
 
     /// Whether a line completed since the last call, or the unterminated
@@ -618,8 +603,6 @@ impl LineCollector {
         }
         if self.kept + self.partial[index].len() + rest.len() <= MAX_CAPTURE {
             self.partial[index].extend_from_slice(rest);
-        } else {
-            self.truncated = true;
         }
     }
 
@@ -628,7 +611,6 @@ impl LineCollector {
             line.pop();
         }
         if self.kept + line.len() > MAX_CAPTURE {
-            self.truncated = true;
             return;
         }
         self.kept += line.len();
@@ -637,7 +619,7 @@ impl LineCollector {
     }
 
     /// The lines, an unterminated last line of each stream included.
-    fn finish(mut self) -> (Vec<TimedLine>, bool) {
+    fn finish(mut self) -> Vec<TimedLine> {
         let now = Instant::now();
         for stream in [Stream::Stdout, Stream::Stderr] {
             let line = std::mem::take(&mut self.partial[stream as usize]);
@@ -645,7 +627,7 @@ impl LineCollector {
                 self.emit(stream, line, now);
             }
         }
-        (self.lines, self.truncated)
+        self.lines
     }
 }
 
@@ -654,7 +636,7 @@ const SPAWNED_POLL: Duration = Duration::from_millis(100);
 
 /// What a [`Spawned`] child's stdout and stderr are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpawnedOutput {
+pub(crate) enum SpawnedOutput {
     /// Ours: what it prints reaches our log (a package manager's).
     Inherit,
     /// stdout discarded, stderr kept for [`Spawned::wait`].
@@ -663,7 +645,7 @@ pub enum SpawnedOutput {
 
 /// How [`Spawned::wait_with_deadline`] ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum DeadlineOutcome {
+pub(crate) enum DeadlineOutcome {
     /// Exited with success.
     Done,
     /// Exited with this failure status.
@@ -675,14 +657,14 @@ pub enum DeadlineOutcome {
 /// A child started with stdin closed, in our process group (so a terminal's
 /// Ctrl-C reaches it too), that we wait for or stop ourselves.
 #[derive(Debug)]
-pub struct Spawned {
+pub(crate) struct Spawned {
     child: std::process::Child,
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Spawned {
     /// Start `program args`.
-    pub fn spawn<S: AsRef<OsStr>>(
+    pub(crate) fn spawn<S: AsRef<OsStr>>(
         program: &std::path::Path,
         args: &[S],
         output: SpawnedOutput,
@@ -704,12 +686,12 @@ impl Spawned {
     }
 
     /// The exit status, if it has exited.
-    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+    pub(crate) fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
         self.child.try_wait()
     }
 
     /// SIGTERM the child, give it `grace` to exit, then SIGKILL it.
-    pub fn stop(&mut self, grace: Duration) {
+    pub(crate) fn stop(&mut self, grace: Duration) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let until = Instant::now() + grace;
@@ -724,7 +706,7 @@ impl Spawned {
 
     /// Wait for the child to exit: its status and the stderr kept
     /// ([`SpawnedOutput::KeepStderr`]; empty otherwise).
-    pub fn wait(mut self) -> std::io::Result<(ExitStatus, String)> {
+    pub(crate) fn wait(mut self) -> std::io::Result<(ExitStatus, String)> {
         let status = self.child.wait()?;
         let text = self.stderr.take().and_then(|r| r.join().ok()).unwrap_or_default();
         Ok((status, text))
@@ -732,7 +714,7 @@ impl Spawned {
 
     /// Wait at most `limit` for the child to exit; past it, [`Spawned::stop`]
     /// it with `grace`.
-    pub fn wait_with_deadline(
+    pub(crate) fn wait_with_deadline(
         mut self,
         limit: Duration,
         grace: Duration,

@@ -102,7 +102,7 @@ pub enum SafeFsError {
 
 /// An open directory; every operation is relative to its descriptor.
 #[derive(Debug)]
-pub struct PinnedDir {
+pub(crate) struct PinnedDir {
     fd: OwnedFd,
     path: PathBuf,
 }
@@ -130,19 +130,19 @@ fn type_name(st: &FileStat) -> &'static str {
 }
 
 /// True for a regular file's `stat`.
-pub fn is_regular(st: &FileStat) -> bool {
+pub(crate) fn is_regular(st: &FileStat) -> bool {
     st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFREG.bits()
 }
 
 /// True for a directory's `stat`.
-pub fn is_dir(st: &FileStat) -> bool {
+pub(crate) fn is_dir(st: &FileStat) -> bool {
     st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits()
 }
 
 /// An unpredictable suffix for temporary names: 64 bits from SipHash keyed
 /// by the OS random source (std's `RandomState`), mixed with a counter and
 /// the time, so a local user cannot plant anything at the name in advance.
-pub fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -157,7 +157,7 @@ pub fn random_suffix() -> String {
 
 /// What [`PinnedDir::open_regular`] may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// Read an existing file.
     Read,
     /// Read and write an existing file, or create it (not exclusively) with
@@ -169,7 +169,7 @@ impl PinnedDir {
     /// Open the directory `path`, resolving it ourselves ([`resolve`]): a
     /// symlink on the way is followed only if it belongs to us or to root,
     /// so no other user's link can steer where we write.
-    pub fn open(path: &Path) -> Result<PinnedDir, SafeFsError> {
+    pub(crate) fn open(path: &Path) -> Result<PinnedDir, SafeFsError> {
         let (fd, real) = resolve(path)?;
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let fd = nix::fcntl::openat(Some(fd.as_raw_fd()), ".", flags, Mode::empty()).map_err(|e| {
@@ -179,12 +179,12 @@ impl PinnedDir {
     }
 
     /// The path this directory had when it was opened (for messages).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// `path()/name`, for messages.
-    pub fn child(&self, name: impl AsRef<OsStr>) -> PathBuf {
+    pub(crate) fn child(&self, name: impl AsRef<OsStr>) -> PathBuf {
         self.path.join(name.as_ref())
     }
 
@@ -198,7 +198,7 @@ impl PinnedDir {
     }
 
     /// `fstat` of the directory itself.
-    pub fn stat_self(&self) -> Result<FileStat, SafeFsError> {
+    pub(crate) fn stat_self(&self) -> Result<FileStat, SafeFsError> {
         nix::sys::stat::fstat(self.raw()).map_err(|e| SafeFsError::Io {
             action: "inspecting",
             path: self.path.clone(),
@@ -211,7 +211,7 @@ impl PinnedDir {
     /// or replace what we create there. Group-writable directories are
     /// accepted (Debian's user private groups make them common); the group's
     /// members are trusted.
-    pub fn refuse_if_shared(&self) -> Result<(), SafeFsError> {
+    pub(crate) fn refuse_if_shared(&self) -> Result<(), SafeFsError> {
         let st = self.stat_self()?;
         let mode = st.st_mode & 0o7777;
         if mode & 0o002 != 0 && mode & 0o1000 == 0 {
@@ -221,7 +221,7 @@ impl PinnedDir {
     }
 
     /// `lstat` of an entry; `None` if it does not exist.
-    pub fn stat(&self, name: impl AsRef<OsStr>) -> Result<Option<FileStat>, SafeFsError> {
+    pub(crate) fn stat(&self, name: impl AsRef<OsStr>) -> Result<Option<FileStat>, SafeFsError> {
         let name = name.as_ref();
         check_name(&self.path, name)?;
         match nix::sys::stat::fstatat(Some(self.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
@@ -232,7 +232,7 @@ impl PinnedDir {
     }
 
     /// Open the subdirectory `name`, which must be a real directory.
-    pub fn open_dir(&self, name: impl AsRef<OsStr>) -> Result<PinnedDir, SafeFsError> {
+    pub(crate) fn open_dir(&self, name: impl AsRef<OsStr>) -> Result<PinnedDir, SafeFsError> {
         let name = name.as_ref();
         check_name(&self.path, name)?;
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -245,7 +245,7 @@ impl PinnedDir {
 
     /// Create the directory `name` exclusively, open it, check it is the one
     /// we made (a directory owned by us), and give it `mode` on the fd.
-    pub fn create_dir(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<PinnedDir, SafeFsError> {
+    pub(crate) fn create_dir(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<PinnedDir, SafeFsError> {
         let name = name.as_ref();
         check_name(&self.path, name)?;
         // 0700 until the fd is checked: nobody else can use it meanwhile.
@@ -261,7 +261,7 @@ impl PinnedDir {
     }
 
     /// Create a directory named `STEM.RANDOM` (see [`random_suffix`]).
-    pub fn create_temp_dir(&self, stem: &str, mode: u32) -> Result<(String, PinnedDir), SafeFsError> {
+    pub(crate) fn create_temp_dir(&self, stem: &str, mode: u32) -> Result<(String, PinnedDir), SafeFsError> {
         let mut attempt = 0;
         loop {
             let name = format!("{stem}.{}", random_suffix());
@@ -279,7 +279,7 @@ impl PinnedDir {
 
     /// Create the regular file `name` exclusively (`O_EXCL|O_NOFOLLOW`), for
     /// reading and writing, with `mode` set on the fd (not left to umask).
-    pub fn create_file(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<File, SafeFsError> {
+    pub(crate) fn create_file(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<File, SafeFsError> {
         let name = name.as_ref();
         check_name(&self.path, name)?;
         let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -291,7 +291,7 @@ impl PinnedDir {
     }
 
     /// Create a file named `STEM.RANDOM` (see [`random_suffix`]).
-    pub fn create_temp_file(&self, stem: &str, mode: u32) -> Result<(String, File), SafeFsError> {
+    pub(crate) fn create_temp_file(&self, stem: &str, mode: u32) -> Result<(String, File), SafeFsError> {
         let mut attempt = 0;
         loop {
             let name = format!("{stem}.{}", random_suffix());
@@ -311,7 +311,11 @@ impl PinnedDir {
     /// following a symlink and without blocking on a FIFO; anything but a
     /// regular file is refused. `Ok(None)`: it does not exist (and `access`
     /// does not create).
-    pub fn open_regular(&self, name: impl AsRef<OsStr>, access: Access) -> Result<Option<File>, SafeFsError> {
+    pub(crate) fn open_regular(
+        &self,
+        name: impl AsRef<OsStr>,
+        access: Access,
+    ) -> Result<Option<File>, SafeFsError> {
         let name = name.as_ref();
         check_name(&self.path, name)?;
         let (mut flags, mode) = match access {
@@ -352,7 +356,11 @@ impl PinnedDir {
 
     /// Read a regular file of at most `limit` bytes (`None`: absent).
     /// Longer files and non-regular ones are errors.
-    pub fn read_regular(&self, name: impl AsRef<OsStr>, limit: u64) -> Result<Option<Vec<u8>>, SafeFsError> {
+    pub(crate) fn read_regular(
+        &self,
+        name: impl AsRef<OsStr>,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, SafeFsError> {
         let name = name.as_ref();
         let Some(file) = self.open_regular(name, Access::Read)? else { return Ok(None) };
         let mut bytes = Vec::new();
@@ -376,7 +384,7 @@ impl PinnedDir {
     /// set on the fd), which [`Replacement::commit`] renames over `name`
     /// and which is removed if dropped uncommitted. The one way we write a
     /// file in place of another ([`PinnedDir::write_atomic`], the tarball).
-    pub fn create_replacement(
+    pub(crate) fn create_replacement(
         &self,
         name: impl AsRef<OsStr>,
         mode: u32,
@@ -391,7 +399,7 @@ impl PinnedDir {
     /// (exclusive, random name), `mode` and `owner` set on its fd, fsync,
     /// rename over `name` (replacing whatever entry is there, never writing
     /// through it), fsync the directory.
-    pub fn write_atomic(
+    pub(crate) fn write_atomic(
         &self,
         name: impl AsRef<OsStr>,
         bytes: &[u8],
@@ -412,7 +420,7 @@ impl PinnedDir {
     }
 
     /// `renameat2(self/from, to_dir/to, flags)`.
-    pub fn rename(
+    pub(crate) fn rename(
         &self,
         from: impl AsRef<OsStr>,
         to_dir: &PinnedDir,
@@ -436,7 +444,7 @@ impl PinnedDir {
     }
 
     /// Unlink the non-directory `name`. Returns whether it existed.
-    pub fn remove_file(&self, name: impl AsRef<OsStr>) -> Result<bool, SafeFsError> {
+    pub(crate) fn remove_file(&self, name: impl AsRef<OsStr>) -> Result<bool, SafeFsError> {
         let name = name.as_ref();
         check_name(&self.path, name)?;
         match nix::unistd::unlinkat(Some(self.raw()), name, UnlinkatFlags::NoRemoveDir) {
@@ -449,7 +457,7 @@ impl PinnedDir {
     /// Remove `name` and, if it is a real directory, everything below it,
     /// without following symlinks (they are unlinked). Returns whether it
     /// existed.
-    pub fn remove_tree(&self, name: impl AsRef<OsStr>) -> Result<bool, SafeFsError> {
+    pub(crate) fn remove_tree(&self, name: impl AsRef<OsStr>) -> Result<bool, SafeFsError> {
         self.remove_tree_at(name.as_ref(), 0)
     }
 
@@ -482,7 +490,7 @@ impl PinnedDir {
     }
 
     /// The names in this directory (without `.` and `..`), in no order.
-    pub fn list(&self) -> Result<Vec<OsString>, SafeFsError> {
+    pub(crate) fn list(&self) -> Result<Vec<OsString>, SafeFsError> {
         let err = |e: Errno| SafeFsError::Io { action: "listing", path: self.path.clone(), source: e.into() };
         // A fresh descriptor of the same directory: reading moves its offset.
         let mut dir = nix::dir::Dir::openat(
@@ -504,7 +512,7 @@ impl PinnedDir {
     }
 
     /// Set the mode of the directory itself (on its fd).
-    pub fn chmod(&self, mode: u32) -> Result<(), SafeFsError> {
+    pub(crate) fn chmod(&self, mode: u32) -> Result<(), SafeFsError> {
         fchmod(&self.fd, mode).map_err(|e| SafeFsError::Io {
             action: "setting the mode of",
             path: self.path.clone(),
@@ -513,7 +521,7 @@ impl PinnedDir {
     }
 
     /// Set the owner of the directory itself (on its fd).
-    pub fn chown(&self, uid: u32, gid: u32) -> Result<(), SafeFsError> {
+    pub(crate) fn chown(&self, uid: u32, gid: u32) -> Result<(), SafeFsError> {
         fchown(&self.fd, uid, gid).map_err(|e| SafeFsError::Io {
             action: "changing the owner of",
             path: self.path.clone(),
@@ -522,7 +530,7 @@ impl PinnedDir {
     }
 
     /// fsync the directory (makes renames and creations in it durable).
-    pub fn sync(&self) -> Result<(), SafeFsError> {
+    pub(crate) fn sync(&self) -> Result<(), SafeFsError> {
         nix::unistd::fsync(self.raw()).map_err(|e| SafeFsError::Io {
             action: "syncing",
             path: self.path.clone(),
@@ -538,12 +546,12 @@ impl AsFd for PinnedDir {
 }
 
 /// `fchmod` on an open file or directory.
-pub fn fchmod(fd: &impl AsFd, mode: u32) -> Result<(), Errno> {
+pub(crate) fn fchmod(fd: &impl AsFd, mode: u32) -> Result<(), Errno> {
     nix::sys::stat::fchmod(fd.as_fd().as_raw_fd(), Mode::from_bits_truncate(mode))
 }
 
 /// `fchown` on an open file or directory.
-pub fn fchown(fd: &impl AsFd, uid: u32, gid: u32) -> Result<(), Errno> {
+pub(crate) fn fchown(fd: &impl AsFd, uid: u32, gid: u32) -> Result<(), Errno> {
     nix::unistd::fchown(
         fd.as_fd().as_raw_fd(),
         Some(nix::unistd::Uid::from_raw(uid)),
@@ -553,7 +561,7 @@ pub fn fchown(fd: &impl AsFd, uid: u32, gid: u32) -> Result<(), Errno> {
 
 /// `fchown`, then `fchmod` to `mode` again: chown clears the set-id bits,
 /// and the mode we asked for stands.
-pub fn chown_keeping_mode(fd: &impl AsFd, uid: u32, gid: u32, mode: u32) -> Result<(), Errno> {
+pub(crate) fn chown_keeping_mode(fd: &impl AsFd, uid: u32, gid: u32, mode: u32) -> Result<(), Errno> {
     fchown(fd, uid, gid)?;
     fchmod(fd, mode)
 }
@@ -561,7 +569,7 @@ pub fn chown_keeping_mode(fd: &impl AsFd, uid: u32, gid: u32, mode: u32) -> Resu
 /// A temporary file that becomes another name on [`Replacement::commit`]
 /// (see [`PinnedDir::create_replacement`]); removed on drop otherwise.
 #[derive(Debug)]
-pub struct Replacement<'d> {
+pub(crate) struct Replacement<'d> {
     dir: &'d PinnedDir,
     tmp: String,
     name: OsString,
@@ -572,7 +580,7 @@ impl Replacement<'_> {
     /// Rename the temporary file over its final name (whatever entry is
     /// there is replaced, never written through) and fsync the directory.
     /// The caller has written and fsynced the file.
-    pub fn commit(mut self) -> Result<(), SafeFsError> {
+    pub(crate) fn commit(mut self) -> Result<(), SafeFsError> {
         self.dir.rename(&self.tmp, self.dir, &self.name, RenameFlags::empty())?;
         self.armed = false;
         self.dir.sync()
@@ -591,7 +599,7 @@ impl Drop for Replacement<'_> {
 /// Write `bytes` to the file `path` atomically ([`PinnedDir::write_atomic`],
 /// no owner change), through its pinned parent, which must not be writable
 /// by others unless it is sticky ([`PinnedDir::refuse_if_shared`]).
-pub fn write_path_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SafeFsError> {
+pub(crate) fn write_path_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SafeFsError> {
     let (parent, name) = crate::paths::split(path).ok_or_else(|| SafeFsError::Io {
         action: "writing",
         path: path.to_owned(),
@@ -615,7 +623,7 @@ const MAX_SYMLINKS: u32 = 40;
 /// can change (a cache directory in `/var/tmp`, an output in `/tmp`) can
 /// only lead us to directories, never through their links. Like
 /// `protected_symlinks`, but in every directory and for every user.
-pub fn resolve(path: &Path) -> Result<(OwnedFd, PathBuf), SafeFsError> {
+pub(crate) fn resolve(path: &Path) -> Result<(OwnedFd, PathBuf), SafeFsError> {
     let io_err =
         |action, path: &Path, e: Errno| SafeFsError::Io { action, path: path.to_owned(), source: e.into() };
     let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -713,7 +721,7 @@ pub fn resolve(path: &Path) -> Result<(OwnedFd, PathBuf), SafeFsError> {
 /// [`resolve`] for a path that may not exist yet: the longest existing
 /// ancestor is resolved, the rest appended. For messages and for deciding
 /// where to write; writes then open the result with [`PinnedDir::open`].
-pub fn real_path(path: &Path) -> Result<PathBuf, SafeFsError> {
+pub(crate) fn real_path(path: &Path) -> Result<PathBuf, SafeFsError> {
     let mut rest = Vec::new();
     let mut cur = path.to_path_buf();
     loop {

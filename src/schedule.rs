@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// One kind of scheduling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// /etc/cron.d entry (hourly).
     Cron,
     /// systemd service + timer (hourly, persistent).
@@ -28,13 +28,13 @@ pub enum Kind {
 
 /// A rendered file and where it goes (relative to the destination root).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     /// Absolute install path, e.g. `/etc/cron.d/guestfs-appliance`.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// File content.
-    pub content: String,
+    pub(crate) content: String,
     /// Permission bits (0644, or 0755 for the kernel hooks' scripts).
-    pub mode: u32,
+    pub(crate) mode: u32,
 }
 
 const CRON: &str = include_str!("../templates/schedule/guestfs-appliance.cron");
@@ -48,7 +48,7 @@ const ALPM_HOOK: &str = include_str!("../templates/schedule/guestfs-appliance.ho
 
 /// Errors installing scheduling files.
 #[derive(Debug, thiserror::Error)]
-pub enum ScheduleError {
+pub(crate) enum ScheduleError {
     /// Writing a file failed.
     #[error("writing {path}: {source} (run as root, or pass --dest-root)")]
     Write {
@@ -68,7 +68,7 @@ fn render(template: &str, bin: &Path, path: &str) -> String {
 
 /// The files for `kind`, rendered for binary `bin`, at their paths for a
 /// source install (packages move them: see packaging/build).
-pub fn files(kind: Kind, bin: &Path) -> Vec<Rendered> {
+pub(crate) fn files(kind: Kind, bin: &Path) -> Vec<Rendered> {
     let with_mode = |path: &str, t: &str, mode: u32| Rendered {
         path: PathBuf::from(path),
         content: render(t, bin, path),
@@ -97,7 +97,7 @@ pub fn files(kind: Kind, bin: &Path) -> Vec<Rendered> {
 /// hosts, else cron; plus the apt hook where apt exists, the kernel hooks
 /// where /etc/kernel exists and the pacman hook where pacman's hook
 /// directory exists.
-pub fn default_kinds(root: &Path) -> Vec<Kind> {
+pub(crate) fn default_kinds(root: &Path) -> Vec<Kind> {
     let mut kinds = Vec::new();
     if root.join("run/systemd/system").is_dir() {
         kinds.push(Kind::Systemd);
@@ -118,7 +118,7 @@ pub fn default_kinds(root: &Path) -> Vec<Kind> {
 
 /// Write `file` under `dest_root` atomically, with its mode
 /// ([`crate::safefs::write_path_atomic`]).
-pub fn install(file: &Rendered, dest_root: &Path) -> Result<PathBuf, ScheduleError> {
+pub(crate) fn install(file: &Rendered, dest_root: &Path) -> Result<PathBuf, ScheduleError> {
     let path = crate::paths::under_root(dest_root, &file.path);
     let err = |source| ScheduleError::Write { path: path.clone(), source };
     let (parent, _) =

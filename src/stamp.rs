@@ -33,7 +33,7 @@ const STAMP_VERSION: u32 = 1;
 
 /// The `lstat` signature of one path; `None` fields mean "did not exist".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileSig {
+pub(crate) struct FileSig {
     dev: u64,
     ino: u64,
     size: u64,
@@ -43,7 +43,7 @@ pub struct FileSig {
 
 impl FileSig {
     /// Signature of `path` (`None` if it does not exist or cannot be read).
-    pub fn of(path: &Path) -> Option<FileSig> {
+    pub(crate) fn of(path: &Path) -> Option<FileSig> {
         let md = std::fs::symlink_metadata(path).ok()?;
         Some(FileSig {
             dev: md.dev(),
@@ -87,7 +87,7 @@ fn pinned(dir: &Path) -> Option<(PinnedDir, OsString)> {
 /// Only a regular file with one link, owned by us, root or the owner of the
 /// directory holding it, is believed: in a shared parent anyone could plant
 /// a stamp saying "fresh", or a FIFO to make us wait forever.
-pub fn still_fresh(dir: &Path, request: &str) -> Option<String> {
+pub(crate) fn still_fresh(dir: &Path, request: &str) -> Option<String> {
     let (parent, name) = pinned(dir)?;
     let file = parent.open_regular(&name, Access::Read).ok()??;
     crate::output::check_trusted(&parent, &name, &file).ok()?;
@@ -111,7 +111,12 @@ pub fn still_fresh(dir: &Path, request: &str) -> Option<String> {
 /// link). When we are root and the parent belongs to someone else (a user's
 /// libguestfs cache), the stamp is given to the parent's owner, so that
 /// user's own `check` can refresh it.
-pub fn record(dir: &Path, request: &str, fingerprint: &str, watched: &[PathBuf]) -> std::io::Result<()> {
+pub(crate) fn record(
+    dir: &Path,
+    request: &str,
+    fingerprint: &str,
+    watched: &[PathBuf],
+) -> std::io::Result<()> {
     let stamp = Stamp {
         version: STAMP_VERSION,
         request: request.to_string(),
@@ -131,14 +136,14 @@ pub fn record(dir: &Path, request: &str, fingerprint: &str, watched: &[PathBuf])
 
 /// The paths the last exact computation for `dir` read (what `watch`
 /// watches), or `None` without a readable stamp of this format.
-pub fn watched_paths(dir: &Path) -> Option<Vec<PathBuf>> {
+pub(crate) fn watched_paths(dir: &Path) -> Option<Vec<PathBuf>> {
     let text = std::fs::read(stamp_path(dir)).ok()?;
     let stamp: Stamp = serde_json::from_slice(&text).ok()?;
     (stamp.version == STAMP_VERSION).then(|| stamp.files.into_iter().map(|(path, _)| path).collect())
 }
 
 /// Forget the stamp (after a build, before the new one is recorded).
-pub fn clear(dir: &Path) {
+pub(crate) fn clear(dir: &Path) {
     if let Some((parent, name)) = pinned(dir) {
         let _ = parent.remove_file(name);
     }

@@ -43,7 +43,7 @@ pub fn write(data: impl AsRef<[u8]>) -> std::io::Result<()> {
 
 /// Whether stdout is a terminal (colour and layout decisions).
 #[allow(clippy::disallowed_methods)]
-pub fn is_terminal() -> bool {
+pub(crate) fn is_terminal() -> bool {
     std::io::stdout().is_terminal()
 }
 

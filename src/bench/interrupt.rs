@@ -23,7 +23,7 @@ const FORCED_EXIT: i32 = 2;
 /// starting any thread that should not take these signals itself.
 ///
 /// Errors: the signal mask could not be changed (then nothing changed).
-pub fn cancel_on_signals() -> nix::Result<Arc<AtomicBool>> {
+pub(crate) fn cancel_on_signals() -> nix::Result<Arc<AtomicBool>> {
     let mut set = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         set.add(s);

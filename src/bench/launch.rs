@@ -37,7 +37,7 @@ use crate::process::{ProcessError, Stream, Timed, TimedOutput};
 /// Which appliance a launch boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Appliance {
+pub(crate) enum Appliance {
     /// Ours: `LIBGUESTFS_PATH=DIR`.
     Fixed,
     /// libguestfs's supermin appliance from its (private) cache.
@@ -46,7 +46,7 @@ pub enum Appliance {
 
 impl Appliance {
     /// The name used in tables, JSON and the SVG.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Appliance::Fixed => "fixed",
             Appliance::Supermin => "supermin",
@@ -56,7 +56,7 @@ impl Appliance {
 
 /// What a launch does once the appliance is up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Workload {
+pub(crate) enum Workload {
     /// `guestfish -a /dev/null run`: launch and shut down (the guide's
     /// appliance baseline).
     Null,
@@ -74,7 +74,7 @@ const READY: &str = "ready";
 
 impl Workload {
     /// The guestfish arguments.
-    pub fn args(&self) -> Vec<OsString> {
+    pub(crate) fn args(&self) -> Vec<OsString> {
         let words: Vec<&OsStr> = match self {
             Workload::Null => vec!["-a".as_ref(), "/dev/null".as_ref(), "run".as_ref()],
             Workload::Inspect(image) => {
@@ -97,7 +97,7 @@ impl Workload {
 
 /// A launch that could not be measured.
 #[derive(Debug, thiserror::Error)]
-pub enum LaunchError {
+pub(crate) enum LaunchError {
     /// guestfish could not run, ran too long, or was interrupted.
     #[error("launch with the {appliance} appliance: {source}")]
     Process {
@@ -140,18 +140,18 @@ pub enum LaunchError {
 
 /// One measured launch.
 #[derive(Debug, Clone)]
-pub struct Launch {
+pub(crate) struct Launch {
     /// guestfish spawn to exit, seconds.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// Spawn to the `ready` line ([`Workload::Ready`] only).
-    pub ready_s: Option<f64>,
+    pub(crate) ready_s: Option<f64>,
     /// Everything guestfish printed.
-    pub output: TimedOutput,
+    pub(crate) output: TimedOutput,
 }
 
 /// Launches guestfish with either appliance (module docs).
 #[derive(Debug)]
-pub struct Launcher {
+pub(crate) struct Launcher {
     guestfish: PathBuf,
     fixed_dir: PathBuf,
     supermin_path: Option<String>,
@@ -163,26 +163,26 @@ pub struct Launcher {
 
 /// How the launcher is set up.
 #[derive(Debug, Clone)]
-pub struct LauncherOptions {
+pub(crate) struct LauncherOptions {
     /// The guestfish binary.
-    pub guestfish: PathBuf,
+    pub(crate) guestfish: PathBuf,
     /// The fixed appliance directory.
-    pub fixed_dir: PathBuf,
+    pub(crate) fixed_dir: PathBuf,
     /// `LIBGUESTFS_PATH` for supermin launches (`None`: unset).
-    pub supermin_path: Option<String>,
+    pub(crate) supermin_path: Option<String>,
     /// Where the private cache directory goes.
-    pub cache_base: PathBuf,
+    pub(crate) cache_base: PathBuf,
     /// The deadline of each launch.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Raised to stop running launches.
-    pub cancel: Arc<AtomicBool>,
+    pub(crate) cancel: Arc<AtomicBool>,
 }
 
 impl Launcher {
     /// Create the private cache directory.
     ///
     /// Errors: [`LaunchError::CacheDir`].
-    pub fn new(opts: LauncherOptions) -> Result<Launcher, LaunchError> {
+    pub(crate) fn new(opts: LauncherOptions) -> Result<Launcher, LaunchError> {
         use std::os::unix::fs::PermissionsExt;
         let cachedir = tempfile::Builder::new()
             .prefix("guestfs-appliance-bench.")
@@ -202,18 +202,18 @@ impl Launcher {
     }
 
     /// The private `LIBGUESTFS_CACHEDIR`.
-    pub fn cachedir(&self) -> &Path {
+    pub(crate) fn cachedir(&self) -> &Path {
         self.cachedir.path()
     }
 
     /// Remove the private cache directory now (it is removed on drop too,
     /// but silently).
-    pub fn close(self) -> std::io::Result<()> {
+    pub(crate) fn close(self) -> std::io::Result<()> {
         self.cachedir.close()
     }
 
     /// The command a launch runs, with its environment.
-    pub fn command(&self, appliance: Appliance, workload: &Workload, verbose: bool) -> Timed {
+    pub(crate) fn command(&self, appliance: Appliance, workload: &Workload, verbose: bool) -> Timed {
         let mut argv: Vec<OsString> = vec![self.guestfish.clone().into_os_string()];
         argv.extend(workload.args());
         let mut cmd = Timed::new(&argv, self.timeout)
@@ -233,7 +233,7 @@ impl Launcher {
     /// Errors: [`LaunchError::Process`] (could not run, deadline,
     /// interrupted), [`LaunchError::Failed`] (non-zero exit, with the lines
     /// that explain it), [`LaunchError::NoReady`].
-    pub fn launch(
+    pub(crate) fn launch(
         &self,
         appliance: Appliance,
         workload: &Workload,
@@ -266,7 +266,7 @@ impl Launcher {
     /// released together by a barrier) and time them.
     ///
     /// Errors: the first launch that failed.
-    pub fn launch_parallel(&self, count: usize) -> Result<ParallelBatch, LaunchError> {
+    pub(crate) fn launch_parallel(&self, count: usize) -> Result<ParallelBatch, LaunchError> {
         let barrier = Barrier::new(count);
         let results: Vec<Result<Launch, LaunchError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..count)
@@ -286,17 +286,17 @@ impl Launcher {
 
 /// One batch of simultaneous launches, timed from the first spawn.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ParallelBatch {
+pub(crate) struct ParallelBatch {
     /// Launches started together.
-    pub launches: usize,
+    pub(crate) launches: usize,
     /// Until every appliance was up (its `ready` line), seconds.
-    pub all_ready_s: f64,
+    pub(crate) all_ready_s: f64,
     /// Until every guestfish had exited (shut its appliance down).
-    pub all_exited_s: f64,
+    pub(crate) all_exited_s: f64,
     /// Appliances up per minute: launches × 60 / all_ready_s.
-    pub launches_per_minute: f64,
+    pub(crate) launches_per_minute: f64,
     /// Each launch's time to ready, from the batch start, sorted.
-    pub ready_s: Vec<f64>,
+    pub(crate) ready_s: Vec<f64>,
 }
 
 impl ParallelBatch {
@@ -314,7 +314,7 @@ impl ParallelBatch {
     }
 
     /// From the launches' times to ready and the last exit.
-    pub fn new(mut ready_s: Vec<f64>, all_exited_s: f64) -> ParallelBatch {
+    pub(crate) fn new(mut ready_s: Vec<f64>, all_exited_s: f64) -> ParallelBatch {
         ready_s.sort_by(f64::total_cmp);
         let all_ready_s = ready_s.last().copied().unwrap_or(0.0);
         let launches = ready_s.len();
@@ -328,7 +328,7 @@ impl ParallelBatch {
 /// means...", "Do: export LIBGUESTFS_DEBUG=1", is dropped), else the last
 /// three lines; and a hint when it looks like broken KVM (qemu aborted or
 /// a KVM error, and TCG was not forced).
-pub fn explain(stderr: &[&str], force_tcg: bool) -> (String, Option<String>) {
+pub(crate) fn explain(stderr: &[&str], force_tcg: bool) -> (String, Option<String>) {
     let mut picked: Vec<&str> = Vec::new();
     for line in stderr.iter().map(|l| l.trim()).filter(|l| l.contains("error:")) {
         if !picked.contains(&line) {

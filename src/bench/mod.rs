@@ -21,12 +21,12 @@
 //! (`commands/bench.rs`) turns options into [`BenchOptions`] and writes the
 //! outputs.
 
-pub mod interrupt;
-pub mod launch;
-pub mod report;
+pub(crate) mod interrupt;
+pub(crate) mod launch;
+pub(crate) mod report;
 pub mod stages;
-pub mod stats;
-pub mod svg;
+pub(crate) mod stats;
+pub(crate) mod svg;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,36 +42,36 @@ use stages::ConsoleLine;
 use stats::Summary;
 
 /// The report's format version (docs/bench-schema.json).
-pub const REPORT_VERSION: u32 = 1;
+pub(crate) const REPORT_VERSION: u32 = 1;
 
 /// Most simultaneous launches `--parallel` accepts: each appliance is a
 /// qemu with libguestfs's default 1280 MiB of memory.
-pub const MAX_PARALLEL: usize = 32;
+pub(crate) const MAX_PARALLEL: usize = 32;
 
 /// What to measure.
 #[derive(Debug, Clone)]
-pub struct BenchOptions {
+pub(crate) struct BenchOptions {
     /// The fixed appliance directory.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Where `dir` came from, for the report.
-    pub dir_source: Source,
+    pub(crate) dir_source: Source,
     /// Timed launches per appliance.
-    pub runs: usize,
+    pub(crate) runs: usize,
     /// Discarded launches per appliance before the timed ones.
-    pub warmup: usize,
+    pub(crate) warmup: usize,
     /// A guest image for the inspection baseline.
-    pub inspect: Option<PathBuf>,
+    pub(crate) inspect: Option<PathBuf>,
     /// Batch sizes for simultaneous launches.
-    pub parallel: Vec<usize>,
+    pub(crate) parallel: Vec<usize>,
     /// One verbose launch per appliance, split into stages.
-    pub stages: bool,
+    pub(crate) stages: bool,
     /// Deadline of each launch.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// Why a benchmark could not run or finish.
 #[derive(Debug, thiserror::Error)]
-pub enum BenchError {
+pub(crate) enum BenchError {
     /// No guestfish on PATH.
     #[error("guestfish not found on PATH: bench measures real libguestfs launches; install libguestfs's tools (Debian: libguestfs-tools)")]
     NoGuestfish,
@@ -111,11 +111,11 @@ pub enum BenchError {
 /// A finished benchmark: the report, and the consoles of the `--stages`
 /// launches (fixed, then supermin) for `--stages-log`.
 #[derive(Debug)]
-pub struct BenchOutcome {
+pub(crate) struct BenchOutcome {
     /// What was measured.
-    pub report: BenchReport,
+    pub(crate) report: BenchReport,
     /// The verbose launches' output, per appliance: lines and exit time.
-    pub consoles: Vec<(Appliance, Vec<ConsoleLine>, f64)>,
+    pub(crate) consoles: Vec<(Appliance, Vec<ConsoleLine>, f64)>,
 }
 
 /// Check that `dir` is a fixed appliance libguestfs will boot in place.
@@ -174,7 +174,7 @@ fn check_image(path: &Path) -> Result<(), BenchError> {
 }
 
 /// The first three fields of /proc/loadavg.
-pub fn load_average() -> Option<[f64; 3]> {
+pub(crate) fn load_average() -> Option<[f64; 3]> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
     let mut it = text.split_whitespace().map(|w| w.parse::<f64>().ok());
     Some([it.next()??, it.next()??, it.next()??])
@@ -201,7 +201,7 @@ impl Progress<'_> {
 /// Run the benchmark (module docs). `cancel` stops it (Ctrl-C).
 ///
 /// Errors: [`BenchError`]; the private cache is removed in every case.
-pub fn run(
+pub(crate) fn run(
     opts: &BenchOptions,
     printer: &Printer,
     cancel: Arc<AtomicBool>,

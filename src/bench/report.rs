@@ -13,75 +13,75 @@ use super::stats::Summary;
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
-pub struct BenchReport {
+pub(crate) struct BenchReport {
     /// Format version of this report.
-    pub version: u32,
+    pub(crate) version: u32,
     /// `guestfs-appliance VERSION`.
-    pub tool: String,
+    pub(crate) tool: String,
     /// The fixed appliance measured.
-    pub appliance_dir: PathBuf,
+    pub(crate) appliance_dir: PathBuf,
     /// The directory holding libguestfs's supermin.d.
-    pub supermin_dir: PathBuf,
+    pub(crate) supermin_dir: PathBuf,
     /// The environment the launches ran in.
-    pub environment: Environment,
+    pub(crate) environment: Environment,
     /// Timed launches per appliance and workload.
-    pub runs: usize,
+    pub(crate) runs: usize,
     /// Discarded launches before them.
-    pub warmup: usize,
+    pub(crate) warmup: usize,
     /// `guestfish -a /dev/null run`.
-    pub launch: Comparison,
+    pub(crate) launch: Comparison,
     /// `guestfish --ro -a IMAGE -i exit`, with `--inspect`.
-    pub inspect: Option<Comparison>,
+    pub(crate) inspect: Option<Comparison>,
     /// Simultaneous launches of the fixed appliance, with `--parallel`.
-    pub parallel: Vec<ParallelBatch>,
+    pub(crate) parallel: Vec<ParallelBatch>,
     /// One verbose launch per appliance in stages, with `--stages`.
-    pub stages: Option<StageComparison>,
+    pub(crate) stages: Option<StageComparison>,
 }
 
 /// The environment of the measurement: what decides the numbers besides
 /// the appliances.
 #[derive(Debug, Clone, Serialize)]
-pub struct Environment {
+pub(crate) struct Environment {
     /// `LIBGUESTFS_BACKEND`, if set.
-    pub libguestfs_backend: Option<String>,
+    pub(crate) libguestfs_backend: Option<String>,
     /// `LIBGUESTFS_BACKEND_SETTINGS`, if set (`force_tcg` where KVM is
     /// unusable).
-    pub libguestfs_backend_settings: Option<String>,
+    pub(crate) libguestfs_backend_settings: Option<String>,
     /// From `guestfish --version`.
-    pub libguestfs_version: Option<String>,
+    pub(crate) libguestfs_version: Option<String>,
     /// CPUs this process may use.
-    pub cpus: usize,
+    pub(crate) cpus: usize,
     /// 1, 5 and 15 minute load averages when the benchmark started.
-    pub load_before: Option<[f64; 3]>,
+    pub(crate) load_before: Option<[f64; 3]>,
     /// ... and when it ended.
-    pub load_after: Option<[f64; 3]>,
+    pub(crate) load_after: Option<[f64; 3]>,
 }
 
 /// One command timed with both appliances.
 #[derive(Debug, Clone, Serialize)]
-pub struct Comparison {
+pub(crate) struct Comparison {
     /// The guestfish command line.
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
     /// Timed launches of the fixed appliance.
-    pub fixed: Summary,
+    pub(crate) fixed: Summary,
     /// Timed launches of libguestfs's supermin appliance.
-    pub supermin: Summary,
+    pub(crate) supermin: Summary,
     /// fixed mean / supermin mean (below 1: the fixed appliance is faster).
-    pub ratio: Option<f64>,
+    pub(crate) ratio: Option<f64>,
     /// The discarded warm-up launches, seconds.
-    pub warmup_fixed_s: Vec<f64>,
+    pub(crate) warmup_fixed_s: Vec<f64>,
     /// The discarded warm-up launches (the first built the supermin
     /// appliance), seconds.
-    pub warmup_supermin_s: Vec<f64>,
+    pub(crate) warmup_supermin_s: Vec<f64>,
 }
 
 /// The stages of one verbose launch of each appliance.
 #[derive(Debug, Clone, Serialize)]
-pub struct StageComparison {
+pub(crate) struct StageComparison {
     /// The fixed appliance's launch.
-    pub fixed: StageReport,
+    pub(crate) fixed: StageReport,
     /// The supermin appliance's launch.
-    pub supermin: StageReport,
+    pub(crate) supermin: StageReport,
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -93,7 +93,7 @@ fn load(v: Option<[f64; 3]>) -> String {
 }
 
 /// The human table (stdout).
-pub fn render_human(r: &BenchReport) -> String {
+pub(crate) fn render_human(r: &BenchReport) -> String {
     let mut out = String::new();
     let env = &r.environment;
     let var = |name: &str, v: &Option<String>| format!("{name}={}", v.as_deref().unwrap_or("(unset)"));

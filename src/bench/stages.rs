@@ -37,9 +37,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleLine {
     /// Seconds since guestfish was started.
-    pub at: f64,
+    pub(crate) at: f64,
     /// The line as libguestfs printed it (its escapes, e.g. `\x1b`, kept).
-    pub text: String,
+    pub(crate) text: String,
 }
 
 /// A console log that could not be read.
@@ -58,7 +58,7 @@ pub enum StageError {
 /// The moments a boot passes through, in boot order (module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Event {
+pub(crate) enum Event {
     /// guestfish started (time 0).
     Launch,
     /// libguestfs printed the qemu command line it is about to run.
@@ -85,7 +85,7 @@ pub enum Event {
 
 impl Event {
     /// Every event, in boot order.
-    pub const ALL: [Event; 11] = [
+    pub(crate) const ALL: [Event; 11] = [
         Event::Launch,
         Event::QemuStarted,
         Event::Firmware,
@@ -106,7 +106,7 @@ impl Event {
     }
 
     /// The kebab-case name used in JSON.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Event::Launch => "launch",
             Event::QemuStarted => "qemu-started",
@@ -125,24 +125,24 @@ impl Event {
 
 /// A stage: the stretch between two events.
 #[derive(Debug, Clone, Copy)]
-pub struct StageDef {
+pub(crate) struct StageDef {
     /// Name used in JSON.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// What people read in the table.
-    pub label: &'static str,
+    pub(crate) label: &'static str,
     /// Where it starts.
-    pub from: Event,
+    pub(crate) from: Event,
     /// Where it ends.
-    pub to: Event,
+    pub(crate) to: Event,
     /// A part of the stage before it, not a stage of its own (not counted
     /// in sums).
-    pub detail: bool,
+    pub(crate) detail: bool,
 }
 
 /// The stages reported, in order: the boot chain the issue names (qemu
 /// start, kernel, our init, root mounted, libguestfs /init, udev settled,
 /// daemon ready), plus setup before qemu and shutdown after.
-pub const STAGES: [StageDef; 9] = [
+pub(crate) const STAGES: [StageDef; 9] = [
     StageDef {
         name: "setup",
         label: "libguestfs setup",
@@ -210,26 +210,26 @@ pub const STAGES: [StageDef; 9] = [
 
 /// When one event happened.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EventTime {
+pub(crate) struct EventTime {
     /// Which event.
-    pub event: Event,
+    pub(crate) event: Event,
     /// Seconds since launch; `None` when its marker was not found.
-    pub at_s: Option<f64>,
+    pub(crate) at_s: Option<f64>,
 }
 
 /// How long one stage took.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StageTime {
     /// [`StageDef::name`].
-    pub stage: &'static str,
+    pub(crate) stage: &'static str,
     /// [`StageDef::label`], trimmed.
-    pub label: &'static str,
+    pub(crate) label: &'static str,
     /// [`StageDef::from`].
-    pub from: Event,
+    pub(crate) from: Event,
     /// [`StageDef::to`].
-    pub to: Event,
+    pub(crate) to: Event,
     /// A part of the previous stage (not summed).
-    pub detail: bool,
+    pub(crate) detail: bool,
     /// Seconds; `None` when either end is missing.
     pub seconds: Option<f64>,
 }
@@ -238,16 +238,16 @@ pub struct StageTime {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StageReport {
     /// Every event, in boot order.
-    pub events: Vec<EventTime>,
+    pub(crate) events: Vec<EventTime>,
     /// Every stage of [`STAGES`], in order.
     pub stages: Vec<StageTime>,
     /// Launch to exit, seconds.
-    pub total_s: Option<f64>,
+    pub(crate) total_s: Option<f64>,
     /// Events whose marker was expected but not found.
-    pub missing: Vec<Event>,
+    pub(crate) missing: Vec<Event>,
     /// qemu's accelerator, from the command line libguestfs printed
     /// (`-machine accel=tcg`).
-    pub accel: Option<String>,
+    pub(crate) accel: Option<String>,
 }
 
 /// Read a console log in the format [`render_log`] writes: the lines and
@@ -278,7 +278,7 @@ pub fn parse_log(text: &str) -> Result<(Vec<ConsoleLine>, Option<f64>), StageErr
 
 /// Write `lines` in the console log format, after `header` comment lines,
 /// ending with `# exited: SECONDS` when known.
-pub fn render_log(header: &[String], lines: &[ConsoleLine], exited: Option<f64>) -> String {
+pub(crate) fn render_log(header: &[String], lines: &[ConsoleLine], exited: Option<f64>) -> String {
     let mut out = String::new();
     for h in header {
         for l in h.lines() {
@@ -297,7 +297,7 @@ pub fn render_log(header: &[String], lines: &[ConsoleLine], exited: Option<f64>)
 /// The printk stamp of a kernel line (`[    4.435263] Run /init ...`):
 /// the first `[`, spaces, `SECONDS.MICROS`, `]` in the line (an escape
 /// sequence may come first, e.g. the console reset before "Linux version").
-pub fn kernel_stamp(text: &str) -> Option<f64> {
+pub(crate) fn kernel_stamp(text: &str) -> Option<f64> {
     let mut rest = text;
     while let Some(open) = rest.find('[') {
         let after = &rest[open + 1..];

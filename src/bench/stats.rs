@@ -7,28 +7,28 @@ use serde::Serialize;
 
 /// The summary of one series of timed launches, in seconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Number of samples.
-    pub n: usize,
+    pub(crate) n: usize,
     /// Arithmetic mean.
-    pub mean_s: f64,
+    pub(crate) mean_s: f64,
     /// Sample standard deviation (n - 1 in the denominator); `None` for a
     /// single sample, where it is undefined.
-    pub sd_s: Option<f64>,
+    pub(crate) sd_s: Option<f64>,
     /// Smallest sample.
-    pub min_s: f64,
+    pub(crate) min_s: f64,
     /// Median (mean of the two middle samples when n is even).
-    pub median_s: f64,
+    pub(crate) median_s: f64,
     /// Largest sample.
-    pub max_s: f64,
+    pub(crate) max_s: f64,
     /// Every sample, in the order measured.
-    pub samples_s: Vec<f64>,
+    pub(crate) samples_s: Vec<f64>,
 }
 
 impl Summary {
     /// Summarise `samples`; `None` when there are none (or one is not a
     /// finite number, which a duration never is).
-    pub fn of(samples: &[f64]) -> Option<Summary> {
+    pub(crate) fn of(samples: &[f64]) -> Option<Summary> {
         if samples.is_empty() || samples.iter().any(|s| !s.is_finite()) {
             return None;
         }
@@ -55,7 +55,7 @@ impl Summary {
 
 /// `a / b`, the "fixed / supermin" ratio (below 1: the fixed appliance is
 /// faster); `None` when `b` is not positive.
-pub fn ratio(a: f64, b: f64) -> Option<f64> {
+pub(crate) fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0 && a.is_finite() && b.is_finite()).then(|| a / b)
 }
 

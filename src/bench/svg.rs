@@ -36,7 +36,7 @@ const STAGE_COLOURS: [RGBColor; 8] = [
 /// The drawing could not be made.
 #[derive(Debug, thiserror::Error)]
 #[error("drawing the SVG: {0}")]
-pub struct SvgError(String);
+pub(crate) struct SvgError(String);
 
 fn err<E: std::fmt::Display>(e: E) -> SvgError {
     SvgError(e.to_string())
@@ -45,7 +45,7 @@ fn err<E: std::fmt::Display>(e: E) -> SvgError {
 /// The report as an SVG document.
 ///
 /// Errors: [`SvgError`] if plotters fails (it does not for finite numbers).
-pub fn render(report: &BenchReport) -> Result<String, SvgError> {
+pub(crate) fn render(report: &BenchReport) -> Result<String, SvgError> {
     let panels = 1 + usize::from(!report.parallel.is_empty()) + usize::from(report.stages.is_some());
     let mut svg = String::new();
     {

@@ -156,7 +156,7 @@ impl std::fmt::Display for Change {
 
 /// The verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Freshness {
+pub(crate) enum Freshness {
     /// The appliance matches the host.
     Fresh,
     /// It does not; the changes, one per line when printed.
@@ -168,7 +168,7 @@ pub enum Freshness {
 /// How the answer was reached, for `-v` and the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Method {
+pub(crate) enum Method {
     /// From the stat-level stamp.
     Stamp,
     /// By recomputing the fingerprint.
@@ -181,7 +181,7 @@ pub enum Method {
 /// records of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum OutputsChecked {
+pub(crate) enum OutputsChecked {
     /// The stamp holds, and it covers their `lstat` signatures.
     Stamp,
     /// Present, regular, with the recorded sizes (`stat` only).
@@ -197,13 +197,13 @@ pub enum OutputsChecked {
 
 /// What an evaluation may do besides judging.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EvalOptions {
+pub(crate) struct EvalOptions {
     /// Record the stamp when the appliance is found fresh (reports that
     /// only look leave this off: they write nothing).
-    pub record: bool,
+    pub(crate) record: bool,
     /// Re-hash the outputs against the manifest (`check --verify`): reads
     /// every data block, so never the default, and never from the stamp.
-    pub verify: bool,
+    pub(crate) verify: bool,
 }
 
 /// The one answer to "is this appliance fresh?": what [`fresh`] returns,
@@ -212,22 +212,22 @@ pub struct EvalOptions {
 /// `dir`): `status` (`fresh`, `stale`, `unknown`), `reason`, `method`,
 /// `outputs`, both fingerprints and `changes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// Fresh, stale (with the changes) or unknown (with why).
-    pub freshness: Freshness,
+    pub(crate) freshness: Freshness,
     /// How it was reached.
-    pub method: Method,
+    pub(crate) method: Method,
     /// How the outputs were compared with their records.
-    pub outputs: OutputsChecked,
+    pub(crate) outputs: OutputsChecked,
     /// The appliance's recorded fingerprint, if readable.
-    pub appliance_fingerprint: Option<String>,
+    pub(crate) appliance_fingerprint: Option<String>,
     /// The host's fingerprint, if computed (or confirmed by the stamp).
-    pub host_fingerprint: Option<String>,
+    pub(crate) host_fingerprint: Option<String>,
 }
 
 impl Verdict {
     /// "Cannot tell", for `why`, with nothing compared.
-    pub fn unknown(why: String) -> Self {
+    pub(crate) fn unknown(why: String) -> Self {
         Verdict {
             freshness: Freshness::Unknown(why),
             method: Method::None,
@@ -238,7 +238,7 @@ impl Verdict {
     }
 
     /// `fresh`, `stale` or `unknown`: the label every report uses.
-    pub fn status(&self) -> &'static str {
+    pub(crate) fn status(&self) -> &'static str {
         match self.freshness {
             Freshness::Fresh => "fresh",
             Freshness::Stale(_) => "stale",
@@ -247,7 +247,7 @@ impl Verdict {
     }
 
     /// The changes (stale only; empty otherwise).
-    pub fn changes(&self) -> &[Change] {
+    pub(crate) fn changes(&self) -> &[Change] {
         match &self.freshness {
             Freshness::Stale(changes) => changes,
             _ => &[],
@@ -255,7 +255,7 @@ impl Verdict {
     }
 
     /// Why it cannot be told (unknown only).
-    pub fn reason(&self) -> Option<&str> {
+    pub(crate) fn reason(&self) -> Option<&str> {
         match &self.freshness {
             Freshness::Unknown(why) => Some(why),
             _ => None,
@@ -280,17 +280,17 @@ impl Serialize for Verdict {
 
 /// The full result of an evaluation: the verdict, and the plan a build
 /// under the same lock can reuse.
-pub struct Evaluation {
+pub(crate) struct Evaluation {
     /// The verdict.
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
     /// The plan, when the host was examined (a build can reuse it).
-    pub plan: Option<BuildPlan>,
+    pub(crate) plan: Option<BuildPlan>,
 }
 
 /// Digest of everything in the request that could change the answer
 /// without changing a watched file: options, `SOURCE_DATE_EPOCH`,
 /// `SUPERMIN_*` variables and our own version.
-pub fn request_digest(spec: &ApplianceSpec) -> String {
+pub(crate) fn request_digest(spec: &ApplianceSpec) -> String {
     let mut h = Sha256::new();
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let text = format!(
@@ -318,7 +318,7 @@ pub fn request_digest(spec: &ApplianceSpec) -> String {
 /// given": everything that, with the manifest file (whose `stat` the stamp
 /// also checks), decides the spec [`ApplianceSpec::for_appliance`] makes.
 /// So the stamp answers without parsing the manifest.
-pub fn as_built_key(src: &SourceOverrides) -> String {
+pub(crate) fn as_built_key(src: &SourceOverrides) -> String {
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let text = format!(
@@ -343,7 +343,7 @@ pub fn as_built_key(src: &SourceOverrides) -> String {
 /// with no overrides, quietly and writing nothing (reports must not leave
 /// files, possibly root-owned, beside appliances they only look at); an
 /// error becomes an unknown verdict.
-pub fn report(dir: &Path, config: &Config) -> Verdict {
+pub(crate) fn report(dir: &Path, config: &Config) -> Verdict {
     match fresh(dir, &SourceOverrides::default(), config, &Printer::quiet(), EvalOptions::default()) {
         Ok((eval, _)) => eval.verdict,
         Err(e) => Verdict::unknown(crate::error_line(&e)),
@@ -358,7 +358,7 @@ pub fn report(dir: &Path, config: &Config) -> Verdict {
 /// `verify`), then the exact computation, stamped when fresh and
 /// `opts.record`. Returns the evaluation and the spec when it was made
 /// (always, unless the stamp answered). Errors: a bad option in `src`.
-pub fn fresh(
+pub(crate) fn fresh(
     dir: &Path,
     src: &SourceOverrides,
     config: &Config,
@@ -376,7 +376,7 @@ pub fn fresh(
 
 /// Evaluate `dir` against `spec`: stamp first, then the exact computation.
 /// Records a new stamp when the computation finds it fresh.
-pub fn evaluate(dir: &Path, spec: &ApplianceSpec, printer: &Printer) -> Evaluation {
+pub(crate) fn evaluate(dir: &Path, spec: &ApplianceSpec, printer: &Printer) -> Evaluation {
     let key = request_digest(spec);
     let opts = EvalOptions { record: true, verify: false };
     from_stamp(dir, &key, printer, opts).unwrap_or_else(|| evaluate_exact(dir, spec, &key, printer, opts))
@@ -386,14 +386,19 @@ pub fn evaluate(dir: &Path, spec: &ApplianceSpec, printer: &Printer) -> Evaluati
 /// reading `watched`: the stamp also watches the appliance's boot files,
 /// so a deleted, truncated or rewritten one sends the next check back to
 /// the exact computation, which compares them with the manifest.
-pub fn record_stamp(dir: &Path, key: &str, fingerprint: &str, watched: &[PathBuf]) -> std::io::Result<()> {
+pub(crate) fn record_stamp(
+    dir: &Path,
+    key: &str,
+    fingerprint: &str,
+    watched: &[PathBuf],
+) -> std::io::Result<()> {
     let mut all = watched.to_vec();
     all.extend(RECORDED_OUTPUTS.iter().map(|n| dir.join(n)));
     stamp::record(dir, key, fingerprint, &all)
 }
 
 /// The files whose size and digest a build records in the manifest.
-pub const RECORDED_OUTPUTS: [&str; 3] = ["kernel", "initrd", "root"];
+pub(crate) const RECORDED_OUTPUTS: [&str; 3] = ["kernel", "initrd", "root"];
 
 /// "Fresh" when the stamp recorded under `key` still holds (never when
 /// verifying: that must read the outputs).
@@ -419,7 +424,7 @@ fn from_stamp(dir: &Path, key: &str, printer: &Printer, opts: EvalOptions) -> Op
 /// be a regular file of the recorded size (`stat` only) and, with
 /// `verify`, have the recorded digest. Returns the damage found (empty when
 /// none) and how far the comparison went.
-pub fn output_damage(dir: &Path, m: &Manifest, verify: bool) -> (Vec<Change>, OutputsChecked) {
+pub(crate) fn output_damage(dir: &Path, m: &Manifest, verify: bool) -> (Vec<Change>, OutputsChecked) {
     if m.outputs.is_empty() {
         return (Vec::new(), OutputsChecked::NotRecorded);
     }

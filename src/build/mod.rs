@@ -18,18 +18,19 @@
 //! `cache list`) call down into it; nothing here knows the command line.
 
 pub mod fresh;
-pub mod plan;
-pub mod spec;
-pub mod write;
+pub(crate) mod plan;
+pub(crate) mod spec;
+pub(crate) mod write;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-pub use fresh::{fresh, Change, EvalOptions, Evaluation, Freshness, Method, OutputsChecked, Verdict};
+pub(crate) use fresh::{fresh, EvalOptions, Evaluation, Freshness, OutputsChecked, Verdict};
 pub use plan::{plan, BuildPlan};
-pub use spec::{parse_size, ApplianceSpec, PublishOptions, SourceOverrides, SOURCE_DATE_EPOCH};
+pub(crate) use spec::PublishOptions;
+pub use spec::{ApplianceSpec, SourceOverrides};
 
 use crate::config::Config;
 use crate::manifest::Manifest;
@@ -38,24 +39,24 @@ use crate::printer::{human_bytes, Printer};
 
 /// What a finished build reports.
 #[derive(Debug, Clone)]
-pub struct BuildSummary {
+pub(crate) struct BuildSummary {
     /// Where the appliance went (directory), if any.
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// Tarball written, if any.
-    pub tarball: Option<PathBuf>,
+    pub(crate) tarball: Option<PathBuf>,
     /// The manifest as written.
-    pub manifest: Manifest,
+    pub(crate) manifest: Manifest,
     /// Entries in the root image.
-    pub files: usize,
+    pub(crate) files: usize,
     /// Bytes of file data in the root image.
-    pub data_bytes: u64,
+    pub(crate) data_bytes: u64,
     /// Wall time in seconds.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
 }
 
 impl BuildSummary {
     /// The one-line summary printed at the end.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let what = match (&self.dir, &self.tarball) {
             (Some(d), Some(t)) => format!("{} and {}", d.display(), t.display()),
             (Some(d), None) => d.display().to_string(),
@@ -74,7 +75,7 @@ impl BuildSummary {
 }
 
 /// What `build --if-needed` did.
-pub enum IfNeeded {
+pub(crate) enum IfNeeded {
     /// The appliance was fresh.
     Fresh(PathBuf),
     /// It was missing or stale and was rebuilt.
@@ -87,13 +88,17 @@ pub enum IfNeeded {
 }
 
 /// Build the appliance `spec` describes and publish it as `publish` says.
-pub fn build(spec: &ApplianceSpec, publish: &PublishOptions, printer: &Printer) -> Result<BuildSummary> {
+pub(crate) fn build(
+    spec: &ApplianceSpec,
+    publish: &PublishOptions,
+    printer: &Printer,
+) -> Result<BuildSummary> {
     build_locked(spec, publish, printer, None, None)
 }
 
 /// [`build`] under `lock`, which the caller took and keeps after we return
 /// (`cache prime` holds it until the outputs are dated).
-pub fn build_holding(
+pub(crate) fn build_holding(
     spec: &ApplianceSpec,
     publish: &PublishOptions,
     lock: &OutputLock,
@@ -106,7 +111,7 @@ pub fn build_holding(
 /// (`cache prime`: the appliance libguestfs needs, whatever was there),
 /// under `lock`, which the caller took and keeps after we return (prime
 /// holds it until the outputs are dated).
-pub fn build_if_needed(
+pub(crate) fn build_if_needed(
     spec: &ApplianceSpec,
     publish: &PublishOptions,
     lock: &OutputLock,
@@ -120,7 +125,7 @@ pub fn build_if_needed(
 
 /// `build --if-needed DIR`: rebuild DIR, as it was built (the overrides in
 /// `src` replacing the recorded options), only when it is missing or stale.
-pub fn refresh_as_built(
+pub(crate) fn refresh_as_built(
     dir: &Path,
     src: &SourceOverrides,
     config: &Config,

@@ -81,17 +81,17 @@ fn input_kind_name(kind: &input::InputKind) -> &'static str {
 /// Everything that decides the appliance's content, resolved from the host.
 pub struct BuildPlan {
     /// Parsed inputs.
-    pub inputs: Inputs,
+    pub(crate) inputs: Inputs,
     /// The package database.
-    pub db: Box<dyn package::PackageDb>,
+    pub(crate) db: Box<dyn package::PackageDb>,
     /// Resolved closure and missing names.
     pub resolution: package::Resolution,
     /// Chosen kernel.
-    pub kernel: KernelChoice,
+    pub(crate) kernel: KernelChoice,
     /// What the hostfiles patterns matched (appliance paths).
-    pub hostfiles: Vec<PathBuf>,
+    pub(crate) hostfiles: Vec<PathBuf>,
     /// Time of invented entries and of host entries with volatile times.
-    pub timestamp: i64,
+    pub(crate) timestamp: i64,
     /// The manifest (fingerprint filled, output part empty).
     pub manifest: Manifest,
     /// Host paths whose `stat` tells whether the fingerprint may have
@@ -99,12 +99,12 @@ pub struct BuildPlan {
     /// directories, kernel, the modules directory and depmod's indexes, the
     /// kernel search directories, and every path the hostfiles expansion
     /// looked at (matches, listed directories, names tested).
-    pub watched: Vec<PathBuf>,
+    pub(crate) watched: Vec<PathBuf>,
 }
 
 impl BuildPlan {
     /// Warn once about packages named in the inputs but not installed.
-    pub fn warn_missing(&self, printer: &Printer) {
+    pub(crate) fn warn_missing(&self, printer: &Printer) {
         let missing = &self.resolution.missing;
         if !missing.is_empty() {
             printer.warn(format!(

@@ -22,10 +22,10 @@ use crate::input;
 use crate::manifest::{self, InputChoice, Manifest};
 
 /// The reproducible-builds variable giving the time of invented entries.
-pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+pub(crate) const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// How long a build waits for another build of the same directory.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The recipe of an appliance: everything that decides its content besides
 /// the host's state. Serializable and hashable, so it can key a cache.
@@ -55,25 +55,25 @@ pub struct ApplianceSpec {
 /// Where a build's result goes and how it is published. None of this
 /// changes the appliance's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishOptions {
+pub(crate) struct PublishOptions {
     /// Output directory (replaced atomically), if any.
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// Tarball to write, if any.
-    pub tar: Option<PathBuf>,
+    pub(crate) tar: Option<PathBuf>,
     /// Lock file to take instead of `.DIR.lock` beside DIR (e.g. libguestfs's
     /// `.guestfs-UID/lock`, which supermin's `--lock` uses).
-    pub lock_path: Option<PathBuf>,
+    pub(crate) lock_path: Option<PathBuf>,
     /// Lock wait limit.
-    pub lock_timeout: Duration,
+    pub(crate) lock_timeout: Duration,
     /// uid and gid to give the output directory and its files before it is
     /// published (e.g. a user's libguestfs cache).
-    pub owner: Option<(u32, u32)>,
+    pub(crate) owner: Option<(u32, u32)>,
 }
 
 impl PublishOptions {
     /// Publish to `dir` and/or `tar`; neither = the config's
     /// `appliance.dir`. Default lock, no owner change.
-    pub fn new(dir: Option<PathBuf>, tar: Option<PathBuf>, config: &Config) -> Self {
+    pub(crate) fn new(dir: Option<PathBuf>, tar: Option<PathBuf>, config: &Config) -> Self {
         let dir = match (dir, &tar) {
             (Some(d), _) => Some(d),
             (None, Some(_)) => None,
@@ -83,7 +83,7 @@ impl PublishOptions {
     }
 
     /// Publish to the directory `dir` only.
-    pub fn dir(dir: &Path) -> Self {
+    pub(crate) fn dir(dir: &Path) -> Self {
         PublishOptions {
             dir: Some(dir.to_path_buf()),
             tar: None,
@@ -151,7 +151,7 @@ impl ApplianceSpec {
     /// This is the one place that decides what an existing appliance is
     /// compared with; `check`, `build --if-needed`, `cache list` and
     /// `status` reach it through [`crate::build::fresh`].
-    pub fn from_manifest(dir: &Path, m: &Manifest, src: &SourceOverrides) -> Result<Self> {
+    pub(crate) fn from_manifest(dir: &Path, m: &Manifest, src: &SourceOverrides) -> Result<Self> {
         let (mut choice, paths) = m.input_request();
         let root = match &src.root {
             Some(r) => absolute_lexical(r),
@@ -199,7 +199,7 @@ impl ApplianceSpec {
     /// manifest ([`ApplianceSpec::from_manifest`]) when it has a readable
     /// one, else what a new build would make ([`ApplianceSpec::from_config`];
     /// the freshness check then reports the missing or broken manifest).
-    pub fn for_appliance(dir: &Path, src: &SourceOverrides, config: &Config) -> Result<Self> {
+    pub(crate) fn for_appliance(dir: &Path, src: &SourceOverrides, config: &Config) -> Result<Self> {
         match Manifest::read(dir) {
             Ok(m) => Self::from_manifest(dir, &m, src),
             Err(_) => Self::from_config(src, config),
@@ -256,7 +256,7 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
 
 /// Parse a size in supermin's syntax: digits (and a decimal point) followed
 /// by `b`, `K`, `M` or `G` (binary multiples), e.g. `4G`, `1.5G`, `800M`.
-pub fn parse_size(text: &str) -> Result<u64> {
+pub(crate) fn parse_size(text: &str) -> Result<u64> {
     let bad =
         || anyhow::anyhow!("invalid --size {text:?}: use a number followed by b, K, M or G, e.g. 4G or 1.5G");
     let (num, unit) = text.split_at(text.len().saturating_sub(1));

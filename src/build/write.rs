@@ -38,21 +38,21 @@ const SPACE_MARGIN: u64 = 64 << 20;
 /// Where a build writes, as absolute paths, so every message names a real
 /// place.
 #[derive(Debug, Clone)]
-pub struct Targets {
+pub(crate) struct Targets {
     /// The output directory (resolved, its parent pinned and checked).
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// The tarball.
-    pub tar: Option<PathBuf>,
+    pub(crate) tar: Option<PathBuf>,
     /// What the lock, the staging directory and the scratch file sit
     /// beside: the directory, else the tarball.
-    pub lock_target: PathBuf,
+    pub(crate) lock_target: PathBuf,
 }
 
 /// Resolve and check the targets of `publish` before anything is created
 /// beside them: DIR's parent is created, a parent others can write without
 /// the sticky bit is refused, DIR must be an appliance (or absent), and a
 /// tarball name must not be a directory.
-pub fn resolve_targets(publish: &PublishOptions) -> Result<Targets> {
+pub(crate) fn resolve_targets(publish: &PublishOptions) -> Result<Targets> {
     let dir = match &publish.dir {
         Some(d) => Some(output::resolve_target(&absolute(d))?),
         None => None,
@@ -78,7 +78,7 @@ pub fn resolve_targets(publish: &PublishOptions) -> Result<Targets> {
 
 /// Remove what interrupted builds left beside the target (call it holding
 /// the lock, so no build can be using them).
-pub fn clean_leftovers(targets: &Targets, printer: &Printer) -> Result<()> {
+pub(crate) fn clean_leftovers(targets: &Targets, printer: &Printer) -> Result<()> {
     let leftovers = output::clean_leftovers(&targets.lock_target)?;
     for old in leftovers.removed {
         printer.stage(format!("output: removed leftover {} (from an interrupted build)", old.display()));
@@ -90,20 +90,20 @@ pub fn clean_leftovers(targets: &Targets, printer: &Printer) -> Result<()> {
 }
 
 /// A finished appliance in its staging directory, not yet published.
-pub struct Staged {
+pub(crate) struct Staged {
     /// The staging directory holding every file.
-    pub staging: Staging,
+    pub(crate) staging: Staging,
     /// The manifest as written.
-    pub manifest: Manifest,
+    pub(crate) manifest: Manifest,
     /// Entries in the root image.
-    pub files: usize,
+    pub(crate) files: usize,
     /// Bytes of file data in the root image.
-    pub data_bytes: u64,
+    pub(crate) data_bytes: u64,
 }
 
 /// Write the appliance `plan` describes into a new staging directory beside
 /// `targets.lock_target`, and the tarball if one is asked for.
-pub fn write_appliance(
+pub(crate) fn write_appliance(
     spec: &ApplianceSpec,
     plan: &BuildPlan,
     targets: &Targets,
@@ -379,7 +379,7 @@ fn write_file(staging: &Staging, name: &str, bytes: &[u8]) -> Result<()> {
 }
 
 /// Fill the README.fixed template.
-pub fn render_readme(m: &Manifest, dir: &Path) -> String {
+pub(crate) fn render_readme(m: &Manifest, dir: &Path) -> String {
     let inputs: String = m.inputs.iter().map(|i| format!("  {} ({})\n", i.path, i.kind)).collect();
     README_TEMPLATE
         .replace("@VERSION@", &m.tool_version)

@@ -13,7 +13,7 @@ use crate::safefs::{PinnedDir, SafeFsError};
 
 /// Parse a duration: one or more `<number><unit>` with unit `s`, `m`, `h`,
 /// `d` or `w`, e.g. `30d`, `12h`, `90m`, `2w`, `45s`, `1w2d`.
-pub fn parse_duration(text: &str) -> Result<Duration, CacheError> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, CacheError> {
     let bad = || CacheError::BadDuration { text: text.to_string() };
     let mut total: u64 = 0;
     let mut num = String::new();
@@ -41,7 +41,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, CacheError> {
 }
 
 /// A duration for people: the largest unit that fits, e.g. `3d`, `5h`.
-pub fn human_duration(d: Duration) -> String {
+pub(crate) fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         s if s >= 7 * 86_400 * 2 => format!("{}w", s / (7 * 86_400)),
@@ -54,18 +54,18 @@ pub fn human_duration(d: Duration) -> String {
 
 /// Which caches `clean` removes.
 #[derive(Debug, Clone, Default)]
-pub struct CleanPolicy {
+pub(crate) struct CleanPolicy {
     /// Remove caches whose age exceeds this.
-    pub older_than: Option<Duration>,
+    pub(crate) older_than: Option<Duration>,
     /// Remove stale appliances (the `appliance.d` only).
-    pub stale: bool,
+    pub(crate) stale: bool,
     /// Only caches of these uids (`None`: all).
-    pub uids: Option<Vec<u32>>,
+    pub(crate) uids: Option<Vec<u32>>,
 }
 
 /// Why a cache is removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CleanReason {
+pub(crate) enum CleanReason {
     /// Its user no longer exists (always removed).
     UserGone,
     /// Older than `--older-than`.
@@ -86,14 +86,14 @@ impl std::fmt::Display for CleanReason {
 
 impl CleanReason {
     /// Whether the whole `.guestfs-UID` goes (else only the appliance).
-    pub fn removes_whole_cache(&self) -> bool {
+    pub(crate) fn removes_whole_cache(&self) -> bool {
         !matches!(self, CleanReason::Stale)
     }
 }
 
 /// Decide whether `policy` removes `info`, and why. Caches with a
 /// [`CacheInfo::problem`] are never chosen.
-pub fn clean_reason(info: &CacheInfo, policy: &CleanPolicy) -> Option<CleanReason> {
+pub(crate) fn clean_reason(info: &CacheInfo, policy: &CleanPolicy) -> Option<CleanReason> {
     if info.problem.is_some() {
         return None;
     }
@@ -116,7 +116,7 @@ pub fn clean_reason(info: &CacheInfo, policy: &CleanPolicy) -> Option<CleanReaso
 
 /// What happened to one cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CleanOutcome {
+pub(crate) enum CleanOutcome {
     /// Removed; bytes freed (allocated).
     Removed(u64),
     /// `--dry-run`: would have freed this many bytes.
@@ -141,7 +141,11 @@ pub enum CleanOutcome {
 /// [`CleanOutcome::Gone`], not an error.
 ///
 /// Errors: the checks fail, the lock cannot be opened, a removal fails.
-pub fn remove_cache(path: &Path, reason: &CleanReason, dry_run: bool) -> Result<CleanOutcome, CacheError> {
+pub(crate) fn remove_cache(
+    path: &Path,
+    reason: &CleanReason,
+    dry_run: bool,
+) -> Result<CleanOutcome, CacheError> {
     let not_cache = || CacheError::NotACache { path: path.to_owned() };
     let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(not_cache)?;
     let uid = cache_uid(name).ok_or_else(not_cache)?;
@@ -276,7 +280,6 @@ mod tests {
             path: "/var/tmp/.guestfs-1001".into(),
             uid: 1001,
             owner: 1001,
-            group: 1001,
             user: UserStatus::Exists("svc".into()),
             problem: None,
             has_appliance: true,

@@ -10,7 +10,7 @@ use super::{io_err, CacheError, CACHE_PREFIX};
 /// libguestfs's cache base for the given environment values:
 /// `LIBGUESTFS_CACHEDIR`, else `TMPDIR`, else `/var/tmp` (empty values count
 /// as unset).
-pub fn libguestfs_base(cachedir: Option<PathBuf>, tmpdir: Option<PathBuf>) -> PathBuf {
+pub(crate) fn libguestfs_base(cachedir: Option<PathBuf>, tmpdir: Option<PathBuf>) -> PathBuf {
     cachedir
         .filter(|p| !p.as_os_str().is_empty())
         .or_else(|| tmpdir.filter(|p| !p.as_os_str().is_empty()))
@@ -19,7 +19,7 @@ pub fn libguestfs_base(cachedir: Option<PathBuf>, tmpdir: Option<PathBuf>) -> Pa
 
 /// The base directories to search by default: `$LIBGUESTFS_CACHEDIR`,
 /// `$TMPDIR` and `/var/tmp` (each that is set), then `extra`.
-pub fn default_search_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn default_search_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = ["LIBGUESTFS_CACHEDIR", "TMPDIR"]
         .iter()
         .filter_map(std::env::var_os)
@@ -34,7 +34,7 @@ pub fn default_search_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
 /// The uid a cache directory name stands for (`.guestfs-1001` → 1001).
 /// Only the canonical decimal form libguestfs writes counts:
 /// `.guestfs-01001` is some other directory, not uid 1001's cache.
-pub fn cache_uid(name: &str) -> Option<u32> {
+pub(crate) fn cache_uid(name: &str) -> Option<u32> {
     let digits = name.strip_prefix(CACHE_PREFIX)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -48,7 +48,7 @@ pub fn cache_uid(name: &str) -> Option<u32> {
 /// The first mount point at or below `path` (a physical path), by
 /// `/proc/self/mountinfo`. Deleting a cache must never reach into another
 /// filesystem, and a cache that is itself a mount point cannot be removed.
-pub fn mount_at_or_below(path: &Path) -> Option<PathBuf> {
+pub(crate) fn mount_at_or_below(path: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     crate::host::mountinfo::parse(&text).into_iter().map(|m| m.mount_point).find(|m| m.starts_with(path))
 }
@@ -58,7 +58,7 @@ pub fn mount_at_or_below(path: &Path) -> Option<PathBuf> {
 /// canonical path so `$TMPDIR=/var/tmp` is searched once; the cache entries
 /// themselves are not resolved (a symlinked cache is reported, never
 /// followed). Missing base directories are skipped.
-pub fn find_caches(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, CacheError> {
+pub(crate) fn find_caches(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, CacheError> {
     let mut seen_bases = Vec::new();
     let mut found = Vec::new();
     for dir in dirs {

@@ -34,7 +34,7 @@ pub enum ApplianceState {
 impl ApplianceState {
     /// Short label for tables and JSON: `missing`, `fresh`, `stale`,
     /// `fresh-by-date`, `stale-by-date`, `unknown`.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             ApplianceState::Missing => "missing",
             ApplianceState::Fresh => "fresh",
@@ -46,7 +46,7 @@ impl ApplianceState {
     }
 
     /// The reasons behind the label (changes, date comparisons, why unknown).
-    pub fn details(&self) -> Vec<String> {
+    pub(crate) fn details(&self) -> Vec<String> {
         match self {
             ApplianceState::Stale(v) | ApplianceState::StaleByDate(v) => v.clone(),
             ApplianceState::Unknown(why) => vec![why.clone()],
@@ -61,53 +61,51 @@ impl ApplianceState {
 }
 
 /// What [`inspect`] needs besides the cache path.
-pub struct InspectContext<'a> {
+pub(crate) struct InspectContext<'a> {
     /// The host's users.
-    pub users: &'a dyn UserDb,
+    pub(crate) users: &'a dyn UserDb,
     /// Inputs of supermin's date rule: libguestfs's supermin.d directory and
     /// the package database's date file (the handler's). Empty: the rule
     /// cannot be applied (no libguestfs supermin.d on the host).
-    pub date_inputs: Vec<PathBuf>,
+    pub(crate) date_inputs: Vec<PathBuf>,
     /// Checks an `appliance.d` that holds our `manifest.toml` against the
     /// host (the caller wires `check`; kept out of here so this module does
     /// not depend on the build pipeline).
-    pub manifest_check: &'a dyn Fn(&Path) -> ApplianceState,
+    pub(crate) manifest_check: &'a dyn Fn(&Path) -> ApplianceState,
     /// "Now", for ages.
-    pub now: SystemTime,
+    pub(crate) now: SystemTime,
 }
 
 /// Everything `list` shows about one cache.
 #[derive(Debug, Clone)]
-pub struct CacheInfo {
+pub(crate) struct CacheInfo {
     /// The cache directory (base canonicalised, the entry itself not).
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The uid its name stands for.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Its owner by `lstat`.
-    pub owner: u32,
-    /// Its group by `lstat`.
-    pub group: u32,
+    pub(crate) owner: u32,
     /// Whether the user of `uid` exists.
-    pub user: UserStatus,
+    pub(crate) user: UserStatus,
     /// Why we would not trust or delete it (symlink, owner mismatch, ...).
-    pub problem: Option<String>,
+    pub(crate) problem: Option<String>,
     /// `appliance.d` holds kernel, initrd and root.
-    pub has_appliance: bool,
+    pub(crate) has_appliance: bool,
     /// Sum of file sizes (st_size), symlinks not followed.
-    pub apparent_bytes: u64,
+    pub(crate) apparent_bytes: u64,
     /// Sum of allocated blocks (st_blocks × 512).
-    pub allocated_bytes: u64,
+    pub(crate) allocated_bytes: u64,
     /// Time since the newest of: the cache dir, appliance.d and its files.
-    pub age: Option<Duration>,
+    pub(crate) age: Option<Duration>,
     /// Freshness of the appliance.
-    pub state: ApplianceState,
+    pub(crate) state: ApplianceState,
     /// Some process holds the lock file's record lock.
-    pub locked: bool,
+    pub(crate) locked: bool,
 }
 
 /// Whether a cache's user exists, by the system's user database.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserStatus {
+pub(crate) enum UserStatus {
     /// The user exists; its name.
     Exists(String),
     /// The database answered "no such user".
@@ -119,7 +117,7 @@ pub enum UserStatus {
 
 impl UserStatus {
     /// The user's name, if it exists.
-    pub fn name(&self) -> Option<&str> {
+    pub(crate) fn name(&self) -> Option<&str> {
         match self {
             UserStatus::Exists(name) => Some(name),
             _ => None,
@@ -129,7 +127,7 @@ impl UserStatus {
 
 impl CacheInfo {
     /// The user database answered that uid has no user.
-    pub fn user_gone(&self) -> bool {
+    pub(crate) fn user_gone(&self) -> bool {
         self.user == UserStatus::Gone
     }
 }
@@ -137,7 +135,7 @@ impl CacheInfo {
 /// Check that `path` is a cache we may use or delete: named `.guestfs-UID`,
 /// a real directory (lstat), owned by that uid. Returns the uid and the
 /// directory's metadata.
-pub fn check_cache_dir(path: &Path) -> Result<(u32, std::fs::Metadata), CacheError> {
+pub(crate) fn check_cache_dir(path: &Path) -> Result<(u32, std::fs::Metadata), CacheError> {
     let uid = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -158,14 +156,13 @@ pub fn check_cache_dir(path: &Path) -> Result<(u32, std::fs::Metadata), CacheErr
 
 /// Inspect one cache. Never fails: what cannot be read shows up as
 /// [`CacheInfo::problem`] or an unknown state.
-pub fn inspect(path: &Path, ctx: &InspectContext) -> CacheInfo {
+pub(crate) fn inspect(path: &Path, ctx: &InspectContext) -> CacheInfo {
     let uid = path.file_name().and_then(|n| n.to_str()).and_then(cache_uid).unwrap_or(u32::MAX);
     let lmd = std::fs::symlink_metadata(path).ok();
     let mut info = CacheInfo {
         path: path.to_owned(),
         uid,
         owner: lmd.as_ref().map(|m| m.uid()).unwrap_or(u32::MAX),
-        group: lmd.as_ref().map(|m| m.gid()).unwrap_or(u32::MAX),
         user: UserStatus::Unknown,
         problem: None,
         has_appliance: false,
@@ -227,7 +224,7 @@ pub fn inspect(path: &Path, ctx: &InspectContext) -> CacheInfo {
 
 /// Apparent and allocated bytes of everything under `path`, not following
 /// symlinks. Unreadable entries count as zero.
-pub fn tree_size(path: &Path) -> (u64, u64) {
+pub(crate) fn tree_size(path: &Path) -> (u64, u64) {
     let mut apparent = 0;
     let mut allocated = 0;
     for entry in walkdir::WalkDir::new(path).follow_links(false).same_file_system(true).into_iter().flatten()
@@ -321,8 +318,9 @@ pub fn host_date_inputs(root: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::clean::CleanReason;
     use crate::cache::test_support::*;
-    use crate::cache::{clean_reason, remove_cache, touch_outputs, CleanPolicy, CleanReason};
+    use crate::cache::{clean_reason, remove_cache, touch_outputs, CleanPolicy};
     use crate::host::users::UserTable;
     use crate::output::OutputLock;
 

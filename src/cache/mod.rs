@@ -40,28 +40,27 @@ mod find;
 mod inspect;
 mod prime;
 
-pub use clean::{
-    clean_reason, human_duration, parse_duration, remove_cache, CleanOutcome, CleanPolicy, CleanReason,
+pub(crate) use clean::{
+    clean_reason, human_duration, parse_duration, remove_cache, CleanOutcome, CleanPolicy,
 };
-pub use find::{cache_uid, default_search_dirs, find_caches, libguestfs_base, mount_at_or_below};
-pub use inspect::{
-    check_cache_dir, date_rule, host_date_inputs, inspect, tree_size, ApplianceState, CacheInfo,
-    InspectContext, UserStatus,
-};
-pub use prime::{prepare_cache_dir, prime, prime_observed, touch_outputs, PrimeRequest, Primed};
+pub(crate) use find::{cache_uid, default_search_dirs, find_caches, libguestfs_base, mount_at_or_below};
+pub use inspect::{date_rule, host_date_inputs, ApplianceState};
+pub(crate) use inspect::{inspect, tree_size, CacheInfo, InspectContext, UserStatus};
+pub(crate) use prime::prime;
+pub use prime::{prime_observed, touch_outputs, PrimeRequest};
 
 /// Name prefix of a cache directory; the rest is the decimal uid.
-pub const CACHE_PREFIX: &str = ".guestfs-";
+pub(crate) const CACHE_PREFIX: &str = ".guestfs-";
 
 /// The appliance directory supermin writes inside a cache.
-pub const APPLIANCE_DIR: &str = "appliance.d";
+pub(crate) const APPLIANCE_DIR: &str = "appliance.d";
 
 /// The lock file supermin's `--lock` takes, beside `appliance.d`.
-pub const LOCK_NAME: &str = "lock";
+pub(crate) const LOCK_NAME: &str = "lock";
 
 /// The files whose dates supermin's `--if-newer` compares (besides
 /// `appliance.d` itself).
-pub const DATED_OUTPUTS: [&str; 3] = ["kernel", "root", "initrd"];
+pub(crate) const DATED_OUTPUTS: [&str; 3] = ["kernel", "root", "initrd"];
 
 /// Errors from cache handling.
 #[derive(Debug, thiserror::Error)]

@@ -47,16 +47,16 @@ pub struct PrimeRequest {
 #[derive(Debug, Clone)]
 pub struct Primed {
     /// The primed `appliance.d`.
-    pub appliance: PathBuf,
+    pub(crate) appliance: PathBuf,
     /// The cache's user: their name, or the uid as text if they have none.
-    pub user: String,
+    pub(crate) user: String,
     /// Their uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// The build's summary line (with why it was needed), or
     /// `already fresh`.
     pub outcome: String,
     /// Why libguestfs may still not reuse the appliance, if it may not.
-    pub warning: Option<String>,
+    pub(crate) warning: Option<String>,
 }
 
 /// Prime the cache `req` names: prepare it, build its appliance if it is
@@ -66,7 +66,7 @@ pub struct Primed {
 /// Errors: the user is unknown; priming another user's cache without root;
 /// the cache or its `appliance.d` cannot be trusted (see
 /// [`prepare_cache_dir`]); the lock times out; the build fails.
-pub fn prime(req: &PrimeRequest, config: &Config, printer: &Printer) -> Result<Primed> {
+pub(crate) fn prime(req: &PrimeRequest, config: &Config, printer: &Printer) -> Result<Primed> {
     prime_observed(req, config, printer, &mut |_| {})
 }
 
@@ -176,7 +176,7 @@ pub fn prime_observed(
 /// Errors: `base` missing; an existing cache that is a symlink, not a
 /// directory, owned by someone else or group/other writable; a lock file
 /// that is not a regular file.
-pub fn prepare_cache_dir(base: &Path, uid: u32, gid: u32) -> Result<PathBuf, CacheError> {
+pub(crate) fn prepare_cache_dir(base: &Path, uid: u32, gid: u32) -> Result<PathBuf, CacheError> {
     let base = PinnedDir::open(base)?;
     let name = format!("{CACHE_PREFIX}{uid}");
     if base.stat(&name)?.is_none() {

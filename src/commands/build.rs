@@ -15,7 +15,7 @@ use crate::printer::Printer;
 
 /// The source options given on the command line, as the library's
 /// overrides (shared by `build`, `check` and `make-fixed-appliance`).
-pub fn overrides(src: &SourceArgs) -> SourceOverrides {
+pub(crate) fn overrides(src: &SourceArgs) -> SourceOverrides {
     SourceOverrides {
         inputs: src.inputs.clone(),
         minimal: src.minimal,

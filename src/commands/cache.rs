@@ -22,7 +22,7 @@ use crate::host::users::{SystemUsers, UserDb};
 use crate::printer::{human_bytes, Printer};
 
 /// Version of the `cache list --json` document.
-pub const LIST_JSON_VERSION: u32 = 1;
+pub(crate) const LIST_JSON_VERSION: u32 = 1;
 
 /// Run `cache SUBCOMMAND`.
 pub fn run(args: &CacheArgs, config: &Config, printer: &Printer) -> Result<()> {
@@ -128,7 +128,7 @@ fn list(args: &CacheListArgs, config: &Config) -> Result<()> {
 
 /// The human table: one row per cache, then the reasons behind stale and
 /// refused rows, indented.
-pub fn render_table(infos: &[CacheInfo]) -> String {
+pub(crate) fn render_table(infos: &[CacheInfo]) -> String {
     if infos.is_empty() {
         return "no libguestfs caches found\n".into();
     }
@@ -273,7 +273,6 @@ mod tests {
             path: path.into(),
             uid: 1001,
             owner: 1001,
-            group: 1001,
             user: user.map_or(UserStatus::Gone, |u| UserStatus::Exists(u.into())),
             problem: None,
             has_appliance: true,

@@ -29,30 +29,30 @@ const PROFILE_TEMPLATE: &str = include_str!("../../templates/profile.d.sh");
 const ENVIRONMENT_D_TEMPLATE: &str = include_str!("../../templates/environment.d.conf");
 
 /// Where `--install` writes, relative to `--root`.
-pub const PROFILE_PATH: &str = "etc/profile.d/guestfs-appliance.sh";
+pub(crate) const PROFILE_PATH: &str = "etc/profile.d/guestfs-appliance.sh";
 /// Where `--install` writes the systemd environment.d file, relative to `--root`.
-pub const ENVIRONMENT_D_PATH: &str = "etc/environment.d/50-guestfs-appliance.conf";
+pub(crate) const ENVIRONMENT_D_PATH: &str = "etc/environment.d/50-guestfs-appliance.conf";
 
 /// One variable to set, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvVar {
+pub(crate) struct EnvVar {
     /// `LIBGUESTFS_PATH` or `LIBGUESTFS_CACHEDIR`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Its value (an absolute path).
-    pub value: String,
+    pub(crate) value: String,
     /// One line: why.
-    pub why: String,
+    pub(crate) why: String,
 }
 
 /// What `env` decided: variables to set, and comments on what was not set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EnvPlan {
+pub(crate) struct EnvPlan {
     /// Variables to set.
-    pub vars: Vec<EnvVar>,
+    pub(crate) vars: Vec<EnvVar>,
     /// Comments on variables left alone.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
     /// The appliance directory (for the profile.d guard).
-    pub appliance_dir: String,
+    pub(crate) appliance_dir: String,
 }
 
 /// Decide the variables from the appliance examined (`source`: why that
@@ -65,7 +65,7 @@ pub struct EnvPlan {
 /// (`LIBGUESTFS_CACHEDIR`) only matters when libguestfs will build its
 /// appliance there with supermin, i.e. when no fixed appliance is used:
 /// then it is moved when the cache in use is slow or too small.
-pub fn decide(
+pub(crate) fn decide(
     app: &ApplianceFacts,
     source: Source,
     lg: &LibguestfsEnv,
@@ -180,7 +180,7 @@ fn found_phrase(lg: &LibguestfsEnv) -> String {
 }
 
 /// Quote `s` as one word for `shell`.
-pub fn quote(shell: Shell, s: &str) -> String {
+pub(crate) fn quote(shell: Shell, s: &str) -> String {
     match shell {
         Shell::Sh | Shell::Csh => format!("'{}'", s.replace('\'', "'\\''")),
         Shell::Fish => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
@@ -188,7 +188,7 @@ pub fn quote(shell: Shell, s: &str) -> String {
 }
 
 /// Render the plan for `eval` in `shell`.
-pub fn render(plan: &EnvPlan, shell: Shell) -> String {
+pub(crate) fn render(plan: &EnvPlan, shell: Shell) -> String {
     let mut out = String::new();
     for v in &plan.vars {
         out.push_str(&format!("# {}: {}\n", v.name, v.why));
@@ -207,7 +207,7 @@ pub fn render(plan: &EnvPlan, shell: Shell) -> String {
 
 /// The profile.d snippet: LIBGUESTFS_PATH guarded by the appliance's files
 /// existing at login, LIBGUESTFS_CACHEDIR only when the user has not set one.
-pub fn render_profile(plan: &EnvPlan) -> String {
+pub(crate) fn render_profile(plan: &EnvPlan) -> String {
     let mut body = String::new();
     let dir = &plan.appliance_dir;
     let q = |s: &str| quote(Shell::Sh, s);
@@ -243,7 +243,7 @@ pub fn render_profile(plan: &EnvPlan) -> String {
 ///
 /// Errors: a value environment.d cannot hold unquoted (whitespace, quotes,
 /// `$`, `\`).
-pub fn render_environment_d(plan: &EnvPlan) -> Result<String> {
+pub(crate) fn render_environment_d(plan: &EnvPlan) -> Result<String> {
     let mut body = String::new();
     for v in &plan.vars {
         if v.value.chars().any(|c| c.is_whitespace() || "'\"$\\`".contains(c)) {
@@ -264,7 +264,7 @@ pub fn render_environment_d(plan: &EnvPlan) -> Result<String> {
 }
 
 /// The shell named by `$SHELL`'s basename, else sh.
-pub fn shell_from_env() -> Shell {
+pub(crate) fn shell_from_env() -> Shell {
     let shell = std::env::var_os("SHELL").map(PathBuf::from);
     match shell.as_deref().and_then(Path::file_name).and_then(|n| n.to_str()) {
         Some("fish") => Shell::Fish,
@@ -276,7 +276,7 @@ pub fn shell_from_env() -> Shell {
 /// Write `text` to `path` atomically, mode 0644, creating the parent
 /// directories ([`crate::safefs::write_path_atomic`]: exclusive temp
 /// file with a random name, fsync, rename, fsync the directory).
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let (parent, _) = crate::paths::split(path).context("install path has no file name")?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     Ok(crate::safefs::write_path_atomic(path, text.as_bytes(), 0o644)?)

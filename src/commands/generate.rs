@@ -81,7 +81,7 @@ fn create_dir(dir: &Path) -> Result<()> {
 /// `appliance_dir`, when given, is the one key set: the directory the
 /// package owns (the built-in default is under /usr/local, which packages
 /// must leave alone).
-pub fn config_file(appliance_dir: Option<&Path>) -> Result<String> {
+pub(crate) fn config_file(appliance_dir: Option<&Path>) -> Result<String> {
     let defaults = toml::Value::try_from(Config::default()).context("serializing the default config")?;
     let mut out = format!(
         "# {DEFAULT_CONFIG_PATH}: configuration of guestfs-appliance {}.\n\

@@ -28,7 +28,7 @@ use crate::printer::Printer;
 use crate::process::{DeadlineOutcome, Spawned, SpawnedOutput};
 
 /// The unit that runs `build --if-needed` (templates/schedule/).
-pub const SERVICE: &str = "guestfs-appliance.service";
+pub(crate) const SERVICE: &str = "guestfs-appliance.service";
 
 /// sd_booted(3): systemd is PID 1 when this directory exists.
 const SYSTEMD_RUN_DIR: &str = "/run/systemd/system";

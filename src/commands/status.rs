@@ -27,7 +27,7 @@ use crate::printer::Printer;
 
 /// `--timeout` with `--format nagios` when none is given: under Nagios's
 /// own 60 s plugin timeout, with room to spare.
-pub const NAGIOS_DEFAULT_TIMEOUT_S: u64 = 50;
+pub(crate) const NAGIOS_DEFAULT_TIMEOUT_S: u64 = 50;
 
 /// Time kept back from `--timeout` for stopping qemu and printing the
 /// report; the watchdog fires at the full timeout.
@@ -148,7 +148,7 @@ fn start_watchdog(timeout: Duration, format: StatusFormat, quiet: bool) {
 
 /// Whether the command line asks for `status --format nagios` (looked up
 /// in the raw arguments, for errors clap raises before we know).
-pub fn nagios_requested(args: &[OsString]) -> bool {
+pub(crate) fn nagios_requested(args: &[OsString]) -> bool {
     args.iter().any(|a| a == "--format=nagios")
         || args.windows(2).any(|w| w[0] == "--format" && w[1] == "nagios")
 }

@@ -28,36 +28,36 @@ use crate::output::APPLIANCE_FILES;
 use crate::printer::human_bytes;
 
 /// The files libguestfs itself needs to boot a fixed appliance.
-pub const BOOT_FILES: [&str; 3] = ["kernel", "initrd", "root"];
+pub(crate) const BOOT_FILES: [&str; 3] = ["kernel", "initrd", "root"];
 
 /// One file of the appliance directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ApplianceFile {
+pub(crate) struct ApplianceFile {
     /// `kernel`, `initrd`, `root`, `README.fixed`, `manifest.toml`.
-    pub name: String,
+    pub(crate) name: String,
     /// Whether it exists as a regular file.
-    pub present: bool,
+    pub(crate) present: bool,
     /// Apparent size.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Allocated bytes (the root image is sparse).
-    pub allocated_bytes: u64,
+    pub(crate) allocated_bytes: u64,
 }
 
 /// The root image's superblock, as read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RootImage {
+pub(crate) struct RootImage {
     /// ext2 magic present.
-    pub valid: bool,
+    pub(crate) valid: bool,
     /// File system UUID.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub uuid: Option<String>,
+    pub(crate) uuid: Option<String>,
     /// Size of the file system.
-    pub size_bytes: u64,
+    pub(crate) size_bytes: u64,
     /// Free space inside it.
-    pub free_bytes: u64,
+    pub(crate) free_bytes: u64,
     /// Why it is not valid.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// `status`'s rendering of the verdict (its JSON since schema 1):
@@ -78,56 +78,56 @@ fn serialize_freshness<S: serde::Serializer>(v: &Option<Verdict>, s: S) -> Resul
 
 /// Everything known about the appliance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ApplianceFacts {
+pub(crate) struct ApplianceFacts {
     /// The directory.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// It exists and is a directory.
-    pub exists: bool,
+    pub(crate) exists: bool,
     /// Its files.
-    pub files: Vec<ApplianceFile>,
+    pub(crate) files: Vec<ApplianceFile>,
     /// kernel, initrd and root are present and the root has ext2 magic.
-    pub bootable: bool,
+    pub(crate) bootable: bool,
     /// All five files are present.
-    pub complete: bool,
+    pub(crate) complete: bool,
     /// The root image superblock (when the file exists).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub root: Option<RootImage>,
+    pub(crate) root: Option<RootImage>,
     /// Kernel release the manifest records.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub manifest_kernel: Option<String>,
+    pub(crate) manifest_kernel: Option<String>,
     /// Root UUID the manifest records.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub manifest_root_uuid: Option<String>,
+    pub(crate) manifest_root_uuid: Option<String>,
     /// Why the manifest could not be read (when present but unreadable).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub manifest_error: Option<String>,
+    pub(crate) manifest_error: Option<String>,
     /// Kernel release from the bzImage header of `kernel`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub image_kernel: Option<String>,
+    pub(crate) image_kernel: Option<String>,
     /// The kernel the host would pick for a build now.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_kernel: Option<String>,
+    pub(crate) host_kernel: Option<String>,
     /// When it was built (manifest), seconds since the epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub built_at: Option<i64>,
+    pub(crate) built_at: Option<i64>,
     /// Age in seconds (from `built_at`, else the newest file's mtime).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub age_seconds: Option<u64>,
+    pub(crate) age_seconds: Option<u64>,
     /// Allocated bytes of all files.
-    pub allocated_bytes: u64,
+    pub(crate) allocated_bytes: u64,
     /// Bytes a new copy needs (from this appliance, or an estimate).
-    pub need_bytes: u64,
+    pub(crate) need_bytes: u64,
     /// Whether `need_bytes` is the fixed estimate (nothing built yet).
-    pub need_is_estimate: bool,
+    pub(crate) need_is_estimate: bool,
     /// Freshness: [`crate::build::fresh`]'s verdict (absent when not
     /// checked).
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_freshness")]
-    pub freshness: Option<Verdict>,
+    pub(crate) freshness: Option<Verdict>,
 }
 
 /// Gather the appliance facts for `dir`. With `freshness`, compare it with
 /// the host through `crate::build::fresh` (fast when check's stamp holds).
-pub fn gather(dir: &Path, config: &Config, freshness: bool) -> ApplianceFacts {
+pub(crate) fn gather(dir: &Path, config: &Config, freshness: bool) -> ApplianceFacts {
     let files: Vec<ApplianceFile> = APPLIANCE_FILES
         .iter()
         .map(|name| {
@@ -242,20 +242,20 @@ fn build_remedy(a: &ApplianceFacts) -> String {
 /// What the appliance probes look at: the appliance, and the part of the
 /// environment that says what its absence means.
 #[derive(Debug, Clone, Copy)]
-pub struct ApplianceContext<'a> {
+pub(crate) struct ApplianceContext<'a> {
     /// The appliance.
-    pub appliance: &'a ApplianceFacts,
+    pub(crate) appliance: &'a ApplianceFacts,
     /// What libguestfs uses here (its search path, the appliance it finds).
-    pub libguestfs: &'a LibguestfsEnv,
+    pub(crate) libguestfs: &'a LibguestfsEnv,
     /// Why this appliance directory is the one examined.
-    pub examined_dir_source: Source,
+    pub(crate) examined_dir_source: Source,
     /// Whether libguestfs itself is installed (when not, that is
     /// `virt.libguestfs`'s finding, not the search path's).
-    pub libguestfs_installed: bool,
+    pub(crate) libguestfs_installed: bool,
 }
 
 /// `appliance.search-path`: libguestfs finds an appliance to launch.
-pub const SEARCH_PATH: ProbeInfo = ProbeInfo {
+pub(crate) const SEARCH_PATH: ProbeInfo = ProbeInfo {
     name: "appliance.search-path",
     severity: Severity::Critical,
     summary:
@@ -295,7 +295,7 @@ pub(crate) fn check_search_path(ctx: &ApplianceContext, _: &HealthConfig) -> Pro
 }
 
 /// `appliance.present`: the directory holds every appliance file.
-pub const PRESENT: ProbeInfo = ProbeInfo {
+pub(crate) const PRESENT: ProbeInfo = ProbeInfo {
     name: "appliance.present",
     severity: Severity::Critical,
     summary: "the fixed appliance directory holds kernel, initrd, root, README.fixed and manifest.toml",
@@ -339,7 +339,7 @@ pub(crate) fn check_present(ctx: &ApplianceContext, _: &HealthConfig) -> ProbeRe
 }
 
 /// `appliance.root`: the root image is ext2 with the recorded UUID.
-pub const ROOT: ProbeInfo = ProbeInfo {
+pub(crate) const ROOT: ProbeInfo = ProbeInfo {
     name: "appliance.root",
     severity: Severity::Critical,
     summary: "the root image has a valid ext2 superblock whose UUID matches the manifest",
@@ -370,7 +370,7 @@ pub(crate) fn check_root(ctx: &ApplianceContext, _: &HealthConfig) -> ProbeResul
 }
 
 /// `appliance.kernel`: kernel image, manifest and host agree.
-pub const KERNEL: ProbeInfo = ProbeInfo {
+pub(crate) const KERNEL: ProbeInfo = ProbeInfo {
     name: "appliance.kernel",
     severity: Severity::Critical,
     summary:
@@ -412,7 +412,7 @@ pub(crate) fn check_kernel(ctx: &ApplianceContext, _: &HealthConfig) -> ProbeRes
 }
 
 /// `appliance.fresh`: built from the host's current state.
-pub const FRESH: ProbeInfo = ProbeInfo {
+pub(crate) const FRESH: ProbeInfo = ProbeInfo {
     name: "appliance.fresh",
     severity: Severity::Warning,
     summary: "the appliance matches the host's packages, inputs and kernel (as `check` says)",
@@ -443,7 +443,7 @@ pub(crate) fn check_fresh(ctx: &ApplianceContext, _: &HealthConfig) -> ProbeResu
 }
 
 /// `appliance.age`: not older than `health.max_appliance_age_days`.
-pub const AGE: ProbeInfo = ProbeInfo {
+pub(crate) const AGE: ProbeInfo = ProbeInfo {
     name: "appliance.age",
     severity: Severity::Warning,
     summary: "the appliance is younger than health.max_appliance_age_days",

@@ -25,7 +25,7 @@ use crate::config::Config;
 /// What libguestfs finds in one element of its search path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum ApplianceKind {
+pub(crate) enum ApplianceKind {
     /// `supermin.d/base.tar.gz` and `supermin.d/packages`: libguestfs runs
     /// supermin to build an appliance into its cache.
     Supermin,
@@ -37,7 +37,7 @@ pub enum ApplianceKind {
 
 impl ApplianceKind {
     /// A few words for reports.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             ApplianceKind::Supermin => "a supermin appliance (built into the cache at launch)",
             ApplianceKind::Fixed => "a fixed appliance (booted in place)",
@@ -48,16 +48,16 @@ impl ApplianceKind {
 
 /// The appliance libguestfs's search stops at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FoundAppliance {
+pub(crate) struct FoundAppliance {
     /// Its kind.
-    pub kind: ApplianceKind,
+    pub(crate) kind: ApplianceKind,
     /// The search path element holding it.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 /// Where a value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Source {
+pub(crate) enum Source {
     /// The `--dir` option.
     #[serde(rename = "--dir")]
     Flag,
@@ -80,7 +80,7 @@ pub enum Source {
 
 impl Source {
     /// `(from LIBGUESTFS_PATH)`-style phrase for reports.
-    pub fn phrase(self) -> &'static str {
+    pub(crate) fn phrase(self) -> &'static str {
         match self {
             Source::Flag => "from --dir",
             Source::LibguestfsPath => "from LIBGUESTFS_PATH",
@@ -94,39 +94,39 @@ impl Source {
 
 /// libguestfs's view of this environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LibguestfsEnv {
+pub(crate) struct LibguestfsEnv {
     /// `LIBGUESTFS_CACHEDIR` as set (absent when unset or empty).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cachedir_var: Option<PathBuf>,
+    pub(crate) cachedir_var: Option<PathBuf>,
     /// `TMPDIR` as set (absent when unset or empty).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tmpdir_var: Option<PathBuf>,
+    pub(crate) tmpdir_var: Option<PathBuf>,
     /// `LIBGUESTFS_PATH` as set (absent when unset or empty, which
     /// libguestfs treats alike).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub path_var: Option<String>,
+    pub(crate) path_var: Option<String>,
     /// The directories searched, in order (an empty element is `.`).
-    pub search_path: Vec<PathBuf>,
+    pub(crate) search_path: Vec<PathBuf>,
     /// `LIBGUESTFS_PATH`, or `default` (libguestfs's built-in path).
-    pub search_path_source: Source,
+    pub(crate) search_path_source: Source,
     /// What the search finds (absent: launches fail).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub appliance: Option<FoundAppliance>,
+    pub(crate) appliance: Option<FoundAppliance>,
     /// The cache base (`<base>/.guestfs-UID` is the cache).
-    pub cachedir: PathBuf,
+    pub(crate) cachedir: PathBuf,
     /// `LIBGUESTFS_CACHEDIR`, `TMPDIR` or `default`.
-    pub cachedir_source: Source,
+    pub(crate) cachedir_source: Source,
     /// Variables libguestfs refuses (not an existing directory), with what
     /// it does instead.
-    pub cachedir_errors: Vec<String>,
+    pub(crate) cachedir_errors: Vec<String>,
 }
 
 /// libguestfs's default cache base.
-pub const DEFAULT_CACHEDIR: &str = "/var/tmp";
+pub(crate) const DEFAULT_CACHEDIR: &str = "/var/tmp";
 
 impl LibguestfsEnv {
     /// From this process's environment.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         Self::new(
             std::env::var_os("LIBGUESTFS_PATH"),
             std::env::var_os("LIBGUESTFS_CACHEDIR"),
@@ -137,7 +137,7 @@ impl LibguestfsEnv {
 
     /// From the given variable values; `default_path` is libguestfs's
     /// built-in path (`$libdir/guestfs`), if it is installed.
-    pub fn new(
+    pub(crate) fn new(
         path_var: Option<OsString>,
         cachedir_var: Option<OsString>,
         tmpdir_var: Option<OsString>,
@@ -171,14 +171,14 @@ impl LibguestfsEnv {
 
     /// Whether libguestfs boots a fixed appliance in place: then its cache
     /// holds only small qemu probe files, not an appliance.
-    pub fn uses_fixed_appliance(&self) -> bool {
+    pub(crate) fn uses_fixed_appliance(&self) -> bool {
         self.appliance.as_ref().is_some_and(|a| a.kind == ApplianceKind::Fixed)
     }
 }
 
 /// libguestfs's built-in path: the directory holding the installed
 /// supermin.d, if libguestfs is installed.
-pub fn default_path() -> Option<PathBuf> {
+pub(crate) fn default_path() -> Option<PathBuf> {
     crate::input::default_input_dirs(Path::new("/")).first().and_then(|d| d.parent()).map(Path::to_path_buf)
 }
 
@@ -186,7 +186,7 @@ pub fn default_path() -> Option<PathBuf> {
 /// (lib/appliance.c; docs/libguestfs-side.md, "Finding the appliance"): per
 /// element, a supermin appliance
 /// before a fixed one before an old-style one; the first hit ends it.
-pub fn search(path: &[PathBuf], host_cpu: &str) -> Option<FoundAppliance> {
+pub(crate) fn search(path: &[PathBuf], host_cpu: &str) -> Option<FoundAppliance> {
     let all = |dir: &Path, names: &[&str]| names.iter().all(|n| dir.join(n).exists());
     path.iter().find_map(|dir| {
         let kind = if all(dir, &["supermin.d/base.tar.gz", "supermin.d/packages"]) {
@@ -246,7 +246,7 @@ fn cache_base(cachedir: Option<OsString>, tmpdir: Option<OsString>) -> (PathBuf,
 /// The appliance directory `status` and `env` look at, and where it came
 /// from (module docs: `--dir`, else what `LIBGUESTFS_PATH` leads to, else
 /// the config's `appliance.dir`).
-pub fn examined_dir(flag: Option<&Path>, lg: &LibguestfsEnv, config: &Config) -> (PathBuf, Source) {
+pub(crate) fn examined_dir(flag: Option<&Path>, lg: &LibguestfsEnv, config: &Config) -> (PathBuf, Source) {
     if let Some(dir) = flag {
         return (dir.to_path_buf(), Source::Flag);
     }

@@ -32,7 +32,7 @@ use crate::printer::human_bytes;
 /// How fast a location is likely to be, from its file system and disks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum SpeedClass {
+pub(crate) enum SpeedClass {
     /// tmpfs/ramfs: RAM.
     Memory,
     /// A local disk that says it is not rotational (SSD, NVMe, most virtual
@@ -52,7 +52,7 @@ pub enum SpeedClass {
 
 impl SpeedClass {
     /// Whether libguestfs launches from here are known to be slow.
-    pub fn is_slow(self) -> bool {
+    pub(crate) fn is_slow(self) -> bool {
         matches!(
             self,
             SpeedClass::LocalRotational | SpeedClass::Network | SpeedClass::Fuse | SpeedClass::Overlay
@@ -60,12 +60,12 @@ impl SpeedClass {
     }
 
     /// Fast enough to hold an appliance or cache.
-    pub fn is_fast(self) -> bool {
+    pub(crate) fn is_fast(self) -> bool {
         matches!(self, SpeedClass::Memory | SpeedClass::LocalSsd)
     }
 
     /// The name used in reports and metrics labels.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             SpeedClass::Memory => "memory",
             SpeedClass::LocalSsd => "local-ssd",
@@ -81,7 +81,7 @@ impl SpeedClass {
 /// Why a location is in the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Role {
+pub(crate) enum Role {
     /// The fixed appliance directory.
     Appliance,
     /// `$LIBGUESTFS_CACHEDIR`.
@@ -100,7 +100,7 @@ pub enum Role {
 /// Debian 12"); 1 GiB
 /// leaves room for bigger package sets without resolving them, which would
 /// cost more than `status`'s time budget.
-pub const ESTIMATED_APPLIANCE_BYTES: u64 = 1 << 30;
+pub(crate) const ESTIMATED_APPLIANCE_BYTES: u64 = 1 << 30;
 
 /// A write probe never leaves less than this free on the file system.
 const PROBE_RESERVE: u64 = 64 << 20;
@@ -109,28 +109,28 @@ const PROBE_RESERVE: u64 = 64 << 20;
 /// place: only the qemu probe files (`qemu-*.{stat,help,devices,
 /// qmp-schema,query-kvm}`, a few hundred KiB; docs/libguestfs-side.md,
 /// "Cache contents").
-pub const QEMU_PROBE_CACHE_BYTES: u64 = 4 << 20;
+pub(crate) const QEMU_PROBE_CACHE_BYTES: u64 = 4 << 20;
 
 /// What to assess: the paths and what an appliance needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocationSpec {
+pub(crate) struct LocationSpec {
     /// Paths with their roles.
-    pub paths: Vec<(PathBuf, Role)>,
+    pub(crate) paths: Vec<(PathBuf, Role)>,
     /// The cache base libguestfs uses (the active cache).
-    pub active_cache: PathBuf,
+    pub(crate) active_cache: PathBuf,
     /// Bytes one copy of the appliance takes.
-    pub need_bytes: u64,
+    pub(crate) need_bytes: u64,
     /// Bytes the active cache needs: a copy of the appliance when supermin
     /// builds one there, [`QEMU_PROBE_CACHE_BYTES`] when libguestfs boots a
     /// fixed appliance in place.
-    pub cache_need_bytes: u64,
+    pub(crate) cache_need_bytes: u64,
 }
 
 impl LocationSpec {
     /// The appliance directory, `$LIBGUESTFS_CACHEDIR` and `$TMPDIR` (when
     /// set), `/var/tmp` and `/dev/shm`; the active cache is the base
     /// libguestfs takes in `lg`.
-    pub fn new(appliance_dir: &Path, lg: &LibguestfsEnv, need_bytes: u64) -> Self {
+    pub(crate) fn new(appliance_dir: &Path, lg: &LibguestfsEnv, need_bytes: u64) -> Self {
         let mut paths = vec![(appliance_dir.to_path_buf(), Role::Appliance)];
         if let Some(c) = &lg.cachedir_var {
             paths.push((c.clone(), Role::Cachedir));
@@ -147,64 +147,64 @@ impl LocationSpec {
 
 /// One assessed location.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Location {
+pub(crate) struct Location {
     /// The path as configured.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Why it is here (several when paths coincide).
-    pub roles: Vec<Role>,
+    pub(crate) roles: Vec<Role>,
     /// Whether libguestfs uses it as its cache now.
-    pub active_cache: bool,
+    pub(crate) active_cache: bool,
     /// Whether the path exists (if not, its nearest existing ancestor was
     /// measured).
-    pub exists: bool,
+    pub(crate) exists: bool,
     /// The directory actually measured.
-    pub measured_path: PathBuf,
+    pub(crate) measured_path: PathBuf,
     /// File system type, named (`ext4`, `tmpfs`, `nfs`, `fuse.sshfs`, ...).
-    pub fs_type: String,
+    pub(crate) fs_type: String,
     /// The statfs magic, hex.
-    pub fs_magic: String,
+    pub(crate) fs_magic: String,
     /// Mount point, from mountinfo.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mount_point: Option<PathBuf>,
+    pub(crate) mount_point: Option<PathBuf>,
     /// Mount source (device or server), from mountinfo.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub(crate) source: Option<String>,
     /// `major:minor` of the file system's device.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
+    pub(crate) device: Option<String>,
     /// The real disks under it (partitions, dm and md followed), with
     /// whether each is rotational.
-    pub disks: Vec<Disk>,
+    pub(crate) disks: Vec<Disk>,
     /// Speed class.
-    pub class: SpeedClass,
+    pub(crate) class: SpeedClass,
     /// File system size.
-    pub total_bytes: u64,
+    pub(crate) total_bytes: u64,
     /// Bytes available to unprivileged users.
-    pub free_bytes: u64,
+    pub(crate) free_bytes: u64,
     /// Inodes in total (`None` when the file system does not count them,
     /// e.g. btrfs).
-    pub total_inodes: Option<u64>,
+    pub(crate) total_inodes: Option<u64>,
     /// Free inodes (`None` as above).
-    pub free_inodes: Option<u64>,
+    pub(crate) free_inodes: Option<u64>,
     /// Bytes one copy of the appliance needs.
-    pub need_bytes: u64,
+    pub(crate) need_bytes: u64,
     /// `--probe` write test, if run.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub write_test: Option<WriteTest>,
+    pub(crate) write_test: Option<WriteTest>,
     /// Why the location could not be assessed, if so.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 impl Location {
     /// Whether libguestfs reads from or writes to it now (appliance or
     /// active cache): only those get space and speed findings.
-    pub fn in_use(&self) -> bool {
+    pub(crate) fn in_use(&self) -> bool {
         self.active_cache || self.roles.contains(&Role::Appliance)
     }
 
     /// Whether it has room for one more appliance copy (plus margin).
-    pub fn has_room(&self, margin: f64) -> bool {
+    pub(crate) fn has_room(&self, margin: f64) -> bool {
         self.error.is_none() && self.free_bytes as f64 >= self.need_bytes as f64 * margin
     }
 }
@@ -212,7 +212,7 @@ impl Location {
 /// Outcome of a `--probe` write test.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
-pub enum WriteTest {
+pub(crate) enum WriteTest {
     /// Measured.
     Measured {
         /// Bytes written.
@@ -253,7 +253,7 @@ const NETWORK_FS: &[&str] = &[
 
 /// The speed class of a file system named `fs_type` with statfs `magic`
 /// on `disks` (empty when not block-backed or unresolved).
-pub fn classify(fs_type: &str, magic: u64, disks: &[Disk]) -> SpeedClass {
+pub(crate) fn classify(fs_type: &str, magic: u64, disks: &[Disk]) -> SpeedClass {
     let base = fs_type.split('.').next().unwrap_or(fs_type);
     if matches!(magic, TMPFS_MAGIC | RAMFS_MAGIC) || matches!(base, "tmpfs" | "ramfs") {
         return SpeedClass::Memory;
@@ -302,7 +302,7 @@ fn existing_ancestor(path: &Path) -> PathBuf {
 
 /// Assess every location of `spec`. Never fails: a location that cannot be
 /// inspected carries its error.
-pub fn assess(spec: &LocationSpec, roots: &HostRoots) -> Vec<Location> {
+pub(crate) fn assess(spec: &LocationSpec, roots: &HostRoots) -> Vec<Location> {
     let mountinfo_path = roots.proc.join("self/mountinfo");
     let mounts = crate::bounded::read_to_string(&mountinfo_path, crate::bounded::PROC_MAX)
         .map(|t| mountinfo::parse(&t))
@@ -415,7 +415,7 @@ fn assess_one(
 /// Run the `--probe` write test in every location (once per file system:
 /// locations on the same device share the result). Tests not started by
 /// `deadline` (`--timeout`) are skipped.
-pub fn measure(locations: &mut [Location], probe_bytes: u64, deadline: Option<Instant>) {
+pub(crate) fn measure(locations: &mut [Location], probe_bytes: u64, deadline: Option<Instant>) {
     let mut done: BTreeMap<String, WriteTest> = BTreeMap::new();
     for loc in locations.iter_mut() {
         let key = loc.device.clone().unwrap_or_else(|| loc.measured_path.display().to_string());
@@ -479,7 +479,7 @@ impl Drop for ProbeFile {
 /// the file is removed in every case.
 ///
 /// Errors: the file cannot be created or written (read-only, permission).
-pub fn write_test(dir: &Path, bytes: u64) -> Result<WriteTest, HealthError> {
+pub(crate) fn write_test(dir: &Path, bytes: u64) -> Result<WriteTest, HealthError> {
     let bytes = bytes.min(64 << 20);
     let path = dir.join(format!(".guestfs-appliance-probe.{}", std::process::id()));
     let file = std::fs::OpenOptions::new()
@@ -555,17 +555,17 @@ fn cache_only_for_probes(loc: &Location, ctx: &LocationContext) -> bool {
 
 /// What the location probes look at besides each location.
 #[derive(Debug, Clone, Copy)]
-pub struct LocationContext<'a> {
+pub(crate) struct LocationContext<'a> {
     /// What libguestfs uses here: its cache settings, and whether it boots
     /// a fixed appliance in place (then its cache holds only qemu probe
     /// files, and its speed does not matter).
-    pub libguestfs: &'a LibguestfsEnv,
+    pub(crate) libguestfs: &'a LibguestfsEnv,
     /// Whether `--probe` measurements were taken.
-    pub probed: bool,
+    pub(crate) probed: bool,
 }
 
 /// `location.cachedir`: libguestfs accepts `LIBGUESTFS_CACHEDIR`/`TMPDIR`.
-pub const CACHEDIR: ProbeInfo = ProbeInfo {
+pub(crate) const CACHEDIR: ProbeInfo = ProbeInfo {
     name: "location.cachedir",
     severity: Severity::Warning,
     summary: "LIBGUESTFS_CACHEDIR and TMPDIR, when set, are existing directories (else libguestfs complains and uses /var/tmp)",
@@ -590,7 +590,7 @@ pub(crate) fn check_cachedir(ctx: &LocationContext, _: &HealthConfig) -> ProbeRe
 }
 
 /// `location.space`: room for one more appliance copy, with the margin.
-pub const SPACE: ProbeInfo = ProbeInfo {
+pub(crate) const SPACE: ProbeInfo = ProbeInfo {
     name: "location.space",
     severity: Severity::Critical,
     summary:
@@ -629,7 +629,7 @@ pub(crate) fn check_space(loc: &Location, _: &LocationContext, cfg: &HealthConfi
 }
 
 /// `location.inodes`: enough free inodes for an appliance's files.
-pub const INODES: ProbeInfo = ProbeInfo {
+pub(crate) const INODES: ProbeInfo = ProbeInfo {
     name: "location.inodes",
     severity: Severity::Warning,
     summary: "the appliance directory and the active cache have health.min_free_inodes free inodes",
@@ -657,7 +657,7 @@ pub(crate) fn check_inodes(loc: &Location, _: &LocationContext, cfg: &HealthConf
 }
 
 /// `location.speed`: not on a slow class of storage.
-pub const SPEED: ProbeInfo = ProbeInfo {
+pub(crate) const SPEED: ProbeInfo = ProbeInfo {
     name: "location.speed",
     severity: Severity::Warning,
     summary:
@@ -717,7 +717,7 @@ pub(crate) fn check_speed(loc: &Location, ctx: &LocationContext, _: &HealthConfi
 }
 
 /// `location.write-speed`: `--probe` throughput and fsync latency.
-pub const WRITE_SPEED: ProbeInfo = ProbeInfo {
+pub(crate) const WRITE_SPEED: ProbeInfo = ProbeInfo {
     name: "location.write-speed",
     severity: Severity::Warning,
     summary: "--probe: write speed >= health.min_write_mb_per_s and fsync latency <= health.max_fsync_ms",

@@ -24,12 +24,12 @@
 //! `crate::host`. Thresholds come from [`HealthConfig`]; the command glue
 //! (arguments, exit codes) is `commands/status.rs`.
 
-pub mod appliance;
-pub mod libguestfs;
-pub mod location;
-pub mod probe;
-pub mod report;
-pub mod virt;
+pub(crate) mod appliance;
+pub(crate) mod libguestfs;
+pub(crate) mod location;
+pub(crate) mod probe;
+pub(crate) mod report;
+pub(crate) mod virt;
 
 use std::path::{Path, PathBuf};
 
@@ -37,23 +37,23 @@ use serde::Serialize;
 
 use crate::config::{Config, HealthConfig};
 
-pub use crate::host::HostRoots;
-pub use appliance::ApplianceFacts;
-pub use libguestfs::LibguestfsEnv;
-pub use location::{Location, SpeedClass};
-pub use probe::{
-    is_skipped, summarize, CheckResult, CheckStatus, Finding, HealthError, Overall, Probe, ProbeFn,
-    ProbeInfo, ProbeResult, Severity, Summary,
+pub(crate) use crate::host::HostRoots;
+pub(crate) use appliance::ApplianceFacts;
+pub(crate) use libguestfs::LibguestfsEnv;
+pub(crate) use location::Location;
+pub(crate) use probe::{
+    is_skipped, summarize, CheckResult, CheckStatus, Finding, HealthError, Overall, Probe, ProbeFn, Severity,
+    Summary,
 };
-pub use virt::VirtFacts;
+pub(crate) use virt::VirtFacts;
 
 /// Version of the JSON report layout (`version` in the output). Bump it on
 /// any incompatible change and update docs/status-schema.json.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// Every probe, in report order. Each group's function takes its own part
 /// of the facts (`location_context`, `appliance_context`, `virt_context`).
-pub const PROBES: &[Probe<Facts>] = &[
+pub(crate) const PROBES: &[Probe<Facts>] = &[
     Probe {
         info: location::CACHEDIR,
         run: ProbeFn::Global(|f, c| location::check_cachedir(&f.location_context(), c)),
@@ -114,19 +114,19 @@ pub const PROBES: &[Probe<Facts>] = &[
 /// The environment libguestfs runs with here, and the appliance directory
 /// examined because of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EnvironmentFacts {
+pub(crate) struct EnvironmentFacts {
     /// What libguestfs uses: search path, appliance found, cache base.
     #[serde(flatten)]
-    pub libguestfs: LibguestfsEnv,
+    pub(crate) libguestfs: LibguestfsEnv,
     /// The appliance directory examined (`appliance.dir` of the report).
-    pub examined_dir: PathBuf,
+    pub(crate) examined_dir: PathBuf,
     /// Why that one: `--dir`, `LIBGUESTFS_PATH`, `config` or `default`.
-    pub examined_dir_source: libguestfs::Source,
+    pub(crate) examined_dir_source: libguestfs::Source,
 }
 
 impl EnvironmentFacts {
     /// Whether the examined directory is the appliance libguestfs boots.
-    pub fn examined_is_in_use(&self) -> bool {
+    pub(crate) fn examined_is_in_use(&self) -> bool {
         self.libguestfs.appliance.as_ref().is_some_and(|a| {
             a.kind == libguestfs::ApplianceKind::Fixed && same_dir(&a.dir, &self.examined_dir)
         })
@@ -140,27 +140,27 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 
 /// Everything gathered about the machine, input of the probes.
 #[derive(Debug, Clone, Serialize)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// What libguestfs uses here and why this appliance is examined.
-    pub environment: EnvironmentFacts,
+    pub(crate) environment: EnvironmentFacts,
     /// Appliance and cache locations, deduplicated by path.
-    pub locations: Vec<Location>,
+    pub(crate) locations: Vec<Location>,
     /// The fixed appliance.
-    pub appliance: ApplianceFacts,
+    pub(crate) appliance: ApplianceFacts,
     /// KVM, CPU, qemu, libguestfs.
-    pub virtualization: VirtFacts,
+    pub(crate) virtualization: VirtFacts,
     /// Whether `--probe` measurements were taken.
-    pub probed: bool,
+    pub(crate) probed: bool,
 }
 
 impl Facts {
     /// What the location probes look at besides each location.
-    pub fn location_context(&self) -> location::LocationContext<'_> {
+    pub(crate) fn location_context(&self) -> location::LocationContext<'_> {
         location::LocationContext { libguestfs: &self.environment.libguestfs, probed: self.probed }
     }
 
     /// What the appliance probes look at.
-    pub fn appliance_context(&self) -> appliance::ApplianceContext<'_> {
+    pub(crate) fn appliance_context(&self) -> appliance::ApplianceContext<'_> {
         appliance::ApplianceContext {
             appliance: &self.appliance,
             libguestfs: &self.environment.libguestfs,
@@ -170,7 +170,7 @@ impl Facts {
     }
 
     /// What the virtualization probes look at.
-    pub fn virt_context(&self) -> virt::VirtContext<'_> {
+    pub(crate) fn virt_context(&self) -> virt::VirtContext<'_> {
         virt::VirtContext { virt: &self.virtualization, appliance_dir: &self.appliance.dir }
     }
 }
@@ -203,32 +203,32 @@ impl probe::ProbeFacts for Facts {
 
 /// What to gather.
 #[derive(Debug, Clone)]
-pub struct GatherOptions {
+pub(crate) struct GatherOptions {
     /// The fixed appliance directory.
-    pub appliance_dir: PathBuf,
+    pub(crate) appliance_dir: PathBuf,
     /// Where it came from (see [`libguestfs::examined_dir`]).
-    pub dir_source: libguestfs::Source,
+    pub(crate) dir_source: libguestfs::Source,
     /// The environment libguestfs runs with.
-    pub libguestfs: LibguestfsEnv,
+    pub(crate) libguestfs: LibguestfsEnv,
     /// Take measurements (write test; test boots when `boots` is given).
-    pub probe: bool,
+    pub(crate) probe: bool,
     /// With `probe`: how to test-boot (`None`: no test boots, e.g.
     /// `--skip virt.boot`).
-    pub boots: Option<virt::BootOptions>,
+    pub(crate) boots: Option<virt::BootOptions>,
     /// The whole run's deadline (`--timeout`): measurements not started by
     /// then are skipped, boots are cut short at it.
-    pub deadline: Option<std::time::Instant>,
+    pub(crate) deadline: Option<std::time::Instant>,
     /// Compare the appliance with the host (costs a package resolution).
-    pub freshness: bool,
+    pub(crate) freshness: bool,
     /// Where /proc and /sys are (tests pass fixtures).
-    pub roots: HostRoots,
+    pub(crate) roots: HostRoots,
 }
 
 /// Gather the facts for `opts` with the thresholds and settings of `config`.
 ///
 /// Never fails as a whole: a fact that cannot be read is recorded with its
 /// error and the probes that need it report that they could not run.
-pub fn gather(opts: &GatherOptions, config: &Config) -> Facts {
+pub(crate) fn gather(opts: &GatherOptions, config: &Config) -> Facts {
     let appliance = appliance::gather(&opts.appliance_dir, config, opts.freshness);
     let spec = location::LocationSpec::new(&opts.appliance_dir, &opts.libguestfs, appliance.need_bytes);
     let mut locations = location::assess(&spec, &opts.roots);
@@ -250,13 +250,13 @@ pub fn gather(opts: &GatherOptions, config: &Config) -> Facts {
 }
 
 /// The probe groups, which `--skip` also takes.
-pub const GROUPS: [&str; 3] = ["location", "appliance", "virt"];
+pub(crate) const GROUPS: [&str; 3] = ["location", "appliance", "virt"];
 
 /// Check `--skip` values: each must name a probe or a group.
 ///
 /// Errors: [`HealthError::Unavailable`] naming the unknown value and
 /// listing the valid names.
-pub fn validate_skip(skip: &[String]) -> Result<(), HealthError> {
+pub(crate) fn validate_skip(skip: &[String]) -> Result<(), HealthError> {
     let known = |s: &str| GROUPS.contains(&s) || PROBES.iter().any(|p| p.info.name == s);
     match skip.iter().find(|s| !known(s)) {
         None => Ok(()),
@@ -274,41 +274,50 @@ pub fn validate_skip(skip: &[String]) -> Result<(), HealthError> {
 /// prefix such as `virt`) over `facts`.
 ///
 /// Returns the per-check results and the findings, in table order.
-pub fn run_probes(facts: &Facts, config: &HealthConfig, skip: &[String]) -> (Vec<CheckResult>, Vec<Finding>) {
+pub(crate) fn run_probes(
+    facts: &Facts,
+    config: &HealthConfig,
+    skip: &[String],
+) -> (Vec<CheckResult>, Vec<Finding>) {
     probe::run(PROBES, facts, config, skip)
 }
 
 /// The whole `status` answer: what `--json` prints (schema version
 /// [`SCHEMA_VERSION`], docs/status-schema.json).
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Schema version of this layout.
-    pub version: u32,
+    pub(crate) version: u32,
     /// guestfs-appliance's version.
-    pub tool_version: &'static str,
+    pub(crate) tool_version: &'static str,
     /// When the report was made, seconds since the epoch.
-    pub generated_at: i64,
+    pub(crate) generated_at: i64,
     /// Seconds spent gathering and checking.
-    pub duration_seconds: f64,
+    pub(crate) duration_seconds: f64,
     /// Overall state.
-    pub status: Overall,
+    pub(crate) status: Overall,
     /// Counts per outcome.
-    pub summary: Summary,
+    pub(crate) summary: Summary,
     /// Every finding with its remedy, worst first (info last).
-    pub findings: Vec<Finding>,
+    pub(crate) findings: Vec<Finding>,
     /// Every check that ran or was skipped.
-    pub checks: Vec<CheckResult>,
+    pub(crate) checks: Vec<CheckResult>,
     /// The facts the checks looked at.
     #[serde(flatten)]
-    pub facts: Facts,
+    pub(crate) facts: Facts,
     /// `health.space_margin` the space checks used (for Nagios thresholds).
     #[serde(skip)]
-    pub margin: f64,
+    pub(crate) margin: f64,
 }
 
 impl Report {
     /// Run the probes over `facts` and assemble the report.
-    pub fn new(facts: Facts, config: &HealthConfig, skip: &[String], started: std::time::Instant) -> Report {
+    pub(crate) fn new(
+        facts: Facts,
+        config: &HealthConfig,
+        skip: &[String],
+        started: std::time::Instant,
+    ) -> Report {
         let (checks, mut findings) = run_probes(&facts, config, skip);
         findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         let (summary, status) = summarize(&checks);
@@ -346,7 +355,11 @@ pub(crate) mod tests {
                 examined_dir: dir,
                 examined_dir_source: libguestfs::Source::LibguestfsPath,
             },
-            locations: vec![location::tests::location("/dev/shm/appliance", SpeedClass::Memory, 10 << 30)],
+            locations: vec![location::tests::location(
+                "/dev/shm/appliance",
+                location::SpeedClass::Memory,
+                10 << 30,
+            )],
             appliance: appliance::tests::healthy(),
             virtualization: virt::tests::healthy(),
             probed: false,

@@ -21,7 +21,7 @@ use crate::config::HealthConfig;
 
 /// Errors that keep a probe or the gathering from running.
 #[derive(Debug, thiserror::Error)]
-pub enum HealthError {
+pub(crate) enum HealthError {
     /// A file or directory could not be inspected or written.
     #[error("{action} {path}: {source}")]
     Io {
@@ -50,7 +50,7 @@ impl HealthError {
 /// How bad a finding is. Ordered: `Info < Warning < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
     /// Worth knowing, nothing wrong: does not change the overall state or
     /// the exit code (e.g. a virtual disk's speed cannot be told without
     /// `--probe`).
@@ -63,38 +63,38 @@ pub enum Severity {
 
 /// A problem a probe found, with what to do about it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// The probe's name, e.g. `location.space`.
-    pub probe: &'static str,
+    pub(crate) probe: &'static str,
     /// How bad it is.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// What it is about: a path, `/dev/kvm`, `qemu`, ...
-    pub subject: String,
+    pub(crate) subject: String,
     /// One line: what is wrong, with the numbers.
-    pub message: String,
+    pub(crate) message: String,
     /// One line: what to do.
-    pub remedy: String,
+    pub(crate) remedy: String,
 }
 
 /// What a probe function returns: outer error = could not run.
-pub type ProbeResult = Result<Result<(), Finding>, HealthError>;
+pub(crate) type ProbeResult = Result<Result<(), Finding>, HealthError>;
 
 /// A probe as its group declares it.
 #[derive(Debug, Clone, Copy)]
-pub struct ProbeInfo {
+pub(crate) struct ProbeInfo {
     /// Stable name, `group.what` (used by `--skip` and in the JSON).
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// The worst severity this probe reports.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// One line for `--list-probes`.
-    pub summary: &'static str,
+    pub(crate) summary: &'static str,
     /// Only meaningful with `--probe` (skipped otherwise).
-    pub needs_measurement: bool,
+    pub(crate) needs_measurement: bool,
 }
 
 /// What a probe table runs over: the facts, the items that per-item probes
 /// visit one by one (locations), and how results name their subject.
-pub trait ProbeFacts {
+pub(crate) trait ProbeFacts {
     /// What a per-item probe looks at.
     type Item;
 
@@ -112,7 +112,7 @@ pub trait ProbeFacts {
 }
 
 /// A probe's function over facts `F`: global, or run once per item.
-pub enum ProbeFn<F: ProbeFacts> {
+pub(crate) enum ProbeFn<F: ProbeFacts> {
     /// Runs once over all facts.
     Global(fn(&F, &HealthConfig) -> ProbeResult),
     /// Runs once per item (the runner uses the item's subject).
@@ -137,11 +137,11 @@ impl<F: ProbeFacts> std::fmt::Debug for ProbeFn<F> {
 }
 
 /// One entry of a probe table: the declared probe and how it runs.
-pub struct Probe<F: ProbeFacts> {
+pub(crate) struct Probe<F: ProbeFacts> {
     /// Name, severity, summary.
-    pub info: ProbeInfo,
+    pub(crate) info: ProbeInfo,
     /// The check.
-    pub run: ProbeFn<F>,
+    pub(crate) run: ProbeFn<F>,
 }
 
 impl<F: ProbeFacts> Clone for Probe<F> {
@@ -160,23 +160,23 @@ impl<F: ProbeFacts> std::fmt::Debug for Probe<F> {
 
 /// The result of one probe on one subject.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CheckResult {
+pub(crate) struct CheckResult {
     /// The probe's name.
-    pub probe: &'static str,
+    pub(crate) probe: &'static str,
     /// What it looked at (a path for location probes, else a short name).
-    pub subject: String,
+    pub(crate) subject: String,
     /// `pass`, `info`, `warning`, `critical`, `error` (could not run),
     /// `skipped`.
-    pub result: CheckStatus,
+    pub(crate) result: CheckStatus,
     /// For errors and skips: why.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
+pub(crate) enum CheckStatus {
     /// Nothing wrong.
     Pass,
     /// Nothing wrong, with an info finding.
@@ -194,7 +194,7 @@ pub enum CheckStatus {
 /// Overall state, as monitoring systems know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Overall {
+pub(crate) enum Overall {
     /// No findings, every probe ran.
     Ok,
     /// Some probe could not run; no findings.
@@ -207,24 +207,24 @@ pub enum Overall {
 
 /// Counts per outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Checks that passed.
-    pub passed: usize,
+    pub(crate) passed: usize,
     /// Checks that passed with an info finding.
-    pub info: usize,
+    pub(crate) info: usize,
     /// Warning findings.
-    pub warnings: usize,
+    pub(crate) warnings: usize,
     /// Critical findings.
-    pub critical: usize,
+    pub(crate) critical: usize,
     /// Checks that could not run.
-    pub errors: usize,
+    pub(crate) errors: usize,
     /// Checks skipped.
-    pub skipped: usize,
+    pub(crate) skipped: usize,
 }
 
 /// Whether `--skip` values `skip` leave out probe `name` (named, or its
 /// group).
-pub fn is_skipped(name: &str, skip: &[String]) -> bool {
+pub(crate) fn is_skipped(name: &str, skip: &[String]) -> bool {
     skip.iter().any(|s| name == s || name.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with('.')))
 }
 
@@ -232,7 +232,7 @@ pub fn is_skipped(name: &str, skip: &[String]) -> bool {
 /// prefix such as `virt`) over `facts`.
 ///
 /// Returns the per-check results and the findings, in table order.
-pub fn run<F: ProbeFacts>(
+pub(crate) fn run<F: ProbeFacts>(
     table: &[Probe<F>],
     facts: &F,
     config: &HealthConfig,
@@ -281,7 +281,7 @@ pub fn run<F: ProbeFacts>(
 }
 
 /// Count outcomes and derive the overall state.
-pub fn summarize(checks: &[CheckResult]) -> (Summary, Overall) {
+pub(crate) fn summarize(checks: &[CheckResult]) -> (Summary, Overall) {
     let mut s = Summary::default();
     for c in checks {
         match c.result {

@@ -42,9 +42,9 @@ use crate::process;
 
 /// qemu versions before this boot slowly (libguestfs performance guide:
 /// fast boot needs qemu >= 2.7 and libguestfs >= 1.34).
-pub const MIN_QEMU: &str = "2.7";
+pub(crate) const MIN_QEMU: &str = "2.7";
 /// libguestfs versions before this boot slowly (same guide).
-pub const MIN_LIBGUESTFS: &str = "1.34";
+pub(crate) const MIN_LIBGUESTFS: &str = "1.34";
 
 /// Serial-console lines that show the appliance's init handed over to
 /// libguestfs's `/init`: ours, then supermin's.
@@ -53,7 +53,7 @@ const APPLIANCE_UP: [&str; 2] = ["init: exec /init", "supermin: chroot"];
 /// The first line our init prints as PID 1, after mounting /proc
 /// (src/bin/init/main.rs: `init: guestfs-appliance-init VERSION; cmdline:
 /// ...`): what "came up" means for a host-kernel test boot.
-pub const INIT_STARTED: &str = "init: guestfs-appliance-init ";
+pub(crate) const INIT_STARTED: &str = "init: guestfs-appliance-init ";
 
 /// A boot with less time than this left is not started: it could prove
 /// nothing.
@@ -62,7 +62,7 @@ const MIN_BOOT_TIME: Duration = Duration::from_secs(1);
 /// What a test boot boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum BootTarget {
+pub(crate) enum BootTarget {
     /// The fixed appliance (kernel, initrd, root).
     Appliance,
     /// The host kernel with an initrd holding only our init.
@@ -70,7 +70,7 @@ pub enum BootTarget {
 }
 
 /// Whether the console output shows the guest came up (module docs).
-pub fn came_up(console: &str, target: BootTarget) -> bool {
+pub(crate) fn came_up(console: &str, target: BootTarget) -> bool {
     match target {
         BootTarget::Appliance => APPLIANCE_UP.iter().any(|m| console.contains(m)),
         BootTarget::HostKernel => console.contains(INIT_STARTED),
@@ -82,109 +82,109 @@ const KVM_DEVICE_PATH: &str = "/dev/kvm";
 
 /// /dev/kvm as we found it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KvmFacts {
+pub(crate) struct KvmFacts {
     /// The node exists.
-    pub device_present: bool,
+    pub(crate) device_present: bool,
     /// We can open it read-write (what qemu needs).
-    pub openable: bool,
+    pub(crate) openable: bool,
     /// Why it could not be opened.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Whether a guest came up under KVM (`None` until `--probe` tried).
-    pub usable: Option<bool>,
+    pub(crate) usable: Option<bool>,
 }
 
 /// CPU flags that matter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct CpuFacts {
+pub(crate) struct CpuFacts {
     /// The CPU model name.
-    pub model: String,
+    pub(crate) model: String,
     /// Intel VT-x.
-    pub vmx: bool,
+    pub(crate) vmx: bool,
     /// AMD-V.
-    pub svm: bool,
+    pub(crate) svm: bool,
     /// Running under a hypervisor.
-    pub hypervisor: bool,
+    pub(crate) hypervisor: bool,
 }
 
 /// What /sys/class/dmi/id says about the machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct MachineFacts {
+pub(crate) struct MachineFacts {
     /// The `hypervisor` CPU flag is set (or DMI names a hypervisor).
-    pub in_vm: bool,
+    pub(crate) in_vm: bool,
     /// `sys_vendor`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub vendor: Option<String>,
+    pub(crate) vendor: Option<String>,
     /// `product_name`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub product: Option<String>,
+    pub(crate) product: Option<String>,
 }
 
 /// qemu as found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct QemuFacts {
+pub(crate) struct QemuFacts {
     /// The binary.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Its version (`10.0.2`), if `--version` answered.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     /// Why the version is unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// One test boot.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BootResult {
+pub(crate) struct BootResult {
     /// `kvm` or `tcg`.
-    pub accel: &'static str,
+    pub(crate) accel: &'static str,
     /// What was booted.
-    pub target: BootTarget,
+    pub(crate) target: BootTarget,
     /// The kernel booted (release, for the host kernel).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel: Option<String>,
+    pub(crate) kernel: Option<String>,
     /// Whether it came up (see [`came_up`]).
-    pub came_up: bool,
+    pub(crate) came_up: bool,
     /// Seconds from starting qemu until it came up (or gave up).
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// Killed at the timeout.
-    pub timed_out: bool,
+    pub(crate) timed_out: bool,
     /// Ended (or never started) by `--timeout`, before its own timeout:
     /// it proves nothing either way.
-    pub cut_short: bool,
+    pub(crate) cut_short: bool,
     /// Why it did not come up (qemu's last line, or a start failure).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// Everything known about virtualization.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VirtFacts {
+pub(crate) struct VirtFacts {
     /// /dev/kvm.
-    pub kvm: KvmFacts,
+    pub(crate) kvm: KvmFacts,
     /// CPU flags.
-    pub cpu: CpuFacts,
+    pub(crate) cpu: CpuFacts,
     /// The machine.
-    pub machine: MachineFacts,
+    pub(crate) machine: MachineFacts,
     /// qemu, if found.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub qemu: Option<QemuFacts>,
+    pub(crate) qemu: Option<QemuFacts>,
     /// libguestfs's version (from the host's package database), if installed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub libguestfs: Option<String>,
+    pub(crate) libguestfs: Option<String>,
     /// The host's package manager (`dpkg`, ...), for the names and commands
     /// in hints; not part of the report.
     #[serde(skip)]
-    pub package_handler: Option<&'static str>,
+    pub(crate) package_handler: Option<&'static str>,
     /// `--probe` test boots, in order (KVM, then TCG if KVM did not come up).
-    pub boots: Vec<BootResult>,
+    pub(crate) boots: Vec<BootResult>,
     /// Why no test boot ran, if so.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub boot_skipped: Option<String>,
+    pub(crate) boot_skipped: Option<String>,
 }
 
 /// Parse the CPU facts from /proc/cpuinfo text (the first processor).
-pub fn parse_cpuinfo(text: &str) -> CpuFacts {
+pub(crate) fn parse_cpuinfo(text: &str) -> CpuFacts {
     let field = |name: &str| {
         text.lines()
             .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
@@ -202,14 +202,14 @@ pub fn parse_cpuinfo(text: &str) -> CpuFacts {
 }
 
 /// The version word of `qemu-system-* --version` output.
-pub fn parse_qemu_version(text: &str) -> Option<String> {
+pub(crate) fn parse_qemu_version(text: &str) -> Option<String> {
     let rest = text.split("version ").nth(1)?;
     let v: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
     (!v.is_empty()).then_some(v)
 }
 
 /// Whether `version` is at least `min` (supermin's version order).
-pub fn at_least(version: &str, min: &str) -> bool {
+pub(crate) fn at_least(version: &str, min: &str) -> bool {
     compare_versions(version, min) != std::cmp::Ordering::Less
 }
 
@@ -228,7 +228,7 @@ fn read_trimmed(path: &Path) -> Option<String> {
 }
 
 /// Gather the virtualization facts (no boots). Never fails.
-pub fn gather(roots: &HostRoots) -> VirtFacts {
+pub(crate) fn gather(roots: &HostRoots) -> VirtFacts {
     let dev = Path::new(KVM_DEVICE_PATH);
     let (openable, error) = match std::fs::OpenOptions::new().read(true).write(true).open(dev) {
         Ok(_) => (true, None),
@@ -269,12 +269,12 @@ pub fn gather(roots: &HostRoots) -> VirtFacts {
 
 /// What `--probe` boots and how long it may take.
 #[derive(Debug, Clone, Copy)]
-pub struct BootOptions {
+pub(crate) struct BootOptions {
     /// Supplies our init's bytes, for the host-kernel boot (the command
     /// passes `init::choose`).
-    pub init: fn() -> Result<Vec<u8>, String>,
+    pub(crate) init: fn() -> Result<Vec<u8>, String>,
     /// The whole run's deadline (`--timeout`), if any.
-    pub deadline: Option<Instant>,
+    pub(crate) deadline: Option<Instant>,
 }
 
 /// The files of one test boot.
@@ -292,7 +292,12 @@ struct BootSpec {
 /// `--probe`: boot the appliance (or, without one, the host kernel with a
 /// tiny initrd) under KVM when /dev/kvm opens and, when that does not come
 /// up, under TCG; record the results in `virt`.
-pub fn probe_boots(virt: &mut VirtFacts, appliance: &ApplianceFacts, cfg: &HealthConfig, opts: &BootOptions) {
+pub(crate) fn probe_boots(
+    virt: &mut VirtFacts,
+    appliance: &ApplianceFacts,
+    cfg: &HealthConfig,
+    opts: &BootOptions,
+) {
     let Some(qemu) = virt.qemu.as_ref().map(|q| q.path.clone()) else {
         virt.boot_skipped = Some("qemu not found".into());
         return;
@@ -402,7 +407,7 @@ static RUNNING: process::Running = process::Running::new();
 
 /// Kill every test-boot qemu still running (the `--timeout` watchdog calls
 /// this before it exits, when no destructor runs).
-pub fn kill_running_guests() {
+pub(crate) fn kill_running_guests() {
     RUNNING.kill_all();
 }
 
@@ -503,15 +508,15 @@ fn kvm_module(cpu: &CpuFacts) -> &'static str {
 /// What the virtualization probes look at: the virtualization facts, and
 /// the appliance directory a failed boot's remedy names.
 #[derive(Debug, Clone, Copy)]
-pub struct VirtContext<'a> {
+pub(crate) struct VirtContext<'a> {
     /// KVM, CPU, qemu, libguestfs, test boots.
-    pub virt: &'a VirtFacts,
+    pub(crate) virt: &'a VirtFacts,
     /// The fixed appliance directory examined.
-    pub appliance_dir: &'a Path,
+    pub(crate) appliance_dir: &'a Path,
 }
 
 /// `virt.kvm-device`: /dev/kvm exists and opens read-write.
-pub const KVM_DEVICE: ProbeInfo = ProbeInfo {
+pub(crate) const KVM_DEVICE: ProbeInfo = ProbeInfo {
     name: "virt.kvm-device",
     severity: Severity::Warning,
     summary: "/dev/kvm exists and the invoking user can open it read-write",
@@ -552,7 +557,7 @@ pub(crate) fn check_kvm_device(ctx: &VirtContext, _: &HealthConfig) -> ProbeResu
 }
 
 /// `virt.cpu-flags`: the CPU exposes VT-x or AMD-V.
-pub const CPU_FLAGS: ProbeInfo = ProbeInfo {
+pub(crate) const CPU_FLAGS: ProbeInfo = ProbeInfo {
     name: "virt.cpu-flags",
     severity: Severity::Warning,
     summary: "the CPU exposes hardware virtualization (vmx or svm in /proc/cpuinfo)",
@@ -589,7 +594,7 @@ pub(crate) fn check_cpu_flags(ctx: &VirtContext, _: &HealthConfig) -> ProbeResul
 }
 
 /// `virt.qemu`: qemu is installed and new enough.
-pub const QEMU: ProbeInfo = ProbeInfo {
+pub(crate) const QEMU: ProbeInfo = ProbeInfo {
     name: "virt.qemu",
     severity: Severity::Critical,
     summary: "qemu-system-ARCH (or /usr/libexec/qemu-kvm) is installed, version >= 2.7",
@@ -635,7 +640,7 @@ pub(crate) fn check_qemu(ctx: &VirtContext, _: &HealthConfig) -> ProbeResult {
 }
 
 /// `virt.libguestfs`: libguestfs is installed and new enough.
-pub const LIBGUESTFS: ProbeInfo = ProbeInfo {
+pub(crate) const LIBGUESTFS: ProbeInfo = ProbeInfo {
     name: "virt.libguestfs",
     severity: Severity::Warning,
     summary: "libguestfs (its distribution package) is installed, version >= 1.34",
@@ -672,7 +677,7 @@ pub(crate) fn check_libguestfs(ctx: &VirtContext, _: &HealthConfig) -> ProbeResu
 }
 
 /// `virt.boot`: `--probe` test boots.
-pub const BOOT: ProbeInfo = ProbeInfo {
+pub(crate) const BOOT: ProbeInfo = ProbeInfo {
     name: "virt.boot",
     severity: Severity::Critical,
     summary: "--probe: the appliance comes up under KVM (else: under TCG) within the timeouts",

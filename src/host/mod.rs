@@ -8,20 +8,20 @@
 //! fixture trees; the user database is behind the `users::UserDb` trait
 //! for the same reason.
 
-pub mod mountinfo;
-pub mod statfs;
-pub mod sysfs;
+pub(crate) mod mountinfo;
+pub(crate) mod statfs;
+pub(crate) mod sysfs;
 pub mod users;
 
 use std::path::PathBuf;
 
 /// Where /proc and /sys are mounted (`/proc`, `/sys` on a real host).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostRoots {
+pub(crate) struct HostRoots {
     /// The proc file system.
-    pub proc: PathBuf,
+    pub(crate) proc: PathBuf,
     /// The sysfs file system.
-    pub sys: PathBuf,
+    pub(crate) sys: PathBuf,
 }
 
 impl Default for HostRoots {

@@ -10,21 +10,21 @@ use std::path::{Path, PathBuf};
 
 /// One line of /proc/self/mountinfo (the fields we use).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountInfo {
+pub(crate) struct MountInfo {
     /// Device major.
-    pub major: u32,
+    pub(crate) major: u32,
     /// Device minor.
-    pub minor: u32,
+    pub(crate) minor: u32,
     /// Mount point (octal escapes decoded).
-    pub mount_point: PathBuf,
+    pub(crate) mount_point: PathBuf,
     /// File system type as the kernel names it (`ext4`, `fuse.sshfs`).
-    pub fs_type: String,
+    pub(crate) fs_type: String,
     /// Mount source.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Parse mountinfo text (proc(5)); malformed lines are skipped.
-pub fn parse(text: &str) -> Vec<MountInfo> {
+pub(crate) fn parse(text: &str) -> Vec<MountInfo> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
@@ -62,7 +62,11 @@ fn unescape(s: &str) -> String {
 /// The mount holding `path`: the longest mount point that is a prefix of
 /// it, preferring entries whose device is `dev`; among equals the last
 /// (a later mount hides an earlier one on the same point).
-pub fn mount_for<'a>(mounts: &'a [MountInfo], path: &Path, dev: Option<(u32, u32)>) -> Option<&'a MountInfo> {
+pub(crate) fn mount_for<'a>(
+    mounts: &'a [MountInfo],
+    path: &Path,
+    dev: Option<(u32, u32)>,
+) -> Option<&'a MountInfo> {
     let matching = |m: &&MountInfo| path.starts_with(&m.mount_point);
     let best = |it: &mut dyn Iterator<Item = &'a MountInfo>| {
         let mut best: Option<&'a MountInfo> = None;

@@ -8,16 +8,16 @@
 use std::path::Path;
 
 /// tmpfs's `f_type`.
-pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+pub(crate) const TMPFS_MAGIC: u64 = 0x0102_1994;
 /// ramfs's `f_type`.
-pub const RAMFS_MAGIC: u64 = 0x8584_58f6;
+pub(crate) const RAMFS_MAGIC: u64 = 0x8584_58f6;
 /// FUSE's `f_type` (also virtiofs and glusterfs).
-pub const FUSE_MAGIC: u64 = 0x6573_5546;
+pub(crate) const FUSE_MAGIC: u64 = 0x6573_5546;
 /// overlayfs's `f_type`.
-pub const OVERLAY_MAGIC: u64 = 0x794c_7630;
+pub(crate) const OVERLAY_MAGIC: u64 = 0x794c_7630;
 
 /// Name of a statfs `f_type` magic.
-pub fn fs_type_name(magic: u64) -> &'static str {
+pub(crate) fn fs_type_name(magic: u64) -> &'static str {
     match magic {
         0x0102_1994 => "tmpfs",
         0x8584_58f6 => "ramfs",
@@ -53,22 +53,22 @@ pub fn fs_type_name(magic: u64) -> &'static str {
 
 /// What statfs says about a file system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FsStat {
+pub(crate) struct FsStat {
     /// `f_type`, as an unsigned 32-bit value.
-    pub magic: u64,
+    pub(crate) magic: u64,
     /// Size of the file system.
-    pub total_bytes: u64,
+    pub(crate) total_bytes: u64,
     /// Bytes available to unprivileged users.
-    pub free_bytes: u64,
+    pub(crate) free_bytes: u64,
     /// Inodes in total and free; `None` when the file system does not
     /// count them (btrfs says 0).
-    pub inodes: Option<(u64, u64)>,
+    pub(crate) inodes: Option<(u64, u64)>,
 }
 
 /// statfs `path`.
 ///
 /// Errors: the errno of statfs(2) (missing path, permission).
-pub fn stat(path: &Path) -> nix::Result<FsStat> {
+pub(crate) fn stat(path: &Path) -> nix::Result<FsStat> {
     let st = nix::sys::statfs::statfs(path)?;
     let bsize = st.block_size() as u64;
     Ok(FsStat {

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 /// Errors reading sysfs.
 #[derive(Debug, thiserror::Error)]
-pub enum SysfsError {
+pub(crate) enum SysfsError {
     /// The block device is not in `SYS/dev/block`.
     #[error("resolving block device {path}: {source}")]
     Resolve {
@@ -26,25 +26,26 @@ pub enum SysfsError {
 
 /// A real disk under a file system.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Disk {
+pub(crate) struct Disk {
     /// Kernel name (`sda`, `nvme0n1`, `vda`).
-    pub name: String,
+    pub(crate) name: String,
     /// `queue/rotational`; `None` when unreadable.
-    pub rotational: Option<bool>,
+    pub(crate) rotational: Option<bool>,
     /// A disk a hypervisor emulates or provides (virtio, Xen, Hyper-V,
     /// VMware, QEMU-emulated SCSI/ATA, cloud block storage): its rotational
     /// flag is whatever the hypervisor chose (virtio-blk always says 1) and
     /// says nothing about the storage behind it.
     #[serde(rename = "virtual")]
-    pub is_virtual: bool,
+    pub(crate) is_virtual: bool,
     /// What in sysfs shows it is virtual (`virtio bus`, `vendor QEMU`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub virtual_evidence: Option<String>,
+    pub(crate) virtual_evidence: Option<String>,
 }
 
+#[cfg(test)]
 impl Disk {
     /// A disk with a trustworthy rotational flag (tests, fixtures).
-    pub fn physical(name: &str, rotational: Option<bool>) -> Disk {
+    pub(crate) fn physical(name: &str, rotational: Option<bool>) -> Disk {
         Disk { name: name.into(), rotational, is_virtual: false, virtual_evidence: None }
     }
 }
@@ -101,7 +102,7 @@ fn virtual_evidence(sys: &Path, dir: &Path) -> Option<String> {
 /// their disk and device-mapper/md devices to their `slaves`.
 ///
 /// Errors: the device is not in `SYS/dev/block`.
-pub fn disks_of(sys: &Path, major: u32, minor: u32) -> Result<Vec<Disk>, SysfsError> {
+pub(crate) fn disks_of(sys: &Path, major: u32, minor: u32) -> Result<Vec<Disk>, SysfsError> {
     let link = sys.join("dev/block").join(format!("{major}:{minor}"));
     let dir =
         std::fs::canonicalize(&link).map_err(|source| SysfsError::Resolve { path: link.clone(), source })?;

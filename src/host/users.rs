@@ -13,7 +13,7 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// Login name.
-    pub name: String,
+    pub(crate) name: String,
     /// User id.
     pub uid: u32,
     /// Primary group id.

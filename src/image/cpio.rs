@@ -36,7 +36,7 @@ const S_IFREG: u32 = 0o100_000;
 /// requires.
 ///
 /// [`new`]: CpioWriter::new
-pub struct CpioWriter<W: Write> {
+pub(crate) struct CpioWriter<W: Write> {
     out: W,
     mtime: i64,
     next_ino: u32,
@@ -51,7 +51,7 @@ impl<W: Write> CpioWriter<W> {
     /// newc stores the mtime in 32 unsigned bits; a value outside
     /// `0..=u32::MAX` makes the first `add_*` call fail with
     /// [`io::ErrorKind::InvalidInput`].
-    pub fn new(out: W, mtime: i64) -> Self {
+    pub(crate) fn new(out: W, mtime: i64) -> Self {
         Self { out, mtime, next_ino: 1, pos: 0 }
     }
 
@@ -61,7 +61,7 @@ impl<W: Write> CpioWriter<W> {
     /// # Errors
     /// Write errors from `W`, or [`io::ErrorKind::InvalidInput`] for a name
     /// containing NUL or an mtime that does not fit.
-    pub fn add_dir(&mut self, name: &str, perm: u32) -> io::Result<()> {
+    pub(crate) fn add_dir(&mut self, name: &str, perm: u32) -> io::Result<()> {
         let ino = self.take_ino();
         // nlink 2 for a directory, as cpio -o records an empty directory.
         self.write_header(name, ino, S_IFDIR | (perm & 0o7777), 2, 0)
@@ -73,7 +73,7 @@ impl<W: Write> CpioWriter<W> {
     /// # Errors
     /// As [`add_dir`](Self::add_dir), plus files of 4 GiB or more, which
     /// newc cannot represent.
-    pub fn add_file(&mut self, name: &str, perm: u32, data: &[u8]) -> io::Result<()> {
+    pub(crate) fn add_file(&mut self, name: &str, perm: u32, data: &[u8]) -> io::Result<()> {
         self.add_file_from(name, perm, data.len() as u64, &mut &data[..])
     }
 
@@ -85,7 +85,13 @@ impl<W: Write> CpioWriter<W> {
     /// [`io::ErrorKind::UnexpectedEof`] if `src` yields fewer than `len`
     /// bytes (e.g. the file shrank after it was measured). The archive is
     /// unusable after an error.
-    pub fn add_file_from(&mut self, name: &str, perm: u32, len: u64, src: &mut impl Read) -> io::Result<()> {
+    pub(crate) fn add_file_from(
+        &mut self,
+        name: &str,
+        perm: u32,
+        len: u64,
+        src: &mut impl Read,
+    ) -> io::Result<()> {
         let size = u32::try_from(len).map_err(|_| {
             invalid(format!("{name}: {len} bytes is too large for a newc cpio entry (limit 4 GiB)"))
         })?;
@@ -107,7 +113,7 @@ impl<W: Write> CpioWriter<W> {
     ///
     /// # Errors
     /// Write or flush errors from `W`.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub(crate) fn finish(mut self) -> io::Result<W> {
         // The trailer carries inode 0, mode 0, nlink 1, as GNU cpio writes it.
         self.write_header(TRAILER, 0, 0, 1, 0)?;
         self.pad_to(BLOCK)?;
@@ -159,24 +165,25 @@ fn invalid(msg: String) -> io::Error {
 }
 
 /// One entry read back by [`read_newc`].
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CpioEntry {
+pub(crate) struct CpioEntry {
     /// Entry name as stored (no leading `/`).
-    pub name: String,
+    pub(crate) name: String,
     /// Full mode: type bits and permissions.
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// Inode number.
-    pub ino: u32,
+    pub(crate) ino: u32,
     /// Owner uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Owner gid.
-    pub gid: u32,
+    pub(crate) gid: u32,
     /// Link count.
-    pub nlink: u32,
+    pub(crate) nlink: u32,
     /// Modification time, seconds since the epoch.
-    pub mtime: u32,
+    pub(crate) mtime: u32,
     /// File contents (empty for directories).
-    pub data: Vec<u8>,
+    pub(crate) data: Vec<u8>,
 }
 
 /// Parses a whole newc archive held in memory, up to (not including) the
@@ -186,7 +193,8 @@ pub struct CpioEntry {
 /// # Errors
 /// [`io::ErrorKind::InvalidData`] naming the offset for a bad magic,
 /// non-hex field, truncated entry or missing trailer.
-pub fn read_newc(bytes: &[u8]) -> io::Result<Vec<CpioEntry>> {
+#[cfg(test)]
+pub(crate) fn read_newc(bytes: &[u8]) -> io::Result<Vec<CpioEntry>> {
     let bad = |off: usize, what: &str| {
         io::Error::new(io::ErrorKind::InvalidData, format!("cpio at offset {off}: {what}"))
     };

@@ -52,45 +52,47 @@ use layout::{nth_block, Allocator, Extent, Geometry, BLOCK_SIZE, INODE_SIZE};
 
 /// How to build the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ext2Options {
+pub(crate) struct Ext2Options {
     /// Size of the image file in bytes (the file is sparse). Must be > 0.
-    pub size: u64,
+    pub(crate) size: u64,
     /// File system UUID; the kernel command line names the root by it.
     /// libguestfs reads it from the `root` file at every launch
     /// (docs/libguestfs-side.md, "Root UUID"), so it need not be random: the
     /// build derives it from the fingerprint (`Manifest::root_uuid`), which
     /// keeps the image reproducible.
-    pub uuid: [u8; 16],
+    pub(crate) uuid: [u8; 16],
     /// mkfs, last-write and last-check time of the file system, and the
     /// time stamps of a `lost+found` the writer creates. Seconds since the
     /// epoch.
-    pub timestamp: i64,
+    pub(crate) timestamp: i64,
     /// Volume label, at most 16 bytes.
-    pub label: Option<String>,
+    pub(crate) label: Option<String>,
 }
 
 /// What a successful [`write_image`] produced.
 #[derive(Debug)]
-pub struct Ext2Stats {
+pub(crate) struct Ext2Stats {
     /// Inodes in use, including the ten reserved ones.
-    pub inodes: u64,
+    pub(crate) inodes: u64,
     /// Blocks in use, metadata included.
-    pub blocks_used: u64,
+    pub(crate) blocks_used: u64,
     /// Block size in bytes (always 4096).
-    pub block_size: u32,
-    /// Bytes of regular file contents (sum of file sizes).
-    pub data_bytes: u64,
+    pub(crate) block_size: u32,
+    /// Bytes of regular file contents (sum of file sizes); the tests check
+    /// that the data was written.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) data_bytes: u64,
     /// Host files that could not be read, with the reason, sorted by path.
     /// They are empty files in the image (as supermin does, with a warning):
     /// the caller decides how loudly to report them. A file that could be
     /// opened when the layout was made but not when its data was copied
     /// (it vanished in between) keeps its listed size and reads as zeros.
-    pub unreadable: Vec<(PathBuf, io::Error)>,
+    pub(crate) unreadable: Vec<(PathBuf, io::Error)>,
 }
 
 /// Errors from writing or reading an ext2 image.
 #[derive(Debug, thiserror::Error)]
-pub enum Ext2Error {
+pub(crate) enum Ext2Error {
     /// `Ext2Options::size` was zero.
     #[error("the ext2 image size is 0 bytes; give a size such as --size 4G")]
     ZeroSize,
@@ -198,7 +200,7 @@ pub enum Ext2Error {
 /// `ext2_max_size()` in the kernel's fs/ext2/super.c, where `i_blocks`
 /// (512-byte units, data and indirect blocks together) must fit 32 bits.
 /// About 2 TiB; sparse files are measured by their size, not their blocks.
-pub const MAX_FILE_SIZE: u64 = max_file_size();
+pub(crate) const MAX_FILE_SIZE: u64 = max_file_size();
 
 // The block map of any file we accept fits the indirect scheme.
 const _: () = assert!(MAX_FILE_SIZE / BLOCK_SIZE <= disk::MAX_FILE_BLOCKS);
@@ -220,28 +222,28 @@ const fn max_file_size() -> u64 {
 
 /// The superblock fields callers need, as read by [`read_superblock`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Superblock {
+pub(crate) struct Superblock {
     /// File system UUID (bytes 0x468..0x478 of the image).
-    pub uuid: [u8; 16],
+    pub(crate) uuid: [u8; 16],
     /// Block size in bytes.
-    pub block_size: u32,
+    pub(crate) block_size: u32,
     /// Blocks in the file system.
-    pub blocks: u64,
+    pub(crate) blocks: u64,
     /// Free blocks.
-    pub free_blocks: u64,
+    pub(crate) free_blocks: u64,
     /// Inodes in the file system.
-    pub inodes: u64,
+    pub(crate) inodes: u64,
     /// Free inodes.
-    pub free_inodes: u64,
+    pub(crate) free_inodes: u64,
     /// Volume label (empty when none), lossily decoded.
-    pub label: String,
+    pub(crate) label: String,
     /// Creation time, seconds since the epoch.
-    pub mkfs_time: i64,
+    pub(crate) mkfs_time: i64,
 }
 
 /// Format a UUID as libguestfs prints it for `root=UUID=`: lowercase
 /// `8-4-4-4-12` hex.
-pub fn format_uuid(uuid: &[u8; 16]) -> String {
+pub(crate) fn format_uuid(uuid: &[u8; 16]) -> String {
     let hex: String = uuid.iter().map(|b| format!("{b:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
@@ -251,7 +253,7 @@ pub fn format_uuid(uuid: &[u8; 16]) -> String {
 /// # Errors
 /// [`Ext2Error::Read`] when the file cannot be read (or is shorter than
 /// 2 KiB), [`Ext2Error::NotExt2`] when the magic at 0x438 is not 0xEF53.
-pub fn read_superblock(image: &Path) -> Result<Superblock, Ext2Error> {
+pub(crate) fn read_superblock(image: &Path) -> Result<Superblock, Ext2Error> {
     let read_err = |source| Ext2Error::Read { path: image.to_owned(), source };
     let file = crate::bounded::open_regular(image).map_err(read_err)?;
     let mut sb = [0u8; 1024];
@@ -391,7 +393,7 @@ struct InodePlan<'t> {
 /// errors (name, symlink, size, links) are reported before the image is
 /// touched. [`Ext2Error::Write`] and [`Ext2Error::Copy`] come from I/O while
 /// writing; the image then has no valid superblock.
-pub fn write_image(tree: &FileTree, image: &File, opts: &Ext2Options) -> Result<Ext2Stats, Ext2Error> {
+pub(crate) fn write_image(tree: &FileTree, image: &File, opts: &Ext2Options) -> Result<Ext2Stats, Ext2Error> {
     if opts.size == 0 {
         return Err(Ext2Error::ZeroSize);
     }

@@ -32,20 +32,20 @@ use std::sync::Arc;
 use crate::image::scratch::ScratchData;
 
 /// Longest path Linux resolves, terminating NUL included (`PATH_MAX`).
-pub const PATH_MAX: usize = 4096;
+pub(crate) const PATH_MAX: usize = 4096;
 
 /// Most bytes all the tree's paths may add up to (each node and hard link
 /// counted with its full resolved path). Writers hold every path at once
 /// ([`FileTree::walk`]); a real appliance needs a few MiB, and without a
 /// bound many deep paths would cost memory quadratic in their depth.
-pub const TREE_PATH_BYTES_MAX: u64 = 256 << 20;
+pub(crate) const TREE_PATH_BYTES_MAX: u64 = 256 << 20;
 
 /// Index of a node in a [`FileTree`].
-pub type NodeId = usize;
+pub(crate) type NodeId = usize;
 
 /// Errors from building a tree.
 #[derive(Debug, thiserror::Error)]
-pub enum TreeError {
+pub(crate) enum TreeError {
     /// The path is not absolute or contains `..`.
     #[error("{}: appliance paths must be absolute and must not contain '..'", short_path(.path))]
     BadPath {
@@ -102,31 +102,31 @@ pub enum TreeError {
 
 /// Ownership, permissions and times of one inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Metadata {
+pub(crate) struct Metadata {
     /// Permission bits including setuid, setgid and sticky (`mode & 0o7777`).
-    pub perm: u32,
+    pub(crate) perm: u32,
     /// Owner user id.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Owner group id.
-    pub gid: u32,
+    pub(crate) gid: u32,
     /// Last access time, seconds since the epoch.
-    pub atime: i64,
+    pub(crate) atime: i64,
     /// Last modification time, seconds since the epoch.
-    pub mtime: i64,
+    pub(crate) mtime: i64,
     /// Last status change time, seconds since the epoch.
-    pub ctime: i64,
+    pub(crate) ctime: i64,
 }
 
 impl Metadata {
     /// Metadata with the same time for atime, mtime and ctime.
-    pub fn new(perm: u32, uid: u32, gid: u32, time: i64) -> Self {
+    pub(crate) fn new(perm: u32, uid: u32, gid: u32, time: i64) -> Self {
         Metadata { perm: perm & 0o7777, uid, gid, atime: time, mtime: time, ctime: time }
     }
 }
 
 /// Where the bytes of a regular file come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Data {
+pub(crate) enum Data {
     /// A file on the host, copied at write time. `len` is its size when it was
     /// listed; writers copy at most that many bytes, so the image never holds
     /// a torn size if the host file changes under us.
@@ -146,7 +146,7 @@ pub enum Data {
 
 impl Data {
     /// Size in bytes.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         match self {
             Data::Host { len, .. } => *len,
             Data::Inline(bytes) => bytes.len() as u64,
@@ -156,22 +156,17 @@ impl Data {
 
     /// Bytes of data the image must store: [`Data::len`], except that the
     /// holes of a [`Data::Scratch`] file take no space (its stored blocks).
-    pub fn stored_len(&self) -> u64 {
+    pub(crate) fn stored_len(&self) -> u64 {
         match self {
             Data::Scratch(d) => d.stored_blocks() * crate::image::scratch::BLOCK,
             other => other.len(),
         }
     }
-
-    /// True for a zero-length file.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The type-specific part of an inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Content {
+pub(crate) enum Content {
     /// A directory; its entries live in the tree.
     Directory,
     /// A regular file.
@@ -190,7 +185,7 @@ pub enum Content {
 
 impl Content {
     /// The `S_IFMT` bits for this type.
-    pub fn file_type_bits(&self) -> u32 {
+    pub(crate) fn file_type_bits(&self) -> u32 {
         match self {
             Content::Directory => libc::S_IFDIR,
             Content::Regular(_) => libc::S_IFREG,
@@ -203,30 +198,30 @@ impl Content {
     }
 
     /// True for [`Content::Directory`].
-    pub fn is_dir(&self) -> bool {
+    pub(crate) fn is_dir(&self) -> bool {
         matches!(self, Content::Directory)
     }
 }
 
 /// One inode: what it is plus its metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
+pub(crate) struct Node {
     /// Ownership, permissions, times.
-    pub meta: Metadata,
+    pub(crate) meta: Metadata,
     /// Type and type-specific data.
-    pub content: Content,
+    pub(crate) content: Content,
 }
 
 impl Node {
     /// Full `st_mode` (type bits | permission bits).
-    pub fn mode(&self) -> u32 {
+    pub(crate) fn mode(&self) -> u32 {
         self.content.file_type_bits() | (self.meta.perm & 0o7777)
     }
 }
 
 /// A directory tree of nodes, rooted at node 0 (`/`).
 #[derive(Debug, Clone)]
-pub struct FileTree {
+pub(crate) struct FileTree {
     nodes: Vec<Node>,
     /// Directory entries, indexed by node id; empty for non-directories.
     entries: Vec<BTreeMap<OsString, NodeId>>,
@@ -249,14 +244,14 @@ struct Resolved {
 
 /// Symlinks followed in one path resolution before giving up (Linux's
 /// `MAXSYMLINKS`).
-pub const MAX_SYMLINK_FOLLOWS: usize = 40;
+pub(crate) const MAX_SYMLINK_FOLLOWS: usize = 40;
 
 impl FileTree {
     /// The root directory's node id.
-    pub const ROOT: NodeId = 0;
+    pub(crate) const ROOT: NodeId = 0;
 
     /// A tree holding only `/` with the given metadata.
-    pub fn new(root: Metadata) -> Self {
+    pub(crate) fn new(root: Metadata) -> Self {
         FileTree {
             nodes: vec![Node { meta: root, content: Content::Directory }],
             entries: vec![BTreeMap::new()],
@@ -268,50 +263,52 @@ impl FileTree {
     }
 
     /// The node with this id.
-    pub fn node(&self, id: NodeId) -> &Node {
+    pub(crate) fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id]
     }
 
     /// Mutable access to a node (e.g. to adjust metadata).
-    pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
+    pub(crate) fn node_mut(&mut self, id: NodeId) -> &mut Node {
         &mut self.nodes[id]
     }
 
     /// Number of nodes (inodes), including unreachable ones left behind by
     /// replacement; see [`FileTree::is_reachable`].
-    pub fn node_count(&self) -> usize {
+    pub(crate) fn node_count(&self) -> usize {
         self.nodes.len()
     }
 
     /// Number of directory entries naming this node. Zero means the node was
     /// replaced and is no longer part of the tree.
-    pub fn link_count(&self, id: NodeId) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn link_count(&self, id: NodeId) -> u32 {
         self.links[id]
     }
 
     /// True when some directory entry (or the root) names this node.
-    pub fn is_reachable(&self, id: NodeId) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_reachable(&self, id: NodeId) -> bool {
         self.links[id] > 0
     }
 
     /// Sorted entries (name, child id) of a directory node; empty otherwise.
-    pub fn children(&self, dir: NodeId) -> impl Iterator<Item = (&OsStr, NodeId)> {
+    pub(crate) fn children(&self, dir: NodeId) -> impl Iterator<Item = (&OsStr, NodeId)> {
         self.entries[dir].iter().map(|(n, id)| (n.as_os_str(), *id))
     }
 
     /// Number of entries in a directory node.
-    pub fn child_count(&self, dir: NodeId) -> usize {
+    pub(crate) fn child_count(&self, dir: NodeId) -> usize {
         self.entries[dir].len()
     }
 
     /// Parent of a directory node (the root is its own parent).
-    pub fn parent(&self, dir: NodeId) -> NodeId {
+    pub(crate) fn parent(&self, dir: NodeId) -> NodeId {
         self.parents[dir]
     }
 
     /// Look a path up, following symlinks in intermediate components but not
     /// in the last one (like `lstat`).
-    pub fn lookup(&self, path: &Path) -> Option<NodeId> {
+    pub(crate) fn lookup(&self, path: &Path) -> Option<NodeId> {
         if normal_components(path).ok()?.is_empty() {
             return Some(Self::ROOT);
         }
@@ -322,7 +319,7 @@ impl FileTree {
     /// Insert `node` at `path`. An existing directory at `path` is kept and
     /// its id returned when `node` is a directory too (first creator wins);
     /// any other existing entry is replaced. Returns the id now at `path`.
-    pub fn insert(&mut self, path: &Path, node: Node) -> Result<NodeId, TreeError> {
+    pub(crate) fn insert(&mut self, path: &Path, node: Node) -> Result<NodeId, TreeError> {
         let Resolved { dir, name } = self.resolve_parent(path)?;
         self.insert_in(dir, name, node, path)
     }
@@ -370,7 +367,7 @@ impl FileTree {
     }
 
     /// Make `path` a hard link to the existing non-directory at `target`.
-    pub fn hard_link(&mut self, path: &Path, target: &Path) -> Result<NodeId, TreeError> {
+    pub(crate) fn hard_link(&mut self, path: &Path, target: &Path) -> Result<NodeId, TreeError> {
         let bad = || TreeError::BadHardLink { path: path.to_owned(), target: target.to_owned() };
         let target_id = self.lookup(target).ok_or_else(bad)?;
         if self.nodes[target_id].content.is_dir() {
@@ -398,7 +395,7 @@ impl FileTree {
     /// given metadata; existing components are kept (followed when they are
     /// symlinks to directories, replaced when they are anything else).
     /// Returns the final id. One pass down the path: linear in its length.
-    pub fn create_dir_all(&mut self, path: &Path, meta: Metadata) -> Result<NodeId, TreeError> {
+    pub(crate) fn create_dir_all(&mut self, path: &Path, meta: Metadata) -> Result<NodeId, TreeError> {
         let comps = normal_components(path)?;
         let mut built = PathBuf::from("/");
         let mut dir = Self::ROOT;
@@ -432,7 +429,8 @@ impl FileTree {
 
     /// Remove a path from the tree (no-op when absent). Directories are
     /// removed with everything below them.
-    pub fn remove(&mut self, path: &Path) -> Result<(), TreeError> {
+    #[cfg(test)]
+    pub(crate) fn remove(&mut self, path: &Path) -> Result<(), TreeError> {
         let Resolved { dir, name } = self.resolve_parent(path)?;
         if let Some(id) = self.entries[dir].remove(&name) {
             self.unlink(id);
@@ -443,7 +441,7 @@ impl FileTree {
     /// Every reachable path with its node id, parents before children, in
     /// sorted order within each directory. Hard-linked nodes appear once per
     /// name.
-    pub fn walk(&self) -> Vec<(PathBuf, NodeId)> {
+    pub(crate) fn walk(&self) -> Vec<(PathBuf, NodeId)> {
         let mut out = Vec::with_capacity(self.nodes.len());
         let mut stack = vec![(PathBuf::from("/"), Self::ROOT)];
         while let Some((path, id)) = stack.pop() {
@@ -537,7 +535,7 @@ impl FileTree {
 /// A name or path for an error message: lossy UTF-8, and shortened (with
 /// its length in bytes) when too long to read, so that a hostile 4 KiB path
 /// still gives a one-line error.
-pub fn shorten(name: &[u8]) -> String {
+pub(crate) fn shorten(name: &[u8]) -> String {
     const KEEP: usize = 120;
     let text = String::from_utf8_lossy(name);
     if text.chars().count() <= KEEP {
@@ -548,7 +546,7 @@ pub fn shorten(name: &[u8]) -> String {
 }
 
 /// [`shorten`] for a path.
-pub fn short_path(path: &Path) -> String {
+pub(crate) fn short_path(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     shorten(path.as_os_str().as_bytes())
 }
@@ -575,7 +573,7 @@ fn normal_components(path: &Path) -> Result<Vec<&OsStr>, TreeError> {
 
 /// Resolve `.` and `..` textually (symlink targets inside the image are
 /// interpreted relative to the image root, never the host).
-pub fn lexical_normalize(path: &Path) -> PathBuf {
+pub(crate) fn lexical_normalize(path: &Path) -> PathBuf {
     let mut out: Vec<&OsStr> = Vec::new();
     for comp in path.components() {
         match comp {

@@ -18,11 +18,11 @@ use nix::sys::statfs::{self, FsType};
 
 /// Most bytes read from one pseudo-file; a larger one (`/proc/kcore`,
 /// `/sys/kernel/btf/vmlinux`) is refused rather than read without bound.
-pub const PSEUDO_MAX: u64 = 16 << 20;
+pub(crate) const PSEUDO_MAX: u64 = 16 << 20;
 
 /// How a host file's content is to be taken.
 #[derive(Debug, PartialEq, Eq)]
-pub enum HostData {
+pub(crate) enum HostData {
     /// A regular file whose `stat` size is its content: copy it later.
     Regular,
     /// A pseudo-file's content, as `read` returned it.
@@ -50,7 +50,7 @@ const PSEUDO_FS: &[FsType] = &[
 /// # Errors
 /// The OS error; `InvalidInput` when it is not a regular file, or is a
 /// pseudo-file longer than [`PSEUDO_MAX`].
-pub fn probe(path: &Path) -> io::Result<HostData> {
+pub(crate) fn probe(path: &Path) -> io::Result<HostData> {
     let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));

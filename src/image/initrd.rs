@@ -44,7 +44,7 @@ use crate::image::cpio::CpioWriter;
 /// crypto, virtiofs) and every crc algorithm; one by one that is ~0.5 s of a
 /// TCG boot. This list is a subset of supermin's, so an initrd of ours
 /// never loads a module supermin's would not.
-pub const MODULE_WHITELIST: &[(&str, &str)] = &[
+pub(crate) const MODULE_WHITELIST: &[(&str, &str)] = &[
     ("ext2.ko*", "the root image is mounted as ext2 (older kernels have a separate driver)"),
     ("ext4.ko*", "modern kernels mount ext2 with the ext4 driver"),
     (
@@ -70,7 +70,7 @@ pub const MODULE_WHITELIST: &[(&str, &str)] = &[
 /// Basename patterns excluded even when whitelisted, with the reason.
 /// (Nothing in today's whitelist matches one; kept so a broadened pattern
 /// cannot pull it in.)
-pub const MODULE_BLACKLIST: &[(&str, &str)] =
+pub(crate) const MODULE_BLACKLIST: &[(&str, &str)] =
     &[("virtio-gpu.ko*", "a large DRM driver the appliance never needs at boot (supermin excludes it)")];
 
 /// Compression suffixes the kernel may use for modules, removed from the name
@@ -129,7 +129,7 @@ pub enum InitrdError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitrdModule {
     /// The module file on the host (possibly compressed).
-    pub source: PathBuf,
+    pub(crate) source: PathBuf,
     /// Its file name in the initrd: the basename with any compression
     /// suffix removed (e.g. `ext4.ko`).
     pub name: String,
@@ -141,7 +141,7 @@ pub struct InitrdStats {
     /// Number of modules in the archive.
     pub modules: usize,
     /// Size of the archive in bytes.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
 }
 
 /// Chooses the initrd modules of `modules_dir` (e.g. `/lib/modules/6.1.0-56-amd64`)

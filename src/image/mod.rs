@@ -1,9 +1,9 @@
 //! Writers of appliance artefacts and the tree they share.
 
-pub mod cpio;
-pub mod ext2;
-pub mod files;
-pub mod hostfile;
+pub(crate) mod cpio;
+pub(crate) mod ext2;
+pub(crate) mod files;
+pub(crate) mod hostfile;
 pub mod initrd;
-pub mod scratch;
-pub mod tarball;
+pub(crate) mod scratch;
+pub(crate) mod tarball;

@@ -20,14 +20,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Granularity of holes: the ext2 block size.
-pub const BLOCK: u64 = 4096;
+pub(crate) const BLOCK: u64 = 4096;
 
 /// Bytes gathered before one `pwrite` to the scratch file.
 const BATCH: usize = 1 << 20;
 
 /// An unnamed temporary file holding file data, written append-only.
 #[derive(Debug)]
-pub struct Scratch {
+pub(crate) struct Scratch {
     file: Arc<File>,
     /// The directory it lives in, for messages.
     dir: PathBuf,
@@ -39,7 +39,7 @@ pub struct Scratch {
 /// which the logical blocks listed in `runs` are stored, packed, from
 /// `offset`; every other block reads as zeros (a hole).
 #[derive(Debug, Clone)]
-pub struct ScratchData {
+pub(crate) struct ScratchData {
     file: Arc<File>,
     offset: u64,
     len: u64,
@@ -59,35 +59,31 @@ impl Eq for ScratchData {}
 
 impl ScratchData {
     /// Size of the file in bytes (holes included).
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
-    }
-
-    /// True for a zero-length file.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Runs of logical blocks holding data, as `(first block, count)`:
     /// ascending, disjoint and never adjacent. Blocks are [`BLOCK`] bytes;
     /// the last one may extend past `len` (its tail is zeros).
-    pub fn runs(&self) -> &[(u64, u64)] {
+    pub(crate) fn runs(&self) -> &[(u64, u64)] {
         &self.runs
     }
 
     /// Number of stored blocks.
-    pub fn stored_blocks(&self) -> u64 {
+    pub(crate) fn stored_blocks(&self) -> u64 {
         self.runs.iter().map(|r| r.1).sum()
     }
 
     /// The scratch file and the offset of the first stored block; the stored
     /// blocks follow each other there, [`BLOCK`] bytes each.
-    pub fn source(&self) -> (&File, u64) {
+    pub(crate) fn source(&self) -> (&File, u64) {
         (&self.file, self.offset)
     }
 
-    /// Read the whole file back, holes as zeros (for tests and small files).
-    pub fn read_all(&self) -> io::Result<Vec<u8>> {
+    /// Read the whole file back, holes as zeros (for tests).
+    #[cfg(test)]
+    pub(crate) fn read_all(&self) -> io::Result<Vec<u8>> {
         let len = usize::try_from(self.len)
             .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "file too large to read"))?;
         let mut out = vec![0u8; len];
@@ -111,7 +107,7 @@ impl Scratch {
     ///
     /// # Errors
     /// The OS error; the caller names `dir`.
-    pub fn create_in(dir: &Path) -> io::Result<Scratch> {
+    pub(crate) fn create_in(dir: &Path) -> io::Result<Scratch> {
         let tmpfile = OpenOptions::new()
             .read(true)
             .write(true)
@@ -130,19 +126,19 @@ impl Scratch {
     }
 
     /// The directory the scratch file lives in.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Bytes stored so far (all files).
-    pub fn stored_bytes(&self) -> u64 {
+    pub(crate) fn stored_bytes(&self) -> u64 {
         self.end
     }
 
     /// Start a file of `len` bytes. Write its data with
     /// [`ScratchWriter::write_at`] at increasing offsets, then call
     /// [`ScratchWriter::finish`].
-    pub fn writer(&mut self, len: u64) -> ScratchWriter<'_> {
+    pub(crate) fn writer(&mut self, len: u64) -> ScratchWriter<'_> {
         let offset = self.end;
         ScratchWriter {
             scratch: self,
@@ -190,7 +186,7 @@ fn named_then_unlinked(dir: &Path) -> io::Result<File> {
 
 /// Writes one file's data into a [`Scratch`], dropping all-zero blocks.
 /// Memory: one block plus one batch, whatever the file's size.
-pub struct ScratchWriter<'a> {
+pub(crate) struct ScratchWriter<'a> {
     scratch: &'a mut Scratch,
     offset: u64,
     len: u64,
@@ -213,7 +209,7 @@ impl ScratchWriter<'_> {
     /// # Errors
     /// `InvalidInput` for a write out of order or past the end (a bug in
     /// the producer); otherwise the OS error from writing the scratch file.
-    pub fn write_at(&mut self, at: u64, mut data: &[u8]) -> io::Result<()> {
+    pub(crate) fn write_at(&mut self, at: u64, mut data: &[u8]) -> io::Result<()> {
         if at < self.pos || at.checked_add(data.len() as u64).is_none_or(|end| end > self.len) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -270,7 +266,7 @@ impl ScratchWriter<'_> {
     ///
     /// # Errors
     /// The OS error from writing the scratch file (e.g. out of space).
-    pub fn finish(mut self) -> io::Result<ScratchData> {
+    pub(crate) fn finish(mut self) -> io::Result<ScratchData> {
         self.flush_block()?;
         self.write_batch()?;
         Ok(ScratchData {

@@ -43,7 +43,7 @@ const COPY_BUF: usize = 1 << 20;
 
 /// The compressor around the tar stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compressor {
+pub(crate) enum Compressor {
     /// gzip (level 3), written as concatenated members, one per 2 MiB of tar.
     Gzip,
     /// xz (preset 2, one stream of 4 MiB blocks, CRC64); readable by plain
@@ -53,39 +53,39 @@ pub enum Compressor {
 
 /// How to write a tarball.
 #[derive(Debug, Clone)]
-pub struct TarballOptions {
+pub(crate) struct TarballOptions {
     /// Which compressor to use.
-    pub compression: Compressor,
+    pub(crate) compression: Compressor,
     /// Top-level directory of the archive (`appliance`); members are stored as
     /// `prefix/NAME` after a `prefix/` directory member. An empty prefix
     /// stores bare names and no directory member.
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// Modification time (seconds since the epoch) of every member, so that
     /// the output is reproducible.
-    pub mtime: i64,
+    pub(crate) mtime: i64,
     /// Compression threads; 0 means one per available core.
-    pub threads: usize,
+    pub(crate) threads: usize,
     /// Permission bits of the archive file (before the umask): 0o600 when
     /// it holds files not for everyone (see `hostdata::private_hostfiles`).
-    pub mode: u32,
+    pub(crate) mode: u32,
 }
 
 /// What [`write_tarball`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TarballStats {
+pub(crate) struct TarballStats {
     /// Tar members written: the `prefix/` directory (if any) plus one per file.
-    pub members: usize,
+    pub(crate) members: usize,
     /// File data bytes stored in the archive, holes excluded (headers and
     /// padding excluded too).
-    pub data_bytes: u64,
+    pub(crate) data_bytes: u64,
     /// Size of the compressed output file.
-    pub compressed_bytes: u64,
+    pub(crate) compressed_bytes: u64,
 }
 
 /// Errors from [`write_tarball`]. The output path never holds a partial
 /// archive after any of these.
 #[derive(Debug, thiserror::Error)]
-pub enum TarballError {
+pub(crate) enum TarballError {
     /// A member name is empty, absolute or contains `..`.
     #[error(
         "invalid tarball member name {name:?}: names must be relative paths inside the \
@@ -165,7 +165,7 @@ pub enum TarballError {
 /// See [`TarballError`]: bad names, unreadable or non-regular inputs, an
 /// input that changes while read, or failure to create/write/rename the
 /// output (running out of space is reported as [`TarballError::NoSpace`]).
-pub fn write_tarball(
+pub(crate) fn write_tarball(
     dir: &PinnedDir,
     files: &[&str],
     out: &Path,

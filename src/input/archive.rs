@@ -55,26 +55,26 @@ pub(crate) enum EntryKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BaseEntry {
     /// Absolute appliance path, normalised (no `.`/`..`, not `/` itself).
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Permission bits (`mode & 0o7777`).
-    pub perm: u32,
+    pub(crate) perm: u32,
     /// Numeric owner.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Numeric group.
-    pub gid: u32,
+    pub(crate) gid: u32,
     /// Modification time; `None` means "the build's default time".
-    pub mtime: Option<i64>,
+    pub(crate) mtime: Option<i64>,
     /// Type and payload.
-    pub kind: EntryKind,
+    pub(crate) kind: EntryKind,
 }
 
 /// The members of one base archive, in archive order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BaseArchive {
     /// The input file, for error messages.
-    pub source: PathBuf,
+    pub(crate) source: PathBuf,
     /// Members in archive order.
-    pub entries: Vec<BaseEntry>,
+    pub(crate) entries: Vec<BaseEntry>,
 }
 
 /// Most bytes of member names and link targets kept for all base archives
@@ -86,14 +86,14 @@ pub(crate) const NAMES_MAX: u64 = 256 << 20;
 /// file their data goes to.
 pub(crate) struct Extraction<'a> {
     /// Where member data is stored.
-    pub scratch: &'a mut Scratch,
+    pub(crate) scratch: &'a mut Scratch,
     /// Size of the root image (`--size`): member data of all archives
     /// together must fit in it.
-    pub image_size: u64,
+    pub(crate) image_size: u64,
     /// Member data accepted so far, in bytes.
-    pub data: u64,
+    pub(crate) data: u64,
     /// Bytes of names and link targets kept so far.
-    pub names: u64,
+    pub(crate) names: u64,
 }
 
 /// Buffer for streaming member data.

@@ -26,7 +26,7 @@ use super::InputError;
 
 /// The compression layer of an input file (gzip and xz only, as supermin).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Compression {
+pub(crate) enum Compression {
     /// Not compressed.
     None,
     /// gzip (`1f 8b 08`).
@@ -37,7 +37,7 @@ pub enum Compression {
 
 impl Compression {
     /// Short lower-case name for messages and manifests.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Compression::None => "uncompressed",
             Compression::Gzip => "gzip",

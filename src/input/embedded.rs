@@ -46,7 +46,7 @@ const DIRS: &[(&str, u32)] = &[
 /// of its embedded text, so the manifest fingerprint changes whenever the
 /// templates do. Base entries carry no mtime: [`super::BaseMembers::unpack`]
 /// stamps them with its `default_time`. Never fails: the templates are checked by tests.
-pub fn embedded_minimal() -> Inputs {
+pub(crate) fn embedded_minimal() -> Inputs {
     let file = |name: &str, kind: InputKind, text: &str| InputFile {
         path: PathBuf::from(format!("<embedded>/{name}")),
         kind,

@@ -8,12 +8,12 @@ use crate::image::files::TreeError;
 
 /// Largest list file (packages, hostfiles, excludefiles) accepted, after
 /// decompression; real ones are a few KiB.
-pub const LIST_MAX: u64 = 64 << 20;
+pub(crate) const LIST_MAX: u64 = 64 << 20;
 
 /// Errors from reading inputs. Each names the file (and line or archive
 /// member where relevant) and says what to do.
 #[derive(Debug, thiserror::Error)]
-pub enum InputError {
+pub(crate) enum InputError {
     /// Reading a file or directory failed.
     #[error("{}: {source}", .path.display())]
     Io {

@@ -9,7 +9,7 @@ use crate::fnmatch::fnmatch;
 /// Invariant: the stored pattern is the line without its leading `-`,
 /// byte for byte (no trimming, as supermin).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ExcludePattern {
+pub(crate) struct ExcludePattern {
     pattern: String,
 }
 
@@ -17,18 +17,19 @@ impl ExcludePattern {
     /// Parse one excludefiles line. Returns `None` when the line does not
     /// start with `-` (supermin's fatal "excludefiles line does not start
     /// with '-'"; the caller reports it with file and line number).
-    pub fn parse(line: &str) -> Option<ExcludePattern> {
+    pub(crate) fn parse(line: &str) -> Option<ExcludePattern> {
         line.strip_prefix('-').map(|p| ExcludePattern { pattern: p.to_owned() })
     }
 
     /// True when `path` (an absolute appliance path, as bytes) matches, with
     /// `fnmatch(FNM_NOESCAPE)` semantics: `*` crosses `/`.
-    pub fn matches(&self, path: &[u8]) -> bool {
+    pub(crate) fn matches(&self, path: &[u8]) -> bool {
         fnmatch(self.pattern.as_bytes(), path)
     }
 
     /// The pattern text, without the leading `-`.
-    pub fn as_str(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn as_str(&self) -> &str {
         &self.pattern
     }
 }

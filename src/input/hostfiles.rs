@@ -27,7 +27,8 @@ use crate::fnmatch::fnmatch;
 /// relative to `root` (supermin would resolve it against its working
 /// directory, which is never what the author meant). Unreadable
 /// directories and unmatched patterns contribute nothing; this never fails.
-pub fn expand_hostfiles(patterns: &[String], root: &Path) -> Vec<PathBuf> {
+#[cfg(test)]
+pub(crate) fn expand_hostfiles(patterns: &[String], root: &Path) -> Vec<PathBuf> {
     expand_hostfiles_probed(patterns, root).0
 }
 
@@ -35,7 +36,7 @@ pub fn expand_hostfiles(patterns: &[String], root: &Path) -> Vec<PathBuf> {
 /// directories it listed and paths it tested for existence. The listing
 /// can only change if the `lstat` signature of one of them does (a new
 /// match changes its directory's mtime), so the stamp watches them.
-pub fn expand_hostfiles_probed(patterns: &[String], root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+pub(crate) fn expand_hostfiles_probed(patterns: &[String], root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut out = Vec::new();
     let mut probed = Vec::new();
     for pattern in patterns {

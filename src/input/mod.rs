@@ -57,15 +57,16 @@ use std::path::{Path, PathBuf};
 use crate::image::files::FileTree;
 use crate::image::scratch::Scratch;
 
-pub use classify::Compression;
-pub use embedded::{embedded_minimal, MINIMAL_INIT_MARKER};
-pub use error::{InputError, LIST_MAX};
-pub use exclude::ExcludePattern;
-pub use hostfiles::{expand_hostfiles, expand_hostfiles_probed};
+pub(crate) use classify::Compression;
+pub(crate) use embedded::embedded_minimal;
+pub use embedded::MINIMAL_INIT_MARKER;
+pub(crate) use error::{InputError, LIST_MAX};
+pub(crate) use exclude::ExcludePattern;
+pub(crate) use hostfiles::expand_hostfiles_probed;
 
 /// What an input file turned out to be, judged by its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InputKind {
+pub(crate) enum InputKind {
     /// A package list (first byte alphanumeric).
     Packages,
     /// A base tar archive, with the compression it was stored with.
@@ -80,27 +81,27 @@ pub enum InputKind {
 
 /// One file found while walking the inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputFile {
+pub(crate) struct InputFile {
     /// Path as found (input directory joined with the names walked).
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// What it is.
-    pub kind: InputKind,
+    pub(crate) kind: InputKind,
     /// sha256 of the file's bytes as stored (before decompression).
-    pub sha256: [u8; 32],
+    pub(crate) sha256: [u8; 32],
 }
 
 /// Everything read from the input directories, in walk order.
 #[derive(Debug, Clone)]
-pub struct Inputs {
+pub(crate) struct Inputs {
     /// Every file seen, in walk order (for the manifest).
-    pub files: Vec<InputFile>,
+    pub(crate) files: Vec<InputFile>,
     /// Package names, concatenated in walk order, verbatim (no trimming;
     /// names that match no package are dropped later, as supermin does).
-    pub packages: Vec<String>,
+    pub(crate) packages: Vec<String>,
     /// Hostfiles glob patterns, in walk order; see [`expand_hostfiles`].
-    pub hostfiles: Vec<String>,
+    pub(crate) hostfiles: Vec<String>,
     /// Exclude patterns, in walk order.
-    pub excludes: Vec<ExcludePattern>,
+    pub(crate) excludes: Vec<ExcludePattern>,
     /// Base archives, in walk order.
     base: Vec<BaseSource>,
 }
@@ -125,7 +126,7 @@ enum BaseSource {
 /// [`Inputs::extract_base`]). Their file data lives in the scratch file
 /// given there, which must stay alive until the image is written.
 #[derive(Debug, Clone)]
-pub struct BaseMembers {
+pub(crate) struct BaseMembers {
     archives: Vec<archive::BaseArchive>,
 }
 
@@ -141,7 +142,7 @@ pub struct BaseMembers {
 ///
 /// Errors: the first [`InputError`] met, naming the file; nothing is
 /// partially returned.
-pub fn read_inputs(dirs: &[PathBuf]) -> Result<Inputs, InputError> {
+pub(crate) fn read_inputs(dirs: &[PathBuf]) -> Result<Inputs, InputError> {
     let mut inputs = Inputs {
         files: Vec::new(),
         packages: Vec::new(),
@@ -298,7 +299,11 @@ impl Inputs {
     /// than ext2 allows and names Linux cannot resolve.
     ///
     /// Errors: the first [`InputError`], naming the archive and member.
-    pub fn extract_base(&self, scratch: &mut Scratch, image_size: u64) -> Result<BaseMembers, InputError> {
+    pub(crate) fn extract_base(
+        &self,
+        scratch: &mut Scratch,
+        image_size: u64,
+    ) -> Result<BaseMembers, InputError> {
         let mut ex = archive::Extraction { scratch, image_size, data: 0, names: 0 };
         let mut archives = Vec::with_capacity(self.base.len());
         for b in &self.base {
@@ -328,7 +333,7 @@ impl BaseMembers {
     /// refuses an insertion (e.g. a hard link to a missing member);
     /// [`InputError::ReplacesDirectory`] for a file over a directory with
     /// contents, where GNU tar fails.
-    pub fn unpack(&self, tree: &mut FileTree, default_time: i64) -> Result<(), InputError> {
+    pub(crate) fn unpack(&self, tree: &mut FileTree, default_time: i64) -> Result<(), InputError> {
         for a in &self.archives {
             archive::unpack(a, tree, default_time)?;
         }
@@ -336,7 +341,7 @@ impl BaseMembers {
     }
 
     /// Number of base archive members (all archives), for `-v`.
-    pub fn member_count(&self) -> usize {
+    pub(crate) fn member_count(&self) -> usize {
         self.archives.iter().map(|a| a.entries.len()).sum()
     }
 }

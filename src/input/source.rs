@@ -43,7 +43,7 @@ impl HashedFile {
     /// Open `path`, which must be a regular file.
     ///
     /// Errors: [`InputError::Io`] or [`InputError::NotAFile`], naming `path`.
-    pub fn open(path: &Path) -> Result<HashedFile, InputError> {
+    pub(super) fn open(path: &Path) -> Result<HashedFile, InputError> {
         let io = |source| InputError::Io { path: path.to_owned(), source };
         let file = OpenOptions::new()
             .read(true)
@@ -58,13 +58,13 @@ impl HashedFile {
     }
 
     /// A reader over the file's bytes that hashes them.
-    pub fn reader(&self) -> io::Result<HashingReader> {
+    pub(super) fn reader(&self) -> io::Result<HashingReader> {
         Ok(HashingReader { file: self.file.try_clone()?, hasher: self.hasher.clone() })
     }
 
     /// Hash the rest of the file (whatever no reader consumed) and return
     /// the sha256 of all of it. Call once readers are dropped.
-    pub fn finish(mut self) -> io::Result<[u8; 32]> {
+    pub(super) fn finish(mut self) -> io::Result<[u8; 32]> {
         let mut buf = vec![0u8; 64 << 10];
         loop {
             let n = match self.tail.read(&mut buf) {

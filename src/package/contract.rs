@@ -15,38 +15,38 @@ use serde::Serialize;
 #[derive(Debug)]
 pub struct Handler {
     /// The name users know: `dpkg`, `rpm`, `pacman`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// What [`super::detect`] looks for under the root (for the "no database"
     /// message), e.g. `var/lib/dpkg/status`.
-    pub marker: &'static str,
+    pub(crate) marker: &'static str,
     /// Whether the tree at the given root holds this manager's database.
-    pub is_present: fn(&Path) -> bool,
+    pub(crate) is_present: fn(&Path) -> bool,
     /// Opens the database under the given root.
-    pub open: fn(&Path) -> Result<Box<dyn PackageDb>, PackageError>,
+    pub(crate) open: fn(&Path) -> Result<Box<dyn PackageDb>, PackageError>,
     /// The file supermin's `--if-newer` dates the package database by, under
     /// the given root (the `cache list` date rule predicts supermin).
-    pub date_file: fn(&Path) -> PathBuf,
+    pub(crate) date_file: fn(&Path) -> PathBuf,
     /// The distribution family, for hints: `Debian`.
-    pub distro: &'static str,
+    pub(crate) distro: &'static str,
     /// The package that ships libguestfs itself (and its supermin.d):
     /// `libguestfs0` on Debian.
-    pub libguestfs_package: &'static str,
+    pub(crate) libguestfs_package: &'static str,
     /// The command that installs libguestfs and its tools.
-    pub install_libguestfs: &'static str,
+    pub(crate) install_libguestfs: &'static str,
     /// The command that installs qemu for this architecture.
-    pub install_qemu: &'static str,
+    pub(crate) install_qemu: &'static str,
     /// The package that installs a kernel with its modules.
-    pub kernel_package: &'static str,
+    pub(crate) kernel_package: &'static str,
     /// How messages spell a package (`check`'s "package upgraded" lines).
-    pub spelling: Spelling,
+    pub(crate) spelling: Spelling,
     /// How to keep a kernel file readable across kernel updates, with
     /// `{path}` standing for the file; `None` when the manager needs nothing.
-    pub keep_kernel_readable: Option<&'static str>,
+    pub(crate) keep_kernel_readable: Option<&'static str>,
 }
 
 /// How a package manager's users spell one installed package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Spelling {
+pub(crate) enum Spelling {
     /// `name:arch`, always (dpkg: Multi-Arch: same packages of two arches
     /// are two packages, and dpkg spells them so).
     NameColonArch,
@@ -63,17 +63,17 @@ pub enum Spelling {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Package {
     /// The package name, e.g. `libc6`.
-    pub name: String,
+    pub(crate) name: String,
     /// The installed version, verbatim, e.g. `2.36-9+deb12u14`.
-    pub version: String,
+    pub(crate) version: String,
     /// The package architecture, e.g. `amd64` or `all`.
-    pub arch: String,
+    pub(crate) arch: String,
 }
 
 impl Package {
     /// `name:arch`, the unambiguous spelling dpkg itself accepts (two
     /// `Multi-Arch: same` instances differ only in their arch).
-    pub fn qualified_name(&self) -> String {
+    pub(crate) fn qualified_name(&self) -> String {
         format!("{}:{}", self.name, self.arch)
     }
 }
@@ -92,12 +92,12 @@ impl PartialOrd for Package {
 
 /// A dependency of a closure package that no installed package satisfies.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Unsatisfied {
+pub(crate) struct Unsatisfied {
     /// The depending package as `name:arch`.
-    pub package: String,
+    pub(crate) package: String,
     /// The raw dependency text from the database, alternatives and version
     /// constraints included, e.g. `debconf (>= 0.5) | debconf-2.0`.
-    pub dependency: String,
+    pub(crate) dependency: String,
 }
 
 /// The result of [`PackageDb::resolve`].
@@ -111,23 +111,23 @@ pub struct Resolution {
     /// Dependencies of closure packages that could not be satisfied, in the
     /// order they were met. Informational (shown with `-v`): the closure is
     /// still usable, as with supermin, which drops them silently.
-    pub unsatisfied: Vec<Unsatisfied>,
+    pub(crate) unsatisfied: Vec<Unsatisfied>,
 }
 
 /// One path owned by a package.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct PackageFile {
     /// Absolute path inside the appliance, e.g. `/usr/bin/perf`.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Absolute host path to read the content from: the diversion target when
     /// the packaged file was diverted away from `path`, else `path` itself.
     /// Not prefixed by [`PackageDb::root`]: join it yourself when the root
     /// is not `/`.
-    pub source: PathBuf,
+    pub(crate) source: PathBuf,
     /// A configuration file by the handler's rule (dpkg: a regular file under
     /// `/etc/`). Config files are left out of the appliance, as supermin
     /// does: their pristine copies come from the base archives.
-    pub config: bool,
+    pub(crate) config: bool,
 }
 
 /// A host package database: maps names to installed packages, computes their

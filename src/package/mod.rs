@@ -21,24 +21,19 @@
 use std::path::{Path, PathBuf};
 
 mod contract;
-pub mod dpkg;
-pub mod pacman;
-pub mod rpm;
-
-pub use dpkg::{open_dpkg, DpkgDb};
-pub use pacman::{open_pacman, PacmanDb};
-pub use rpm::{open_rpm, RpmDb};
+pub(crate) mod dpkg;
+pub(crate) mod pacman;
+pub(crate) mod rpm;
 
 pub(crate) use contract::path_order;
-pub use contract::{
-    Handler, Package, PackageDb, PackageError, PackageFile, Resolution, Spelling, Unsatisfied,
-};
+pub use contract::{Handler, Package, PackageDb, PackageError, PackageFile, Resolution};
+pub(crate) use contract::{Spelling, Unsatisfied};
 
 /// The label of each `(name, arch)` in `packages` as `handler` spells it
 /// (`name:arch` for a handler this build does not know). A name counts as
 /// ambiguous when it appears with two arches in `packages` or in `context`
 /// (the other side of a comparison), so both sides spell it alike.
-pub fn package_labels<'a>(
+pub(crate) fn package_labels<'a>(
     handler: &str,
     packages: &[(&'a str, &'a str)],
     context: &[(&'a str, &'a str)],
@@ -64,18 +59,18 @@ pub fn package_labels<'a>(
 const HANDLERS: &[&Handler] = &[&dpkg::HANDLER, &rpm::HANDLER, &pacman::HANDLER];
 
 /// The handler whose database is present under `root`, without reading it.
-pub fn handler_for(root: &Path) -> Option<&'static Handler> {
+pub(crate) fn handler_for(root: &Path) -> Option<&'static Handler> {
     HANDLERS.iter().copied().find(|h| (h.is_present)(root))
 }
 
 /// The handler called `name` (as recorded in a manifest).
-pub fn handler_named(name: &str) -> Option<&'static Handler> {
+pub(crate) fn handler_named(name: &str) -> Option<&'static Handler> {
     HANDLERS.iter().copied().find(|h| h.name == name)
 }
 
 /// supermin's package-database date file for the tree at `root`, if a
 /// supported database is present there.
-pub fn date_file(root: &Path) -> Option<PathBuf> {
+pub(crate) fn date_file(root: &Path) -> Option<PathBuf> {
     handler_for(root).map(|h| (h.date_file)(root))
 }
 
@@ -109,7 +104,7 @@ pub fn detect(root: &Path) -> Result<Box<dyn PackageDb>, PackageError> {
 
 /// The upstream part of a Debian-style version: no epoch, no revision
 /// (`1:1.48.6-2` → `1.48.6`).
-pub fn upstream_version(version: &str) -> &str {
+pub(crate) fn upstream_version(version: &str) -> &str {
     let v = version.split_once(':').map_or(version, |(_, rest)| rest);
     v.rsplit_once('-').map_or(v, |(upstream, _)| upstream)
 }
@@ -118,7 +113,7 @@ pub fn upstream_version(version: &str) -> &str {
 /// handler's [`Handler::libguestfs_package`]) under `root`, if the database
 /// can be read and the package is installed. Used for make-fixed-appliance's
 /// tarball name and `status`.
-pub fn libguestfs_version(root: &Path) -> Option<String> {
+pub(crate) fn libguestfs_version(root: &Path) -> Option<String> {
     let db = detect(root).ok()?;
     let name = db.info().libguestfs_package;
     let resolution = db.resolve(&[name.to_string()]).ok()?;

@@ -74,7 +74,7 @@ struct Installed {
 /// # Errors
 /// [`PackageError::Io`] when the directory or a `desc` cannot be read,
 /// [`PackageError::Corrupt`] when a `desc` lacks `%NAME%`/`%VERSION%`.
-pub fn open_pacman(root: &Path) -> Result<PacmanDb, PackageError> {
+pub(crate) fn open_pacman(root: &Path) -> Result<PacmanDb, PackageError> {
     let local = root.join(LOCAL_DIR);
     let io = |path: &Path, source| PackageError::Io { path: path.to_path_buf(), source };
     let mut installed = Vec::new();
@@ -105,7 +105,7 @@ pub fn open_pacman(root: &Path) -> Result<PacmanDb, PackageError> {
 
 /// A read pacman database. Build it with [`open_pacman`].
 #[derive(Debug)]
-pub struct PacmanDb {
+pub(crate) struct PacmanDb {
     root: PathBuf,
     local: PathBuf,
     /// Sorted by name.

@@ -268,7 +268,7 @@ impl Installed {
 /// [`PackageError::NoDatabase`] when no database is found,
 /// [`PackageError::Tool`] when rpm cannot run or fails,
 /// [`PackageError::Corrupt`] when its output cannot be parsed.
-pub fn open_rpm(root: &Path) -> Result<RpmDb, PackageError> {
+pub(crate) fn open_rpm(root: &Path) -> Result<RpmDb, PackageError> {
     let Some(location) = locate(root) else {
         return Err(PackageError::NoDatabase {
             root: root.to_path_buf(),
@@ -297,7 +297,7 @@ pub fn open_rpm(root: &Path) -> Result<RpmDb, PackageError> {
 
 /// A read rpm database. Build it with [`open_rpm`].
 #[derive(Debug)]
-pub struct RpmDb {
+pub(crate) struct RpmDb {
     root: PathBuf,
     location: Location,
     native_arch: String,
@@ -343,12 +343,6 @@ impl RpmDb {
             }
         }
         RpmDb { root: root.to_path_buf(), location, native_arch, installed, by_name, providers, owners }
-    }
-
-    /// The native architecture: that of the installed `rpm` package, else
-    /// the most common non-`noarch` one.
-    pub fn native_arch(&self) -> &str {
-        &self.native_arch
     }
 
     /// 0 for `noarch` or the wanted arch, 1 otherwise.

@@ -7,7 +7,7 @@ use crate::health::Report;
 /// The JSON report (pretty, one trailing newline).
 ///
 /// Errors: only if serialisation fails, which plain data cannot.
-pub fn json(r: &Report) -> Result<String, serde_json::Error> {
+pub(crate) fn json(r: &Report) -> Result<String, serde_json::Error> {
     Ok(serde_json::to_string_pretty(r)? + "\n")
 }
 

@@ -13,10 +13,10 @@ mod nagios;
 mod prometheus;
 mod text;
 
-pub use json::json;
-pub use nagios::{nagios, nagios_code, nagios_unknown};
-pub use prometheus::prometheus;
-pub use text::{human, Paint};
+pub(crate) use json::json;
+pub(crate) use nagios::{nagios, nagios_code, nagios_unknown};
+pub(crate) use prometheus::prometheus;
+pub(crate) use text::human;
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -10,7 +10,7 @@ use crate::health::{CheckStatus, Finding, Overall, Report, Severity};
 
 /// Nagios plugin exit code for an overall state (0 OK, 1 WARNING,
 /// 2 CRITICAL, 3 UNKNOWN).
-pub fn nagios_code(o: Overall) -> u8 {
+pub(crate) fn nagios_code(o: Overall) -> u8 {
     match o {
         Overall::Ok => 0,
         Overall::Warning => 1,
@@ -30,7 +30,7 @@ fn nagios_word(o: Overall) -> &'static str {
 
 /// The Nagios line for a run that could not produce a report (usage
 /// error, bad config, `--timeout` hit): `GUESTFS-APPLIANCE UNKNOWN - why`.
-pub fn nagios_unknown(why: &str) -> String {
+pub(crate) fn nagios_unknown(why: &str) -> String {
     // `|` would start perfdata; newlines would start long output.
     format!("GUESTFS-APPLIANCE UNKNOWN - {}\n", why.replace('|', "/").replace('\n', " "))
 }
@@ -43,7 +43,7 @@ fn perf_label(s: &str) -> String {
 /// The Nagios plugin output: `GUESTFS-APPLIANCE STATE - summary | perfdata`
 /// then one line per finding (long output). The exit code is
 /// [`nagios_code`] of the report's status.
-pub fn nagios(r: &Report) -> String {
+pub(crate) fn nagios(r: &Report) -> String {
     let s = &r.summary;
     let problems: Vec<&Finding> = r.findings.iter().filter(|f| f.severity > Severity::Info).collect();
     let text = if problems.is_empty() && s.errors == 0 {

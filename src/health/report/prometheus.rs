@@ -58,7 +58,7 @@ fn b(v: bool) -> f64 {
 /// The Prometheus text exposition format (every family a gauge, names
 /// `guestfs_appliance_*`, stable across releases of the same schema
 /// version).
-pub fn prometheus(r: &Report) -> String {
+pub(crate) fn prometheus(r: &Report) -> String {
     let mut fams = Vec::new();
     let mut f = Family::new(
         "guestfs_appliance_status",

@@ -11,7 +11,7 @@ use crate::health::{CheckStatus, EnvironmentFacts, Finding, Report, Severity};
 use crate::printer::human_bytes;
 
 /// Colours for the text report: `paint(code, text)`.
-pub type Paint<'a> = &'a dyn Fn(&str, &str) -> String;
+pub(crate) type Paint<'a> = &'a dyn Fn(&str, &str) -> String;
 
 fn roles_text(l: &Location, fixed_in_use: bool) -> String {
     let mut parts: Vec<&str> = l
@@ -68,7 +68,7 @@ fn libguestfs_text(env: &EnvironmentFacts, paint: Paint) -> String {
 }
 
 /// The report for people.
-pub fn human(r: &Report, paint: Paint) -> String {
+pub(crate) fn human(r: &Report, paint: Paint) -> String {
     let mut o = String::new();
     let head = |o: &mut String, t: &str| {
         let _ = writeln!(o, "{}", paint("1", t));

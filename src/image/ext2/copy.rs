@@ -31,10 +31,10 @@ pub(super) enum From<'a> {
 /// extents); for a scratch file the `len` bytes from its offset fill the
 /// extents in order and `name` is only for messages.
 pub(super) struct Job<'a> {
-    pub name: &'a Path,
-    pub source: From<'a>,
-    pub len: u64,
-    pub extents: &'a [Extent],
+    pub(crate) name: &'a Path,
+    pub(crate) source: From<'a>,
+    pub(crate) len: u64,
+    pub(crate) extents: &'a [Extent],
 }
 
 /// What went wrong with one job.

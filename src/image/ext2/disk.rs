@@ -32,13 +32,13 @@ const HASH_HALF_MD4: u8 = 1;
 
 /// Directory entry file type codes (the `filetype` feature).
 pub(super) mod ftype {
-    pub const REG: u8 = 1;
-    pub const DIR: u8 = 2;
-    pub const CHR: u8 = 3;
-    pub const BLK: u8 = 4;
-    pub const FIFO: u8 = 5;
-    pub const SOCK: u8 = 6;
-    pub const LNK: u8 = 7;
+    pub(crate) const REG: u8 = 1;
+    pub(crate) const DIR: u8 = 2;
+    pub(crate) const CHR: u8 = 3;
+    pub(crate) const BLK: u8 = 4;
+    pub(crate) const FIFO: u8 = 5;
+    pub(crate) const SOCK: u8 = 6;
+    pub(crate) const LNK: u8 = 7;
 }
 
 fn put16(buf: &mut [u8], off: usize, v: u16) {
@@ -59,12 +59,12 @@ pub(super) fn get32(buf: &[u8], off: usize) -> u32 {
 
 /// Everything the superblock says beyond the geometry.
 pub(super) struct SuperInfo<'a> {
-    pub free_blocks: u64,
-    pub free_inodes: u64,
-    pub uuid: [u8; 16],
-    pub hash_seed: [u8; 16],
-    pub label: &'a [u8],
-    pub time: u32,
+    pub(crate) free_blocks: u64,
+    pub(crate) free_inodes: u64,
+    pub(crate) uuid: [u8; 16],
+    pub(crate) hash_seed: [u8; 16],
+    pub(crate) label: &'a [u8],
+    pub(crate) time: u32,
 }
 
 /// Encode the 1024-byte superblock as stored in group `group` (backups
@@ -112,12 +112,12 @@ pub(super) fn superblock(geo: &Geometry, info: &SuperInfo, group: u32) -> [u8; 1
 
 /// Per-group numbers that go into a group descriptor.
 pub(super) struct GroupDesc {
-    pub block_bitmap: u32,
-    pub inode_bitmap: u32,
-    pub inode_table: u32,
-    pub free_blocks: u32,
-    pub free_inodes: u32,
-    pub used_dirs: u32,
+    pub(crate) block_bitmap: u32,
+    pub(crate) inode_bitmap: u32,
+    pub(crate) inode_table: u32,
+    pub(crate) free_blocks: u32,
+    pub(crate) free_inodes: u32,
+    pub(crate) used_dirs: u32,
 }
 
 /// Append one 32-byte group descriptor to `out`.
@@ -150,17 +150,17 @@ pub(super) fn bitmap(out: &mut Vec<u8>, used: u64, valid: u64) {
 
 /// The inode fields the writer decides.
 pub(super) struct InodeFields {
-    pub mode: u16,
-    pub uid: u32,
-    pub gid: u32,
-    pub size: u64,
-    pub atime: i64,
-    pub ctime: i64,
-    pub mtime: i64,
-    pub links: u16,
+    pub(crate) mode: u16,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) size: u64,
+    pub(crate) atime: i64,
+    pub(crate) ctime: i64,
+    pub(crate) mtime: i64,
+    pub(crate) links: u16,
     /// Allocated blocks (data + indirect), in file system blocks.
-    pub blocks: u64,
-    pub i_block: [u32; 15],
+    pub(crate) blocks: u64,
+    pub(crate) i_block: [u32; 15],
 }
 
 /// Split a time into the 32-bit field and the epoch bits of `*_extra`.
@@ -322,9 +322,9 @@ fn map_blocks(
 
 /// One directory entry to pack.
 pub(super) struct DirEntry<'a> {
-    pub name: &'a [u8],
-    pub ino: u32,
-    pub ftype: u8,
+    pub(crate) name: &'a [u8],
+    pub(crate) ino: u32,
+    pub(crate) ftype: u8,
 }
 
 fn entry_len(name_len: usize) -> usize {

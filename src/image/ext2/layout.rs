@@ -31,22 +31,22 @@ const MIN_TAIL_DATA: u64 = 50;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Geometry {
     /// `s_blocks_count`: blocks covered by groups (may be less than the file).
-    pub blocks: u64,
+    pub(crate) blocks: u64,
     /// Number of block groups.
-    pub groups: u64,
+    pub(crate) groups: u64,
     /// Inodes per group (a multiple of the inodes per table block).
-    pub inodes_per_group: u32,
+    pub(crate) inodes_per_group: u32,
     /// Blocks of the group descriptor table.
-    pub gdt_blocks: u64,
+    pub(crate) gdt_blocks: u64,
 }
 
 /// A run of consecutive blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Extent {
     /// First block.
-    pub start: u64,
+    pub(crate) start: u64,
     /// Number of blocks.
-    pub len: u64,
+    pub(crate) len: u64,
 }
 
 /// Whether group `g` holds a superblock backup (sparse_super: groups 0, 1
@@ -69,7 +69,7 @@ impl Geometry {
     /// `inodes` inodes (all numbers up to the highest used one) and `blocks`
     /// allocated blocks outside the group metadata. `None` when it does not
     /// fit (or the size is beyond what 32-bit block numbers address).
-    pub fn plan(size: u64, inodes: u64, blocks: u64) -> Option<Geometry> {
+    pub(super) fn plan(size: u64, inodes: u64, blocks: u64) -> Option<Geometry> {
         let mut total = size / BLOCK_SIZE;
         if total > u64::from(u32::MAX) {
             return None;
@@ -108,27 +108,27 @@ impl Geometry {
     }
 
     /// `s_inodes_count`.
-    pub fn inodes_count(&self) -> u32 {
+    pub(super) fn inodes_count(&self) -> u32 {
         (self.groups * u64::from(self.inodes_per_group)) as u32
     }
 
     /// Blocks of one group's inode table.
-    pub fn inode_table_blocks(&self) -> u64 {
+    pub(super) fn inode_table_blocks(&self) -> u64 {
         u64::from(self.inodes_per_group) / INODES_PER_BLOCK
     }
 
     /// First block of group `g`.
-    pub fn group_start(&self, g: u64) -> u64 {
+    pub(super) fn group_start(&self, g: u64) -> u64 {
         g * BLOCKS_PER_GROUP
     }
 
     /// One past the last block of group `g`.
-    pub fn group_end(&self, g: u64) -> u64 {
+    pub(super) fn group_end(&self, g: u64) -> u64 {
         ((g + 1) * BLOCKS_PER_GROUP).min(self.blocks)
     }
 
     /// Blocks taken by superblock and descriptor copies at a group's start.
-    pub fn super_blocks(&self, g: u64) -> u64 {
+    pub(super) fn super_blocks(&self, g: u64) -> u64 {
         if has_super(g) {
             1 + self.gdt_blocks
         } else {
@@ -138,17 +138,17 @@ impl Geometry {
 
     /// Metadata blocks at the start of group `g`: superblock and GDT backup
     /// (if any), block bitmap, inode bitmap, inode table.
-    pub fn overhead(&self, g: u64) -> u64 {
+    pub(super) fn overhead(&self, g: u64) -> u64 {
         self.super_blocks(g) + 2 + self.inode_table_blocks()
     }
 
     /// First block after group `g`'s metadata.
-    pub fn data_start(&self, g: u64) -> u64 {
+    pub(super) fn data_start(&self, g: u64) -> u64 {
         self.group_start(g) + self.overhead(g)
     }
 
     /// Blocks available for allocation in group `g`.
-    pub fn data_blocks(&self, g: u64) -> u64 {
+    pub(super) fn data_blocks(&self, g: u64) -> u64 {
         self.group_end(g) - self.data_start(g)
     }
 }
@@ -161,19 +161,19 @@ pub(super) struct Allocator<'a> {
     group: u64,
     next: u64,
     /// Blocks handed out per group.
-    pub used: Vec<u64>,
+    pub(crate) used: Vec<u64>,
 }
 
 impl<'a> Allocator<'a> {
     /// An allocator at the start of group 0's data area.
-    pub fn new(geo: &'a Geometry) -> Self {
+    pub(super) fn new(geo: &'a Geometry) -> Self {
         Allocator { geo, group: 0, next: geo.data_start(0), used: vec![0; geo.groups as usize] }
     }
 
     /// Allocate `n` blocks, appending the runs to `out`. The caller checked
     /// the total against [`Geometry::plan`], so running out is a bug; it
     /// returns false rather than panicking.
-    pub fn alloc(&mut self, mut n: u64, out: &mut Vec<Extent>) -> bool {
+    pub(super) fn alloc(&mut self, mut n: u64, out: &mut Vec<Extent>) -> bool {
         while n > 0 {
             if self.group >= self.geo.groups {
                 return false;

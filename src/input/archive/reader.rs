@@ -78,29 +78,29 @@ pub(super) enum MemberType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Member {
     /// Name as stored (long name, PAX `path` or sparse name applied).
-    pub name: Vec<u8>,
+    pub(crate) name: Vec<u8>,
     /// Link target (hard and symbolic links), as stored.
-    pub link: Vec<u8>,
+    pub(crate) link: Vec<u8>,
     /// Type.
-    pub kind: MemberType,
+    pub(crate) kind: MemberType,
     /// Mode bits as stored.
-    pub mode: u64,
+    pub(crate) mode: u64,
     /// Numeric owner.
-    pub uid: u64,
+    pub(crate) uid: u64,
     /// Numeric group.
-    pub gid: u64,
+    pub(crate) gid: u64,
     /// Modification time, seconds since the epoch.
-    pub mtime: i64,
+    pub(crate) mtime: i64,
     /// Device numbers for `Char` and `Block`.
-    pub dev: (u64, u64),
+    pub(crate) dev: (u64, u64),
     /// Size of the file in bytes (the real size for a sparse member).
-    pub size: u64,
+    pub(crate) size: u64,
     /// For a sparse member, its data segments `(offset, length)` in file
     /// order; their lengths add up to [`Member::data_len`]. `None`: the data
     /// is the whole file, `0..size`.
-    pub sparse: Option<Vec<(u64, u64)>>,
+    pub(crate) sparse: Option<Vec<(u64, u64)>>,
     /// Bytes of member data still to read with [`TarReader::read_data`].
-    pub data_len: u64,
+    pub(crate) data_len: u64,
 }
 
 /// Show a member name in an error: lossy UTF-8, long names shortened.
@@ -153,7 +153,7 @@ pub(super) struct TarReader<R> {
 
 impl<R: Read> TarReader<R> {
     /// A reader at the start of an archive.
-    pub fn new(inner: R) -> Self {
+    pub(super) fn new(inner: R) -> Self {
         TarReader {
             inner,
             remaining: 0,
@@ -168,7 +168,7 @@ impl<R: Read> TarReader<R> {
     /// The next member, or `None` at the end of the archive (a zero block,
     /// or the end of the stream at a header boundary, as GNU tar accepts).
     /// Unread data of the previous member is skipped.
-    pub fn next_member(&mut self) -> Result<Option<Member>, TarError> {
+    pub(super) fn next_member(&mut self) -> Result<Option<Member>, TarError> {
         self.skip(self.remaining + self.padding)?;
         self.remaining = 0;
         self.padding = 0;
@@ -509,7 +509,7 @@ impl<R: Read> TarReader<R> {
     ///
     /// # Errors
     /// [`TarError::Truncated`] when the stream ends first; [`TarError::Source`].
-    pub fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, TarError> {
+    pub(super) fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, TarError> {
         let want = (buf.len() as u64).min(self.remaining) as usize;
         if want == 0 {
             return Ok(0);

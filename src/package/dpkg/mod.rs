@@ -143,7 +143,7 @@ pub(crate) fn is_present(root: &Path) -> bool {
 /// [`PackageError::Io`] when the status file cannot be read (a missing
 /// diversions file just means no diversions), [`PackageError::Corrupt`] with
 /// the path and line when either file is malformed.
-pub fn open_dpkg(root: &Path) -> Result<DpkgDb, PackageError> {
+pub(crate) fn open_dpkg(root: &Path) -> Result<DpkgDb, PackageError> {
     let status_path = root.join(STATUS_FILE);
     let bytes = crate::bounded::read(&status_path, crate::bounded::DATABASE_MAX)
         .map_err(|e| io_error(&status_path, e))?;
@@ -189,7 +189,7 @@ pub fn open_dpkg(root: &Path) -> Result<DpkgDb, PackageError> {
 
 /// A parsed dpkg database. Build it with [`open_dpkg`].
 #[derive(Debug)]
-pub struct DpkgDb {
+pub(crate) struct DpkgDb {
     root: PathBuf,
     status_path: PathBuf,
     diversions_path: PathBuf,
@@ -208,7 +208,8 @@ pub struct DpkgDb {
 impl DpkgDb {
     /// The primary (native) architecture, e.g. `amd64`; see the module docs
     /// for how it is derived.
-    pub fn primary_arch(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn primary_arch(&self) -> &str {
         &self.primary_arch
     }
 
