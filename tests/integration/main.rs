@@ -15,6 +15,7 @@ mod environment;
 mod hardening;
 mod hostile_files;
 mod initrd;
+mod layout;
 mod outputs;
 mod packages;
 mod packages_built;
