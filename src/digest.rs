@@ -27,11 +27,16 @@
 //! two can never disagree about the definition.
 //!
 //! Deciding *whether* an appliance is damaged is `crate::build::fresh`'s.
+//!
+//! Also the one home of the hex and sha256 helpers ([`hex`],
+//! [`sha256_hex`], [`sha256_file`]) that the manifest's fingerprint, the
+//! host data and the freshness verdict use.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::unistd::{lseek, Whence};
@@ -66,7 +71,7 @@ impl<W: Write> HashingWriter<W> {
     /// of everything written.
     pub(crate) fn finish(mut self) -> io::Result<(W, u64, String)> {
         self.inner.flush()?;
-        Ok((self.inner, self.bytes, crate::manifest::hex(&self.hasher.finalize())))
+        Ok((self.inner, self.bytes, hex(&self.hasher.finalize())))
     }
 }
 
@@ -110,7 +115,7 @@ pub(crate) fn sparse_sha256(file: &File) -> io::Result<String> {
         }
     }
     outer.update(len.to_le_bytes());
-    Ok(crate::manifest::hex(&outer.finalize()))
+    Ok(hex(&outer.finalize()))
 }
 
 /// Indexes of the chunks that overlap a data region, ascending, each once.
@@ -160,6 +165,25 @@ fn hash_chunks(file: &File, len: u64, indexes: &[u64]) -> io::Result<Vec<Leaf>> 
 
 /// The [`SPARSE_SHA256`] digest of `bytes` as if they were a file's
 /// content: the reference the tests compare [`sparse_sha256`] with.
+/// Lower-case hex of bytes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex sha256 of a byte slice.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Hex sha256 of a regular file's content, streamed (a FIFO or device is
+/// refused, not read).
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = crate::bounded::open_regular(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
 #[cfg(test)]
 fn sparse_sha256_of(bytes: &[u8]) -> String {
     let mut outer = Sha256::new();
@@ -170,7 +194,7 @@ fn sparse_sha256_of(bytes: &[u8]) -> String {
         }
     }
     outer.update((bytes.len() as u64).to_le_bytes());
-    crate::manifest::hex(&outer.finalize())
+    hex(&outer.finalize())
 }
 
 #[cfg(test)]
@@ -184,7 +208,7 @@ mod tests {
         w.write_all(b"world").unwrap();
         let (inner, n, hex) = w.finish().unwrap();
         assert_eq!((inner.as_slice(), n), (&b"hello world"[..], 11));
-        assert_eq!(hex, crate::manifest::sha256_hex(b"hello world"));
+        assert_eq!(hex, sha256_hex(b"hello world"));
     }
 
     /// Holes and written zeros give the same digest; data anywhere, a

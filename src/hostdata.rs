@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::image::files::Metadata;
-use crate::manifest::{self, ManifestHostfile};
+use crate::manifest::ManifestHostfile;
 use crate::paths::under_root;
 
 /// Errors reading the host data the fingerprint needs.
@@ -138,7 +138,7 @@ pub(crate) fn hostfile_records(root: &Path, paths: &[PathBuf]) -> Vec<ManifestHo
                 };
             };
             let content = if md.is_file() {
-                manifest::sha256_file(&host).unwrap_or_else(|_| "unreadable".into())
+                crate::digest::sha256_file(&host).unwrap_or_else(|_| "unreadable".into())
             } else {
                 special_content(&host, &md).unwrap_or_else(|_| "unreadable".into())
             };
@@ -243,7 +243,7 @@ pub(crate) fn modules_tree_digest(dir: &Path) -> Result<ModulesTree, HostDataErr
         .map_err(|source| HostDataError::Modules { path: dir.to_path_buf(), source })?;
     let mut walk = ModulesWalk { hasher: Sha256::new(), watched: vec![dir.to_path_buf()] };
     walk.entry(dir, Path::new(""), &md)?;
-    Ok(ModulesTree { sha256: manifest::hex(&walk.hasher.finalize()), watched: walk.watched })
+    Ok(ModulesTree { sha256: crate::digest::hex(&walk.hasher.finalize()), watched: walk.watched })
 }
 
 /// The recursive walk behind [`modules_tree_digest`]: directories before
@@ -264,7 +264,7 @@ impl ModulesWalk {
         let content = if md.is_file() {
             match module_times(rel) {
                 HostTimes::KeepMtime => format!("{} {}", md.len(), md.mtime()),
-                HostTimes::Timestamp => manifest::sha256_file(path).map_err(err)?,
+                HostTimes::Timestamp => crate::digest::sha256_file(path).map_err(err)?,
             }
         } else {
             special_content(path, md).map_err(err)?
@@ -440,7 +440,7 @@ mod tests {
             ["/etc/ld.so.cache", "/etc/link", "/etc/gone"].iter().map(PathBuf::from).collect();
         let r = hostfile_records(tmp.path(), &paths);
         assert_eq!(r[0].kind, "file");
-        assert_eq!(r[0].content, manifest::sha256_hex(b"cache"));
+        assert_eq!(r[0].content, crate::digest::sha256_hex(b"cache"));
         assert_eq!((r[1].kind.as_str(), r[1].content.as_str()), ("symlink", "ld.so.cache"));
         assert_eq!(r[2].kind, "missing");
     }

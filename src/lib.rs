@@ -1,66 +1,85 @@
 //! guestfs-appliance: build and look after libguestfs fixed appliances.
 //!
-//! Architecture map (dependencies point downwards):
+//! Architecture map. Every arrow points down the page: a file imports only
+//! files listed below it, or beside it where an arrow says so (`a -> b`:
+//! a imports b). `tests/integration/layout.rs` checks that no two source
+//! files import each other, directly or around a loop, and that no
+//! library file reaches `cli.rs`, `commands/` or clap.
 //!
 //! ```text
-//! main.rs, bin/make-fixed-appliance.rs   parse args, dispatch, exit codes
-//! cli.rs                                 clap types only
+//! main.rs, bin/make-fixed-appliance.rs   parse args (cli.rs), dispatch to commands/, exit codes
+//! cli.rs                                 clap types only; ColorArg, KindArg map to library enums
 //! commands/                              one file per subcommand: args -> library call -> print
-//!   build.rs check.rs                    args -> ApplianceSpec -> build:: -> print
-//!   status.rs, env.rs                    health report; LIBGUESTFS_* for shells
-//!      |  (no library module imports commands/ or cli.rs)
+//!   build.rs check.rs make_fixed.rs      args -> ApplianceSpec -> build:: -> print
+//!   status.rs env.rs cache.rs bench.rs   health::, cache::, bench:: reports
+//!   hook.rs watch.rs                     our own build as a child: process::Spawned
+//!   schedule.rs generate.rs              schedule:: files; man pages and completions
+//!      |  (no library file imports cli.rs or commands/, or names clap)
 //!      v
-//! build/                                 THE pipeline as a library; mod.rs is the only wiring
-//!   spec.rs                              ApplianceSpec (what) + PublishOptions (where)
-//!   plan.rs                              inputs, packages, kernel resolved; fingerprint
-//!   write.rs                             kernel, initrd, root, tarball into staging
-//!   fresh.rs                             fresh or stale, and what changed (used by
-//!                                        check, build --if-needed, cache, status)
-//! appliance.rs                           inputs + packages + modules -> FileTree
-//! hostdata.rs                            host metadata kept/normalized; hostfiles
-//!                                        and modules tree fingerprinted
-//! input/                                 supermin.d: classify, lists, base tarballs
-//!   archive.rs, archive/reader.rs          stream tar members (GNU, PAX, sparse) to scratch
-//! package/                               PackageDb trait, Handler descriptors, detect();
-//!   dpkg/                                reads /var/lib/dpkg (status.rs parses, closure.rs resolves)
-//!   rpm.rs, pacman.rs                    one rpm -qa call; /var/lib/pacman/local read directly
-//! kernel.rs                              kernel + modules directory selection
-//! image/files.rs                         FileTree: the shared in-memory tree
-//! image/scratch.rs, image/hostfile.rs    file data kept on disk (holes kept); host files
-//! image/ext2.rs                          ext2 writer (FileTree -> root image)
-//! image/cpio.rs, image/initrd.rs         newc writer, initrd module selection
-//! image/tarball.rs                       sparse-aware .tar.gz/.tar.xz output
-//! init.rs                                the initrd's init: built in, or $GUESTFS_APPLIANCE_INIT
-//! output.rs                              staging dir, lock, atomic swap, "is an appliance"
-//! safefs.rs                              files made relative to a pinned dir fd (O_EXCL, O_NOFOLLOW)
-//! cache/                                 libguestfs .guestfs-UID caches; mod.rs: names, errors, lock file
-//!   find.rs inspect.rs prime.rs clean.rs   one job each; prime -> build/ (holds the lock to the date touch)
-//! manifest.rs                            manifest.toml and the fingerprint
-//! bounded.rs                             the one reader of files we parse: no FIFOs, size caps
-//! digest.rs                              output digests: while writing, and sparse (root)
-//! stamp.rs                               stat-level shortcut for build::fresh
-//! config.rs                              /etc/guestfs-appliance/config.toml
-//! schedule.rs                            cron/systemd/apt templates
 //! bench/                                 bench: timed libguestfs launches, fixed vs supermin
-//!   launch.rs                              guestfish runs (either appliance, private cache)
-//!   stats.rs stages.rs                     summaries; boot stages from a verbose console
-//!   report.rs svg.rs interrupt.rs          table/JSON, plotters SVG, Ctrl-C cleanup
+//!                                        (-> health/libguestfs.rs: what libguestfs would use)
+//!   mod.rs -> launch.rs stats.rs stages.rs report.rs; svg.rs -> report.rs
+//! cache/                                 libguestfs .guestfs-UID caches
+//!   mod.rs                               names, errors, the lock file (its files import it)
+//!   find.rs inspect.rs prime.rs clean.rs   one job each; prime -> build/ (holds the lock to the
+//!                                        date touch); inspect -> build/fresh.rs
 //! health/                                status: mod.rs = Facts, the probe table, Report
-//!   probe.rs                             Probe/Severity/Finding + runner (the bottom:
-//!                                        every group imports downwards from it)
-//!   location.rs appliance.rs virt.rs     one probe group each, over its own facts
-//!                                        (imports: virt -> appliance -> location ->
-//!                                        libguestfs; each -> probe.rs, host/)
-//!   libguestfs.rs                        what libguestfs uses: LIBGUESTFS_PATH, cache base
-//!   report/                              one file per format: text json nagios prometheus
+//!   virt.rs -> appliance.rs -> location.rs -> libguestfs.rs
+//!                                        one probe group each, over its own facts; all -> probe.rs
+//!   probe.rs                             Probe/Severity/Finding + runner (the bottom of health/)
+//!   report/ -> mod.rs                    one file per format: text json nagios prometheus
+//!      |
+//!      v
+//! build/                                 THE pipeline as a library
+//!   mod.rs                               the only wiring: spec -> plan -> write -> publish
+//!   spec.rs                              ApplianceSpec (what) + PublishOptions (where)
+//!   plan.rs -> spec.rs                   inputs, packages, kernel resolved; fingerprint
+//!   write.rs -> plan.rs                  kernel, initrd, root, tarball into staging (compose, image/)
+//!   fresh.rs -> plan.rs                  fresh or stale, and what changed (check, build --if-needed,
+//!                                        cache, status)
+//!      |
+//!      v
+//! compose.rs                             inputs + packages + modules -> FileTree
+//! hostdata.rs                            host metadata kept/normalized; hostfiles and modules
+//!                                        tree fingerprinted
+//! stamp.rs -> output.rs -> manifest.rs   stat-level shortcut; staging dir, lock, atomic swap,
+//!                                        "is an appliance"; manifest.toml + fingerprint
+//! input/                                 supermin.d: classify, lists, base tarballs
+//!   mod.rs -> archive.rs -> classify.rs, source.rs; all -> error.rs (InputError, the leaf)
+//!   archive/reader.rs                    stream tar members (GNU, PAX, sparse) to scratch
+//!   exclude.rs                           ExcludePattern (excludefiles lines)
+//! package/                               mod.rs: Handler registry, detect(), labels
+//!   dpkg/ rpm.rs pacman.rs               one handler each (dpkg/: status.rs parses,
+//!                                        closure.rs resolves)
+//!   contract.rs                          PackageDb trait + its types (the leaf every handler imports)
+//! kernel.rs                              kernel + modules directory selection
+//! schedule.rs                            cron/systemd/apt/kernel/pacman templates, installed
+//! config.rs                              /etc/guestfs-appliance/config.toml
+//! init.rs -> image/initrd.rs             the initrd's init: built in, or $GUESTFS_APPLIANCE_INIT
+//! image/                                 writers; take a plain FileTree, know no packages
+//!   ext2.rs                              ext2 writer (FileTree -> root image)
+//!     copy.rs disk.rs -> layout.rs       file data; on-disk encoders; geometry + allocation
+//!   cpio.rs, initrd.rs                   newc writer, initrd module selection
+//!   tarball.rs, tarball/                 sparse-aware .tar.gz/.tar.xz output
+//!   files.rs -> scratch.rs               FileTree (the shared in-memory tree); data on disk
+//!   hostfile.rs                          host files read for the image (holes kept)
+//!      |
+//!      v  shared mechanics, each once
+//! safefs.rs                              files made relative to a pinned dir fd (O_EXCL,
+//!                                        O_NOFOLLOW); create_replacement/write_atomic: the one
+//!                                        atomic write (stamp, tarball, env, schedule, bench)
+//! paths.rs                               split (parent + name), under_root (a path in a tree)
+//! fnmatch.rs                             the one glob matcher (excludefiles, hostfiles, kernels,
+//!                                        initrd module lists, private files)
+//! digest.rs                              sha256, hex; output digests while writing and sparse
+//! process.rs                             the only place that runs external tools: output();
+//!                                        Timed run()/watch() with deadlines; Spawned children
 //! host/                                  facts about this machine, one file per source:
 //!   users.rs                             users through libc/NSS (getpwuid_r), for cache
 //!   mountinfo.rs sysfs.rs statfs.rs      mounts; disks under a device; fs type + usage
-//!                                        (used by health/ and cache; imports none of them)
+//! bounded.rs                             the one reader of files we parse: no FIFOs, size caps
 //! printer.rs                             quiet/verbose/progress on stderr
 //! stdout.rs                              the only writer of data to stdout
-//! process.rs                             the only place that runs external tools:
-//!                                        output(); Timed run()/watch() with deadlines
 //!
 //! ../init/                               the appliance's PID 1: a crate of its own (std + nix)
 //! ../build.rs                            builds ../init statically (nested cargo) for init.rs
@@ -79,7 +98,7 @@ pub mod cli;
 pub mod commands;
 pub(crate) mod compose;
 pub mod config;
-pub(crate) mod digest;
+pub mod digest;
 pub(crate) mod fnmatch;
 pub(crate) mod health;
 pub mod host;

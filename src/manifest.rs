@@ -287,7 +287,7 @@ impl Manifest {
 
     /// Hex sha256 of [`Manifest::fingerprint_text`].
     pub fn compute_fingerprint(&self) -> String {
-        hex(&Sha256::digest(self.fingerprint_text().as_bytes()))
+        crate::digest::sha256_hex(self.fingerprint_text().as_bytes())
     }
 
     /// The root image UUID for this fingerprint: the first 16 bytes of
@@ -365,25 +365,6 @@ impl Manifest {
         let labels = crate::package::package_labels(&self.package_handler, &pairs(self), &pairs(other));
         labels.into_iter().zip(&self.packages).map(|(label, p)| (label, p.version.as_str())).collect()
     }
-}
-
-/// Lower-case hex of bytes.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Hex sha256 of a byte slice.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-/// Hex sha256 of a regular file's content, streamed (a FIFO or device is
-/// refused, not read).
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = crate::bounded::open_regular(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hex(&hasher.finalize()))
 }
 
 #[cfg(test)]

@@ -311,7 +311,7 @@ pub(crate) fn request_digest(spec: &ApplianceSpec) -> String {
         env("SUPERMIN_KERNEL_VERSION"),
     );
     h.update(text.as_bytes());
-    manifest::hex(&h.finalize())
+    crate::digest::hex(&h.finalize())
 }
 
 /// The stamp key of "the appliance as built, with these source options
@@ -336,7 +336,7 @@ pub(crate) fn as_built_key(src: &SourceOverrides) -> String {
         env("SUPERMIN_MODULES"),
         env("SUPERMIN_KERNEL_VERSION"),
     );
-    manifest::sha256_hex(text.as_bytes())
+    crate::digest::sha256_hex(text.as_bytes())
 }
 
 /// The verdict on `dir` for a report (`status`, `cache list`): [`fresh`]
@@ -469,7 +469,7 @@ pub(crate) fn output_damage(dir: &Path, m: &Manifest, verify: bool) -> (Vec<Chan
 /// The digest of `path` by the manifest's `algorithm`.
 fn rehash(path: &Path, algorithm: &str) -> std::io::Result<String> {
     match algorithm {
-        crate::digest::SHA256 => manifest::sha256_file(path),
+        crate::digest::SHA256 => crate::digest::sha256_file(path),
         crate::digest::SPARSE_SHA256 => crate::digest::sparse_sha256(&crate::bounded::open_regular(path)?),
         other => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,

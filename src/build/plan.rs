@@ -155,10 +155,10 @@ pub fn plan(spec: &ApplianceSpec, printer: &Printer) -> Result<BuildPlan> {
     let kernel = kernel::select_kernel(&KernelEnv::from_env(), &spec.root, &spec.host_cpu)
         .map_err(|e| e.with_package_hints(hints.kernel_package, hints.keep_kernel_readable))?;
     printer.stage(format!("kernel: picked {} ({})", kernel.version, kernel.reason));
-    let kernel_sha = manifest::sha256_file(&kernel.path)
+    let kernel_sha = crate::digest::sha256_file(&kernel.path)
         .with_context(|| format!("reading kernel {}", kernel.path.display()))?;
     let dep = kernel.modules_dir.join("modules.dep");
-    let dep_sha = manifest::sha256_file(&dep).with_context(|| format!("reading {}", dep.display()))?;
+    let dep_sha = crate::digest::sha256_file(&dep).with_context(|| format!("reading {}", dep.display()))?;
     let modules_tree = hostdata::modules_tree_digest(&kernel.modules_dir)?;
     printer.detail(format!(
         "kernel: modules tree {} digest {}",
@@ -211,7 +211,7 @@ pub fn plan(spec: &ApplianceSpec, printer: &Printer) -> Result<BuildPlan> {
             .map(|f| ManifestInput {
                 path: f.path.display().to_string(),
                 kind: input_kind_name(&f.kind).to_string(),
-                sha256: manifest::hex(&f.sha256),
+                sha256: crate::digest::hex(&f.sha256),
             })
             .collect(),
         hostfiles: inputs.hostfiles.clone(),

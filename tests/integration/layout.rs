@@ -169,7 +169,13 @@ fn without_test_module(code: &str) -> &str {
     while let Some(line) = lines.next() {
         if line.trim() == "#[cfg(test)]" {
             let next = lines.peek().map(|l| l.trim()).unwrap_or("");
-            let decl = next.strip_prefix("pub(crate) ").or_else(|| next.strip_prefix("pub ")).unwrap_or(next);
+            let decl = match next.strip_prefix("pub") {
+                Some(rest) if rest.starts_with('(') => {
+                    rest.split_once(')').map_or(rest, |(_, r)| r).trim_start()
+                }
+                Some(rest) => rest.trim_start(),
+                None => next,
+            };
             if decl.starts_with("mod ") && decl.ends_with('{') {
                 return &code[..offset];
             }

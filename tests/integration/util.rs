@@ -129,7 +129,7 @@ where
 
 /// sha256 of a file, via our library (streamed).
 pub fn sha256(path: &Path) -> String {
-    guestfs_appliance::manifest::sha256_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    guestfs_appliance::digest::sha256_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A scratch directory on a real disk (not /tmp, which may be small or a
