@@ -3,14 +3,21 @@
 //! `copy_file_range` so the bytes never pass through user space, on all
 //! cores. Where the blocks go was decided by `layout`; this module only
 //! moves bytes.
+//!
+//! While the workers copy, a flusher thread starts writeback of what they
+//! have written so far (every `WRITEBACK_STEP` bytes). The output layer
+//! fsyncs every file before the swap, so durability is unchanged; without
+//! the flusher that fsync found the whole image dirty (~690 MB on a disk)
+//! and waited for all of it after the copying was done, instead of the
+//! disk writing while the cores copy.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
 
 use nix::errno::Errno;
 use nix::unistd::{lseek, Whence};
@@ -46,6 +53,11 @@ pub(super) enum JobError {
     Copy(io::Error),
 }
 
+/// How many bytes are copied between two writeback starts: big enough
+/// that a start is cheap against the copying, small enough that the disk
+/// is busy early.
+const WRITEBACK_STEP: u64 = 64 << 20;
+
 /// Copy every job on `threads` threads. Returns the failures with the job
 /// index, sorted by index so the caller reports deterministically.
 pub(super) fn copy_all(image: &File, jobs: &[Job], threads: usize) -> Vec<(usize, JobError)> {
@@ -53,11 +65,22 @@ pub(super) fn copy_all(image: &File, jobs: &[Job], threads: usize) -> Vec<(usize
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].len));
     let next = AtomicUsize::new(0);
+    let copied = AtomicU64::new(0);
     let errors = Mutex::new(Vec::new());
     let threads = threads.clamp(1, jobs.len().max(1));
+    // A full channel means a start is already pending: that one covers
+    // the new bytes too, so workers never wait on the flusher.
+    let (kick, kicks) = mpsc::sync_channel::<()>(1);
     std::thread::scope(|s| {
+        s.spawn(move || {
+            for () in kicks {
+                start_writeback(image);
+            }
+        });
         for _ in 0..threads {
-            s.spawn(|| {
+            let kick = kick.clone();
+            let (order, next, copied, errors) = (&order, &next, &copied, &errors);
+            s.spawn(move || {
                 let mut buf = Vec::new();
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
@@ -67,13 +90,30 @@ pub(super) fn copy_all(image: &File, jobs: &[Job], threads: usize) -> Vec<(usize
                             errs.push((i, e));
                         }
                     }
+                    let len = jobs[i].len;
+                    let before = copied.fetch_add(len, Ordering::Relaxed);
+                    if (before + len) / WRITEBACK_STEP != before / WRITEBACK_STEP {
+                        let _ = kick.try_send(());
+                    }
                 }
             });
         }
+        // The flusher ends when the last worker drops its sender.
+        drop(kick);
     });
     let mut errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
     errors.sort_by_key(|(i, _)| *i);
     errors
+}
+
+/// Ask the kernel to start writing the image's dirty pages, without
+/// waiting for them. Best effort: an I/O error surfaces in the fsync the
+/// output layer does before the swap, which is what decides success.
+#[allow(unsafe_code)]
+fn start_writeback(image: &File) {
+    // SAFETY: sync_file_range takes a descriptor we hold open for the
+    // duration of the call and plain integers; it touches no memory of ours.
+    let _ = unsafe { libc::sync_file_range(image.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 fn copy_one(image: &File, job: &Job, buf: &mut Vec<u8>) -> Result<(), JobError> {
