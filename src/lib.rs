@@ -39,6 +39,7 @@
 //! bounded.rs                             the one reader of files we parse: no FIFOs, size caps
 //! digest.rs                              output digests: while writing, and sparse (root)
 //! stamp.rs                               stat-level shortcut for build::fresh
+//! hashcache.rs                           host files' sha256 remembered by stat signature
 //! config.rs                              /etc/guestfs-appliance/config.toml
 //! schedule.rs                            cron/systemd/apt templates
 //! bench/                                 bench: timed libguestfs launches, fixed vs supermin
@@ -78,6 +79,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod digest;
+pub mod hashcache;
 pub mod health;
 pub mod host;
 pub mod hostdata;

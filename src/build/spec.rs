@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::input;
-use crate::manifest::{self, InputChoice, Manifest};
+use crate::manifest::{self, InputChoice, Manifest, ManifestError};
 
 /// The reproducible-builds variable giving the time of invented entries.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
@@ -200,8 +200,19 @@ impl ApplianceSpec {
     /// one, else what a new build would make ([`ApplianceSpec::from_config`];
     /// the freshness check then reports the missing or broken manifest).
     pub fn for_appliance(dir: &Path, src: &SourceOverrides, config: &Config) -> Result<Self> {
-        match Manifest::read(dir) {
-            Ok(m) => Self::from_manifest(dir, &m, src),
+        Self::for_recorded(dir, &Manifest::read(dir), src, config)
+    }
+
+    /// [`ApplianceSpec::for_appliance`] with `dir`'s manifest already read
+    /// (`recorded`), so that a caller comparing with it parses it once.
+    pub fn for_recorded(
+        dir: &Path,
+        recorded: &Result<Manifest, ManifestError>,
+        src: &SourceOverrides,
+        config: &Config,
+    ) -> Result<Self> {
+        match recorded {
+            Ok(m) => Self::from_manifest(dir, m, src),
             Err(_) => Self::from_config(src, config),
         }
     }
