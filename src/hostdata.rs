@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::hashcache::HashCache;
 use crate::image::files::Metadata;
 use crate::manifest::ManifestHostfile;
 use crate::paths::under_root;
@@ -120,8 +121,13 @@ fn special_content(host: &Path, md: &std::fs::Metadata) -> std::io::Result<Strin
 /// kind, mode, owner and content (sha256 of a regular file, a symlink's
 /// target). Never fails: a file that cannot be read is recorded as
 /// `unreadable` (the image then holds it empty, as supermin does), one that
-/// vanished as `missing`.
-pub(crate) fn hostfile_records(root: &Path, paths: &[PathBuf]) -> Vec<ManifestHostfile> {
+/// vanished as `missing`. Digests come from `hashes` when it knows the
+/// file's signature.
+pub(crate) fn hostfile_records(
+    root: &Path,
+    paths: &[PathBuf],
+    hashes: &mut HashCache,
+) -> Vec<ManifestHostfile> {
     paths
         .iter()
         .map(|p| {
@@ -138,7 +144,7 @@ pub(crate) fn hostfile_records(root: &Path, paths: &[PathBuf]) -> Vec<ManifestHo
                 };
             };
             let content = if md.is_file() {
-                crate::digest::sha256_file(&host).unwrap_or_else(|_| "unreadable".into())
+                hashes.sha256_hex(&host).unwrap_or_else(|_| "unreadable".into())
             } else {
                 special_content(&host, &md).unwrap_or_else(|_| "unreadable".into())
             };
@@ -237,11 +243,11 @@ pub(crate) struct ModulesTree {
 /// sha256 of their content; for symlinks the target. `kernel/` is not
 /// walked (see [`KERNEL_PACKAGE_SUBTREE`]); what else is there (`updates/`,
 /// `extra/`: DKMS and other packages' modules) is. About 5 MB of hashing on
-/// a Debian kernel.
-pub(crate) fn modules_tree_digest(dir: &Path) -> Result<ModulesTree, HostDataError> {
+/// a Debian kernel, unless `hashes` knows the indexes' signatures.
+pub(crate) fn modules_tree_digest(dir: &Path, hashes: &mut HashCache) -> Result<ModulesTree, HostDataError> {
     let md = std::fs::symlink_metadata(dir)
         .map_err(|source| HostDataError::Modules { path: dir.to_path_buf(), source })?;
-    let mut walk = ModulesWalk { hasher: Sha256::new(), watched: vec![dir.to_path_buf()] };
+    let mut walk = ModulesWalk { hasher: Sha256::new(), watched: vec![dir.to_path_buf()], hashes };
     walk.entry(dir, Path::new(""), &md)?;
     Ok(ModulesTree { sha256: crate::digest::hex(&walk.hasher.finalize()), watched: walk.watched })
 }
@@ -250,12 +256,13 @@ pub(crate) fn modules_tree_digest(dir: &Path) -> Result<ModulesTree, HostDataErr
 /// their entries, entries sorted by name (the order `compose.rs` copies
 /// them in). Entries are `stat`ed through their directory (`fstatat`), which
 /// costs about half of a full path lookup each.
-struct ModulesWalk {
+struct ModulesWalk<'a> {
     hasher: Sha256,
     watched: Vec<PathBuf>,
+    hashes: &'a mut HashCache,
 }
 
-impl ModulesWalk {
+impl ModulesWalk<'_> {
     fn entry(&mut self, path: &Path, rel: &Path, md: &std::fs::Metadata) -> Result<(), HostDataError> {
         let err = |source: std::io::Error| HostDataError::Modules { path: path.to_path_buf(), source };
         if rel.components().count() == 1 {
@@ -264,7 +271,7 @@ impl ModulesWalk {
         let content = if md.is_file() {
             match module_times(rel) {
                 HostTimes::KeepMtime => format!("{} {}", md.len(), md.mtime()),
-                HostTimes::Timestamp => crate::digest::sha256_file(path).map_err(err)?,
+                HostTimes::Timestamp => self.hashes.sha256_hex(path).map_err(err)?,
             }
         } else {
             special_content(path, md).map_err(err)?
@@ -331,7 +338,7 @@ mod tests {
             std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         std::fs::set_permissions(root.join("srv/closed"), std::fs::Permissions::from_mode(0o750)).unwrap();
-        let records = hostfile_records(root, &paths);
+        let records = hostfile_records(root, &paths, &mut HashCache::new());
         assert_eq!(
             private_hostfiles(root, &records),
             [
@@ -396,7 +403,7 @@ mod tests {
         std::fs::write(dir.join("kernel/fs/ext4.ko"), "elf").unwrap();
         set_times(&dir.join("kernel/fs/ext4.ko"), 1_000, 1_000);
         std::fs::write(dir.join("modules.dep"), "kernel/fs/ext4.ko:\n").unwrap();
-        let first = modules_tree_digest(&dir).unwrap();
+        let first = modules_tree_digest(&dir, &mut HashCache::new()).unwrap();
         assert!(first.watched.contains(&dir.join("modules.dep")));
         assert!(first.watched.contains(&dir.join("kernel")));
 
@@ -408,26 +415,26 @@ mod tests {
         set_times(&dir.join("kernel/fs/ext4.ko"), 7_000, 1_000);
         std::fs::create_dir(dir.join("kernel/x")).unwrap();
         std::fs::remove_dir(dir.join("kernel/x")).unwrap();
-        assert_eq!(modules_tree_digest(&dir).unwrap().sha256, first.sha256);
+        assert_eq!(modules_tree_digest(&dir, &mut HashCache::new()).unwrap().sha256, first.sha256);
 
         // A DKMS module rebuilt in place (same index content): new mtime.
         std::fs::create_dir_all(dir.join("updates/dkms")).unwrap();
         std::fs::write(dir.join("updates/dkms/vbox.ko"), "elf").unwrap();
         set_times(&dir.join("updates/dkms/vbox.ko"), 1_000, 1_000);
-        let with_dkms = modules_tree_digest(&dir).unwrap().sha256;
+        let with_dkms = modules_tree_digest(&dir, &mut HashCache::new()).unwrap().sha256;
         assert_ne!(with_dkms, first.sha256);
         set_times(&dir.join("updates/dkms/vbox.ko"), 1_000, 2_000);
-        let rebuilt = modules_tree_digest(&dir).unwrap().sha256;
+        let rebuilt = modules_tree_digest(&dir, &mut HashCache::new()).unwrap().sha256;
         assert_ne!(rebuilt, with_dkms);
         std::fs::write(dir.join("modules.dep"), "kernel/fs/ext4.ko: kernel/fs/jbd2.ko\n").unwrap();
-        assert_ne!(modules_tree_digest(&dir).unwrap().sha256, rebuilt);
+        assert_ne!(modules_tree_digest(&dir, &mut HashCache::new()).unwrap().sha256, rebuilt);
         // The kernel package's own modules are its word (the kernel image's
         // hash), not walked.
         set_times(&dir.join("kernel/fs/ext4.ko"), 1_000, 3_000);
         std::fs::write(dir.join("kernel/fs/jbd2.ko"), "elf").unwrap();
-        let walked = modules_tree_digest(&dir).unwrap().sha256;
+        let walked = modules_tree_digest(&dir, &mut HashCache::new()).unwrap().sha256;
         std::fs::remove_file(dir.join("kernel/fs/jbd2.ko")).unwrap();
-        assert_eq!(modules_tree_digest(&dir).unwrap().sha256, walked);
+        assert_eq!(modules_tree_digest(&dir, &mut HashCache::new()).unwrap().sha256, walked);
     }
 
     #[test]
@@ -438,7 +445,7 @@ mod tests {
         std::os::unix::fs::symlink("ld.so.cache", tmp.path().join("etc/link")).unwrap();
         let paths: Vec<PathBuf> =
             ["/etc/ld.so.cache", "/etc/link", "/etc/gone"].iter().map(PathBuf::from).collect();
-        let r = hostfile_records(tmp.path(), &paths);
+        let r = hostfile_records(tmp.path(), &paths, &mut HashCache::new());
         assert_eq!(r[0].kind, "file");
         assert_eq!(r[0].content, crate::digest::sha256_hex(b"cache"));
         assert_eq!((r[1].kind.as_str(), r[1].content.as_str()), ("symlink", "ld.so.cache"));

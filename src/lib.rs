@@ -42,6 +42,7 @@
 //! compose.rs                             inputs + packages + modules -> FileTree
 //! hostdata.rs                            host metadata kept/normalized; hostfiles and modules
 //!                                        tree fingerprinted
+//! hashcache.rs -> stamp.rs               host files' sha256 remembered by stat signature
 //! stamp.rs -> output.rs -> manifest.rs   stat-level shortcut; staging dir, lock, atomic swap,
 //!                                        "is an appliance"; manifest.toml + fingerprint
 //! input/                                 supermin.d: classify, lists, base tarballs
@@ -100,6 +101,7 @@ pub(crate) mod compose;
 pub mod config;
 pub mod digest;
 pub(crate) mod fnmatch;
+pub mod hashcache;
 pub(crate) mod health;
 pub mod host;
 pub(crate) mod hostdata;

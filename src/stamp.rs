@@ -44,14 +44,24 @@ pub(crate) struct FileSig {
 impl FileSig {
     /// Signature of `path` (`None` if it does not exist or cannot be read).
     pub(crate) fn of(path: &Path) -> Option<FileSig> {
-        let md = std::fs::symlink_metadata(path).ok()?;
-        Some(FileSig {
+        std::fs::symlink_metadata(path).ok().map(|md| FileSig::from_metadata(&md))
+    }
+
+    /// Signature from a `stat`/`lstat`/`fstat` result.
+    pub(crate) fn from_metadata(md: &std::fs::Metadata) -> FileSig {
+        FileSig {
             dev: md.dev(),
             ino: md.ino(),
             size: md.size(),
             mtime_ns: md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
             ctime_ns: md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128,
-        })
+        }
+    }
+
+    /// The later of its modification and change times, in nanoseconds
+    /// since 1970.
+    pub(crate) fn newest_time_ns(&self) -> i128 {
+        self.mtime_ns.max(self.ctime_ns)
     }
 }
 
@@ -70,15 +80,63 @@ const STAMP_LIMIT: u64 = 64 << 20;
 
 /// Where the stamp of appliance directory `dir` lives.
 pub fn stamp_path(dir: &Path) -> PathBuf {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    dir.parent().unwrap_or(Path::new(".")).join(format!(".{name}.stamp"))
+    beside_path(dir, STAMP_SUFFIX)
 }
 
-/// The stamp's directory (pinned) and name.
-fn pinned(dir: &Path) -> Option<(PinnedDir, OsString)> {
-    let path = stamp_path(dir);
+/// The stamp's suffix: `PARENT/.NAME.stamp`.
+const STAMP_SUFFIX: &str = "stamp";
+
+/// `PARENT/.NAME.SUFFIX` for appliance directory `PARENT/NAME`: where the
+/// files that describe an appliance but must outlive its directory (which
+/// every build replaces) live: the stamp, and [`crate::hashcache`]'s file.
+pub(crate) fn beside_path(dir: &Path, suffix: &str) -> PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.parent().unwrap_or(Path::new(".")).join(format!(".{name}.{suffix}"))
+}
+
+/// The directory (pinned) and name of `dir`'s `suffix` file.
+fn pinned(dir: &Path, suffix: &str) -> Option<(PinnedDir, OsString)> {
+    let path = beside_path(dir, suffix);
     let (parent, name) = crate::paths::split(&path)?;
     Some((PinnedDir::open(parent).ok()?, name.to_owned()))
+}
+
+/// The bytes of `dir`'s `suffix` file (see [`beside_path`]), if it can be
+/// believed: a regular file with one link, owned by us, root or the owner
+/// of the directory holding it (in a shared parent anyone could plant one,
+/// or a FIFO to make us wait forever), reached without following a link,
+/// of at most `limit` bytes. `None` for anything else: such files only
+/// save work, so what cannot be believed is ignored, never an error.
+pub(crate) fn read_beside(dir: &Path, suffix: &str, limit: u64) -> Option<Vec<u8>> {
+    let (parent, name) = pinned(dir, suffix)?;
+    let file = parent.open_regular(&name, Access::Read).ok()??;
+    crate::output::check_trusted(&parent, &name, &file).ok()?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= limit).then_some(bytes)
+}
+
+/// Replace `dir`'s `suffix` file with `bytes`. Best effort: errors are
+/// returned for `-v` but harmless.
+///
+/// Written atomically through the pinned parent (exclusive temporary file
+/// with a random name, renamed over the file, never written through a
+/// link). Not synced: these files only save work and are checked before
+/// use, so what a crash can leave (the previous content, an empty file, no
+/// file) is harmless: an empty file is not believed, and an old stamp names
+/// the signatures, manifest inode included, of what it described. The two
+/// fsyncs would cost `check` after a touch a quarter of its time.
+/// When we are root and the parent belongs to someone else (a user's
+/// libguestfs cache), the file is given to the parent's owner, so that
+/// user's own `check` can refresh it.
+pub(crate) fn write_beside(dir: &Path, suffix: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let path = beside_path(dir, suffix);
+    let (parent, name) = crate::paths::split(&path).ok_or_else(|| std::io::Error::other("no parent"))?;
+    let parent = PinnedDir::open(parent).map_err(std::io::Error::other)?;
+    let owner = parent.stat_self().map_err(std::io::Error::other)?;
+    let owner =
+        (nix::unistd::geteuid().is_root() && owner.st_uid != 0).then_some((owner.st_uid, owner.st_gid));
+    parent.write_atomic_unsynced(name, bytes, 0o644, owner).map_err(std::io::Error::other)
 }
 
 /// True when the stamp says nothing changed since `fingerprint` was found
@@ -88,11 +146,7 @@ fn pinned(dir: &Path) -> Option<(PinnedDir, OsString)> {
 /// directory holding it, is believed: in a shared parent anyone could plant
 /// a stamp saying "fresh", or a FIFO to make us wait forever.
 pub(crate) fn still_fresh(dir: &Path, request: &str) -> Option<String> {
-    let (parent, name) = pinned(dir)?;
-    let file = parent.open_regular(&name, Access::Read).ok()??;
-    crate::output::check_trusted(&parent, &name, &file).ok()?;
-    let mut text = Vec::new();
-    file.take(STAMP_LIMIT).read_to_end(&mut text).ok()?;
+    let text = read_beside(dir, STAMP_SUFFIX, STAMP_LIMIT)?;
     let stamp: Stamp = serde_json::from_slice(&text).ok()?;
     if stamp.version != STAMP_VERSION || stamp.request != request {
         return None;
@@ -104,13 +158,8 @@ pub(crate) fn still_fresh(dir: &Path, request: &str) -> Option<String> {
 }
 
 /// Record that `dir` was found fresh with `fingerprint` after reading
-/// `watched`. Best effort: errors are returned for `-v` but harmless.
-///
-/// Written atomically through the pinned parent (exclusive temporary file
-/// with a random name, renamed over the stamp, never written through a
-/// link). When we are root and the parent belongs to someone else (a user's
-/// libguestfs cache), the stamp is given to the parent's owner, so that
-/// user's own `check` can refresh it.
+/// `watched`. Best effort: errors are returned for `-v` but harmless. Written
+/// by [`write_beside`].
 pub(crate) fn record(
     dir: &Path,
     request: &str,
@@ -125,13 +174,7 @@ pub(crate) fn record(
         files: watched.iter().map(|p| (p.clone(), FileSig::of(p))).collect(),
     };
     let bytes = serde_json::to_vec(&stamp).map_err(std::io::Error::other)?;
-    let path = stamp_path(dir);
-    let (parent, name) = crate::paths::split(&path).ok_or_else(|| std::io::Error::other("no parent"))?;
-    let parent = PinnedDir::open(parent).map_err(std::io::Error::other)?;
-    let owner = parent.stat_self().map_err(std::io::Error::other)?;
-    let owner =
-        (nix::unistd::geteuid().is_root() && owner.st_uid != 0).then_some((owner.st_uid, owner.st_gid));
-    parent.write_atomic(name, &bytes, 0o644, owner).map_err(std::io::Error::other)
+    write_beside(dir, STAMP_SUFFIX, &bytes)
 }
 
 /// The paths the last exact computation for `dir` read (what `watch`
@@ -144,7 +187,7 @@ pub(crate) fn watched_paths(dir: &Path) -> Option<Vec<PathBuf>> {
 
 /// Forget the stamp (after a build, before the new one is recorded).
 pub(crate) fn clear(dir: &Path) {
-    if let Some((parent, name)) = pinned(dir) {
+    if let Some((parent, name)) = pinned(dir, STAMP_SUFFIX) {
         let _ = parent.remove_file(name);
     }
 }

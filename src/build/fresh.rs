@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use super::plan::{self, BuildPlan};
 use super::spec::{ApplianceSpec, SourceOverrides, SOURCE_DATE_EPOCH};
 use crate::config::Config;
+use crate::hashcache::HashCache;
 use crate::manifest::{self, Manifest};
 use crate::printer::Printer;
 use crate::stamp;
@@ -369,8 +370,10 @@ pub(crate) fn fresh(
     if let Some(eval) = from_stamp(dir, &key, printer, opts) {
         return Ok((eval, None));
     }
-    let spec = ApplianceSpec::for_appliance(dir, src, config)?;
-    let eval = evaluate_exact(dir, &spec, &key, printer, opts);
+    // Read once: it is both the recipe and the record compared with.
+    let recorded = Manifest::read(dir);
+    let spec = ApplianceSpec::for_recorded(dir, &recorded, src, config)?;
+    let eval = evaluate_exact(dir, &spec, &key, printer, opts, Some(recorded));
     Ok((eval, Some(spec)))
 }
 
@@ -379,7 +382,8 @@ pub(crate) fn fresh(
 pub(crate) fn evaluate(dir: &Path, spec: &ApplianceSpec, printer: &Printer) -> Evaluation {
     let key = request_digest(spec);
     let opts = EvalOptions { record: true, verify: false };
-    from_stamp(dir, &key, printer, opts).unwrap_or_else(|| evaluate_exact(dir, spec, &key, printer, opts))
+    from_stamp(dir, &key, printer, opts)
+        .unwrap_or_else(|| evaluate_exact(dir, spec, &key, printer, opts, None))
 }
 
 /// Record that `dir` was found fresh (or built) with `fingerprint` after
@@ -480,12 +484,14 @@ fn rehash(path: &Path, algorithm: &str) -> std::io::Result<String> {
 
 /// Compare the outputs with their records, recompute the fingerprint for
 /// `spec` and compare; stamp under `key` when fresh and `opts.record`.
+/// `recorded` is `dir`'s manifest if the caller already read it.
 fn evaluate_exact(
     dir: &Path,
     spec: &ApplianceSpec,
     key: &str,
     printer: &Printer,
     opts: EvalOptions,
+    recorded: Option<Result<Manifest, manifest::ManifestError>>,
 ) -> Evaluation {
     let unknown = |why: String, fp: Option<String>| Evaluation {
         verdict: Verdict { appliance_fingerprint: fp, ..Verdict::unknown(why) },
@@ -499,12 +505,13 @@ fn evaluate_exact(
         };
         return unknown(why, None);
     }
-    let old = match Manifest::read(dir) {
+    let old = match recorded.unwrap_or_else(|| Manifest::read(dir)) {
         Ok(m) => m,
         Err(e) => return unknown(e.to_string(), None),
     };
     let (damage, outputs) = output_damage(dir, &old, opts.verify);
-    let plan = match plan::plan(spec, printer) {
+    let mut hashes = HashCache::load(dir);
+    let plan = match plan::plan_with(spec, printer, &mut hashes) {
         Ok(p) => p,
         Err(e) => {
             return unknown(
@@ -513,6 +520,7 @@ fn evaluate_exact(
             )
         }
     };
+    report_hashes(dir, &hashes, opts.record, printer);
     let new = &plan.manifest;
     let freshness = if new.fingerprint == old.fingerprint && damage.is_empty() {
         if !opts.record {
@@ -539,6 +547,25 @@ fn evaluate_exact(
             host_fingerprint: Some(new.fingerprint.clone()),
         },
         plan: Some(plan),
+    }
+}
+
+/// Say at `-v` how many host files were read and hashed and how many
+/// digests were known by signature ([`crate::hashcache`]), and, when
+/// `save`, write the digests used beside `dir` for the next computation
+/// (best effort, as the stamp).
+pub(crate) fn report_hashes(dir: &Path, hashes: &HashCache, save: bool, printer: &Printer) {
+    let stats = hashes.stats();
+    printer.stage(format!(
+        "hashes: {} files hashed, {} known by signature ({})",
+        stats.hashed,
+        stats.reused,
+        HashCache::path(dir).display()
+    ));
+    if save {
+        if let Err(e) = hashes.save(dir) {
+            printer.stage(format!("check: could not save the file digests beside {} ({e})", dir.display()));
+        }
     }
 }
 

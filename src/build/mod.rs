@@ -33,6 +33,7 @@ pub(crate) use spec::PublishOptions;
 pub use spec::{ApplianceSpec, SourceOverrides};
 
 use crate::config::Config;
+use crate::hashcache::HashCache;
 use crate::manifest::Manifest;
 use crate::output::{self, OutputLock};
 use crate::printer::{human_bytes, Printer};
@@ -219,9 +220,17 @@ fn build_locked(
     };
     write::clean_leftovers(&targets, printer)?;
 
+    // Digests of host files are remembered beside the directory (a
+    // tarball-only build has none), so the next `check` after a touch of the
+    // package database reads none of them.
+    let mut hashes = match &targets.dir {
+        Some(_) => HashCache::load(&targets.lock_target),
+        None => HashCache::new(),
+    };
+    let planned_here = plan_done.is_none();
     let plan = match plan_done {
         Some(p) => p,
-        None => plan::plan(spec, printer)?,
+        None => plan::plan_with(spec, printer, &mut hashes)?,
     };
     plan.warn_missing(printer);
     let staged = write::write_appliance(spec, &plan, &targets, printer)?;
@@ -246,6 +255,10 @@ fn build_locked(
                 fresh::record_stamp(&targets.lock_target, &key, &staged.manifest.fingerprint, &plan.watched)
             {
                 printer.stage(format!("check: could not record the stamp ({e})"));
+            }
+            if planned_here {
+                // (A plan made by the freshness check saved its own.)
+                fresh::report_hashes(&targets.lock_target, &hashes, true, printer);
             }
         }
         None => drop(staged.staging),

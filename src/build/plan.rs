@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::spec::ApplianceSpec;
+use crate::hashcache::HashCache;
 use crate::hostdata;
 use crate::input::{self, Inputs};
 use crate::kernel::{self, KernelChoice, KernelEnv};
@@ -23,14 +24,18 @@ use crate::printer::Printer;
 /// Choose the inputs: explicit ones, else libguestfs's installed supermin.d,
 /// else the embedded minimal appliance. Returns them with how they were
 /// chosen and the paths read (none for the embedded appliance).
-fn load_inputs(spec: &ApplianceSpec, printer: &Printer) -> Result<(Inputs, InputChoice, Vec<PathBuf>)> {
+fn load_inputs(
+    spec: &ApplianceSpec,
+    printer: &Printer,
+    hashes: &mut HashCache,
+) -> Result<(Inputs, InputChoice, Vec<PathBuf>)> {
     if spec.minimal {
         printer.stage("inputs: built-in minimal appliance (--minimal)");
         return Ok((input::embedded_minimal(), InputChoice::Minimal, Vec::new()));
     }
     if !spec.inputs.is_empty() {
         printer.stage(format!("inputs: {} given on the command line", spec.inputs.len()));
-        return Ok((input::read_inputs(&spec.inputs)?, InputChoice::Given, spec.inputs.clone()));
+        return Ok((input::read_inputs_with(&spec.inputs, hashes)?, InputChoice::Given, spec.inputs.clone()));
     }
     let defaults = input::default_input_dirs(&spec.root);
     if defaults.is_empty() {
@@ -44,7 +49,7 @@ fn load_inputs(spec: &ApplianceSpec, printer: &Printer) -> Result<(Inputs, Input
         return Ok((input::embedded_minimal(), InputChoice::Default, Vec::new()));
     }
     printer.stage(format!("inputs: {} (libguestfs's installed supermin.d)", defaults[0].display()));
-    Ok((input::read_inputs(&defaults)?, InputChoice::Default, defaults))
+    Ok((input::read_inputs_with(&defaults, hashes)?, InputChoice::Default, defaults))
 }
 
 /// Time for entries the writers invent and for host entries whose own
@@ -119,7 +124,18 @@ impl BuildPlan {
 /// Resolve inputs, packages and kernel, and compute the fingerprint.
 /// Cheap relative to a build; `check` uses it too.
 pub fn plan(spec: &ApplianceSpec, printer: &Printer) -> Result<BuildPlan> {
-    let (mut inputs, input_choice, input_paths) = load_inputs(spec, printer)?;
+    plan_with(spec, printer, &mut HashCache::new())
+}
+
+/// [`plan`], taking the digests of host files (kernel, depmod's indexes,
+/// inputs, hostfiles) from `hashes` when it knows their signatures, and
+/// leaving there those it computed (the caller saves them).
+pub(crate) fn plan_with(
+    spec: &ApplianceSpec,
+    printer: &Printer,
+    hashes: &mut HashCache,
+) -> Result<BuildPlan> {
+    let (mut inputs, input_choice, input_paths) = load_inputs(spec, printer, hashes)?;
     inputs.packages.extend(spec.extra_packages.iter().cloned());
     for pattern in &spec.extra_excludes {
         let line = format!("-{}", pattern.strip_prefix('-').unwrap_or(pattern));
@@ -155,11 +171,12 @@ pub fn plan(spec: &ApplianceSpec, printer: &Printer) -> Result<BuildPlan> {
     let kernel = kernel::select_kernel(&KernelEnv::from_env(), &spec.root, &spec.host_cpu)
         .map_err(|e| e.with_package_hints(hints.kernel_package, hints.keep_kernel_readable))?;
     printer.stage(format!("kernel: picked {} ({})", kernel.version, kernel.reason));
-    let kernel_sha = crate::digest::sha256_file(&kernel.path)
+    let kernel_sha = hashes
+        .sha256_hex(&kernel.path)
         .with_context(|| format!("reading kernel {}", kernel.path.display()))?;
     let dep = kernel.modules_dir.join("modules.dep");
-    let dep_sha = crate::digest::sha256_file(&dep).with_context(|| format!("reading {}", dep.display()))?;
-    let modules_tree = hostdata::modules_tree_digest(&kernel.modules_dir)?;
+    let dep_sha = hashes.sha256_hex(&dep).with_context(|| format!("reading {}", dep.display()))?;
+    let modules_tree = hostdata::modules_tree_digest(&kernel.modules_dir, hashes)?;
     printer.detail(format!(
         "kernel: modules tree {} digest {}",
         kernel.modules_dir.display(),
@@ -168,7 +185,7 @@ pub fn plan(spec: &ApplianceSpec, printer: &Printer) -> Result<BuildPlan> {
 
     let timestamp = build_timestamp(spec, &inputs);
     let (hostfiles, hostfile_probes) = input::expand_hostfiles_probed(&inputs.hostfiles, &spec.root);
-    let host_files = hostdata::hostfile_records(&spec.root, &hostfiles);
+    let host_files = hostdata::hostfile_records(&spec.root, &hostfiles, hashes);
     printer.stage(format!(
         "hostfiles: {} patterns matched {} paths; timestamp {timestamp}{}",
         inputs.hostfiles.len(),

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::input;
-use crate::manifest::{self, InputChoice, Manifest};
+use crate::manifest::{self, InputChoice, Manifest, ManifestError};
 
 /// The reproducible-builds variable giving the time of invented entries.
 pub(crate) const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
@@ -199,9 +199,17 @@ impl ApplianceSpec {
     /// manifest ([`ApplianceSpec::from_manifest`]) when it has a readable
     /// one, else what a new build would make ([`ApplianceSpec::from_config`];
     /// the freshness check then reports the missing or broken manifest).
-    pub(crate) fn for_appliance(dir: &Path, src: &SourceOverrides, config: &Config) -> Result<Self> {
-        match Manifest::read(dir) {
-            Ok(m) => Self::from_manifest(dir, &m, src),
+    ///
+    /// `recorded` is `dir`'s manifest, already read by the caller (who
+    /// compares with it too, so it is parsed once).
+    pub(crate) fn for_recorded(
+        dir: &Path,
+        recorded: &Result<Manifest, ManifestError>,
+        src: &SourceOverrides,
+        config: &Config,
+    ) -> Result<Self> {
+        match recorded {
+            Ok(m) => Self::from_manifest(dir, m, src),
             Err(_) => Self::from_config(src, config),
         }
     }

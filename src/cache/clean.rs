@@ -3,7 +3,7 @@
 //! pinned directory fds and under the cache's lock.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{cache_uid, mount_at_or_below, tree_size, CacheInfo};
@@ -226,9 +226,11 @@ fn remove_pinned(
 
 /// The entries `reason` removes, excluding the lock file.
 fn removal_targets(cache: &PinnedDir, reason: &CleanReason) -> Result<Vec<std::ffi::OsString>, CacheError> {
-    // `check`'s stat-level stamp describes the appliance, so it goes with it.
-    let stamp = crate::stamp::stamp_path(&cache.child(APPLIANCE_DIR));
-    let stamp_name = stamp.file_name().map(|n| n.to_owned()).unwrap_or_default();
+    // `check`'s stat-level stamp and remembered digests describe the
+    // appliance (and the host it was checked on), so they go with it.
+    let beside = |path: PathBuf| path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+    let stamp_name = beside(crate::stamp::stamp_path(&cache.child(APPLIANCE_DIR)));
+    let hashes_name = beside(crate::hashcache::HashCache::path(&cache.child(APPLIANCE_DIR)));
     let mut targets: Vec<_> = cache
         .list()?
         .into_iter()
@@ -237,7 +239,10 @@ fn removal_targets(cache: &PinnedDir, reason: &CleanReason) -> Result<Vec<std::f
             if reason.removes_whole_cache() {
                 name != LOCK_NAME
             } else {
-                name == APPLIANCE_DIR || *entry == stamp_name || is_supermin_transient(&name)
+                name == APPLIANCE_DIR
+                    || *entry == stamp_name
+                    || *entry == hashes_name
+                    || is_supermin_transient(&name)
             }
         })
         .collect();
@@ -375,9 +380,11 @@ mod tests {
         std::fs::create_dir(c.join("appliance.d.keepme-not-transient")).unwrap();
         std::fs::write(c.join(LOCK_NAME), b"").unwrap();
         std::fs::write(c.join(".appliance.d.stamp"), b"{}").unwrap();
+        std::fs::write(c.join(".appliance.d.hashes"), b"{}").unwrap();
         assert!(
             matches!(remove_cache(&c, &CleanReason::Stale, false).unwrap(), CleanOutcome::Removed(n) if n > 0)
         );
+        assert!(!c.join(".appliance.d.hashes").exists());
         assert!(!c.join(APPLIANCE_DIR).exists());
         assert!(!c.join("appliance.d.ab12cd34").exists());
         assert!(!c.join(".appliance.d.stamp").exists());

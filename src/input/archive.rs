@@ -114,7 +114,7 @@ pub(crate) fn extract_file(
     ex: &mut Extraction<'_>,
 ) -> Result<BaseArchive, InputError> {
     let io = |e| InputError::Io { path: source.to_owned(), source: e };
-    let file = HashedFile::open(source)?;
+    let mut file = HashedFile::open(source)?;
     let stream = classify::decoder(compression, file.reader().map_err(io)?);
     let entries = read_entries(source, stream, ex).map_err(|e| match e {
         // A decoder error is the compressed data's fault; a plain read

@@ -54,6 +54,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::hashcache::HashCache;
 use crate::image::files::FileTree;
 use crate::image::scratch::Scratch;
 
@@ -142,7 +143,17 @@ pub(crate) struct BaseMembers {
 ///
 /// Errors: the first [`InputError`] met, naming the file; nothing is
 /// partially returned.
+#[cfg(test)]
 pub(crate) fn read_inputs(dirs: &[PathBuf]) -> Result<Inputs, InputError> {
+    read_inputs_with(dirs, &mut HashCache::new())
+}
+
+/// [`read_inputs`], taking the digests of files whose signature `hashes`
+/// knows from it: such a base archive is only read as far as its
+/// classification needs.
+///
+/// Errors: as [`read_inputs`].
+pub(crate) fn read_inputs_with(dirs: &[PathBuf], hashes: &mut HashCache) -> Result<Inputs, InputError> {
     let mut inputs = Inputs {
         files: Vec::new(),
         packages: Vec::new(),
@@ -151,12 +162,17 @@ pub(crate) fn read_inputs(dirs: &[PathBuf]) -> Result<Inputs, InputError> {
         base: Vec::new(),
     };
     for dir in dirs {
-        walk(dir, &mut Vec::new(), &mut inputs)?;
+        walk(dir, &mut Vec::new(), &mut inputs, hashes)?;
     }
     Ok(inputs)
 }
 
-fn walk(path: &Path, ancestors: &mut Vec<(u64, u64)>, out: &mut Inputs) -> Result<(), InputError> {
+fn walk(
+    path: &Path,
+    ancestors: &mut Vec<(u64, u64)>,
+    out: &mut Inputs,
+    hashes: &mut HashCache,
+) -> Result<(), InputError> {
     let io = |source| InputError::Io { path: path.to_owned(), source };
     // `metadata` follows symlinks: a symlink to a directory is a directory.
     let md = std::fs::metadata(path).map_err(io)?;
@@ -171,20 +187,21 @@ fn walk(path: &Path, ancestors: &mut Vec<(u64, u64)>, out: &mut Inputs) -> Resul
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         ancestors.push(key);
         for name in names {
-            walk(&path.join(name), ancestors, out)?;
+            walk(&path.join(name), ancestors, out, hashes)?;
         }
         ancestors.pop();
         Ok(())
     } else if md.is_file() {
-        read_file(path, out)
+        read_file(path, out, hashes)
     } else {
         Err(InputError::NotAFile { path: path.to_owned() })
     }
 }
 
-fn read_file(path: &Path, out: &mut Inputs) -> Result<(), InputError> {
+fn read_file(path: &Path, out: &mut Inputs, hashes: &mut HashCache) -> Result<(), InputError> {
     let io = |source| InputError::Io { path: path.to_owned(), source };
-    let file = source::HashedFile::open(path)?;
+    let mut file = source::HashedFile::open(path)?;
+    let known = hashes.lookup(path, file.file()).map_err(io)?;
     let mut raw = file.reader().map_err(io)?;
     // The compression magic is in the first 6 bytes.
     let mut magic = Vec::with_capacity(8);
@@ -202,7 +219,15 @@ fn read_file(path: &Path, out: &mut Inputs) -> Result<(), InputError> {
         }
     }
     drop(stream);
-    let sha256 = file.finish().map_err(io)?;
+    let sha256 = match known {
+        // Known for this signature: the rest of the file need not be read.
+        Ok(sha256) => sha256,
+        Err(reading) => {
+            let sha256 = file.finish().map_err(io)?;
+            hashes.remember(path, file.file(), reading, sha256);
+            sha256
+        }
+    };
     let kind = match content {
         classify::Content::Tar => {
             out.base.push(BaseSource::File { path: path.to_owned(), compression, sha256 });

@@ -57,6 +57,11 @@ impl HashedFile {
         Ok(HashedFile { file, tail, hasher: Rc::new(RefCell::new(Sha256::new())) })
     }
 
+    /// The open file (for its `fstat`).
+    pub(super) fn file(&self) -> &File {
+        &self.file
+    }
+
     /// A reader over the file's bytes that hashes them.
     pub(super) fn reader(&self) -> io::Result<HashingReader> {
         Ok(HashingReader { file: self.file.try_clone()?, hasher: self.hasher.clone() })
@@ -64,7 +69,7 @@ impl HashedFile {
 
     /// Hash the rest of the file (whatever no reader consumed) and return
     /// the sha256 of all of it. Call once readers are dropped.
-    pub(super) fn finish(mut self) -> io::Result<[u8; 32]> {
+    pub(super) fn finish(&mut self) -> io::Result<[u8; 32]> {
         let mut buf = vec![0u8; 64 << 10];
         loop {
             let n = match self.tail.read(&mut buf) {
@@ -92,7 +97,7 @@ mod tests {
         let p = dir.path().join("f");
         let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&p, &content).unwrap();
-        let f = HashedFile::open(&p).unwrap();
+        let mut f = HashedFile::open(&p).unwrap();
         let mut head = [0u8; 1000];
         f.reader().unwrap().read_exact(&mut head).unwrap();
         assert_eq!(f.finish().unwrap(), <[u8; 32]>::from(Sha256::digest(&content)));

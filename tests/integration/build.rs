@@ -134,6 +134,9 @@ fn rebuild_replaces_the_appliance_and_leaves_nothing_behind() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
+    // The host files' digests are remembered beside the stamp unless they
+    // all changed within the racy window (a just-installed kernel).
+    names.retain(|n| n != ".appliance.hashes");
     assert_eq!(names, vec![".appliance.lock".to_string(), ".appliance.stamp".into(), "appliance".into()]);
 }
 

@@ -521,3 +521,69 @@ fn issue9_check_status_and_cache_list_agree() {
         assert_eq!(check_changes.is_empty(), expected == "fresh", "{d}\n{shown}");
     }
 }
+
+/// Issue 12, item 4: after a touch of the package database, `check`
+/// recomputes the fingerprint without reading the kernel, depmod's indexes,
+/// the inputs or the hostfiles again: their digests are remembered beside
+/// the stamp by `stat` signature. A corrupt file of digests is ignored;
+/// reports that only look write none; and a kernel rewritten in place with
+/// its mtime put back (`touch -d`) is still found changed, by its ctime.
+#[test]
+fn issue12_touch_rehashes_nothing_and_restored_mtime_is_still_caught() {
+    use guestfs_appliance::hashcache::{HashCache, RACY_WINDOW};
+    let Some(fx) = Fixture::new() else { return };
+    std::fs::create_dir_all(fx.root.join("etc")).unwrap();
+    std::fs::write(fx.root.join("etc/hostname"), "fixture\n").unwrap();
+    std::fs::write(fx.input.join("hostfiles"), "/etc/hostname\n").unwrap();
+    fx.record_build();
+    let cache = HashCache::path(&fx.dir);
+    let touch = |path: &Path| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let file = std::fs::File::options().append(true).open(path).unwrap();
+        file.set_modified(std::time::SystemTime::now()).unwrap();
+    };
+    let hashed = |run: &Run| -> usize {
+        let line = run.stderr().lines().find(|l| l.contains("hashes: ")).map(str::to_string);
+        let line = line.unwrap_or_else(|| panic!("no hashes line\n{}", run.shown_all()));
+        let count = line.split("hashes: ").nth(1).and_then(|r| r.split(' ').next());
+        count.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+    };
+
+    // Reports only look: no digests written.
+    let d = fx.dir.to_str().unwrap();
+    run_in(fx.dir.parent().unwrap(), &bin("guestfs-appliance"), ["status", "--dir", d], &[]);
+    assert!(!cache.exists(), "status wrote {}", cache.display());
+
+    // Digests of files changed within the racy window are not kept: let
+    // the fixture's files age past it.
+    std::thread::sleep(RACY_WINDOW + std::time::Duration::from_millis(200));
+    let run = fx.check(&["-v"]).success();
+    assert!(hashed(&run) > 0, "{}", run.shown_all());
+    assert!(cache.is_file(), "{}", run.shown_all());
+
+    touch(&fx.status());
+    let run = fx.check(&["-v", "--json"]).success();
+    assert!(run.stdout().contains("\"method\": \"computed\""), "{}", run.shown_all());
+    assert_eq!(hashed(&run), 0, "{}", run.shown_all());
+
+    // A corrupt file: ignored, the answer right, everything hashed again.
+    std::fs::write(&cache, b"{\"version\":1,\"entries\":[{\"path\":").unwrap();
+    touch(&fx.status());
+    let run = fx.check(&["-v"]).success();
+    assert!(hashed(&run) > 0, "{}", run.shown_all());
+
+    // The kernel rewritten in place, same size, mtime put back.
+    let kernel = fx.root.join("boot").join(format!("vmlinuz-{}", fx.kernel_version));
+    let mtime = std::fs::metadata(&kernel).unwrap().modified().unwrap();
+    let mut image = std::fs::read(&kernel).unwrap();
+    let last = image.len() - 1;
+    image[last] ^= 0xff;
+    let mut file = std::fs::File::options().write(true).open(&kernel).unwrap();
+    std::io::Write::write_all(&mut file, &image).unwrap();
+    drop(file);
+    std::fs::File::options().append(true).open(&kernel).unwrap().set_modified(mtime).unwrap();
+    assert_eq!(std::fs::metadata(&kernel).unwrap().modified().unwrap(), mtime);
+    let run = fx.check(&["-v"]).expect_code(1);
+    assert!(run.stdout().lines().any(|l| l.starts_with("kernel changed: ")), "{}", run.shown_all());
+    assert_eq!(hashed(&run), 1, "only the kernel is read again\n{}", run.shown_all());
+}

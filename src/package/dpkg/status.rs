@@ -124,28 +124,32 @@ pub(super) fn parse_status(text: &str, path: &Path) -> Result<Vec<Installed>, Pa
             return Err(corrupt(lineno, format!("expected 'Field: value', found {line:?}")));
         };
         let s = stanza.get_or_insert_with(|| Stanza { start: lineno, ..Stanza::default() });
-        let value = value.trim().to_string();
         current = Field::Other;
-        // Field names are case-insensitive (deb-control(5)).
-        match name.to_ascii_lowercase().as_str() {
-            "package" => s.package = Some(value),
-            "status" => s.status = Some((value, lineno)),
-            "version" => s.version = Some(value),
-            "architecture" => s.arch = Some(value),
-            "multi-arch" => s.multi_arch = Some(value),
-            "depends" => {
-                s.depends = Some((value, lineno));
-                current = Field::Depends;
-            }
-            "pre-depends" => {
-                s.pre_depends = Some((value, lineno));
-                current = Field::PreDepends;
-            }
-            "provides" => {
-                s.provides = Some((value, lineno));
-                current = Field::Provides;
-            }
-            _ => {}
+        // Field names are case-insensitive (deb-control(5)). Only the
+        // fields we keep are copied: most lines of a status file are
+        // descriptions, maintainers and conffiles (issue 12: this parse is
+        // most of what `check` does after a touch of the database).
+        let is = |field: &str| name.eq_ignore_ascii_case(field);
+        let value = || value.trim().to_string();
+        if is("package") {
+            s.package = Some(value());
+        } else if is("status") {
+            s.status = Some((value(), lineno));
+        } else if is("version") {
+            s.version = Some(value());
+        } else if is("architecture") {
+            s.arch = Some(value());
+        } else if is("multi-arch") {
+            s.multi_arch = Some(value());
+        } else if is("depends") {
+            s.depends = Some((value(), lineno));
+            current = Field::Depends;
+        } else if is("pre-depends") {
+            s.pre_depends = Some((value(), lineno));
+            current = Field::PreDepends;
+        } else if is("provides") {
+            s.provides = Some((value(), lineno));
+            current = Field::Provides;
         }
     }
     if let Some(done) = stanza.take() {
