@@ -512,9 +512,20 @@ impl Staging {
 
     /// Give the staging directory and the files in it to `uid:gid`, on
     /// their fds.
+    /// Open a file we wrote into the staging directory. Nobody else can
+    /// write there (0700, ours), but a file that is gone is an error with
+    /// its name, not a panic.
+    fn staged_file(&self, entry: &OsStr) -> Result<File, OutputError> {
+        self.dir.open_regular(entry, Access::Read)?.ok_or_else(|| OutputError::Io {
+            action: "opening",
+            path: self.dir.child(entry),
+            source: io::Error::new(io::ErrorKind::NotFound, "removed from the staging directory during the build"),
+        })
+    }
+
     pub(crate) fn chown_all(&self, uid: u32, gid: u32) -> Result<(), OutputError> {
         for entry in self.dir.list()? {
-            let f = self.dir.open_regular(&entry, Access::Read)?.expect("our own file");
+            let f = self.staged_file(&entry)?;
             let mode = nix::sys::stat::fstat(f.as_raw_fd()).map(|s| s.st_mode & 0o7777).unwrap_or(0o644);
             safefs::chown_keeping_mode(&f, uid, gid, mode).map_err(|e| OutputError::Io {
                 action: "changing the owner of",
@@ -531,7 +542,7 @@ impl Staging {
     /// [`Committed::leftover`], not as an error.
     pub(crate) fn commit(mut self) -> Result<Committed, OutputError> {
         for entry in self.dir.list()? {
-            let f = self.dir.open_regular(&entry, Access::Read)?.expect("our own file");
+            let f = self.staged_file(&entry)?;
             f.sync_all().map_err(|source| OutputError::Io {
                 action: "syncing",
                 path: self.dir.child(&entry),
