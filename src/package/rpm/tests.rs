@@ -1,7 +1,7 @@
-//! Tests of the rpm handler: the output parser, rich dependencies, the
-//! closure and file lists on packages given as data, and database lookup.
-//! Roots made by the real rpm are tested end to end in
-//! `tests/integration/pkgdb.rs`.
+//! Tests of the rpm handler: the output parsers and the join of the two
+//! queries, rich dependencies, the closure and file lists on packages given
+//! as data, and database lookup. Roots made by the real rpm are tested end
+//! to end in `tests/integration/pkgdb.rs`.
 
 use super::*;
 
@@ -18,9 +18,10 @@ fn pkg(name: &str, arch: &str, requires: &[&str], provides: &[&str], files: Vec<
     provides.push(name.to_string());
     Installed {
         pkg: Package { name: name.into(), version: "1.0-1".into(), arch: arch.into() },
+        instance: 0,
         requires: requires.iter().map(|r| req(r)).collect(),
         provides,
-        files,
+        owned: files.into_iter().map(|f| f.path).collect(),
     }
 }
 
@@ -99,57 +100,160 @@ fn versioned_requirements_display_like_rpm() {
 
 #[test]
 fn files_flag_config_and_leave_out_ghost_regular_files() {
-    let files = vec![
+    let records = vec![
         file("/usr/bin/ld", RPMFILE_GHOST, 0o120_777),
         file("/var/log/fx.log", RPMFILE_GHOST, 0o100_644),
         file("/etc/fx.conf", RPMFILE_CONFIG | 16, 0o100_644),
         file("/run/fx", RPMFILE_GHOST, 0o040_755),
         file("/usr/lib/fx", 0, 0o040_755),
+        // fy's copy of the shared directory.
+        file("/usr/lib/fx", 0, 0o040_755),
+        file("/usr/bin/fx-suid", 0, 0o104_755),
     ];
-    let db = db(vec![
-        pkg("fx", "noarch", &[], &[], files),
-        pkg("fy", "noarch", &[], &[], vec![file("/usr/lib/fx", 0, 0o040_755)]),
-    ]);
-    let pkgs = db.resolve(&["fx".into(), "fy".into()]).unwrap().packages;
     let got: Vec<(String, bool)> =
-        db.files(&pkgs).unwrap().into_iter().map(|f| (f.path.display().to_string(), f.config)).collect();
-    let want = [("/etc/fx.conf", true), ("/run/fx", false), ("/usr/bin/ld", false), ("/usr/lib/fx", false)];
+        package_files(records).into_iter().map(|f| (f.path.display().to_string(), f.config)).collect();
+    let want = [
+        ("/etc/fx.conf", true),
+        ("/run/fx", false),
+        ("/usr/bin/fx-suid", false),
+        ("/usr/bin/ld", false),
+        ("/usr/lib/fx", false),
+    ];
     assert_eq!(got, want.map(|(p, c)| (p.to_string(), c)));
 }
 
+/// Query 1 with hostile names: quotes, spaces and newlines in shescaped
+/// fields, raw base names with spaces, quotes, backslashes and a newline
+/// (continued on the next line), a pseudo-package without an arch.
 #[test]
-fn query_output_parses_with_hostile_names() {
-    let out = b"P 'fx' '1:2.0-1' 'x86_64'\nR 'rpmlib(X)' 16777226 '3.0'\nR '/bin/sh' 0 ''\n\
-V 'fx(x86-64)'\nF '/usr/it'\\''s' 0 33188\nF '/usr/a b\nc' 64 33188\n\
-P 'gpg-pubkey' '1-2' (none)\n";
-    let got = parse_query(out, Path::new("/db")).unwrap();
-    assert_eq!(got.len(), 2);
+fn headers_parse_with_hostile_names_and_index_required_paths() {
+    let out = b"/P 7 'fx' '1:2.0-1' 'x86_64'\n/R 'rpmlib(X)' 16777226 '3.0'\n/R '/bin/sh' 0 ''\n\
+/R '/usr/it'\\''s' 0 ''\n/R '(/usr/a b\nc or zsh)' 0 ''\n/V 'fx(x86-64)'\n\
+/D '/usr/'\n/D '/bin/'\n/B 0 it's\n/B 0 a b\nc\n/B 1 sh\n/B 1 \\x y\n/B 0 a b\n\
+/P 9 'gpg-pubkey' '1-2' (none)\n\
+/P 3 'sh' '1-1' 'noarch'\n/D '/usr/bin/'\n/D '/bin/'\n/B 0 sh\n/B 1 sh\n";
+    let got = query::parse_headers(out, Path::new("/db")).unwrap();
+    assert_eq!(got.len(), 3);
     assert_eq!(got[0].pkg, Package { name: "fx".into(), version: "1:2.0-1".into(), arch: "x86_64".into() });
+    assert_eq!((got[0].instance, got[1].instance, got[2].instance), (7, 9, 3));
     assert_eq!(
         got[0].requires[0],
         Requirement { name: "rpmlib(X)".into(), flags: 16_777_226, version: "3.0".into() }
     );
+    assert_eq!(got[0].requires[3].name, "(/usr/a b\nc or zsh)");
     assert_eq!(got[0].provides, ["fx(x86-64)"]);
+    // Required: /bin/sh, /usr/it's and (in the rich one) /usr/a — the
+    // word split of a rich dependency, as the closure sees it. `/usr/a b`
+    // is no required path, nor is fx's `a b\nc` (a name with a newline):
+    // only the required paths are kept.
+    let owned = |i: usize| got[i].owned.iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
+    assert_eq!(owned(0), ["/usr/it's", "/bin/sh"]);
+    assert!(owned(1).is_empty());
+    assert_eq!(got[1].pkg.arch, "");
+    assert_eq!(owned(2), ["/bin/sh"]);
+}
+
+/// A base name's newline keeps the rest of it, whatever that looks like,
+/// in the base name: here a required path whose name holds a newline and
+/// text shaped like a record.
+#[test]
+fn a_base_name_with_a_newline_cannot_make_a_record() {
+    let out = b"/P 1 'a' '1' 'x'\n/R '/d/n\nB 0 evil' 0 ''\n/D '/d/'\n/B 0 n\nB 0 evil\n/B 0 m\n\
+/P 2 'b' '1' 'x'\n";
+    let got = query::parse_headers(out, Path::new("/db")).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].owned, [PathBuf::from("/d/n\nB 0 evil")]);
+    assert!(got[1].owned.is_empty());
+}
+
+/// Query 2: hostile names, flags and modes, the instance that joins it to
+/// query 1.
+#[test]
+fn file_lists_parse_with_hostile_names() {
+    let out = b"/P 7 'fx' '1:2.0-1' 'x86_64'\n/F '/usr/it'\\''s' 0 33188\n/F '/usr/a b\nc' 64 33188\n\
+/P 9 'gpg-pubkey' '1-2' (none)\n";
+    let got = query::parse_files(out, Path::new("/db")).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].instance, got[0].line, got[1].instance, got[1].line), (7, 1, 9, 5));
     assert_eq!(got[0].files, [file("/usr/it's", 0, 33188), file("/usr/a b\nc", 64, 33188)]);
+    assert!(got[1].files.is_empty());
     assert_eq!(got[1].pkg.arch, "");
 }
 
 #[test]
 fn garbage_output_is_refused_with_line_and_hint() {
-    for (bad, line) in [
-        (&b"R 'x' 0 ''\n"[..], 1),
-        (b"P 'a' '1' 'x'\nF 'relative' 0 0\n", 2),
-        (b"P 'a' '1' 'x'\nR 'x' nine ''\n", 2),
-        (b"P 'a' '1' 'x'\nQ\n", 2),
-        (b"P 'a' '1\n", 1),
-        (b"P 'a' '1'x 'y'\n", 1),
-        (b"P 'a' '1'\n", 1),
+    let headers: &[(&[u8], usize)] = &[
+        (b"/R 'x' 0 ''\n", 1),
+        (b"/P 1 'a' '1' 'x'\n/R 'x' nine ''\n", 2),
+        (b"/P 1 'a' '1' 'x'\nQ\n", 2),
+        (b"/P 1 'a' '1' 'x'\n/Q\n", 2),
+        (b"/P 1 'a' '1\n", 1),
+        (b"/P 1 'a' '1'x 'y'\n", 1),
+        (b"/P 1 'a' '1'\n", 1),
+        (b"/P 'a' '1' 'x'\n", 1),
+        (b"/P 1 'a' '1' 'x'\n/P 1 'b' '1' 'x'\n", 2),
+        (b"/P 1 'a' '1' 'x' extra\n", 1),
+        (b"/P 1 'a' '1' 'x'\n/B 0\n", 2),
+        (b"/P 1 'a' '1' 'x'\n/R '/d/f' 0 ''\n/D '/d/'\n/B 1 f\n", 4),
+    ];
+    let files: &[(&[u8], usize)] = &[
+        (b"/F '/a' 0 0\n", 1),
+        (b"/P 1 'a' '1' 'x'\n/F 'relative' 0 0\n", 2),
+        (b"/P 1 'a' '1' 'x'\n/F '/a' 0\n", 2),
+        (b"/P 1 'a' '1' 'x'\nF '/a' 0 0\n", 2),
+    ];
+    let parsers: [(fn(&[u8], &Path) -> Result<(), PackageError>, &[(&[u8], usize)]); 2] = [
+        (|out, db| query::parse_headers(out, db).map(drop), headers),
+        (|out, db| query::parse_files(out, db).map(drop), files),
+    ];
+    for (parse, cases) in parsers {
+        for &(bad, line) in cases {
+            let err = parse(bad, Path::new("/r/var/lib/rpm/rpmdb.sqlite")).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, PackageError::Corrupt { .. }), "{msg}");
+            assert!(msg.contains(&format!("rpm output line {line}")), "{msg}");
+            assert!(msg.contains("rpm --verifydb"), "{msg}");
+        }
+    }
+}
+
+/// The join of the two queries: a header listed must be one asked for,
+/// with the name, version and arch read before; each asked for is listed.
+#[test]
+fn file_lists_must_match_the_headers_read_first() {
+    let mut installed = vec![pkg("a", "noarch", &[], &[], vec![]), pkg("b", "x86_64", &[], &[], vec![])];
+    installed[0].instance = 11;
+    installed[1].instance = 12;
+    let db = db(installed);
+    let listing = |instance: u32, name: &str, version: &str, path: &str| query::Listed {
+        instance,
+        pkg: Package {
+            name: name.into(),
+            version: version.into(),
+            arch: if name == "a" { "noarch" } else { "x86_64" }.into(),
+        },
+        files: vec![file(path, 0, 0o100_644)],
+        line: 1,
+    };
+    let both =
+        db.join(&[0, 1], vec![listing(11, "a", "1.0-1", "/a"), listing(12, "b", "1.0-1", "/b")]).unwrap();
+    assert_eq!(both, [file("/a", 0, 0o100_644), file("/b", 0, 0o100_644)]);
+    for (listed, what) in [
+        (
+            vec![listing(11, "a", "2.0-1", "/a"), listing(12, "b", "1.0-1", "/b")],
+            "header 11 is a-2.0-1.noarch, not a-1.0-1.noarch as read before",
+        ),
+        (vec![listing(11, "b", "1.0-1", "/a"), listing(12, "b", "1.0-1", "/b")], "header 11 is b-1.0-1"),
+        (vec![listing(11, "a", "1.0-1", "/a")], "header 12 (b.x86_64) was not listed"),
+        (
+            vec![listing(11, "a", "1.0-1", "/a"), listing(13, "c", "1.0-1", "/c")],
+            "header 13 was not asked for",
+        ),
+        (vec![listing(11, "a", "1.0-1", "/a"), listing(11, "a", "1.0-1", "/a")], "header 11 listed twice"),
     ] {
-        let err = parse_query(bad, Path::new("/r/var/lib/rpm/rpmdb.sqlite")).unwrap_err();
-        let msg = err.to_string();
-        assert!(matches!(err, PackageError::Corrupt { .. }), "{msg}");
-        assert!(msg.contains(&format!("rpm output line {line}")), "{msg}");
-        assert!(msg.contains("rpm --verifydb"), "{msg}");
+        let msg = db.join(&[0, 1], listed).unwrap_err().to_string();
+        assert!(msg.contains(what), "{msg}");
+        assert!(msg.contains("changed while it was read"), "{msg}");
     }
 }
 
