@@ -1,8 +1,8 @@
 //! The rpm handler: Fedora, RHEL, CentOS Stream, openSUSE and other RPM
 //! hosts. It owns finding the rpm database under a root, reading it with
-//! two rpm calls, the name → package mapping, the dependency closure and
-//! the file lists; the contract and shared types are `mod.rs`'s, the rpm
-//! query formats and their parsers `rpm/query.rs`'s.
+//! one `rpm -qa` call, the name → package mapping, the dependency closure
+//! and the file lists; the contract and shared types are `mod.rs`'s, the
+//! query format and its parser `rpm/query.rs`'s.
 //!
 //! # Reading the database
 //!
@@ -11,15 +11,13 @@
 //! `/var/lib/rpm` a symlink to it; older sqlite hosts keep it in
 //! `/var/lib/rpm`), Berkeley DB (`/var/lib/rpm/Packages`, RHEL 8) and ndb
 //! (`Packages.db`, SUSE). Rather than three readers, the host's own `rpm`
-//! reads whichever it is, in two calls (`rpm/query.rs` says why two):
-//! [`open_rpm`] runs ONE `rpm --root R --dbpath D -qa --queryformat F`
-//! returning every package with its header instance, name,
+//! reads whichever it is: ONE `rpm --root R --dbpath D -qa --nodigest
+//! --nosignature --queryformat F` returns every package with its name,
 //! `[epoch:]version-release`, arch, requires (name, flags, version),
-//! provides, and just enough of its files to resolve path requirements;
-//! [`RpmDb::files`] runs ONE `rpm … -q --querybynumber N…` for the files
-//! (path, flags, mode) of the packages asked for, by the instances the
-//! first call read, and checks that each header is the one it read.
-//! rpm picks the backend from the files it finds in `D` (rpm ≥ 4.16 warns
+//! provides and files (directory names, then per file its directory index,
+//! flags, mode and base name); `rpm/query.rs` says why in that shape and
+//! without digest checks. Paths are put together only for the packages
+//! [`RpmDb::files`] is asked about and for required paths. rpm picks the backend from the files it finds in `D` (rpm ≥ 4.16 warns
 //! and switches when they are not its configured backend's). The database
 //! path is always passed: Debian's rpm defaults it to a per-user directory,
 //! and a user's `~/.rpmmacros` may move it.
@@ -247,14 +245,15 @@ struct RpmFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Installed {
     pkg: Package,
-    /// rpm's header instance (`DBINSTANCE`): how [`RpmDb::files`] asks
-    /// for this very header.
-    instance: u32,
     requires: Vec<Requirement>,
     provides: Vec<String>,
     /// Its paths that some package requires (at least those: the owners
     /// index keeps only required paths).
     owned: Vec<PathBuf>,
+    /// Its directory names, `/`-terminated, as rpm stores them.
+    dirs: Vec<Vec<u8>>,
+    /// Its files: a range of the [`query::FileTable`]'s records.
+    files: std::ops::Range<usize>,
 }
 
 impl Installed {
@@ -265,7 +264,7 @@ impl Installed {
 }
 
 /// Opens the rpm database under `root`: locates it and reads every package
-/// with one `rpm -qa` (files only as far as path requirements need them).
+/// with one `rpm -qa`.
 ///
 /// # Errors
 /// [`PackageError::NoDatabase`] when no database is found,
@@ -279,32 +278,25 @@ pub fn open_rpm(root: &Path) -> Result<RpmDb, PackageError> {
             supported: HANDLER.name.to_string(),
         });
     };
-    let out = run_rpm(root, &location, &["-qa".as_ref()], query::HEADERS_FORMAT)?;
-    let installed = query::parse_headers(&out, &location.main_file)?;
-    Ok(RpmDb::new(root, location, installed))
-}
-
-/// Runs `rpm --root ROOT --dbpath D --nodigest --nosignature ARGS
-/// --queryformat FORMAT` and returns its output.
-fn run_rpm(root: &Path, location: &Location, args: &[&OsStr], format: &str) -> Result<Vec<u8>, PackageError> {
-    let mut argv: Vec<&OsStr> = vec![
+    let argv: Vec<&OsStr> = vec![
         "rpm".as_ref(),
         "--root".as_ref(),
         root.as_os_str(),
         "--dbpath".as_ref(),
         location.dbpath.as_os_str(),
+        "-qa".as_ref(),
+        "--nodigest".as_ref(),
+        "--nosignature".as_ref(),
+        "--queryformat".as_ref(),
+        query::QUERY_FORMAT.as_ref(),
     ];
-    argv.extend_from_slice(args);
-    let tail: [&OsStr; 4] =
-        ["--nodigest".as_ref(), "--nosignature".as_ref(), "--queryformat".as_ref(), format.as_ref()];
-    argv.extend(tail);
-    crate::process::output(&argv).map_err(|source| PackageError::Tool {
+    let out = crate::process::output(&argv).map_err(|source| PackageError::Tool {
         what: format!("reading the rpm database in {}", location.main_file.display()),
         source,
-        hint:
-            "install rpm (it reads every rpm database format), or check the database with `rpm --verifydb`; \
-               if a package was installed or removed meanwhile, run the command again",
-    })
+        hint: "install rpm (it reads every rpm database format), or check the database with `rpm --verifydb`",
+    })?;
+    let (installed, table) = query::parse(out, &location.main_file)?;
+    Ok(RpmDb::new(root, location, installed, table))
 }
 
 /// A read rpm database. Build it with [`open_rpm`].
@@ -320,10 +312,12 @@ pub struct RpmDb {
     providers: HashMap<String, Vec<usize>>,
     /// Required path → owners (only paths some package requires).
     owners: HashMap<PathBuf, Vec<usize>>,
+    /// Every package's files.
+    table: query::FileTable,
 }
 
 impl RpmDb {
-    fn new(root: &Path, location: Location, mut installed: Vec<Installed>) -> RpmDb {
+    fn new(root: &Path, location: Location, mut installed: Vec<Installed>, table: query::FileTable) -> RpmDb {
         installed.sort_by(|a, b| a.pkg.cmp(&b.pkg));
         let native_arch = native_arch(&installed);
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
@@ -352,7 +346,16 @@ impl RpmDb {
                 }
             }
         }
-        RpmDb { root: root.to_path_buf(), location, native_arch, installed, by_name, providers, owners }
+        RpmDb {
+            root: root.to_path_buf(),
+            location,
+            native_arch,
+            installed,
+            by_name,
+            providers,
+            owners,
+            table,
+        }
     }
 
     /// The native architecture: that of the installed `rpm` package, else
@@ -451,59 +454,9 @@ impl RpmDb {
     }
 }
 
-impl RpmDb {
-    /// The files of the packages `wanted` (indices, ascending) from what
-    /// [`RpmDb::files`]'s query listed: each listed header must be one
-    /// asked for, once, with the name, version and arch [`open_rpm`] read
-    /// for its instance; each asked for must be listed.
-    fn join(&self, wanted: &[usize], listed: Vec<query::Listed>) -> Result<Vec<RpmFile>, PackageError> {
-        let db = &self.location.main_file;
-        let changed = |line: usize, message: String| PackageError::Corrupt {
-            path: db.clone(),
-            line,
-            message: if line > 0 { format!("rpm output line {line}: {message}") } else { message },
-            hint: query::CHANGED_HINT,
-        };
-        let nevra = |p: &Package| format!("{}-{}.{}", p.name, p.version, p.arch);
-        let position: HashMap<u32, usize> =
-            wanted.iter().enumerate().map(|(k, &i)| (self.installed[i].instance, k)).collect();
-        let mut seen = vec![false; wanted.len()];
-        let mut files = Vec::new();
-        for l in listed {
-            let Some(&k) = position.get(&l.instance) else {
-                return Err(changed(l.line, format!("header {} was not asked for", l.instance)));
-            };
-            let read = &self.installed[wanted[k]];
-            if read.pkg != l.pkg {
-                return Err(changed(
-                    l.line,
-                    format!(
-                        "header {} is {}, not {} as read before",
-                        l.instance,
-                        nevra(&l.pkg),
-                        nevra(&read.pkg)
-                    ),
-                ));
-            }
-            if std::mem::replace(&mut seen[k], true) {
-                return Err(changed(l.line, format!("header {} listed twice", l.instance)));
-            }
-            files.extend(l.files);
-        }
-        if let Some(k) = seen.iter().position(|s| !s) {
-            let missing = &self.installed[wanted[k]];
-            return Err(changed(
-                0,
-                format!("header {} ({}) was not listed", missing.instance, missing.label()),
-            ));
-        }
-        Ok(files)
-    }
-}
-
 /// What the appliance gets of a package's file records: ghost regular
 /// files left out, `%config` flagged, sorted by path, each path once.
-fn package_files(records: Vec<RpmFile>) -> Vec<PackageFile> {
+fn package_files(records: impl IntoIterator<Item = RpmFile>) -> Vec<PackageFile> {
     let mut files: Vec<PackageFile> = records
         .into_iter()
         .filter(|f| f.flags & RPMFILE_GHOST == 0 || f.mode & S_IFMT != S_IFREG)
@@ -607,30 +560,18 @@ impl PackageDb for RpmDb {
         Ok(Resolution { packages, missing, unsatisfied })
     }
 
-    /// The files of `packages`, read with one `rpm -q --querybynumber`
-    /// for all of them: ghost regular files left out, `%config` flagged,
-    /// sorted by path, each path once. A package [`open_rpm`] did not read
-    /// contributes nothing.
+    /// The files of `packages` from the database: ghost regular files left
+    /// out, `%config` flagged, sorted by path, each path once.
     ///
     /// # Errors
-    /// [`PackageError::Tool`] when rpm fails (a header removed since
-    /// [`open_rpm`]), [`PackageError::Corrupt`] when its output cannot be
-    /// parsed or a header is not the one [`open_rpm`] read.
+    /// None: everything was read by [`open_rpm`]. A package not in the
+    /// database contributes nothing.
     fn files(&self, packages: &[Package]) -> Result<Vec<PackageFile>, PackageError> {
-        let mut wanted: Vec<usize> =
-            packages.iter().filter_map(|p| self.installed.binary_search_by(|i| i.pkg.cmp(p)).ok()).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let numbers: Vec<OsString> =
-            wanted.iter().map(|&i| OsString::from(self.installed[i].instance.to_string())).collect();
-        let mut args: Vec<&OsStr> = vec!["-q".as_ref(), "--querybynumber".as_ref()];
-        args.extend(numbers.iter().map(OsString::as_os_str));
-        let out = run_rpm(&self.root, &self.location, &args, query::FILES_FORMAT)?;
-        let listed = query::parse_files(&out, &self.location.main_file)?;
-        Ok(package_files(self.join(&wanted, listed)?))
+        let records = packages
+            .iter()
+            .filter_map(|p| self.installed.binary_search_by(|i| i.pkg.cmp(p)).ok())
+            .flat_map(|i| self.table.records(&self.installed[i]));
+        Ok(package_files(records))
     }
 
     /// The backend's main file (every install, removal or upgrade writes

@@ -1,141 +1,146 @@
-//! The two rpm queries the handler runs, and their parsers.
+//! The one `rpm -qa` query the handler runs, and its parser.
 //!
-//! # Why two queries
+//! # What makes it cheap
 //!
-//! Formatting every file of every package is what made one all-in-one
-//! `rpm -qa` slow (about 60 of its 70 ms of CPU on 880 packages of 54
-//! files: `:shescape` and the numbers of 47,000 files), and the closure needs
-//! files only to resolve path requirements. So:
+//! rpm's own work dominates: loading every header, formatting every field.
+//! Measured on `scripts/bench-pkgdb.sh`'s database (880 packages, 47,000
+//! files; CPU time of the rpm process, median of rounds of 10):
 //!
-//! 1. [`HEADERS_FORMAT`], `rpm -qa`: each package's header instance, name,
-//!    `[epoch:]version-release`, arch, requires and provides (shescaped, as
-//!    before), its directory names (shescaped: few), and per file only its
-//!    directory index and its *raw* base name: what the installed-file
-//!    index of required paths needs, at a fifth of the cost.
-//! 2. [`FILES_FORMAT`], `rpm -q --querybynumber N…` with the closure's
-//!    instances from query 1: their files (shescaped), flags and modes.
+//! | query | CPU |
+//! |---|---|
+//! | names only | 18 ms |
+//! | the former query (every path `:shescape`d, flags and modes) | 55–62 ms |
+//! | the same without header digest checks | 47–49 ms |
+//! | this one | 40 ms |
+//! | headers + ownership only, then the closure's files by a second `rpm -q --querybynumber` | 29 + 21–29 ms |
 //!
-//! Both pass `--nodigest --nosignature`: by default rpm checks every header
-//! it reads from the database against its SHA digests (and loads the
-//! keyring), which costs as much as the rest of query 1. Reading the
-//! database that rpm itself wrote needs no such check (libsolv, which dnf
-//! reads it through, skips it too); `rpm --verifydb` is the tool for a
-//! damaged database.
+//! Two things make the difference:
+//!
+//! - `--nodigest --nosignature`: by default rpm checks every header it
+//!   reads from the database against its SHA digests (and loads the
+//!   keyring). Reading the database that rpm itself wrote needs no such
+//!   check (libsolv, which dnf reads it through, skips it too); `rpm
+//!   --verifydb` is the tool for a damaged database.
+//! - Paths are printed as each package's directory names (`:shescape`d,
+//!   few) and, per file, its directory index and its *raw* base name:
+//!   `:shescape` on every path was a third of the former query's cost.
+//!
+//! Reading only the closure's files with a second query costs more here
+//! than formatting everyone's flags and modes: a second rpm process starts
+//! and reloads those headers (the last row).
 //!
 //! # Why raw base names are safe
 //!
 //! rpm splits each path at its last `/`: a base name never holds one. Every
-//! record line starts with `/` (`/P`, `/R`, `/V`, `/D`, `/B`), so a line
+//! record line starts with `/` (`/P`, `/R`, `/V`, `/D`, `/F`), so a line
 //! that does not is the rest of a base name that held a newline (rpmbuild
 //! refuses such names, other tools may not): it is joined back, and no
 //! base name can be taken for a record. The raw name is the last field of
 //! its line, so spaces and quotes in it need no quoting either.
-//!
-//! # The join
-//!
-//! Query 2 asks by header instance and prints each header's instance,
-//! name, version and arch again: each must be one asked for and match what
-//! query 1 read, or the database changed in between (an install or upgrade
-//! meanwhile) and [`PackageError::Corrupt`] says to run again.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
+use std::ops::Range;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use super::{collect_paths, Installed, Requirement, RpmFile};
 use crate::package::{Package, PackageError};
 
-/// Query 1, for `rpm -qa` (see the module docs).
-pub(super) const HEADERS_FORMAT: &str =
-    "/P %{DBINSTANCE} %{NAME:shescape} %{EVR:shescape} %{ARCH:shescape}\\n\
+/// The `rpm -qa` query format (see the module docs).
+pub(super) const QUERY_FORMAT: &str = "/P %{NAME:shescape} %{EVR:shescape} %{ARCH:shescape}\\n\
      [/R %{REQUIRENAME:shescape} %{REQUIREFLAGS} %{REQUIREVERSION:shescape}\\n]\
      [/V %{PROVIDENAME:shescape}\\n]\
      [/D %{DIRNAMES:shescape}\\n]\
-     [/B %{DIRINDEXES} %{BASENAMES}\\n]";
-
-/// Query 2, for `rpm -q --querybynumber` (see the module docs).
-pub(super) const FILES_FORMAT: &str = "/P %{DBINSTANCE} %{NAME:shescape} %{EVR:shescape} %{ARCH:shescape}\\n\
-     [/F %{FILENAMES:shescape} %{FILEFLAGS} %{FILEMODES}\\n]";
+     [/F %{DIRINDEXES} %{FILEFLAGS} %{FILEMODES} %{BASENAMES}\\n]";
 
 /// The advice of a [`PackageError::Corrupt`] for output that cannot be parsed.
-pub(super) const CORRUPT_HINT: &str =
+const CORRUPT_HINT: &str =
     "rpm printed something this tool cannot parse; check the database with `rpm --verifydb` (or rebuild it with `rpm --rebuilddb`)";
 
-/// The advice when query 2 disagrees with query 1.
-pub(super) const CHANGED_HINT: &str =
-    "the rpm database changed while it was read (a package was installed, upgraded or removed meanwhile); run the command again";
-
-/// One package's files as query 2 listed them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Listed {
-    /// The header instance (rpm's `DBINSTANCE`).
-    pub(super) instance: u32,
-    /// Name, version and arch as printed.
-    pub(super) pkg: Package,
-    /// The files, in header order.
-    pub(super) files: Vec<RpmFile>,
-    /// The output line of its `/P` record, for messages.
-    pub(super) line: usize,
-}
-
-/// A `/B` record of query 1: one file's directory index and base name,
-/// as a range of the output.
-struct BaseName {
-    package: usize,
-    dir: usize,
+/// One `/F` record: a file of a package, its base name a range of the
+/// query output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    /// Index into the package's directory names (checked when parsed).
+    dir: u32,
+    flags: u32,
+    mode: u32,
+    /// The raw base name: `out[start..end]`.
     start: usize,
     end: usize,
-    line: usize,
 }
 
-/// Parses query 1's output into packages; each package's
-/// [`Installed::owned`] gets its files that some package requires by path
-/// (the only files the closure needs).
-pub(super) fn parse_headers(out: &[u8], db: &Path) -> Result<Vec<Installed>, PackageError> {
-    let corrupt = |line: usize, message: String| corrupt(db, line, message);
-    let mut cur = Cursor { bytes: out, pos: 0, line: 1 };
+/// Every package's files as the query printed them: paths are put together
+/// only for the packages [`FileTable::records`] is asked about (the
+/// closure), not for the whole database.
+#[derive(Debug, Default)]
+pub(super) struct FileTable {
+    out: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl FileTable {
+    /// The file records of `package` (whose [`Installed::files`] index
+    /// this table).
+    pub(super) fn records<'a>(&'a self, package: &'a Installed) -> impl Iterator<Item = RpmFile> + 'a {
+        let dirs = &package.dirs;
+        self.entries[package.files.clone()].iter().map(move |e| RpmFile {
+            path: PathBuf::from(OsString::from_vec(
+                [dirs[e.dir as usize].as_slice(), &self.out[e.start..e.end]].concat(),
+            )),
+            flags: e.flags,
+            mode: e.mode,
+        })
+    }
+}
+
+/// Parses the query's output into packages and the table of their files;
+/// each package's [`Installed::owned`] gets its files that some package
+/// requires by path (what the closure needs of other packages' files).
+pub(super) fn parse(out: Vec<u8>, db: &Path) -> Result<(Vec<Installed>, FileTable), PackageError> {
+    let corrupt = |line: usize, message: String| PackageError::Corrupt {
+        path: db.to_path_buf(),
+        line,
+        message: format!("rpm output line {line}: {message}"),
+        hint: CORRUPT_HINT,
+    };
+    let mut cur = Cursor { bytes: &out, pos: 0, line: 1 };
     let mut installed: Vec<Installed> = Vec::new();
-    let mut dirs: Vec<Vec<Vec<u8>>> = Vec::new();
-    let mut bases: Vec<BaseName> = Vec::new();
-    let mut instances: HashSet<u32> = HashSet::new();
-    // Whether the previous record was a `/B`, which a line not starting
+    let mut entries: Vec<Entry> = Vec::new();
+    // Whether the previous record was a `/F`, which a line not starting
     // with `/` continues.
-    let mut after_base = false;
+    let mut after_file = false;
     while cur.pos < out.len() {
         let line = cur.line;
         if out[cur.pos] != b'/' {
-            let Some(base) = bases.last_mut().filter(|_| after_base) else {
+            let Some(entry) = entries.last_mut().filter(|_| after_file) else {
                 return Err(corrupt(line, "a line that is no record".into()));
             };
-            base.end = cur.rest_of_line();
+            entry.end = cur.rest_of_line();
             continue;
         }
-        let tag = cur.bare().map_err(|m| corrupt(line, m))?;
-        after_base = tag == b"/B";
+        let tag = cur.bare("record").map_err(|m| corrupt(line, m))?;
+        after_file = tag == b"/F";
         if tag == b"/P" {
-            let instance = cur.number("header instance").map_err(|m| corrupt(line, m))?;
-            if !instances.insert(instance) {
-                return Err(corrupt(line, format!("header instance {instance} listed twice")));
-            }
-            let pkg = package(&mut cur).map_err(|m| corrupt(line, m))?;
+            let name = cur.text("package name").map_err(|m| corrupt(line, m))?;
+            let version = cur.text("version").map_err(|m| corrupt(line, m))?;
+            let arch = cur.text("arch").map_err(|m| corrupt(line, m))?;
             installed.push(Installed {
-                pkg,
-                instance,
+                pkg: Package { name, version, arch },
                 requires: Vec::new(),
                 provides: Vec::new(),
                 owned: Vec::new(),
+                dirs: Vec::new(),
+                files: entries.len()..entries.len(),
             });
-            dirs.push(Vec::new());
             cur.end_of_line().map_err(|m| corrupt(line, m))?;
             continue;
         }
-        let index = installed
-            .len()
-            .checked_sub(1)
-            .ok_or_else(|| corrupt(line, "a record before the first package".into()))?;
-        let current = &mut installed[index];
-        match tag.as_slice() {
+        let Some(current) = installed.last_mut() else {
+            return Err(corrupt(line, "a record before the first package".into()));
+        };
+        match tag {
             b"/R" => {
                 let name = cur.text("requirement").map_err(|m| corrupt(line, m))?;
                 let flags = cur.number("requirement flags").map_err(|m| corrupt(line, m))?;
@@ -143,16 +148,22 @@ pub(super) fn parse_headers(out: &[u8], db: &Path) -> Result<Vec<Installed>, Pac
                 current.requires.push(Requirement { name, flags, version });
             }
             b"/V" => current.provides.push(cur.text("provide").map_err(|m| corrupt(line, m))?),
-            b"/D" => dirs[index].push(cur.bytes("directory name").map_err(|m| corrupt(line, m))?),
-            b"/B" => {
+            b"/D" => current.dirs.push(cur.bytes("directory name").map_err(|m| corrupt(line, m))?),
+            b"/F" => {
                 let dir = cur.number("directory index").map_err(|m| corrupt(line, m))?;
+                let flags = cur.number("file flags").map_err(|m| corrupt(line, m))?;
+                let mode = cur.number("file mode").map_err(|m| corrupt(line, m))?;
+                if dir as usize >= current.dirs.len() {
+                    return Err(corrupt(line, format!("directory index {dir} out of range")));
+                }
                 if cur.bytes.get(cur.pos) != Some(&b' ') {
                     return Err(corrupt(line, "expected a space before the base name".into()));
                 }
                 cur.pos += 1;
                 let start = cur.pos;
                 let end = cur.rest_of_line();
-                bases.push(BaseName { package: index, dir: dir as usize, start, end, line });
+                entries.push(Entry { dir, flags, mode, start, end });
+                current.files.end = entries.len();
                 continue;
             }
             other => {
@@ -161,85 +172,39 @@ pub(super) fn parse_headers(out: &[u8], db: &Path) -> Result<Vec<Installed>, Pac
         }
         cur.end_of_line().map_err(|m| corrupt(line, m))?;
     }
-    // The installed-file index of required paths: a base name is looked at
-    // further only when some required path ends with it.
+    let table = FileTable { out, entries };
+    index_required_paths(&mut installed, &table);
+    Ok((installed, table))
+}
+
+/// Fills [`Installed::owned`]: a file's path is put together only when its
+/// base name ends some required path.
+fn index_required_paths(installed: &mut [Installed], table: &FileTable) {
     let mut required: HashSet<Vec<u8>> = HashSet::new();
-    for p in &installed {
+    for p in installed.iter() {
         for r in &p.requires {
             collect_paths(&r.name, &mut |path| {
                 required.insert(path.as_bytes().to_vec());
             });
         }
     }
-    let wanted_bases: HashSet<&[u8]> =
+    if required.is_empty() {
+        return;
+    }
+    let base_names: HashSet<&[u8]> =
         required.iter().map(|p| &p[p.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1)..]).collect();
-    for b in &bases {
-        let base = &out[b.start..b.end];
-        if !wanted_bases.contains(base) {
-            continue;
-        }
-        let Some(dir) = dirs[b.package].get(b.dir) else {
-            return Err(corrupt(b.line, format!("directory index {} out of range", b.dir)));
-        };
-        let path = [dir.as_slice(), base].concat();
-        if required.contains(&path) {
-            installed[b.package].owned.push(PathBuf::from(OsString::from_vec(path)));
-        }
-    }
-    Ok(installed)
-}
-
-/// Parses query 2's output.
-pub(super) fn parse_files(out: &[u8], db: &Path) -> Result<Vec<Listed>, PackageError> {
-    let corrupt = |line: usize, message: String| corrupt(db, line, message);
-    let mut cur = Cursor { bytes: out, pos: 0, line: 1 };
-    let mut listed: Vec<Listed> = Vec::new();
-    while cur.pos < out.len() {
-        let line = cur.line;
-        let tag = cur.bare().map_err(|m| corrupt(line, m))?;
-        match tag.as_slice() {
-            b"/P" => {
-                let instance = cur.number("header instance").map_err(|m| corrupt(line, m))?;
-                let pkg = package(&mut cur).map_err(|m| corrupt(line, m))?;
-                listed.push(Listed { instance, pkg, files: Vec::new(), line });
+    for p in installed.iter_mut() {
+        let range: Range<usize> = p.files.clone();
+        for e in &table.entries[range] {
+            let base = &table.out[e.start..e.end];
+            if !base_names.contains(base) {
+                continue;
             }
-            b"/F" => {
-                let Some(current) = listed.last_mut() else {
-                    return Err(corrupt(line, "a record before the first package".into()));
-                };
-                let path =
-                    PathBuf::from(OsString::from_vec(cur.bytes("file name").map_err(|m| corrupt(line, m))?));
-                let flags = cur.number("file flags").map_err(|m| corrupt(line, m))?;
-                let mode = cur.number("file mode").map_err(|m| corrupt(line, m))?;
-                if !path.is_absolute() {
-                    return Err(corrupt(line, format!("file name {} is not absolute", path.display())));
-                }
-                current.files.push(RpmFile { path, flags, mode });
-            }
-            other => {
-                return Err(corrupt(line, format!("unexpected {:?}", String::from_utf8_lossy(other))));
+            let path = [p.dirs[e.dir as usize].as_slice(), base].concat();
+            if required.contains(&path) {
+                p.owned.push(PathBuf::from(OsString::from_vec(path)));
             }
         }
-        cur.end_of_line().map_err(|m| corrupt(line, m))?;
-    }
-    Ok(listed)
-}
-
-/// Name, version and arch of a `/P` record.
-fn package(cur: &mut Cursor<'_>) -> Result<Package, String> {
-    let name = cur.text("package name")?;
-    let version = cur.text("version")?;
-    let arch = cur.text("arch")?;
-    Ok(Package { name, version, arch })
-}
-
-/// A [`PackageError::Corrupt`] about rpm's output for the database `db`.
-pub(super) fn corrupt(db: &Path, line: usize, message: String) -> PackageError {
-    PackageError::Corrupt {
-        path: db.to_path_buf(),
-        line,
-        message: format!("rpm output line {line}: {message}"),
-        hint: CORRUPT_HINT,
     }
 }
 
@@ -253,9 +218,17 @@ struct Cursor<'a> {
     line: usize,
 }
 
-impl Cursor<'_> {
+/// One word of rpm's output.
+enum Word<'a> {
+    /// A shescaped string, unquoted.
+    Quoted(Vec<u8>),
+    /// A bare word: a record tag, a number or `(none)`.
+    Bare(&'a [u8]),
+}
+
+impl<'a> Cursor<'a> {
     /// The next word, spaces before it skipped; `what` names it in errors.
-    fn word(&mut self, what: &str) -> Result<Word, String> {
+    fn word(&mut self, what: &str) -> Result<Word<'a>, String> {
         while self.bytes.get(self.pos) == Some(&b' ') {
             self.pos += 1;
         }
@@ -271,7 +244,7 @@ impl Cursor<'_> {
                 if word.contains(&b'\'') || word.contains(&b'\\') {
                     return Err(format!("unexpected quote in {:?}", String::from_utf8_lossy(word)));
                 }
-                Ok(Word::Bare(word.to_vec()))
+                Ok(Word::Bare(word))
             }
         }
     }
@@ -302,10 +275,10 @@ impl Cursor<'_> {
     }
 
     /// A bare word (a record tag).
-    fn bare(&mut self) -> Result<Vec<u8>, String> {
-        match self.word("record")? {
+    fn bare(&mut self, what: &str) -> Result<&'a [u8], String> {
+        match self.word(what)? {
             Word::Bare(b) => Ok(b),
-            Word::Quoted(b) => Err(format!("expected a record, found '{}'", String::from_utf8_lossy(&b))),
+            Word::Quoted(b) => Err(format!("expected a {what}, found '{}'", String::from_utf8_lossy(&b))),
         }
     }
 
@@ -313,8 +286,8 @@ impl Cursor<'_> {
     fn bytes(&mut self, what: &str) -> Result<Vec<u8>, String> {
         Ok(match self.word(what)? {
             Word::Quoted(b) => b,
-            Word::Bare(b) if b == b"(none)" => Vec::new(),
-            Word::Bare(b) => b,
+            Word::Bare(b"(none)") => Vec::new(),
+            Word::Bare(b) => b.to_vec(),
         })
     }
 
@@ -323,16 +296,22 @@ impl Cursor<'_> {
         Ok(String::from_utf8_lossy(&self.bytes(what)?).into_owned())
     }
 
-    /// A number (`(none)` is 0).
+    /// A decimal number (`(none)` is 0).
     fn number(&mut self, what: &str) -> Result<u32, String> {
-        match self.word(what)? {
-            Word::Bare(b) if b == b"(none)" => Ok(0),
-            Word::Bare(b) => std::str::from_utf8(&b)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| format!("expected the {what}, found {:?}", String::from_utf8_lossy(&b))),
-            Word::Quoted(b) => Err(format!("expected the {what}, found '{}'", String::from_utf8_lossy(&b))),
+        let word = self.bare(what)?;
+        if word == b"(none)" {
+            return Ok(0);
         }
+        let digits = |w: &[u8]| -> Option<u32> {
+            if w.is_empty() || w.len() > 10 {
+                return None;
+            }
+            w.iter()
+                .try_fold(0u64, |n, &c| c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0')))?
+                .try_into()
+                .ok()
+        };
+        digits(word).ok_or_else(|| format!("expected the {what}, found {:?}", String::from_utf8_lossy(word)))
     }
 
     /// The end of a record: spaces, then a newline or the end.
@@ -362,13 +341,4 @@ impl Cursor<'_> {
         self.line += 1;
         end
     }
-}
-
-/// One word of rpm's output.
-#[derive(Debug, PartialEq, Eq)]
-enum Word {
-    /// A shescaped string, unquoted.
-    Quoted(Vec<u8>),
-    /// A bare word: a record tag, a number or `(none)`.
-    Bare(Vec<u8>),
 }
