@@ -10,10 +10,17 @@
 # a file requirement). Then, per root, times our handler (open + closure +
 # file list, `examples/pkgdb-timing.rs`) against the tool listing the same
 # packages' files (`dpkg-query -L`, `rpm -ql`, `pacman -Qlq`). Prints medians
-# and ratios; asserts nothing. Needs dpkg-deb, rpm, rpmbuild, pacman, bsdtar
-# (all in .ci/install-deps).
+# and ratios. Every tool must succeed: a fixture maker or a listing that
+# fails, a listing too short or a closure of the wrong size stops the bench
+# (a failed command is fast, and its time is no measurement). Needs
+# dpkg-deb, rpm, rpmbuild, pacman, bsdtar (all in .ci/install-deps).
 #
 #   RUNS=21 PACKAGES=880 FILES=54 CLOSURE=222 scripts/bench-pkgdb.sh
+#
+# FIXTURES=DIR keeps the roots in DIR and reuses them on the next run with
+# the same PACKAGES, FILES and CLOSURE (making them takes minutes), e.g. to
+# time two versions of a handler on the same databases; TIMING=BINARY times
+# that build of examples/pkgdb-timing instead of this tree's.
 set -euo pipefail
 
 runs=${RUNS:-21}
@@ -26,8 +33,12 @@ for tool in dpkg-deb dpkg-query rpm rpmbuild pacman bsdtar; do
 done
 [ "$closure" -le "$n" ] || { echo "bench: CLOSURE must not exceed PACKAGES" >&2; exit 2; }
 
-(cd "$here" && cargo build --release --quiet --example pkgdb-timing)
-timing="$here/target/release/examples/pkgdb-timing"
+if [ -n "${TIMING:-}" ]; then
+    timing=$TIMING
+else
+    (cd "$here" && cargo build --release --quiet --example pkgdb-timing)
+    timing="$here/target/release/examples/pkgdb-timing"
+fi
 params="$n packages x $files files, closure of $closure"
 if [ -n "${FIXTURES:-}" ]; then
     bench=$FIXTURES
