@@ -17,10 +17,11 @@
 //! provides and files (directory names, then per file its directory index,
 //! flags, mode and base name); `rpm/query.rs` says why in that shape and
 //! without digest checks. Paths are put together only for the packages
-//! [`RpmDb::files`] is asked about and for required paths. rpm picks the backend from the files it finds in `D` (rpm ≥ 4.16 warns
-//! and switches when they are not its configured backend's). The database
-//! path is always passed: Debian's rpm defaults it to a per-user directory,
-//! and a user's `~/.rpmmacros` may move it.
+//! [`RpmDb::files`] is asked about and for required paths. rpm picks the
+//! backend from the files it finds in `D` (rpm ≥ 4.16 warns and switches
+//! when they are not its configured backend's). The database path is
+//! always passed: Debian's rpm defaults it to a per-user directory, and a
+//! user's `~/.rpmmacros` may move it.
 //!
 //! `D` is found by resolving `usr/lib/sysimage/rpm`, then `var/lib/rpm`,
 //! *inside* the root (an absolute symlink such as `/var/lib/rpm ->
@@ -30,9 +31,9 @@
 //! Every string field is printed with rpm's `:shescape` formatter (single
 //! quotes, `'` written as `'\''`), so a path holding spaces, newlines or
 //! control characters cannot be mistaken for a separator; numbers and
-//! rpm's `(none)` are bare words. The one exception, the first call's base
-//! names, is printed raw where it cannot be mistaken either (`rpm/query.rs`).
-//! The parsers refuse anything else.
+//! rpm's `(none)` are bare words. The one exception, base names, are
+//! printed raw where they cannot be mistaken either (`rpm/query.rs`). The
+//! parser refuses anything else.
 //!
 //! # Closure and files, and how they differ from supermin (`src/ph_rpm.ml`)
 //!
