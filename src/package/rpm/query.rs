@@ -123,8 +123,27 @@ pub(super) fn parse(out: Vec<u8>, db: &Path) -> Result<(Vec<Installed>, FileTabl
             entry.end = cur.rest_of_line();
             continue;
         }
+        // The one record of every file: read without the general word
+        // reader (most of the output).
+        if out[cur.pos..].starts_with(b"/F ") {
+            after_file = true;
+            cur.pos += 3;
+            let Some(current) = installed.last_mut() else {
+                return Err(corrupt(line, "a record before the first package".into()));
+            };
+            let mut field = |what| cur.digits(what).map_err(|m| corrupt(line, m));
+            let (dir, flags, mode) = (field("directory index")?, field("file flags")?, field("file mode")?);
+            if dir as usize >= current.dirs.len() {
+                return Err(corrupt(line, format!("directory index {dir} out of range")));
+            }
+            let start = cur.pos;
+            let end = cur.rest_of_line();
+            entries.push(Entry { dir, flags, mode, start, end });
+            current.files.end = entries.len();
+            continue;
+        }
         let tag = cur.bare("record").map_err(|m| corrupt(line, m))?;
-        after_file = tag == b"/F";
+        after_file = false;
         if tag == b"/P" {
             let name = cur.text("package name").map_err(|m| corrupt(line, m))?;
             let version = cur.text("version").map_err(|m| corrupt(line, m))?;
@@ -152,23 +171,6 @@ pub(super) fn parse(out: Vec<u8>, db: &Path) -> Result<(Vec<Installed>, FileTabl
             }
             b"/V" => current.provides.push(cur.text("provide").map_err(|m| corrupt(line, m))?),
             b"/D" => current.dirs.push(cur.bytes("directory name").map_err(|m| corrupt(line, m))?),
-            b"/F" => {
-                let dir = cur.number("directory index").map_err(|m| corrupt(line, m))?;
-                let flags = cur.number("file flags").map_err(|m| corrupt(line, m))?;
-                let mode = cur.number("file mode").map_err(|m| corrupt(line, m))?;
-                if dir as usize >= current.dirs.len() {
-                    return Err(corrupt(line, format!("directory index {dir} out of range")));
-                }
-                if cur.bytes.get(cur.pos) != Some(&b' ') {
-                    return Err(corrupt(line, "expected a space before the base name".into()));
-                }
-                cur.pos += 1;
-                let start = cur.pos;
-                let end = cur.rest_of_line();
-                entries.push(Entry { dir, flags, mode, start, end });
-                current.files.end = entries.len();
-                continue;
-            }
             other => {
                 return Err(corrupt(line, format!("unexpected {:?}", String::from_utf8_lossy(other))));
             }
@@ -315,6 +317,28 @@ impl<'a> Cursor<'a> {
                 .ok()
         };
         digits(word).ok_or_else(|| format!("expected the {what}, found {:?}", String::from_utf8_lossy(word)))
+    }
+
+    /// A decimal number and the one space after it (a `/F` record's
+    /// fields).
+    fn digits(&mut self, what: &str) -> Result<u32, String> {
+        let start = self.pos;
+        let mut n: u64 = 0;
+        while let Some(&c) = self.bytes.get(self.pos).filter(|c| c.is_ascii_digit()) {
+            n = n * 10 + u64::from(c - b'0');
+            self.pos += 1;
+            if n > u64::from(u32::MAX) {
+                break;
+            }
+        }
+        let found = &self.bytes[start..self.pos];
+        match (u32::try_from(n), self.bytes.get(self.pos)) {
+            (Ok(n), Some(b' ')) if !found.is_empty() => {
+                self.pos += 1;
+                Ok(n)
+            }
+            _ => Err(format!("expected the {what}, found {:?}", String::from_utf8_lossy(found))),
+        }
     }
 
     /// The end of a record: spaces, then a newline or the end.
