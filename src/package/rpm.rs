@@ -291,7 +291,7 @@ pub fn open_rpm(root: &Path) -> Result<RpmDb, PackageError> {
         "--queryformat".as_ref(),
         query::QUERY_FORMAT.as_ref(),
     ];
-    let out = crate::process::output(&argv).map_err(|source| PackageError::Tool {
+    let out = crate::process::bulk_output(&argv).map_err(|source| PackageError::Tool {
         what: format!("reading the rpm database in {}", location.main_file.display()),
         source,
         hint: "install rpm (it reads every rpm database format), or check the database with `rpm --verifydb`",
