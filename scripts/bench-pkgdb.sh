@@ -10,10 +10,17 @@
 # a file requirement). Then, per root, times our handler (open + closure +
 # file list, `examples/pkgdb-timing.rs`) against the tool listing the same
 # packages' files (`dpkg-query -L`, `rpm -ql`, `pacman -Qlq`). Prints medians
-# and ratios; asserts nothing. Needs dpkg-deb, rpm, rpmbuild, pacman, bsdtar
-# (all in .ci/install-deps).
+# and ratios. Every tool must succeed: a fixture maker or a listing that
+# fails, a listing too short or a closure of the wrong size stops the bench
+# (a failed command is fast, and its time is no measurement). Needs
+# dpkg-deb, rpm, rpmbuild, pacman, bsdtar (all in .ci/install-deps).
 #
 #   RUNS=21 PACKAGES=880 FILES=54 CLOSURE=222 scripts/bench-pkgdb.sh
+#
+# FIXTURES=DIR keeps the roots in DIR and reuses them on the next run with
+# the same PACKAGES, FILES and CLOSURE (making them takes minutes), e.g. to
+# time two versions of a handler on the same databases; TIMING=BINARY times
+# that build of examples/pkgdb-timing instead of this tree's.
 set -euo pipefail
 
 runs=${RUNS:-21}
@@ -26,10 +33,23 @@ for tool in dpkg-deb dpkg-query rpm rpmbuild pacman bsdtar; do
 done
 [ "$closure" -le "$n" ] || { echo "bench: CLOSURE must not exceed PACKAGES" >&2; exit 2; }
 
-(cd "$here" && cargo build --release --quiet --example pkgdb-timing)
-timing="$here/target/release/examples/pkgdb-timing"
-bench=$(mktemp -d /var/tmp/ga-bench-pkgdb.XXXXXX)
-trap 'rm -rf "$bench"' EXIT
+if [ -n "${TIMING:-}" ]; then
+    timing=$TIMING
+else
+    (cd "$here" && cargo build --release --quiet --example pkgdb-timing)
+    timing="$here/target/release/examples/pkgdb-timing"
+fi
+params="$n packages x $files files, closure of $closure"
+if [ -n "${FIXTURES:-}" ]; then
+    bench=$FIXTURES
+    if [ "$(cat "$bench/params" 2>/dev/null)" != "$params" ]; then
+        rm -rf "$bench"
+        mkdir -p "$bench"
+    fi
+else
+    bench=$(mktemp -d /var/tmp/ga-bench-pkgdb.XXXXXX)
+    trap 'rm -rf "$bench"' EXIT
+fi
 chmod 755 "$bench"
 
 name() { printf 'bp-%04d' "$1"; }
@@ -60,12 +80,12 @@ fill() {
     mkdir -p "$1/usr/share/bp/$p"
     for k in $(seq "$files"); do echo "$p $k" >"$1/usr/share/bp/$p/f$k"; done
 }
-names_in_closure() { for i in $(seq "$closure"); do name "$i"; done; }
+names_in_closure() { for i in $(seq "$closure"); do name "$i"; echo; done; }
 
-ms() { # ms CMD...: wall milliseconds of one run
+ms() { # ms CMD...: wall milliseconds of one run; stops the bench if CMD fails
     local t0 t1
     t0=$EPOCHREALTIME
-    "$@" >/dev/null 2>&1
+    "$@" >/dev/null 2>"$bench/stderr" || { echo "bench: failed: $*" >&2; cat "$bench/stderr" >&2; exit 1; }
     t1=$EPOCHREALTIME
     awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", (b-a)*1000}'
 }
@@ -75,7 +95,7 @@ tool_median() { # tool_median CMD...
     for i in $(seq "$runs"); do ms "$@"; done | median
 }
 
-echo "bench: $n packages x $files files, closure of $closure, $runs runs each (fixtures in $bench)" >&2
+echo "bench: $params, $runs runs each (fixtures in $bench)" >&2
 
 # --- dpkg -------------------------------------------------------------------
 make_dpkg() {
@@ -158,13 +178,29 @@ timed() { # timed FN: run FN, say how long it took
     "$1"
     echo "bench: $1 took $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.0f", b-a}') s" >&2
 }
-timed make_dpkg & timed make_rpm & timed make_pacman & wait
+if [ "$(cat "$bench/params" 2>/dev/null)" != "$params" ]; then
+    # Each maker in the background, each waited for by its pid: a bare
+    # `wait` returns 0 whatever the makers did.
+    pids=()
+    for maker in make_dpkg make_rpm make_pacman; do
+        timed "$maker" &
+        pids+=($!)
+    done
+    failed=0
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    [ "$failed" = 0 ] || { echo "bench: making a fixture root failed (see above)" >&2; exit 1; }
+    echo "$params" >"$bench/params"
+fi
 
 mapfile -t members < <(names_in_closure)
+[ "${#members[@]}" = "$closure" ] || { echo "bench: ${#members[@]} closure names, not $closure" >&2; exit 1; }
 report() { # report TOOL-LABEL ROOT TOOL-CMD...
-    local label=$1 root=$2 ours theirs line
+    local label=$1 root=$2 ours theirs line listed
     shift 2
     line=$(RUNS=$runs "$timing" "$root" "$(name 1)")
+    grep -q "closure of $closure packages " <<<"$line" || { echo "bench: wrong closure: $line" >&2; exit 1; }
+    listed=$("$@" | wc -l)
+    [ "$listed" -ge $((closure * files)) ] || { echo "bench: $label listed $listed lines" >&2; exit 1; }
     ours=$(sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' <<<"$line")
     theirs=$(tool_median "$@")
     printf '%s\n    `%s` listing the same %d packages: median %.1f ms; ours/theirs %.2f\n' \

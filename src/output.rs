@@ -519,7 +519,10 @@ impl Staging {
         self.dir.open_regular(entry, Access::Read)?.ok_or_else(|| OutputError::Io {
             action: "opening",
             path: self.dir.child(entry),
-            source: io::Error::new(io::ErrorKind::NotFound, "removed from the staging directory during the build"),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                "removed from the staging directory during the build",
+            ),
         })
     }
 

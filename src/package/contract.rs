@@ -63,9 +63,9 @@ pub(crate) enum Spelling {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Package {
     /// The package name, e.g. `libc6`.
-    pub(crate) name: String,
+    pub name: String,
     /// The installed version, verbatim, e.g. `2.36-9+deb12u14`.
-    pub(crate) version: String,
+    pub version: String,
     /// The package architecture, e.g. `amd64` or `all`.
     pub(crate) arch: String,
 }
@@ -92,7 +92,7 @@ impl PartialOrd for Package {
 
 /// A dependency of a closure package that no installed package satisfies.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub(crate) struct Unsatisfied {
+pub struct Unsatisfied {
     /// The depending package as `name:arch`.
     pub(crate) package: String,
     /// The raw dependency text from the database, alternatives and version
@@ -111,14 +111,14 @@ pub struct Resolution {
     /// Dependencies of closure packages that could not be satisfied, in the
     /// order they were met. Informational (shown with `-v`): the closure is
     /// still usable, as with supermin, which drops them silently.
-    pub(crate) unsatisfied: Vec<Unsatisfied>,
+    pub unsatisfied: Vec<Unsatisfied>,
 }
 
 /// One path owned by a package.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct PackageFile {
     /// Absolute path inside the appliance, e.g. `/usr/bin/perf`.
-    pub(crate) path: PathBuf,
+    pub path: PathBuf,
     /// Absolute host path to read the content from: the diversion target when
     /// the packaged file was diverted away from `path`, else `path` itself.
     /// Not prefixed by [`PackageDb::root`]: join it yourself when the root

@@ -1,7 +1,8 @@
 //! The rpm handler: Fedora, RHEL, CentOS Stream, openSUSE and other RPM
 //! hosts. It owns finding the rpm database under a root, reading it with
 //! one `rpm -qa` call, the name → package mapping, the dependency closure
-//! and the file lists; the contract and shared types are `mod.rs`'s.
+//! and the file lists; the contract and shared types are `mod.rs`'s, the
+//! query format and its parser `rpm/query.rs`'s.
 //!
 //! # Reading the database
 //!
@@ -10,13 +11,17 @@
 //! `/var/lib/rpm` a symlink to it; older sqlite hosts keep it in
 //! `/var/lib/rpm`), Berkeley DB (`/var/lib/rpm/Packages`, RHEL 8) and ndb
 //! (`Packages.db`, SUSE). Rather than three readers, the host's own `rpm`
-//! reads whichever it is: ONE `rpm --root R --dbpath D -qa --queryformat F`
-//! returns every package with its name, `[epoch:]version-release`, arch,
-//! requires (name, flags, version), provides and files (path, flags, mode).
-//! rpm picks the backend from the files it finds in `D` (rpm ≥ 4.16 warns
-//! and switches when they are not its configured backend's). The database
-//! path is always passed: Debian's rpm defaults it to a per-user directory,
-//! and a user's `~/.rpmmacros` may move it.
+//! reads whichever it is: ONE `rpm --root R --dbpath D -qa --nodigest
+//! --nosignature --queryformat F` returns every package with its name,
+//! `[epoch:]version-release`, arch, requires (name, flags, version),
+//! provides and files (directory names, then per file its directory index,
+//! flags, mode and base name); `rpm/query.rs` says why in that shape and
+//! without digest checks. Paths are put together only for the packages
+//! [`RpmDb::files`] is asked about and for required paths. rpm picks the
+//! backend from the files it finds in `D` (rpm ≥ 4.16 warns and switches
+//! when they are not its configured backend's). The database path is
+//! always passed: Debian's rpm defaults it to a per-user directory, and a
+//! user's `~/.rpmmacros` may move it.
 //!
 //! `D` is found by resolving `usr/lib/sysimage/rpm`, then `var/lib/rpm`,
 //! *inside* the root (an absolute symlink such as `/var/lib/rpm ->
@@ -26,7 +31,9 @@
 //! Every string field is printed with rpm's `:shescape` formatter (single
 //! quotes, `'` written as `'\''`), so a path holding spaces, newlines or
 //! control characters cannot be mistaken for a separator; numbers and
-//! rpm's `(none)` are bare words. The parser refuses anything else.
+//! rpm's `(none)` are bare words. The one exception, base names, are
+//! printed raw where they cannot be mistaken either (`rpm/query.rs`). The
+//! parser refuses anything else.
 //!
 //! # Closure and files, and how they differ from supermin (`src/ph_rpm.ml`)
 //!
@@ -71,11 +78,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::{path_order, Handler, Package, PackageDb, PackageError, PackageFile, Resolution, Unsatisfied};
 use crate::kernel::compare_versions;
+
+mod query;
 
 /// What the rest of the tool knows about rpm hosts.
 pub(crate) const HANDLER: Handler = Handler {
@@ -92,10 +100,6 @@ pub(crate) const HANDLER: Handler = Handler {
     spelling: super::Spelling::NameDotArchWhenAmbiguous,
     keep_kernel_readable: None,
 };
-
-/// The advice of a [`PackageError::Corrupt`] from this handler.
-const CORRUPT_HINT: &str =
-    "rpm printed something this tool cannot parse; check the database with `rpm --verifydb` (or rebuild it with `rpm --rebuilddb`)";
 
 /// Where rpm databases live, relative to the root, in the order looked at.
 const DB_DIRS: [&str; 2] = ["usr/lib/sysimage/rpm", "var/lib/rpm"];
@@ -116,13 +120,6 @@ const RPMFILE_GHOST: u32 = 1 << 6;
 /// `S_IFMT` and `S_IFREG`, for file modes from the database.
 const S_IFMT: u32 = 0o170_000;
 const S_IFREG: u32 = 0o100_000;
-
-/// The `rpm -qa` query format: one `P` record per package, then its `R`
-/// (requires), `V` (provides) and `F` (files) records. Strings shescaped.
-const QUERY_FORMAT: &str = "P %{NAME:shescape} %{EVR:shescape} %{ARCH:shescape}\\n\
-     [R %{REQUIRENAME:shescape} %{REQUIREFLAGS} %{REQUIREVERSION:shescape}\\n]\
-     [V %{PROVIDENAME:shescape}\\n]\
-     [F %{FILENAMES:shescape} %{FILEFLAGS} %{FILEMODES}\\n]";
 
 /// A located database: the `--dbpath` to pass and the files that change
 /// when it does.
@@ -251,7 +248,13 @@ struct Installed {
     pkg: Package,
     requires: Vec<Requirement>,
     provides: Vec<String>,
-    files: Vec<RpmFile>,
+    /// Its paths that some package requires (at least those: the owners
+    /// index keeps only required paths).
+    owned: Vec<PathBuf>,
+    /// Its directory names, `/`-terminated, as rpm stores them.
+    dirs: Vec<Vec<u8>>,
+    /// Its files: a range of the [`query::FileTable`]'s records.
+    files: std::ops::Range<usize>,
 }
 
 impl Installed {
@@ -283,16 +286,18 @@ pub(crate) fn open_rpm(root: &Path) -> Result<RpmDb, PackageError> {
         "--dbpath".as_ref(),
         location.dbpath.as_os_str(),
         "-qa".as_ref(),
+        "--nodigest".as_ref(),
+        "--nosignature".as_ref(),
         "--queryformat".as_ref(),
-        QUERY_FORMAT.as_ref(),
+        query::QUERY_FORMAT.as_ref(),
     ];
-    let out = crate::process::output(&argv).map_err(|source| PackageError::Tool {
+    let out = crate::process::bulk_output(&argv).map_err(|source| PackageError::Tool {
         what: format!("reading the rpm database in {}", location.main_file.display()),
         source,
         hint: "install rpm (it reads every rpm database format), or check the database with `rpm --verifydb`",
     })?;
-    let installed = parse_query(&out, &location.main_file)?;
-    Ok(RpmDb::new(root, location, installed))
+    let (installed, table) = query::parse(out, &location.main_file)?;
+    Ok(RpmDb::new(root, location, installed, table))
 }
 
 /// A read rpm database. Build it with [`open_rpm`].
@@ -308,10 +313,12 @@ pub(crate) struct RpmDb {
     providers: HashMap<String, Vec<usize>>,
     /// Required path → owners (only paths some package requires).
     owners: HashMap<PathBuf, Vec<usize>>,
+    /// Every package's files.
+    table: query::FileTable,
 }
 
 impl RpmDb {
-    fn new(root: &Path, location: Location, mut installed: Vec<Installed>) -> RpmDb {
+    fn new(root: &Path, location: Location, mut installed: Vec<Installed>, table: query::FileTable) -> RpmDb {
         installed.sort_by(|a, b| a.pkg.cmp(&b.pkg));
         let native_arch = native_arch(&installed);
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
@@ -331,18 +338,25 @@ impl RpmDb {
                 });
             }
         }
-        if !owners.is_empty() {
-            for (i, p) in installed.iter().enumerate() {
-                for f in &p.files {
-                    if let Some(list) = owners.get_mut(&f.path) {
-                        if list.last() != Some(&i) {
-                            list.push(i);
-                        }
+        for (i, p) in installed.iter().enumerate() {
+            for path in &p.owned {
+                if let Some(list) = owners.get_mut(path) {
+                    if list.last() != Some(&i) {
+                        list.push(i);
                     }
                 }
             }
         }
-        RpmDb { root: root.to_path_buf(), location, native_arch, installed, by_name, providers, owners }
+        RpmDb {
+            root: root.to_path_buf(),
+            location,
+            native_arch,
+            installed,
+            by_name,
+            providers,
+            owners,
+            table,
+        }
     }
 
     /// 0 for `noarch` or the wanted arch, 1 otherwise.
@@ -433,6 +447,19 @@ impl RpmDb {
             }
         }
     }
+}
+
+/// What the appliance gets of a package's file records: ghost regular
+/// files left out, `%config` flagged, sorted by path, each path once.
+fn package_files(records: impl IntoIterator<Item = RpmFile>) -> Vec<PackageFile> {
+    let mut files: Vec<PackageFile> = records
+        .into_iter()
+        .filter(|f| f.flags & RPMFILE_GHOST == 0 || f.mode & S_IFMT != S_IFREG)
+        .map(|f| PackageFile { source: f.path.clone(), config: f.flags & RPMFILE_CONFIG != 0, path: f.path })
+        .collect();
+    files.sort_by(|a, b| path_order(&a.path, &b.path));
+    files.dedup_by(|b, a| a.path == b.path);
+    files
 }
 
 /// Calls `f` with every path (a name starting with `/`) in a requirement,
@@ -535,23 +562,11 @@ impl PackageDb for RpmDb {
     /// None: everything was read by [`open_rpm`]. A package not in the
     /// database contributes nothing.
     fn files(&self, packages: &[Package]) -> Result<Vec<PackageFile>, PackageError> {
-        let mut files = Vec::new();
-        for package in packages {
-            let Ok(i) = self.installed.binary_search_by(|p| p.pkg.cmp(package)) else { continue };
-            for f in &self.installed[i].files {
-                if f.flags & RPMFILE_GHOST != 0 && f.mode & S_IFMT == S_IFREG {
-                    continue;
-                }
-                files.push(PackageFile {
-                    path: f.path.clone(),
-                    source: f.path.clone(),
-                    config: f.flags & RPMFILE_CONFIG != 0,
-                });
-            }
-        }
-        files.sort_by(|a, b| path_order(&a.path, &b.path));
-        files.dedup_by(|b, a| a.path == b.path);
-        Ok(files)
+        let records = packages
+            .iter()
+            .filter_map(|p| self.installed.binary_search_by(|i| i.pkg.cmp(p)).ok())
+            .flat_map(|i| self.table.records(&self.installed[i]));
+        Ok(package_files(records))
     }
 
     /// The backend's main file (every install, removal or upgrade writes
@@ -564,158 +579,6 @@ impl PackageDb for RpmDb {
             files.push(self.location.main_file.with_file_name("rpmdb.sqlite-wal"));
         }
         files
-    }
-}
-
-/// Parses the output of `rpm -qa --queryformat` [`QUERY_FORMAT`].
-fn parse_query(out: &[u8], db: &Path) -> Result<Vec<Installed>, PackageError> {
-    let mut tokens = Tokens { bytes: out, pos: 0, line: 1 };
-    let corrupt = |line: usize, message: String| PackageError::Corrupt {
-        path: db.to_path_buf(),
-        line,
-        message: format!("rpm output line {line}: {message}"),
-        hint: CORRUPT_HINT,
-    };
-    let mut installed: Vec<Installed> = Vec::new();
-    while let Some(tag) = tokens.next().map_err(|m| corrupt(tokens.line, m))? {
-        let line = tokens.line;
-        let mut field = |what: &str| -> Result<Token, PackageError> {
-            tokens
-                .next()
-                .map_err(|m| corrupt(line, m))?
-                .ok_or_else(|| corrupt(line, format!("output ends before the {what}")))
-        };
-        match tag {
-            Token::Bare(t) if t == b"P" => {
-                let name = field("package name")?.text();
-                let version = field("version")?.text();
-                let arch = field("arch")?.text();
-                installed.push(Installed {
-                    pkg: Package { name, version, arch },
-                    requires: Vec::new(),
-                    provides: Vec::new(),
-                    files: Vec::new(),
-                });
-            }
-            Token::Bare(t) if [&b"R"[..], b"V", b"F"].contains(&t.as_slice()) => {
-                let Some(current) = installed.last_mut() else {
-                    return Err(corrupt(line, "a record before the first package".into()));
-                };
-                match t.as_slice() {
-                    b"R" => {
-                        let name = field("requirement")?.text();
-                        let flags = field("requirement flags")?.number().map_err(|m| corrupt(line, m))?;
-                        let version = field("requirement version")?.text();
-                        current.requires.push(Requirement { name, flags, version });
-                    }
-                    b"V" => current.provides.push(field("provide")?.text()),
-                    _ => {
-                        let path = PathBuf::from(OsString::from_vec(field("file name")?.bytes()));
-                        let flags = field("file flags")?.number().map_err(|m| corrupt(line, m))?;
-                        let mode = field("file mode")?.number().map_err(|m| corrupt(line, m))?;
-                        if !path.is_absolute() {
-                            return Err(corrupt(
-                                line,
-                                format!("file name {} is not absolute", path.display()),
-                            ));
-                        }
-                        current.files.push(RpmFile { path, flags, mode });
-                    }
-                }
-            }
-            other => return Err(corrupt(line, format!("unexpected {:?}", other.text()))),
-        }
-    }
-    Ok(installed)
-}
-
-/// One word of rpm's output.
-#[derive(Debug, PartialEq, Eq)]
-enum Token {
-    /// A shescaped string, unquoted.
-    Quoted(Vec<u8>),
-    /// A bare word: a record tag, a number or `(none)`.
-    Bare(Vec<u8>),
-}
-
-impl Token {
-    fn bytes(self) -> Vec<u8> {
-        match self {
-            Token::Quoted(b) => b,
-            Token::Bare(b) if b == b"(none)" => Vec::new(),
-            Token::Bare(b) => b,
-        }
-    }
-
-    fn text(self) -> String {
-        String::from_utf8_lossy(&self.bytes()).into_owned()
-    }
-
-    fn number(self) -> Result<u32, String> {
-        match self {
-            Token::Bare(b) if b == b"(none)" => Ok(0),
-            Token::Bare(b) => std::str::from_utf8(&b)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| format!("expected a number, found {:?}", String::from_utf8_lossy(&b))),
-            Token::Quoted(b) => Err(format!("expected a number, found '{}'", String::from_utf8_lossy(&b))),
-        }
-    }
-}
-
-/// A tokenizer for shescaped output.
-struct Tokens<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    line: usize,
-}
-
-impl Tokens<'_> {
-    /// The next token, `None` at the end.
-    fn next(&mut self) -> Result<Option<Token>, String> {
-        while let Some(&c) = self.bytes.get(self.pos) {
-            match c {
-                b' ' => self.pos += 1,
-                b'\n' => {
-                    self.pos += 1;
-                    self.line += 1;
-                }
-                _ => break,
-            }
-        }
-        let Some(&first) = self.bytes.get(self.pos) else { return Ok(None) };
-        if first != b'\'' {
-            let start = self.pos;
-            while self.bytes.get(self.pos).is_some_and(|&c| c != b' ' && c != b'\n') {
-                self.pos += 1;
-            }
-            let word = &self.bytes[start..self.pos];
-            if word.contains(&b'\'') || word.contains(&b'\\') {
-                return Err(format!("unexpected quote in {:?}", String::from_utf8_lossy(word)));
-            }
-            return Ok(Some(Token::Bare(word.to_vec())));
-        }
-        let mut out = Vec::new();
-        loop {
-            match (self.bytes.get(self.pos), self.bytes.get(self.pos + 1)) {
-                (Some(b'\''), _) => {
-                    self.pos += 1;
-                    let Some(len) = self.bytes[self.pos..].iter().position(|&c| c == b'\'') else {
-                        return Err("unterminated quoted string".into());
-                    };
-                    let segment = &self.bytes[self.pos..self.pos + len];
-                    self.line += segment.iter().filter(|&&c| c == b'\n').count();
-                    out.extend_from_slice(segment);
-                    self.pos += len + 1;
-                }
-                (Some(b'\\'), Some(b'\'')) => {
-                    out.push(b'\'');
-                    self.pos += 2;
-                }
-                (None | Some(b' ' | b'\n'), _) => return Ok(Some(Token::Quoted(out))),
-                (Some(&c), _) => return Err(format!("unexpected byte {c:#04x} after a quoted string")),
-            }
-        }
     }
 }
 

@@ -303,6 +303,119 @@ fn issue10_rpm_root_builds_checks_and_rebuilds() {
     fx.scenario("rpm", &upgrade);
 }
 
+/// Packages for the query's raw base names (`src/package/rpm/query.rs`):
+/// file names with a space, a quote, a backslash and a directory with a space;
+/// `hx-user` requires two of them by path; `dc` is a decoy with a shorter
+/// name that has a file in the same directory and a file of the same base
+/// name elsewhere, so only a directory-and-base-name match keeps it out.
+const HX_SPEC: &str = r#"Name: hx
+Version: @VERSION@
+Release: 1
+Summary: guestfs-appliance test fixture
+License: MIT
+BuildArch: noarch
+%description
+fixture
+%package -n hx-files
+Summary: files
+%description -n hx-files
+files
+%package -n hx-user
+Summary: user
+Requires: /usr/share/hx/new
+Requires: /usr/share/hx/it's
+%description -n hx-user
+user
+%package -n dc
+Summary: decoy
+%description -n dc
+decoy
+%install
+mkdir -p %{buildroot}/usr/share/hx/'sp dir'/x %{buildroot}/usr/share/elsewhere %{buildroot}/usr/bin
+cd %{buildroot}/usr/share/hx
+echo 1 > 'a b'; echo 2 > "it's"; echo @VERSION@ > new; echo 4 > 'back\slash'; echo 5 > 'sp dir/x/f'
+echo 6 > dc-file; echo 7 > ../elsewhere/new; echo 8 > %{buildroot}/usr/bin/hx-user
+%files -n hx-files
+"/usr/share/hx/a b"
+/usr/share/hx/it's
+/usr/share/hx/new
+/usr/share/hx/back\slash
+"/usr/share/hx/sp dir"
+%files -n hx-user
+/usr/bin/hx-user
+%files -n dc
+/usr/share/hx/dc-file
+/usr/share/elsewhere
+"#;
+
+#[test]
+fn issue10_rpm_query_keeps_file_names_and_file_requirements_exact() {
+    if !have_tool("rpm") || !have_tool("rpmbuild") {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("ga-rpmq-").tempdir_in("/var/tmp").unwrap();
+    let build = |version: &str| {
+        let top = tmp.path().join(format!("build-{version}"));
+        std::fs::create_dir_all(&top).unwrap();
+        let spec = top.join("hx.spec");
+        std::fs::write(&spec, HX_SPEC.replace("@VERSION@", version)).unwrap();
+        sh(Command::new("rpmbuild")
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .arg("-bb")
+            .arg(&spec));
+        top.join("RPMS/noarch")
+    };
+    let (v1, v2) = (build("1.0"), build("2.0"));
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("usr/lib/sysimage/rpm")).unwrap();
+    let rpm = |args: &[&std::ffi::OsStr]| {
+        sh(Command::new("rpm")
+            .arg("--root")
+            .arg(&root)
+            .args(["--dbpath", "/usr/lib/sysimage/rpm"])
+            .args(args))
+    };
+    rpm(&["--initdb".as_ref()]);
+    let mut install: Vec<PathBuf> = std::fs::read_dir(&v1).unwrap().map(|e| e.unwrap().path()).collect();
+    install.sort();
+    let mut args: Vec<&std::ffi::OsStr> = vec!["-i".as_ref()];
+    args.extend(install.iter().map(|p| p.as_os_str()));
+    rpm(&args);
+
+    let db = guestfs_appliance::package::detect(&root).unwrap();
+    let r = db.resolve(&["hx-user".to_string()]).unwrap();
+    let names: Vec<&str> = r.packages.iter().map(|p| p.name.as_str()).collect();
+    // hx-files only through the path requirements; not the decoy.
+    assert_eq!(names, ["hx-files", "hx-user"], "{r:?}");
+    assert!(r.unsatisfied.is_empty(), "{r:?}");
+    let files: Vec<String> =
+        db.files(&r.packages).unwrap().iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
+    assert_eq!(
+        files,
+        [
+            "/usr/bin/hx-user",
+            "/usr/share/hx/a b",
+            "/usr/share/hx/back\\slash",
+            "/usr/share/hx/it's",
+            "/usr/share/hx/new",
+            "/usr/share/hx/sp dir",
+            "/usr/share/hx/sp dir/x",
+            "/usr/share/hx/sp dir/x/f",
+        ]
+    );
+
+    // One query reads everything: an upgrade after it changes nothing in
+    // what this reading lists (a consistent snapshot); the next one sees it.
+    let upgrade = v2.join("hx-files-2.0-1.noarch.rpm");
+    rpm(&["-U".as_ref(), upgrade.as_os_str()]);
+    assert_eq!(db.files(&r.packages).unwrap().len(), files.len());
+    let fresh = guestfs_appliance::package::detect(&root).unwrap();
+    let r = fresh.resolve(&["hx-user".to_string()]).unwrap();
+    assert!(r.packages.iter().any(|p| p.name == "hx-files" && p.version == "2.0-1"), "{r:?}");
+    assert_eq!(fresh.files(&r.packages).unwrap().len(), files.len());
+}
+
 const PKGBUILD: &str = r#"pkgbase=fx
 pkgname=(@NAMES@)
 pkgver=@VERSION@

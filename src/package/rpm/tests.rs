@@ -1,7 +1,7 @@
 //! Tests of the rpm handler: the output parser, rich dependencies, the
-//! closure and file lists on packages given as data, and database lookup.
-//! Roots made by the real rpm are tested end to end in
-//! `tests/integration/pkgdb.rs`.
+//! closure and file lists on packages given as data or as rpm output, and
+//! database lookup. Roots made by the real rpm are tested end
+//! to end in `tests/integration/pkgdb.rs`.
 
 use super::*;
 
@@ -20,13 +20,15 @@ fn pkg(name: &str, arch: &str, requires: &[&str], provides: &[&str], files: Vec<
         pkg: Package { name: name.into(), version: "1.0-1".into(), arch: arch.into() },
         requires: requires.iter().map(|r| req(r)).collect(),
         provides,
-        files,
+        owned: files.into_iter().map(|f| f.path).collect(),
+        dirs: Vec::new(),
+        files: 0..0,
     }
 }
 
 fn db(installed: Vec<Installed>) -> RpmDb {
     let location = Location { dbpath: "/var/lib/rpm".into(), main_file: "/nonexistent/rpmdb.sqlite".into() };
-    RpmDb::new(Path::new("/nonexistent"), location, installed)
+    RpmDb::new(Path::new("/nonexistent"), location, installed, query::FileTable::default())
 }
 
 fn closure(db: &RpmDb, names: &[&str]) -> (Vec<String>, Resolution) {
@@ -99,53 +101,141 @@ fn versioned_requirements_display_like_rpm() {
 
 #[test]
 fn files_flag_config_and_leave_out_ghost_regular_files() {
-    let files = vec![
+    let records = vec![
         file("/usr/bin/ld", RPMFILE_GHOST, 0o120_777),
         file("/var/log/fx.log", RPMFILE_GHOST, 0o100_644),
         file("/etc/fx.conf", RPMFILE_CONFIG | 16, 0o100_644),
         file("/run/fx", RPMFILE_GHOST, 0o040_755),
         file("/usr/lib/fx", 0, 0o040_755),
+        // fy's copy of the shared directory.
+        file("/usr/lib/fx", 0, 0o040_755),
+        file("/usr/bin/fx-suid", 0, 0o104_755),
     ];
-    let db = db(vec![
-        pkg("fx", "noarch", &[], &[], files),
-        pkg("fy", "noarch", &[], &[], vec![file("/usr/lib/fx", 0, 0o040_755)]),
-    ]);
-    let pkgs = db.resolve(&["fx".into(), "fy".into()]).unwrap().packages;
     let got: Vec<(String, bool)> =
-        db.files(&pkgs).unwrap().into_iter().map(|f| (f.path.display().to_string(), f.config)).collect();
-    let want = [("/etc/fx.conf", true), ("/run/fx", false), ("/usr/bin/ld", false), ("/usr/lib/fx", false)];
+        package_files(records).into_iter().map(|f| (f.path.display().to_string(), f.config)).collect();
+    let want = [
+        ("/etc/fx.conf", true),
+        ("/run/fx", false),
+        ("/usr/bin/fx-suid", false),
+        ("/usr/bin/ld", false),
+        ("/usr/lib/fx", false),
+    ];
     assert_eq!(got, want.map(|(p, c)| (p.to_string(), c)));
 }
 
+/// The database of `out` (rpm's output for [`query::QUERY_FORMAT`]).
+fn parsed(out: &[u8]) -> RpmDb {
+    let location = Location { dbpath: "/var/lib/rpm".into(), main_file: "/nonexistent/rpmdb.sqlite".into() };
+    let (installed, table) = query::parse(out.to_vec(), &location.main_file).unwrap();
+    RpmDb::new(Path::new("/nonexistent"), location, installed, table)
+}
+
+/// What `files` lists for the closure of `names`: (path, config).
+fn listed(db: &RpmDb, names: &[&str]) -> Vec<(String, bool)> {
+    let (_, r) = closure(db, names);
+    db.files(&r.packages)
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.path.to_string_lossy().into_owned(), f.config))
+        .collect()
+}
+
+/// Hostile names: quotes, spaces and newlines in shescaped fields; raw
+/// base names with spaces, quotes, backslashes and a newline (continued on
+/// the next line); a pseudo-package without an arch.
 #[test]
 fn query_output_parses_with_hostile_names() {
-    let out = b"P 'fx' '1:2.0-1' 'x86_64'\nR 'rpmlib(X)' 16777226 '3.0'\nR '/bin/sh' 0 ''\n\
-V 'fx(x86-64)'\nF '/usr/it'\\''s' 0 33188\nF '/usr/a b\nc' 64 33188\n\
-P 'gpg-pubkey' '1-2' (none)\n";
-    let got = parse_query(out, Path::new("/db")).unwrap();
-    assert_eq!(got.len(), 2);
+    let out = b"/P 'fx' '1:2.0-1' 'x86_64'\n/R 'rpmlib(X)' 16777226 '3.0'\n/R '/bin/sh' 0 ''\n\
+/R '/usr/it'\\''s' 0 ''\n/R '(/usr/a b\nc or zsh)' 0 ''\n/V 'fx(x86-64)'\n\
+/D '/usr/'\n/D '/bin/'\n/D '/etc/a '\\''b/'\n\
+/F 0 0 33188 it's\n/F 0 64 33188 a b\nc\n/F 1 0 41471 sh\n/F 1 0 33261 \\x y\n/F 0 0 33188 a b\n/F 2 1 33188 c\n\
+/P 'gpg-pubkey' '1-2' (none)\n\
+/P 'sh' '1-1' 'noarch'\n/D '/usr/bin/'\n/D '/bin/'\n/F 0 0 33261 sh\n/F 1 0 33261 sh\n";
+    let (got, table) = query::parse(out.to_vec(), Path::new("/db")).unwrap();
+    assert_eq!(got.len(), 3);
     assert_eq!(got[0].pkg, Package { name: "fx".into(), version: "1:2.0-1".into(), arch: "x86_64".into() });
     assert_eq!(
         got[0].requires[0],
         Requirement { name: "rpmlib(X)".into(), flags: 16_777_226, version: "3.0".into() }
     );
+    assert_eq!(got[0].requires[3].name, "(/usr/a b\nc or zsh)");
     assert_eq!(got[0].provides, ["fx(x86-64)"]);
-    assert_eq!(got[0].files, [file("/usr/it's", 0, 33188), file("/usr/a b\nc", 64, 33188)]);
+    assert_eq!(
+        table.records(&got[0]).collect::<Vec<_>>(),
+        [
+            file("/usr/it's", 0, 33188),
+            file("/usr/a b\nc", 64, 33188),
+            file("/bin/sh", 0, 41471),
+            file("/bin/\\x y", 0, 33261),
+            file("/usr/a b", 0, 33188),
+            file("/etc/a 'b/c", 1, 33188),
+        ]
+    );
+    // Required: /bin/sh, /usr/it's and (in the rich one) /usr/a — the
+    // word split of a rich dependency, as the closure sees it. Only the
+    // required paths are put together for the owners index.
+    let owned = |i: usize| got[i].owned.iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
+    assert_eq!(owned(0), ["/usr/it's", "/bin/sh"]);
+    assert!(owned(1).is_empty() && table.records(&got[1]).next().is_none());
     assert_eq!(got[1].pkg.arch, "");
+    assert_eq!(owned(2), ["/bin/sh"]);
+}
+
+/// A base name's newline keeps the rest of it, whatever that looks like,
+/// in the base name: here text shaped like a record.
+#[test]
+fn a_base_name_with_a_newline_cannot_make_a_record() {
+    let out = b"/P 'a' '1' 'x'\n/R '/d/n\nP '\\''b'\\'' 0' 0 ''\n/D '/d/'\n/F 0 0 33188 n\nP 'b' 0\n/F 0 0 33188 m\n\
+/P 'b' '1' 'x'\n";
+    let db = parsed(out);
+    assert_eq!(db.installed.len(), 2);
+    assert_eq!(db.installed[0].owned, [PathBuf::from("/d/n\nP 'b' 0")]);
+    assert_eq!(listed(&db, &["a"]), [("/d/m".to_string(), false), ("/d/n\nP 'b' 0".to_string(), false)]);
+}
+
+/// Files from rpm's output through the closure: exact paths from directory
+/// index and base name, `%config` flagged, ghost regular files left out,
+/// and a package pulled in only by a path requirement (its file in another
+/// package's directory, a decoy with the same base name elsewhere and
+/// a shorter name).
+#[test]
+fn files_come_from_the_query_output_by_closure() {
+    let out = b"/P 'app' '1-1' 'noarch'\n/R '/usr/share/d/marker' 0 ''\n/D '/usr/bin/'\n/F 0 0 33261 app\n\
+/P 'data' '1-1' 'noarch'\n/D '/usr/share/d/'\n/D '/etc/d/'\n/D '/var/log/'\n\
+/F 0 0 33188 marker\n/F 1 17 33188 d.conf\n/F 2 64 33188 d.log\n/F 2 64 16877 d\n/F 0 0 41471 link\n\
+/P 'dc' '1-1' 'noarch'\n/D '/usr/share/d/'\n/D '/usr/share/e/'\n/F 0 0 33188 other\n/F 1 0 33188 marker\n";
+    let db = parsed(out);
+    let (got, r) = closure(&db, &["app"]);
+    assert_eq!(got, ["app.noarch", "data.noarch"]);
+    assert!(r.unsatisfied.is_empty(), "{:?}", r.unsatisfied);
+    let want = [
+        ("/etc/d/d.conf", true),
+        ("/usr/bin/app", false),
+        ("/usr/share/d/link", false),
+        ("/usr/share/d/marker", false),
+        ("/var/log/d", false),
+    ];
+    assert_eq!(listed(&db, &["app"]), want.map(|(p, c)| (p.to_string(), c)));
 }
 
 #[test]
 fn garbage_output_is_refused_with_line_and_hint() {
     for (bad, line) in [
-        (&b"R 'x' 0 ''\n"[..], 1),
-        (b"P 'a' '1' 'x'\nF 'relative' 0 0\n", 2),
-        (b"P 'a' '1' 'x'\nR 'x' nine ''\n", 2),
-        (b"P 'a' '1' 'x'\nQ\n", 2),
-        (b"P 'a' '1\n", 1),
-        (b"P 'a' '1'x 'y'\n", 1),
-        (b"P 'a' '1'\n", 1),
+        (&b"/R 'x' 0 ''\n"[..], 1),
+        (b"/P 'a' '1' 'x'\n/R 'x' nine ''\n", 2),
+        (b"/P 'a' '1' 'x'\nQ\n", 2),
+        (b"/P 'a' '1' 'x'\n/Q\n", 2),
+        (b"/P 'a' '1\n", 1),
+        (b"/P 'a' '1'x 'y'\n", 1),
+        (b"/P 'a' '1'\n", 1),
+        (b"/P 'a' '1' 'x' extra\n", 1),
+        (b"/P 'a' '1' 'x'\n/D '/d/'\n/F 0 0 0\n", 3),
+        (b"/P 'a' '1' 'x'\n/D '/d/'\n/F 1 0 0 f\n", 3),
+        (b"/P 'a' '1' 'x'\n/F 0 0 0 f\n", 2),
+        (b"/P 'a' '1' 'x'\n/D '/d/'\n/F 0 0 99999999999 f\n", 3),
+        (b"/P 'a' '1' 'x'\n/D '/d/'\n/F 0 -1 0 f\n", 3),
     ] {
-        let err = parse_query(bad, Path::new("/r/var/lib/rpm/rpmdb.sqlite")).unwrap_err();
+        let err = query::parse(bad.to_vec(), Path::new("/r/var/lib/rpm/rpmdb.sqlite")).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, PackageError::Corrupt { .. }), "{msg}");
         assert!(msg.contains(&format!("rpm output line {line}")), "{msg}");
