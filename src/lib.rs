@@ -51,7 +51,8 @@
 //!   exclude.rs                           ExcludePattern (excludefiles lines)
 //! package/                               mod.rs: Handler registry, detect(), labels
 //!   dpkg/ rpm.rs pacman.rs               one handler each (dpkg/: status.rs parses,
-//!                                        closure.rs resolves)
+//!                                        closure.rs resolves; rpm.rs -> rpm/query.rs, both
+//!                                        -> rpm/installed.rs, the records they share)
 //!   contract.rs                          PackageDb trait + its types (the leaf every handler imports)
 //! kernel.rs                              kernel + modules directory selection
 //! schedule.rs                            cron/systemd/apt/kernel/pacman templates, installed

@@ -83,7 +83,10 @@ use std::path::{Component, Path, PathBuf};
 use super::{path_order, Handler, Package, PackageDb, PackageError, PackageFile, Resolution, Unsatisfied};
 use crate::kernel::compare_versions;
 
+mod installed;
 mod query;
+
+use installed::{collect_paths, Installed, Requirement, RpmFile};
 
 /// What the rest of the tool knows about rpm hosts.
 pub(crate) const HANDLER: Handler = Handler {
@@ -205,63 +208,6 @@ fn date_file(root: &Path) -> PathBuf {
         })
         .find(|p| std::fs::symlink_metadata(p).is_ok())
         .unwrap_or_else(|| root.join(SUPERMIN_DATE_FILES[0]))
-}
-
-/// One requirement of a package.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Requirement {
-    name: String,
-    flags: u32,
-    version: String,
-}
-
-impl Requirement {
-    /// As rpm prints it: `name >= 1.0`.
-    fn display(&self) -> String {
-        let op = match self.flags & 0xe {
-            2 => "<",
-            4 => ">",
-            8 => "=",
-            10 => "<=",
-            12 => ">=",
-            _ => "",
-        };
-        if op.is_empty() || self.version.is_empty() {
-            self.name.clone()
-        } else {
-            format!("{} {op} {}", self.name, self.version)
-        }
-    }
-}
-
-/// One file record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct RpmFile {
-    path: PathBuf,
-    flags: u32,
-    mode: u32,
-}
-
-/// One installed package.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Installed {
-    pkg: Package,
-    requires: Vec<Requirement>,
-    provides: Vec<String>,
-    /// Its paths that some package requires (at least those: the owners
-    /// index keeps only required paths).
-    owned: Vec<PathBuf>,
-    /// Its directory names, `/`-terminated, as rpm stores them.
-    dirs: Vec<Vec<u8>>,
-    /// Its files: a range of the [`query::FileTable`]'s records.
-    files: std::ops::Range<usize>,
-}
-
-impl Installed {
-    /// `name.arch`, rpm's spelling.
-    fn label(&self) -> String {
-        format!("{}.{}", self.pkg.name, self.pkg.arch)
-    }
 }
 
 /// Opens the rpm database under `root`: locates it and reads every package
@@ -460,20 +406,6 @@ fn package_files(records: impl IntoIterator<Item = RpmFile>) -> Vec<PackageFile>
     files.sort_by(|a, b| path_order(&a.path, &b.path));
     files.dedup_by(|b, a| a.path == b.path);
     files
-}
-
-/// Calls `f` with every path (a name starting with `/`) in a requirement,
-/// rich or not.
-fn collect_paths(name: &str, f: &mut dyn FnMut(&str)) {
-    if name.starts_with('/') {
-        f(name);
-    } else if name.starts_with('(') {
-        for word in name.split(|c: char| c.is_whitespace() || c == '(' || c == ')') {
-            if word.starts_with('/') {
-                f(word);
-            }
-        }
-    }
 }
 
 /// See [`RpmDb::native_arch`].

@@ -47,7 +47,7 @@ use std::ops::Range;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use super::{collect_paths, Installed, Requirement, RpmFile};
+use super::installed::{collect_paths, Installed, Requirement, RpmFile};
 use crate::package::{Package, PackageError};
 
 /// The `rpm -qa` query format (see the module docs).
