@@ -83,7 +83,9 @@ use std::path::{Component, Path, PathBuf};
 use super::{path_order, Handler, Package, PackageDb, PackageError, PackageFile, Resolution, Unsatisfied};
 use crate::kernel::compare_versions;
 
+mod header;
 mod query;
+mod sqlite;
 
 /// What the rest of the tool knows about rpm hosts.
 pub(crate) const HANDLER: Handler = Handler {
@@ -264,21 +266,49 @@ impl Installed {
     }
 }
 
-/// Opens the rpm database under `root`: locates it and reads every package
-/// with one `rpm -qa`.
+/// Opens the rpm database under `root`: locates it and reads every package,
+/// directly from an sqlite database (`rpm/sqlite.rs`), else (another
+/// backend, or something the direct reader does not understand: noted for
+/// `-v`) with one `rpm -qa`.
 ///
 /// # Errors
 /// [`PackageError::NoDatabase`] when no database is found,
 /// [`PackageError::Tool`] when rpm cannot run or fails,
 /// [`PackageError::Corrupt`] when its output cannot be parsed.
 pub(crate) fn open_rpm(root: &Path) -> Result<RpmDb, PackageError> {
-    let Some(location) = locate(root) else {
-        return Err(PackageError::NoDatabase {
-            root: root.to_path_buf(),
-            looked_for: HANDLER.marker.to_string(),
-            supported: HANDLER.name.to_string(),
-        });
-    };
+    let location = locate_or_fail(root)?;
+    let mut notes = Vec::new();
+    if is_sqlite(&location) {
+        match sqlite::read(&location.main_file) {
+            Ok((installed, table)) => return Ok(RpmDb::new(root, location, installed, table)),
+            Err(reason) => notes.push(format!(
+                "rpm: not reading {} directly ({reason}); asking rpm instead",
+                location.main_file.display()
+            )),
+        }
+    }
+    let (installed, table) = query_rpm(root, &location)?;
+    let mut db = RpmDb::new(root, location, installed, table);
+    db.notes = notes;
+    Ok(db)
+}
+
+/// [`locate`], or the error that says what was looked for.
+fn locate_or_fail(root: &Path) -> Result<Location, PackageError> {
+    locate(root).ok_or_else(|| PackageError::NoDatabase {
+        root: root.to_path_buf(),
+        looked_for: HANDLER.marker.to_string(),
+        supported: HANDLER.name.to_string(),
+    })
+}
+
+/// Whether the located database is an sqlite one (read directly).
+fn is_sqlite(location: &Location) -> bool {
+    location.main_file.file_name() == Some(OsStr::new("rpmdb.sqlite"))
+}
+
+/// Reads every package with one `rpm -qa` (`rpm/query.rs`).
+fn query_rpm(root: &Path, location: &Location) -> Result<(Vec<Installed>, query::FileTable), PackageError> {
     let argv: Vec<&OsStr> = vec![
         "rpm".as_ref(),
         "--root".as_ref(),
@@ -296,8 +326,48 @@ pub(crate) fn open_rpm(root: &Path) -> Result<RpmDb, PackageError> {
         source,
         hint: "install rpm (it reads every rpm database format), or check the database with `rpm --verifydb`",
     })?;
-    let (installed, table) = query::parse(out, &location.main_file)?;
-    Ok(RpmDb::new(root, location, installed, table))
+    query::parse(out, &location.main_file)
+}
+
+/// Which reader [`open_rpm_with`] uses.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RpmReader {
+    /// The direct sqlite reader, without falling back to rpm.
+    Direct,
+    /// One `rpm -qa`.
+    Query,
+}
+
+/// Test support (`tests/integration/pkgdb.rs` proves the two readers
+/// equivalent): opens the rpm database under `root` with one reader and
+/// returns it with a dump of everything it read (every package's fields,
+/// requirements, provides, required paths it owns, directory names and
+/// file records with flags and modes).
+///
+/// # Errors
+/// As [`open_rpm`]; the direct reader's refusal as
+/// [`PackageError::Corrupt`].
+#[doc(hidden)]
+pub fn open_rpm_with(root: &Path, reader: RpmReader) -> Result<(Box<dyn PackageDb>, String), PackageError> {
+    let location = locate_or_fail(root)?;
+    let (installed, table) = match reader {
+        RpmReader::Query => query_rpm(root, &location)?,
+        RpmReader::Direct => sqlite::read(&location.main_file).map_err(|message| PackageError::Corrupt {
+            path: location.main_file.clone(),
+            line: 0,
+            message,
+            hint: "the direct reader refused it",
+        })?,
+    };
+    let db = RpmDb::new(root, location, installed, table);
+    let mut dump = String::new();
+    for p in &db.installed {
+        let files: Vec<RpmFile> = db.table.records(p).collect();
+        let fields = (&p.pkg, &p.requires, &p.provides, &p.owned, &p.dirs, files);
+        dump.push_str(&format!("{fields:?}\n"));
+    }
+    Ok((Box::new(db), dump))
 }
 
 /// A read rpm database. Build it with [`open_rpm`].
@@ -315,6 +385,8 @@ pub(crate) struct RpmDb {
     owners: HashMap<PathBuf, Vec<usize>>,
     /// Every package's files.
     table: query::FileTable,
+    /// What [`PackageDb::notes`] reports (why rpm was asked, if it was).
+    notes: Vec<String>,
 }
 
 impl RpmDb {
@@ -356,6 +428,7 @@ impl RpmDb {
             providers,
             owners,
             table,
+            notes: Vec::new(),
         }
     }
 
@@ -579,6 +652,10 @@ impl PackageDb for RpmDb {
             files.push(self.location.main_file.with_file_name("rpmdb.sqlite-wal"));
         }
         files
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
     }
 }
 
