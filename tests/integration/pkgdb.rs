@@ -460,20 +460,32 @@ fn issue10_rpm_direct_sqlite_reader_equals_the_rpm_query() {
         std::fs::create_dir_all(&top).unwrap();
         let file = top.join(format!("{name}.spec"));
         std::fs::write(&file, spec.replace("@VERSION@", version)).unwrap();
-        sh(Command::new("rpmbuild").arg("--define").arg(format!("_topdir {}", top.display())).arg("-bb").arg(&file));
+        sh(Command::new("rpmbuild")
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .arg("-bb")
+            .arg(&file));
         let mut rpms: Vec<PathBuf> =
             std::fs::read_dir(top.join("RPMS/noarch")).unwrap().map(|e| e.unwrap().path()).collect();
         rpms.sort();
         rpms
     };
-    let (fx, hx, hx2, ep) =
-        (build("fx", SPEC, "1.0"), build("hx", HX_SPEC, "1.0"), build("hx", HX_SPEC, "2.0"), build("ep", EP_SPEC, "1"));
+    let (fx, hx, hx2, ep) = (
+        build("fx", SPEC, "1.0"),
+        build("hx", HX_SPEC, "1.0"),
+        build("hx", HX_SPEC, "2.0"),
+        build("ep", EP_SPEC, "1"),
+    );
     let root = tmp.path().join("root");
     std::fs::create_dir_all(root.join("usr/lib/sysimage/rpm")).unwrap();
     std::fs::create_dir_all(root.join("var/lib")).unwrap();
     std::os::unix::fs::symlink("../../usr/lib/sysimage/rpm", root.join("var/lib/rpm")).unwrap();
     let rpm = |args: &[&std::ffi::OsStr]| {
-        sh(Command::new("rpm").arg("--root").arg(&root).args(["--dbpath", "/usr/lib/sysimage/rpm"]).args(args))
+        sh(Command::new("rpm")
+            .arg("--root")
+            .arg(&root)
+            .args(["--dbpath", "/usr/lib/sysimage/rpm"])
+            .args(args))
     };
     rpm(&["--initdb".as_ref()]);
     let mut install: Vec<&std::ffi::OsStr> = vec!["-i".as_ref()];
@@ -497,7 +509,11 @@ fn issue10_rpm_direct_sqlite_reader_equals_the_rpm_query() {
         for request in requests {
             let (a, b) = (direct.resolve(&request).unwrap(), query.resolve(&request).unwrap());
             assert_eq!(a, b, "{stage}: closure of {request:?}");
-            assert_eq!(direct.files(&a.packages).unwrap(), query.files(&b.packages).unwrap(), "{stage}: {request:?}");
+            assert_eq!(
+                direct.files(&a.packages).unwrap(),
+                query.files(&b.packages).unwrap(),
+                "{stage}: {request:?}"
+            );
         }
         // The handler itself reads directly (it would say so otherwise).
         let db = guestfs_appliance::package::detect(&root).unwrap();

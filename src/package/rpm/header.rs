@@ -92,7 +92,8 @@ impl<'a> Header<'a> {
         let mut region_end = il;
         let (tag0, kind0, offset0, count0) = raw(0);
         if (61..=63).contains(&tag0) {
-            let offset = usize::try_from(offset0).map_err(|_| format!("region tag {tag0} at offset {offset0}"))?;
+            let offset =
+                usize::try_from(offset0).map_err(|_| format!("region tag {tag0} at offset {offset0}"))?;
             if kind0 != BIN || count0 != 16 || offset.checked_add(16).is_none_or(|end| end > dl) {
                 return Err(format!("region tag {tag0} of type {kind0}, count {count0} at offset {offset}"));
             }
@@ -131,7 +132,9 @@ impl<'a> Header<'a> {
                 return Err(format!("tag {tag}: offset {offset} not aligned for type {kind}"));
             }
             if size > 0 && count.checked_mul(size).is_none_or(|n| n > dl - offset) {
-                return Err(format!("tag {tag}: {count} values of {size} bytes at offset {offset} exceed the data"));
+                return Err(format!(
+                    "tag {tag}: {count} values of {size} bytes at offset {offset} exceed the data"
+                ));
             }
             let dribble = i >= region_end;
             match origin.insert(tag, dribble) {

@@ -1,4 +1,6 @@
-//! The one `rpm -qa` query the handler runs, and its parser.
+//! The one `rpm -qa` query the handler runs for Berkeley DB and ndb
+//! databases (and for an sqlite one the direct reader, `rpm/sqlite.rs`,
+//! refuses), and its parser.
 //!
 //! # What makes it cheap
 //!

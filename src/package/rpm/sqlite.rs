@@ -87,8 +87,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// for a header: the caller falls back to rpm.
 pub(super) fn read(db: &Path) -> Result<(Vec<Installed>, FileTable), String> {
     let sql = |e: rusqlite::Error| format!("sqlite: {e}");
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(sql)?;
+    let conn =
+        Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(sql)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
     let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages ORDER BY hnum").map_err(sql)?;
     let mut rows = stmt.query([]).map_err(sql)?;
@@ -135,7 +136,9 @@ pub(super) fn convert(blob: &[u8], table: &mut FileTable) -> Result<Installed, S
 
     let requires = match (h.strings(REQUIRENAME)?, h.u32s(REQUIREFLAGS)?, h.strings(REQUIREVERSION)?) {
         (None, None, None) => Vec::new(),
-        (Some(names), Some(flags), Some(versions)) if names.len() == flags.len() && names.len() == versions.len() => {
+        (Some(names), Some(flags), Some(versions))
+            if names.len() == flags.len() && names.len() == versions.len() =>
+        {
             names
                 .iter()
                 .zip(flags)
@@ -150,7 +153,8 @@ pub(super) fn convert(blob: &[u8], table: &mut FileTable) -> Result<Installed, S
         _ => return Err("requirement names, flags and versions do not match".into()),
     };
     let provides = h.strings(PROVIDENAME)?.unwrap_or_default().into_iter().map(|p| text(Some(p))).collect();
-    let dirs: Vec<Vec<u8>> = h.strings(DIRNAMES)?.unwrap_or_default().into_iter().map(<[u8]>::to_vec).collect();
+    let dirs: Vec<Vec<u8>> =
+        h.strings(DIRNAMES)?.unwrap_or_default().into_iter().map(<[u8]>::to_vec).collect();
 
     let start = table.len();
     match (h.u32s(DIRINDEXES)?, h.u32s(FILEFLAGS)?, h.u16s(FILEMODES)?, h.strings(BASENAMES)?) {

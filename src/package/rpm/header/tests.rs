@@ -8,6 +8,9 @@ use super::super::query::FileTable;
 use super::super::sqlite::convert;
 use super::*;
 
+/// Index entries `(tag, type, offset, count)`.
+type Entries<'a> = &'a [(u32, u32, i32, u32)];
+
 /// A blob from index entries `(tag, type, offset, count)` and data.
 fn blob(entries: &[(u32, u32, i32, u32)], data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -83,7 +86,10 @@ fn an_installed_header_reads_as_the_query_prints_it() {
     let blob = package();
     let mut table = FileTable::default();
     let p = convert(&blob, &mut table).unwrap();
-    assert_eq!((p.pkg.name.as_str(), p.pkg.version.as_str(), p.pkg.arch.as_str()), ("fx", "7:1.0-1", "noarch"));
+    assert_eq!(
+        (p.pkg.name.as_str(), p.pkg.version.as_str(), p.pkg.arch.as_str()),
+        ("fx", "7:1.0-1", "noarch")
+    );
     assert_eq!(p.requires[1].display(), "fx-lib >= 2.0");
     assert_eq!(p.requires[0].version, "");
     assert_eq!(p.provides, ["fx"]);
@@ -129,7 +135,7 @@ fn sizes_beyond_rpms_limits_are_refused_before_allocating() {
 
 #[test]
 fn offsets_and_counts_out_of_range_are_refused() {
-    let cases: [(&[(u32, u32, i32, u32)], &[u8], &str); 8] = [
+    let cases: [(Entries<'_>, &[u8], &str); 8] = [
         (&[(1000, 6, 8, 1)], b"fx\0", "offset 8"),
         (&[(1000, 6, -4, 1)], b"fx\0", "offset -4"),
         (&[(1049, 8, 0, u32::MAX)], b"a\0b\0", "count"),
