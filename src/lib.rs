@@ -51,8 +51,9 @@
 //!   exclude.rs                           ExcludePattern (excludefiles lines)
 //! package/                               mod.rs: Handler registry, detect(), labels
 //!   dpkg/ rpm.rs pacman.rs               one handler each (dpkg/: status.rs parses,
-//!                                        closure.rs resolves; rpm.rs -> rpm/query.rs, both
-//!                                        -> rpm/installed.rs, the records they share)
+//!                                        closure.rs resolves; rpm.rs -> rpm/sqlite.rs (reads
+//!                                        rpmdb.sqlite, -> header.rs) or rpm/query.rs (rpm -qa);
+//!                                        all -> rpm/installed.rs, the records they share)
 //!   contract.rs                          PackageDb trait + its types (the leaf every handler imports)
 //! kernel.rs                              kernel + modules directory selection
 //! schedule.rs                            cron/systemd/apt/kernel/pacman templates, installed

@@ -144,6 +144,9 @@ pub(crate) fn plan_with(
         inputs.excludes.push(parsed);
     }
     let db = package::detect(&spec.root)?;
+    for note in db.notes() {
+        printer.stage(note);
+    }
     let resolution = db.resolve(&inputs.packages)?;
     if !resolution.missing.is_empty() {
         let list = resolution.missing.join(", ");

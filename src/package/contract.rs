@@ -172,6 +172,13 @@ pub trait PackageDb: Send + Sync {
     /// The database files whose change means the package set or the file
     /// lists may have changed: what a freshness stamp must watch.
     fn database_files(&self) -> Vec<PathBuf>;
+
+    /// What the handler noticed while reading the database that a user may
+    /// want to know (shown with `-v`), e.g. that it fell back to a slower
+    /// way of reading it.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Errors from reading a package database.

@@ -28,6 +28,8 @@ pub(crate) mod rpm;
 pub(crate) use contract::path_order;
 pub use contract::{Handler, Package, PackageDb, PackageError, PackageFile, Resolution};
 pub(crate) use contract::{Spelling, Unsatisfied};
+#[doc(hidden)]
+pub use rpm::{open_rpm_with, RpmReader};
 
 /// The label of each `(name, arch)` in `packages` as `handler` spells it
 /// (`name:arch` for a handler this build does not know). A name counts as

@@ -416,6 +416,117 @@ fn issue10_rpm_query_keeps_file_names_and_file_requirements_exact() {
     assert_eq!(fresh.files(&r.packages).unwrap().len(), files.len());
 }
 
+/// A relocatable package with an epoch, installed with `--prefix`: rpm
+/// rewrites its directory names outside the header's immutable region (the
+/// direct reader must take those), with a config file, a ghost, a
+/// directory, a symlink and a versioned provide.
+const EP_SPEC: &str = r#"Name: ep
+Version: 3.1
+Release: 2
+Epoch: 4
+Summary: guestfs-appliance test fixture
+License: MIT
+BuildArch: noarch
+Prefix: /opt/ep
+Provides: ep-virtual = 1.0
+Requires: fx-base
+%description
+fixture
+%install
+mkdir -p %{buildroot}/opt/ep/sub %{buildroot}/opt/ep/etc
+echo 1 > %{buildroot}/opt/ep/sub/file
+ln -s file %{buildroot}/opt/ep/sub/link
+echo conf > %{buildroot}/opt/ep/etc/ep.conf
+touch %{buildroot}/opt/ep/ghost.log
+%files
+/opt/ep/sub
+%config(noreplace) /opt/ep/etc/ep.conf
+%ghost /opt/ep/ghost.log
+"#;
+
+/// The direct sqlite reader and the `rpm -qa` query read the same: every
+/// package's fields, requirements, provides, directories and file records
+/// (flags, modes), and so every closure, unsatisfied list, file list and
+/// database file list, before and after an upgrade and a removal.
+#[test]
+fn issue10_rpm_direct_sqlite_reader_equals_the_rpm_query() {
+    use guestfs_appliance::package::{open_rpm_with, RpmReader};
+    if !have_tool("rpm") || !have_tool("rpmbuild") {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("ga-rpmdirect-").tempdir_in("/var/tmp").unwrap();
+    let build = |name: &str, spec: &str, version: &str| -> Vec<PathBuf> {
+        let top = tmp.path().join(format!("{name}-{version}"));
+        std::fs::create_dir_all(&top).unwrap();
+        let file = top.join(format!("{name}.spec"));
+        std::fs::write(&file, spec.replace("@VERSION@", version)).unwrap();
+        sh(Command::new("rpmbuild")
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .arg("-bb")
+            .arg(&file));
+        let mut rpms: Vec<PathBuf> =
+            std::fs::read_dir(top.join("RPMS/noarch")).unwrap().map(|e| e.unwrap().path()).collect();
+        rpms.sort();
+        rpms
+    };
+    let (fx, hx, hx2, ep) = (
+        build("fx", SPEC, "1.0"),
+        build("hx", HX_SPEC, "1.0"),
+        build("hx", HX_SPEC, "2.0"),
+        build("ep", EP_SPEC, "1"),
+    );
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("usr/lib/sysimage/rpm")).unwrap();
+    std::fs::create_dir_all(root.join("var/lib")).unwrap();
+    std::os::unix::fs::symlink("../../usr/lib/sysimage/rpm", root.join("var/lib/rpm")).unwrap();
+    let rpm = |args: &[&std::ffi::OsStr]| {
+        sh(Command::new("rpm")
+            .arg("--root")
+            .arg(&root)
+            .args(["--dbpath", "/usr/lib/sysimage/rpm"])
+            .args(args))
+    };
+    rpm(&["--initdb".as_ref()]);
+    let mut install: Vec<&std::ffi::OsStr> = vec!["-i".as_ref()];
+    install.extend(fx.iter().chain(&hx).map(|p| p.as_os_str()));
+    rpm(&install);
+    rpm(&["-i".as_ref(), "--prefix".as_ref(), "/opt/moved".as_ref(), ep[0].as_os_str()]);
+
+    let compare = |stage: &str| {
+        let (direct, direct_dump) = open_rpm_with(&root, RpmReader::Direct).unwrap();
+        let (query, query_dump) = open_rpm_with(&root, RpmReader::Query).unwrap();
+        assert_eq!(direct_dump, query_dump, "{stage}: what the readers read");
+        assert!(direct_dump.contains("4:3.1-2") && direct_dump.contains("/opt/moved/sub/"), "{direct_dump}");
+        assert_eq!(direct.database_files(), query.database_files(), "{stage}");
+        let names: Vec<String> = rpm(&["-qa".as_ref(), "--qf".as_ref(), "%{NAME}\\n".as_ref()])
+            .lines()
+            .map(String::from)
+            .chain(["fx-virtual".to_string(), "/usr/share/hx/new".to_string(), "nothere".to_string()])
+            .collect();
+        let mut requests: Vec<Vec<String>> = names.iter().map(|n| vec![n.clone()]).collect();
+        requests.push(names.clone());
+        for request in requests {
+            let (a, b) = (direct.resolve(&request).unwrap(), query.resolve(&request).unwrap());
+            assert_eq!(a, b, "{stage}: closure of {request:?}");
+            assert_eq!(
+                direct.files(&a.packages).unwrap(),
+                query.files(&b.packages).unwrap(),
+                "{stage}: {request:?}"
+            );
+        }
+        // The handler itself reads directly (it would say so otherwise).
+        let db = guestfs_appliance::package::detect(&root).unwrap();
+        assert!(db.notes().is_empty(), "{:?}", db.notes());
+        direct_dump
+    };
+    let first = compare("installed");
+    rpm(&["-U".as_ref(), hx2.iter().find(|p| p.to_string_lossy().contains("hx-files")).unwrap().as_os_str()]);
+    rpm(&["-e".as_ref(), "--nodeps".as_ref(), "fx-other".as_ref()]);
+    let second = compare("after an upgrade and a removal");
+    assert_ne!(first, second);
+}
+
 const PKGBUILD: &str = r#"pkgbase=fx
 pkgname=(@NAMES@)
 pkgver=@VERSION@

@@ -1,4 +1,6 @@
-//! The one `rpm -qa` query the handler runs, and its parser.
+//! The one `rpm -qa` query the handler runs for Berkeley DB and ndb
+//! databases (and for an sqlite one the direct reader, `rpm/sqlite.rs`,
+//! refuses), and its parser.
 //!
 //! # What makes it cheap
 //!
@@ -96,6 +98,19 @@ impl FileTable {
             mode: e.mode,
         })
     }
+
+    /// Adds one file record (the direct reader's way in): `base` is copied
+    /// after the others.
+    pub(super) fn push(&mut self, dir: u32, flags: u32, mode: u32, base: &[u8]) {
+        let start = self.out.len();
+        self.out.extend_from_slice(base);
+        self.entries.push(Entry { dir, flags, mode, start, end: self.out.len() });
+    }
+
+    /// The number of records.
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 /// Parses the query's output into packages and the table of their files;
@@ -184,7 +199,7 @@ pub(super) fn parse(out: Vec<u8>, db: &Path) -> Result<(Vec<Installed>, FileTabl
 
 /// Fills [`Installed::owned`]: a file's path is put together only when its
 /// base name ends some required path.
-fn index_required_paths(installed: &mut [Installed], table: &FileTable) {
+pub(super) fn index_required_paths(installed: &mut [Installed], table: &FileTable) {
     let mut required: HashSet<Vec<u8>> = HashSet::new();
     for p in installed.iter() {
         for r in &p.requires {

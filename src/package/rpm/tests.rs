@@ -309,3 +309,40 @@ fn the_database_is_found_inside_the_root() {
     std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
     assert_eq!(resolve_in_root(root, Path::new("loop")), None);
 }
+
+/// An sqlite database under a temporary root holding `blobs`.
+fn sqlite_root(blobs: &[&[u8]]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("usr/lib/sysimage/rpm");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conn = rusqlite::Connection::open(dir.join("rpmdb.sqlite")).unwrap();
+    conn.execute_batch("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)")
+        .unwrap();
+    for blob in blobs {
+        conn.execute("INSERT INTO Packages (blob) VALUES (?1)", [blob]).unwrap();
+    }
+    tmp
+}
+
+#[test]
+fn the_direct_reader_names_the_package_it_refuses() {
+    // hnum 1 a well-formed empty-ish header (NAME only), hnum 2 truncated.
+    let good = [&[0, 0, 0, 1, 0, 0, 0, 3][..], &[0, 0, 3, 232, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 1], b"fx\0"]
+        .concat();
+    let tmp = sqlite_root(&[&good, &good[..10]]);
+    let main = locate(tmp.path()).unwrap().main_file;
+    let err = sqlite::read(&main).unwrap_err();
+    assert!(err.starts_with("package #2: header of 10 bytes"), "{err}");
+    let tmp = sqlite_root(&[&good]);
+    let (installed, _) = sqlite::read(&locate(tmp.path()).unwrap().main_file).unwrap();
+    assert_eq!((installed[0].pkg.name.as_str(), installed[0].pkg.version.as_str()), ("fx", ""));
+}
+
+#[test]
+fn a_database_without_a_packages_table_is_refused_by_the_direct_reader() {
+    let tmp = sqlite_root(&[]);
+    let main = locate(tmp.path()).unwrap().main_file;
+    rusqlite::Connection::open(&main).unwrap().execute_batch("DROP TABLE Packages").unwrap();
+    let err = sqlite::read(&main).unwrap_err();
+    assert!(err.contains("no such table"), "{err}");
+}
