@@ -163,8 +163,6 @@ fn hash_chunks(file: &File, len: u64, indexes: &[u64]) -> io::Result<Vec<Leaf>> 
     Ok(out)
 }
 
-/// The [`SPARSE_SHA256`] digest of `bytes` as if they were a file's
-/// content: the reference the tests compare [`sparse_sha256`] with.
 /// Lower-case hex of bytes.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -178,12 +176,18 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 /// Hex sha256 of a regular file's content, streamed (a FIFO or device is
 /// refused, not read).
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = crate::bounded::open_regular(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hex(&hasher.finalize()))
+    Ok(hex(&sha256_stream(&mut crate::bounded::open_regular(path)?)?))
 }
 
+/// The sha256 of everything `reader` yields, streamed.
+pub(crate) fn sha256_stream(reader: &mut impl io::Read) -> io::Result<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    io::copy(reader, &mut hasher)?;
+    Ok(hasher.finalize().into())
+}
+
+/// The [`SPARSE_SHA256`] digest of `bytes` as if they were a file's
+/// content: the reference the tests compare [`sparse_sha256`] with.
 #[cfg(test)]
 fn sparse_sha256_of(bytes: &[u8]) -> String {
     let mut outer = Sha256::new();

@@ -42,10 +42,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
 use crate::stamp::FileSig;
+use serde::{Deserialize, Serialize};
 
 /// Format version of the file.
 const FORMAT_VERSION: u32 = 1;
@@ -211,9 +209,7 @@ impl HashCache {
             Ok(sha256) => return Ok(sha256),
             Err(reading) => reading,
         };
-        let mut hasher = Sha256::new();
-        io::copy(&mut file, &mut hasher)?;
-        let sha256: [u8; 32] = hasher.finalize().into();
+        let sha256 = crate::digest::sha256_stream(&mut file)?;
         self.remember(path, &file, reading, sha256);
         Ok(sha256)
     }
@@ -286,6 +282,7 @@ fn parse_hex(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
     use std::io::Write;
 
     /// A cache that keeps every digest, however new the file: the tests
