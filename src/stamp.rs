@@ -178,9 +178,11 @@ pub(crate) fn record(
 }
 
 /// The paths the last exact computation for `dir` read (what `watch`
-/// watches), or `None` without a readable stamp of this format.
+/// watches), or `None` without a stamp of this format that can be
+/// believed (read as [`still_fresh`] reads it: never through a link or a
+/// FIFO, never a stranger's, at most [`STAMP_LIMIT`] bytes).
 pub(crate) fn watched_paths(dir: &Path) -> Option<Vec<PathBuf>> {
-    let text = std::fs::read(stamp_path(dir)).ok()?;
+    let text = read_beside(dir, STAMP_SUFFIX, STAMP_LIMIT)?;
     let stamp: Stamp = serde_json::from_slice(&text).ok()?;
     (stamp.version == STAMP_VERSION).then(|| stamp.files.into_iter().map(|(path, _)| path).collect())
 }
@@ -252,8 +254,27 @@ mod attack_tests {
         std::os::unix::fs::symlink(&victim, tmp.path().join(format!(".app.stamp.tmp{pid}"))).unwrap();
         nix::unistd::mkfifo(&stamp_path(&dir), nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
         assert_eq!(still_fresh(&dir, "r"), None);
+        assert_eq!(watched_paths(&dir), None);
         record(&dir, "r", "fp", &[]).unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
         assert_eq!(still_fresh(&dir, "r").as_deref(), Some("fp"));
+    }
+
+    /// `watch` reads the stamp's paths the way `check` reads the stamp: a
+    /// link planted in its place (to a stamp of the attacker's choosing,
+    /// naming paths to watch) is not followed.
+    #[test]
+    fn watched_paths_do_not_follow_a_planted_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("app");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("manifest.toml"), "x").unwrap();
+        let other = tmp.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("manifest.toml"), "x").unwrap();
+        record(&other, "r", "fp", &[PathBuf::from("/planted")]).unwrap();
+        std::os::unix::fs::symlink(stamp_path(&other), stamp_path(&dir)).unwrap();
+        assert_eq!(watched_paths(&other), Some(vec![PathBuf::from("/planted")]));
+        assert_eq!(watched_paths(&dir), None);
     }
 }
