@@ -74,6 +74,8 @@ pub(crate) struct ApplianceConfig {
     pub(crate) extra_excludes: Vec<String>,
     /// Missing packages are errors.
     pub(crate) strict: bool,
+    /// What the `kernel` file is: `auto`, `uncompressed` or `copy`.
+    pub(crate) kernel_format: crate::build::KernelFormat,
 }
 
 impl Default for ApplianceConfig {
@@ -85,6 +87,7 @@ impl Default for ApplianceConfig {
             extra_packages: Vec::new(),
             extra_excludes: Vec::new(),
             strict: false,
+            kernel_format: crate::build::KernelFormat::Auto,
         }
     }
 }

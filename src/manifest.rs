@@ -36,7 +36,9 @@ use sha2::{Digest, Sha256};
 /// their files cannot be detected.
 /// 4: the initrd loads the drivers of libguestfs's devices and the root
 /// stack (29 modules) instead of supermin's 52 (issue 12).
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: the `kernel` file is the uncompressed vmlinux where possible
+/// (`options.kernel_format`, `output.kernel_image`; issue 12).
+pub const FORMAT_VERSION: u32 = 5;
 
 /// File name of the manifest inside an appliance directory.
 pub(crate) const MANIFEST_NAME: &str = "manifest.toml";
@@ -89,8 +91,8 @@ pub(crate) struct ManifestInput {
 pub struct ManifestKernel {
     /// Kernel release, e.g. `6.1.0-56-amd64`.
     pub version: String,
-    /// Host path it was copied from.
-    pub(crate) path: String,
+    /// Host path it was copied (or decompressed) from.
+    pub path: String,
     /// Hex sha256 of the kernel image.
     pub(crate) sha256: String,
     /// Host modules directory copied into the image.
@@ -149,6 +151,10 @@ pub struct ManifestOptions {
     /// `SOURCE_DATE_EPOCH`, else the newest input file's mtime.
     #[serde(default)]
     pub timestamp: i64,
+    /// What the `kernel` file was asked to be; before format 5 always a
+    /// copy, read as `auto` (what a rebuild by this version makes).
+    #[serde(default)]
+    pub(crate) kernel_format: crate::build::KernelFormat,
 }
 
 /// One path a hostfiles pattern matched, with what the image copies of it.
@@ -184,6 +190,11 @@ pub struct ManifestOutput {
     pub(crate) initrd_bytes: u64,
     /// Kernel modules in the initrd.
     pub(crate) initrd_modules: u64,
+    /// What the `kernel` file is: `vmlinux` (the uncompressed ELF, booted
+    /// through its PVH entry point) or `copy` (the host's file); empty
+    /// before format 5.
+    #[serde(default)]
+    pub kernel_image: String,
 }
 
 /// One file of the appliance as written: what `check` compares it with.
@@ -261,6 +272,7 @@ impl Manifest {
             line("option.extra_exclude", e);
         }
         line("option.timestamp", &self.options.timestamp.to_string());
+        line("option.kernel_format", self.options.kernel_format.name());
         line("kernel.version", &self.kernel.version);
         line("kernel.path", &self.kernel.path);
         line("kernel.sha256", &self.kernel.sha256);
@@ -389,6 +401,7 @@ pub(crate) mod tests {
                 input_paths: vec!["/x".into()],
                 source_date_epoch: None,
                 timestamp: 1_700_000_000,
+                kernel_format: crate::build::KernelFormat::Auto,
             },
             kernel: ManifestKernel {
                 version: "6.1.0-56-amd64".into(),

@@ -95,7 +95,7 @@ pub(crate) fn beside_path(dir: &Path, suffix: &str) -> PathBuf {
 }
 
 /// The directory (pinned) and name of `dir`'s `suffix` file.
-fn pinned(dir: &Path, suffix: &str) -> Option<(PinnedDir, OsString)> {
+pub(crate) fn pinned(dir: &Path, suffix: &str) -> Option<(PinnedDir, OsString)> {
     let path = beside_path(dir, suffix);
     let (parent, name) = crate::paths::split(&path)?;
     Some((PinnedDir::open(parent).ok()?, name.to_owned()))

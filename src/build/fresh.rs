@@ -295,7 +295,7 @@ pub(crate) fn request_digest(spec: &ApplianceSpec) -> String {
     let mut h = Sha256::new();
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let text = format!(
-        "{}\n{}\n{:?}\n{}\n{}\n{}\n{}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+        "{}\n{}\n{:?}\n{}\n{}\n{}\n{}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{}\n",
         env!("CARGO_PKG_VERSION"),
         manifest::FORMAT_VERSION,
         spec.inputs,
@@ -310,6 +310,7 @@ pub(crate) fn request_digest(spec: &ApplianceSpec) -> String {
         env("SUPERMIN_KERNEL"),
         env("SUPERMIN_MODULES"),
         env("SUPERMIN_KERNEL_VERSION"),
+        spec.kernel_format.name(),
     );
     h.update(text.as_bytes());
     crate::digest::hex(&h.finalize())
@@ -323,7 +324,7 @@ pub(crate) fn as_built_key(src: &SourceOverrides) -> String {
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let text = format!(
-        "as built\n{}\n{}\n{:?}\n{}\n{:?}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+        "as built\n{}\n{}\n{:?}\n{}\n{:?}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
         env!("CARGO_PKG_VERSION"),
         manifest::FORMAT_VERSION,
         src.inputs.iter().map(|p| abs(p)).collect::<Vec<_>>(),
@@ -336,6 +337,7 @@ pub(crate) fn as_built_key(src: &SourceOverrides) -> String {
         env("SUPERMIN_KERNEL"),
         env("SUPERMIN_MODULES"),
         env("SUPERMIN_KERNEL_VERSION"),
+        src.kernel_format.map(|k| k.name()),
     );
     crate::digest::sha256_hex(text.as_bytes())
 }
@@ -596,6 +598,7 @@ pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Change> {
     opt("size", old.options.size.to_string(), new.options.size.to_string());
     opt("host-cpu", old.options.host_cpu.clone(), new.options.host_cpu.clone());
     opt("strict", old.options.strict.to_string(), new.options.strict.to_string());
+    opt("kernel-format", old.options.kernel_format.name().into(), new.options.kernel_format.name().into());
     opt("extra-packages", old.options.extra_packages.join(","), new.options.extra_packages.join(","));
     opt("extra-excludes", old.options.extra_excludes.join(","), new.options.extra_excludes.join(","));
     opt("package-handler", old.package_handler.clone(), new.package_handler.clone());

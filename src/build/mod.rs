@@ -18,6 +18,7 @@
 //! `cache list`) call down into it; nothing here knows the command line.
 
 pub mod fresh;
+pub(crate) mod kernel_file;
 pub(crate) mod plan;
 pub(crate) mod spec;
 pub(crate) mod write;
@@ -30,7 +31,7 @@ use anyhow::{Context, Result};
 pub(crate) use fresh::{fresh, EvalOptions, Evaluation, Freshness, OutputsChecked, Verdict};
 pub use plan::{plan, BuildPlan};
 pub(crate) use spec::PublishOptions;
-pub use spec::{ApplianceSpec, SourceOverrides};
+pub use spec::{ApplianceSpec, KernelFormat, SourceOverrides};
 
 use crate::config::Config;
 use crate::hashcache::HashCache;

@@ -216,6 +216,7 @@ pub(crate) fn plan_with(
             input_paths: input_paths.iter().map(|p| p.display().to_string()).collect(),
             source_date_epoch: spec.source_date_epoch,
             timestamp,
+            kernel_format: spec.kernel_format,
         },
         kernel: ManifestKernel {
             version: kernel.version.clone(),

@@ -50,6 +50,36 @@ pub struct ApplianceSpec {
     /// `SOURCE_DATE_EPOCH`: the timestamp of invented and normalized
     /// entries; `None` = the newest input file's mtime.
     pub source_date_epoch: Option<i64>,
+    /// What the appliance's `kernel` file is.
+    pub kernel_format: KernelFormat,
+}
+
+/// What the appliance's `kernel` file is (`--kernel-format`,
+/// config `appliance.kernel_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelFormat {
+    /// The uncompressed ELF where the host CPU is x86_64 and the kernel
+    /// has a PVH entry point and a compression we undo; else a copy.
+    #[default]
+    Auto,
+    /// The uncompressed ELF (`vmlinux`), which qemu boots through its PVH
+    /// entry point without the guest decompressing it
+    /// ([`crate::image::vmlinux`]); an error where that is not possible.
+    Uncompressed,
+    /// The host's kernel file as it is, as supermin copies it.
+    Copy,
+}
+
+impl KernelFormat {
+    /// The name in manifests, the config file and on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            KernelFormat::Auto => "auto",
+            KernelFormat::Uncompressed => "uncompressed",
+            KernelFormat::Copy => "copy",
+        }
+    }
 }
 
 /// Where a build's result goes and how it is published. None of this
@@ -112,6 +142,8 @@ pub struct SourceOverrides {
     pub root: Option<PathBuf>,
     /// Host CPU.
     pub host_cpu: Option<String>,
+    /// What the `kernel` file is.
+    pub kernel_format: Option<KernelFormat>,
 }
 
 impl ApplianceSpec {
@@ -137,6 +169,7 @@ impl ApplianceSpec {
             extra_packages: app.extra_packages.clone(),
             extra_excludes: app.extra_excludes.clone(),
             source_date_epoch: source_date_epoch()?,
+            kernel_format: src.kernel_format.unwrap_or(app.kernel_format),
         })
     }
 
@@ -192,6 +225,7 @@ impl ApplianceSpec {
                 Some(t) => Some(t),
                 None => recorded_epoch(dir, m)?,
             },
+            kernel_format: src.kernel_format.unwrap_or(m.options.kernel_format),
         })
     }
 

@@ -1,7 +1,7 @@
 //! Writing a planned appliance into a staging directory: the targets
 //! resolved and checked, the tree composed (base archives unpacked into a
 //! scratch file, package files, hostfiles, modules), free space checked,
-//! then the kernel copied, the initrd (with the init found by
+//! then the kernel written (crate::build::kernel_file), the initrd (with the init found by
 //! [`crate::init::choose`]) and the root image written, each hashed on the
 //! way into the manifest, README.fixed and manifest.toml rendered, and the
 //! tarball compressed.
@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::kernel_file::{self, KernelSource};
 use super::plan::BuildPlan;
-use super::spec::{absolute, ApplianceSpec, PublishOptions};
+use super::spec::{absolute, ApplianceSpec, KernelFormat, PublishOptions};
 use crate::compose::{self, ComposeSources};
 use crate::digest::{self, HashingWriter};
 use crate::hostdata;
@@ -115,14 +116,34 @@ pub(crate) fn write_appliance(
     }
     let timestamp = plan.timestamp;
     let mut manifest = plan.manifest.clone();
-    let (tree, stats) = compose_tree(spec, plan, &targets.lock_target, printer)?;
-
-    let staging = Staging::create(&targets.lock_target)?;
-    check_space(&staging, &plan.kernel.path, &stats)?;
-    let kernel_record = copy_kernel(plan, &staging, printer)?;
-    let (initrd_stats, initrd_record) = write_initrd(plan, &staging, timestamp, printer)?;
     let uuid = manifest.root_uuid();
-    let root_record = write_root(spec, &tree, &stats, &staging, uuid, timestamp, image_mode, printer)?;
+    let staging = Staging::create(&targets.lock_target)?;
+    let source =
+        KernelSource { path: &plan.kernel.path, sha256: &manifest.kernel.sha256, host_cpu: &spec.host_cpu };
+    // The kernel is written on a thread of its own while the tree is
+    // composed and the initrd and root written: decompressing it is a
+    // second of one core (crate::build::kernel_file).
+    let (kernel, rest) = std::thread::scope(|s| {
+        let kernel = s.spawn(|| {
+            kernel_file::write_kernel(spec.kernel_format, &source, &staging, targets.dir.as_deref())
+        });
+        let rest = (|| -> Result<_> {
+            let (tree, stats) = compose_tree(spec, plan, &targets.lock_target, printer)?;
+            check_space(&staging, &plan.kernel.path, spec.kernel_format, &stats)?;
+            let (initrd_stats, initrd_record) = write_initrd(plan, &staging, timestamp, printer)?;
+            let root_record =
+                write_root(spec, &tree, &stats, &staging, uuid, timestamp, image_mode, printer)?;
+            Ok((stats, initrd_stats, initrd_record, root_record))
+        })();
+        (
+            kernel.join().unwrap_or_else(|_| Err(anyhow::anyhow!("writing the kernel: the thread panicked"))),
+            rest,
+        )
+    });
+    let (stats, initrd_stats, initrd_record, root_record) = rest?;
+    let kernel = kernel?;
+    printer.stage(format!("kernel: {} ({})", kernel.how, human_bytes(kernel.record.size)));
+    let kernel_record = kernel.record;
 
     use std::os::unix::fs::MetadataExt;
     let root_out = staging.path().join("root");
@@ -136,6 +157,7 @@ pub(crate) fn write_appliance(
         root_allocated_bytes: std::fs::metadata(&root_out).map(|m| m.blocks() * 512).unwrap_or(0),
         initrd_bytes: initrd_stats.bytes,
         initrd_modules: initrd_stats.modules as u64,
+        kernel_image: kernel.image.name().into(),
     };
     manifest.outputs = vec![kernel_record, initrd_record, root_record];
     let readme = render_readme(&manifest, targets.dir.as_deref().unwrap_or(Path::new("DIR")));
@@ -217,8 +239,17 @@ fn compose_tree(
 
 /// Refuse to start writing when the staging directory's file system has
 /// less room than the appliance needs (with [`SPACE_MARGIN`] to spare).
-fn check_space(staging: &Staging, kernel: &Path, stats: &compose::ComposeStats) -> Result<()> {
-    let kernel_len = std::fs::metadata(kernel).map(|m| m.len()).unwrap_or(0);
+fn check_space(
+    staging: &Staging,
+    kernel: &Path,
+    format: KernelFormat,
+    stats: &compose::ComposeStats,
+) -> Result<()> {
+    let mut kernel_len = std::fs::metadata(kernel).map(|m| m.len()).unwrap_or(0);
+    if format != KernelFormat::Copy {
+        // Uncompressed: about 8 times the file (xz); gzip's ratio is lower.
+        kernel_len *= 10;
+    }
     let need = estimate_bytes(stats.data_bytes, stats.entries as u64) + kernel_len + SPACE_MARGIN;
     let have = output::available_bytes(staging.path())?;
     if have < need {
@@ -230,15 +261,6 @@ fn check_space(staging: &Staging, kernel: &Path, stats: &compose::ComposeStats) 
         );
     }
     Ok(())
-}
-
-/// The kernel: copied, never symlinked, so the appliance survives kernel
-/// removal from /boot.
-fn copy_kernel(plan: &BuildPlan, staging: &Staging, printer: &Printer) -> Result<ManifestFile> {
-    printer.progress("copying kernel...");
-    let kernel_out = staging.path().join("kernel");
-    copy_hashed(&plan.kernel.path, staging, "kernel")
-        .with_context(|| format!("copying kernel {} to {}", plan.kernel.path.display(), kernel_out.display()))
 }
 
 /// The initrd: the init ([`crate::init::choose`]) and the kernel modules
@@ -356,18 +378,6 @@ fn check_not_inside_inputs(dir: &Path, inputs: &Inputs) -> Result<()> {
 /// tables and directory blocks, with slack for indirect blocks.
 fn estimate_bytes(data: u64, entries: u64) -> u64 {
     data + data / 64 + entries * (4096 + 256) + (8 << 20)
-}
-
-/// Copy `from` to a new file `name` in the staging directory, hashing the
-/// bytes on the way (the kernel: a plain stream, recorded with its sha256).
-fn copy_hashed(from: &Path, staging: &Staging, name: &str) -> Result<ManifestFile> {
-    let mut src = std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
-    let dst = staging.create_file(name, 0o644)?;
-    let to = staging.path().join(name);
-    let mut w = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, dst));
-    std::io::copy(&mut src, &mut w).with_context(|| format!("writing {}", to.display()))?;
-    let (_, size, hash) = w.finish().with_context(|| format!("writing {}", to.display()))?;
-    Ok(ManifestFile { name: name.into(), size, algorithm: digest::SHA256.into(), hash })
 }
 
 fn write_file(staging: &Staging, name: &str, bytes: &[u8]) -> Result<()> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::build::{self, ApplianceSpec, IfNeeded, PublishOptions, SourceOverrides};
-use crate::cli::{BuildArgs, SourceArgs};
+use crate::build::{self, ApplianceSpec, IfNeeded, KernelFormat, PublishOptions, SourceOverrides};
+use crate::cli::{BuildArgs, KernelFormatArg, SourceArgs};
 use crate::config::Config;
 use crate::printer::Printer;
 
@@ -23,6 +23,11 @@ pub(crate) fn overrides(src: &SourceArgs) -> SourceOverrides {
         strict: src.strict,
         root: src.root.clone(),
         host_cpu: src.host_cpu.clone(),
+        kernel_format: src.kernel_format.map(|k| match k {
+            KernelFormatArg::Auto => KernelFormat::Auto,
+            KernelFormatArg::Uncompressed => KernelFormat::Uncompressed,
+            KernelFormatArg::Copy => KernelFormat::Copy,
+        }),
     }
 }
 

@@ -24,6 +24,7 @@ const KEY_COMMENTS: &[(&str, &str)] = &[
     ("appliance.extra_packages", "added to the inputs' package lists"),
     ("appliance.extra_excludes", "extra excludefiles patterns, e.g. \"/usr/share/zoneinfo/*\""),
     ("appliance.strict", "missing packages are errors"),
+    ("appliance.kernel_format", "auto, uncompressed (vmlinux, boots faster) or copy (supermin's)"),
     ("health.space_margin", "warn when free space < appliance size x this"),
     ("health.min_free_inodes", "warn below this many free inodes"),
     ("health.min_write_mb_per_s", "status --probe: warn below this write speed"),

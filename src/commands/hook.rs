@@ -79,7 +79,7 @@ pub fn run(args: &BuildArgs, cli: &Cli, printer: &Printer) -> ExitCode {
 /// Whether this is the build `guestfs-appliance.service` runs: no
 /// directory, config file or source option of its own.
 fn is_default_build(args: &BuildArgs, cli: &Cli) -> bool {
-    let SourceArgs { inputs, minimal, size, strict, root, host_cpu } = &args.source;
+    let SourceArgs { inputs, minimal, size, strict, root, host_cpu, kernel_format } = &args.source;
     args.dir.is_none()
         && cli.config.is_none()
         && std::env::var_os(CONFIG_ENV).is_none()
@@ -89,6 +89,7 @@ fn is_default_build(args: &BuildArgs, cli: &Cli) -> bool {
         && !strict
         && root.is_none()
         && host_cpu.is_none()
+        && kernel_format.is_none()
 }
 
 /// The argv without `--hook` and `--hook-timeout [=]N` (clap accepted it,

@@ -7,3 +7,4 @@ pub(crate) mod hostfile;
 pub mod initrd;
 pub(crate) mod scratch;
 pub(crate) mod tarball;
+pub(crate) mod vmlinux;

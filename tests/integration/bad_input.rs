@@ -154,6 +154,7 @@ fn missing_package_without_strict_is_one_warning() {
         extra_packages: Vec::new(),
         extra_excludes: Vec::new(),
         source_date_epoch: None,
+        kernel_format: guestfs_appliance::build::KernelFormat::Auto,
     };
     if host_kernel().is_none() {
         return;

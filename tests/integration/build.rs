@@ -100,6 +100,58 @@ fn minimal_appliance_is_valid_and_boots_its_init() {
     assert!(log.contains(guestfs_appliance::input::MINIMAL_INIT_MARKER), "{log}");
 }
 
+/// Issue 12: the kernel file is the host kernel's uncompressed ELF with a
+/// PVH entry point by default (qemu boots it without the guest
+/// decompressing anything), remembered beside the appliance for the next
+/// build; `--kernel-format copy` is the host's file byte for byte, and
+/// boots too.
+#[test]
+fn the_kernel_is_the_uncompressed_vmlinux_by_default_and_a_copy_on_request() {
+    if !prerequisites() || !have_tool("qemu-system-x86_64") || std::env::consts::ARCH != "x86_64" {
+        return;
+    }
+    let tmp = scratch();
+    let dir = tmp.path().join("appliance");
+    let run = build(tmp.path(), &["-v", "--minimal", "--size", "1G"], &dir);
+    let m = Manifest::read(&dir).unwrap();
+    assert_eq!(m.output.kernel_image, "vmlinux");
+    assert!(run.stderr().contains("kernel: uncompressed from"), "{}", run.shown_all());
+    let (_, what) = tool_output(&["file", "-b", dir.join("kernel").to_str().unwrap()]);
+    assert!(what.starts_with("ELF 64-bit LSB executable, x86-64"), "{what}");
+    let (_, notes) = tool_output(&["readelf", "-n", dir.join("kernel").to_str().unwrap()]);
+    assert!(notes.contains("(0x00000012)"), "no XEN_ELFNOTE_PHYS32_ENTRY: {notes}");
+    let kernel = &m.outputs[0];
+    assert_eq!((kernel.name.as_str(), kernel.hash.clone()), ("kernel", sha256(&dir.join("kernel"))));
+    let remembered = tmp.path().join(".appliance.vmlinux");
+    assert!(remembered.is_file());
+
+    // Rebuilt (another size): the remembered vmlinux is used, same bytes.
+    let before = sha256(&dir.join("kernel"));
+    let run = build(tmp.path(), &["-v", "--minimal", "--size", "2G"], &dir);
+    assert!(run.stderr().contains("kernel: uncompressed vmlinux reused from"), "{}", run.shown_all());
+    assert_eq!(sha256(&dir.join("kernel")), before);
+
+    // The copy: the host's file, which the same initrd and root boot.
+    let copy = tmp.path().join("copy");
+    build(tmp.path(), &["-q", "--minimal", "--size", "1G", "--kernel-format", "copy"], &copy);
+    let mc = Manifest::read(&copy).unwrap();
+    assert_eq!(mc.output.kernel_image, "copy");
+    assert_eq!(sha256(&copy.join("kernel")), sha256(Path::new(&mc.kernel.path)));
+    let log = qemu::boot(
+        &copy.join("kernel"),
+        &copy.join("initrd"),
+        &[&copy.join("root")],
+        &format!("console=ttyS0 panic=1 root=UUID={}", mc.output.root_uuid),
+        Duration::from_secs(300),
+    );
+    assert!(log.contains(guestfs_appliance::input::MINIMAL_INIT_MARKER), "{log}");
+
+    // The format is part of what `check` compares: a copy is stale for auto.
+    let out = ga(tmp.path(), ["check", "--kernel-format", "auto", copy.to_str().unwrap()]);
+    assert_eq!(out.code(), Some(1), "{}", out.shown_all());
+    assert!(out.shown_all().contains("kernel-format"), "{}", out.shown_all());
+}
+
 #[test]
 fn same_host_state_gives_byte_identical_appliances() {
     if !prerequisites() {
@@ -137,7 +189,11 @@ fn rebuild_replaces_the_appliance_and_leaves_nothing_behind() {
     // The host files' digests are remembered beside the stamp unless they
     // all changed within the racy window (a just-installed kernel).
     names.retain(|n| n != ".appliance.hashes");
-    assert_eq!(names, vec![".appliance.lock".to_string(), ".appliance.stamp".into(), "appliance".into()]);
+    let mut want = vec![".appliance.lock", ".appliance.stamp", "appliance"];
+    if std::env::consts::ARCH == "x86_64" {
+        want.insert(2, ".appliance.vmlinux");
+    }
+    assert_eq!(names, want);
 }
 
 #[test]

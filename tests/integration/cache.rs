@@ -156,6 +156,11 @@ fn primed_cache_is_reused_by_the_users_next_libguestfs_launch() {
     if let Ok(hashes) = std::fs::symlink_metadata(cache.join(".appliance.d.hashes")) {
         assert_eq!(hashes.uid(), user.uid, "the remembered digests are not the user's");
     }
+    // So is the remembered uncompressed kernel (x86_64), read-only to others.
+    if std::env::consts::ARCH == "x86_64" {
+        let v = std::fs::symlink_metadata(cache.join(".appliance.d.vmlinux")).unwrap();
+        assert_eq!((v.uid(), v.mode() & 0o7777), (user.uid, 0o644), "the remembered vmlinux");
+    }
     let host_inputs = cache::host_date_inputs(Path::new("/"));
     assert_eq!(cache::date_rule(&cache.join("appliance.d"), &host_inputs), ApplianceState::FreshByDate);
 
