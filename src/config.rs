@@ -75,7 +75,7 @@ pub(crate) struct ApplianceConfig {
     /// Missing packages are errors.
     pub(crate) strict: bool,
     /// What the `kernel` file is: `auto`, `uncompressed` or `copy`.
-    pub(crate) kernel_format: crate::build::KernelFormat,
+    pub(crate) kernel_format: crate::manifest::KernelFormat,
 }
 
 impl Default for ApplianceConfig {
@@ -87,7 +87,7 @@ impl Default for ApplianceConfig {
             extra_packages: Vec::new(),
             extra_excludes: Vec::new(),
             strict: false,
-            kernel_format: crate::build::KernelFormat::Auto,
+            kernel_format: crate::manifest::KernelFormat::Auto,
         }
     }
 }

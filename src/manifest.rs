@@ -118,6 +118,35 @@ pub(crate) enum InputChoice {
     Given,
 }
 
+/// What the appliance's `kernel` file is (`--kernel-format`,
+/// config `appliance.kernel_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelFormat {
+    /// The uncompressed ELF where the host CPU is x86_64 and the kernel
+    /// has a PVH entry point and a compression we undo; else a copy.
+    #[default]
+    Auto,
+    /// The uncompressed ELF (`vmlinux`), which qemu boots through its PVH
+    /// entry point without the guest decompressing it
+    /// (the module `image::vmlinux` says why); an error where that is not
+    /// possible.
+    Uncompressed,
+    /// The host's kernel file as it is, as supermin copies it.
+    Copy,
+}
+
+impl KernelFormat {
+    /// The name in manifests, the config file and on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            KernelFormat::Auto => "auto",
+            KernelFormat::Uncompressed => "uncompressed",
+            KernelFormat::Copy => "copy",
+        }
+    }
+}
+
 /// Options that change the output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestOptions {
@@ -154,7 +183,7 @@ pub struct ManifestOptions {
     /// What the `kernel` file was asked to be; before format 5 always a
     /// copy, read as `auto` (what a rebuild by this version makes).
     #[serde(default)]
-    pub(crate) kernel_format: crate::build::KernelFormat,
+    pub(crate) kernel_format: KernelFormat,
 }
 
 /// One path a hostfiles pattern matched, with what the image copies of it.
@@ -401,7 +430,7 @@ pub(crate) mod tests {
                 input_paths: vec!["/x".into()],
                 source_date_epoch: None,
                 timestamp: 1_700_000_000,
-                kernel_format: crate::build::KernelFormat::Auto,
+                kernel_format: KernelFormat::Auto,
             },
             kernel: ManifestKernel {
                 version: "6.1.0-56-amd64".into(),

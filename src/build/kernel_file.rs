@@ -26,9 +26,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::build::KernelFormat;
 use crate::digest::{self, HashingWriter};
 use crate::image::vmlinux;
+use crate::manifest::KernelFormat;
 use crate::manifest::ManifestFile;
 use crate::output::Staging;
 use crate::safefs::{Access, PinnedDir};

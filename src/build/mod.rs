@@ -28,10 +28,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+pub use crate::manifest::KernelFormat;
 pub(crate) use fresh::{fresh, EvalOptions, Evaluation, Freshness, OutputsChecked, Verdict};
 pub use plan::{plan, BuildPlan};
 pub(crate) use spec::PublishOptions;
-pub use spec::{ApplianceSpec, KernelFormat, SourceOverrides};
+pub use spec::{ApplianceSpec, SourceOverrides};
 
 use crate::config::Config;
 use crate::hashcache::HashCache;

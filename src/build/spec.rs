@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::input;
-use crate::manifest::{self, InputChoice, Manifest, ManifestError};
+use crate::manifest::{self, InputChoice, KernelFormat, Manifest, ManifestError};
 
 /// The reproducible-builds variable giving the time of invented entries.
 pub(crate) const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
@@ -52,34 +52,6 @@ pub struct ApplianceSpec {
     pub source_date_epoch: Option<i64>,
     /// What the appliance's `kernel` file is.
     pub kernel_format: KernelFormat,
-}
-
-/// What the appliance's `kernel` file is (`--kernel-format`,
-/// config `appliance.kernel_format`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KernelFormat {
-    /// The uncompressed ELF where the host CPU is x86_64 and the kernel
-    /// has a PVH entry point and a compression we undo; else a copy.
-    #[default]
-    Auto,
-    /// The uncompressed ELF (`vmlinux`), which qemu boots through its PVH
-    /// entry point without the guest decompressing it
-    /// ([`crate::image::vmlinux`]); an error where that is not possible.
-    Uncompressed,
-    /// The host's kernel file as it is, as supermin copies it.
-    Copy,
-}
-
-impl KernelFormat {
-    /// The name in manifests, the config file and on the command line.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            KernelFormat::Auto => "auto",
-            KernelFormat::Uncompressed => "uncompressed",
-            KernelFormat::Copy => "copy",
-        }
-    }
 }
 
 /// Where a build's result goes and how it is published. None of this

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 
 use super::kernel_file::{self, KernelSource};
 use super::plan::BuildPlan;
-use super::spec::{absolute, ApplianceSpec, KernelFormat, PublishOptions};
+use super::spec::{absolute, ApplianceSpec, PublishOptions};
 use crate::compose::{self, ComposeSources};
 use crate::digest::{self, HashingWriter};
 use crate::hostdata;
@@ -25,6 +25,7 @@ use crate::image::files::FileTree;
 use crate::image::scratch::Scratch;
 use crate::image::{ext2, initrd, tarball};
 use crate::input::Inputs;
+use crate::manifest::KernelFormat;
 use crate::manifest::{self, Manifest, ManifestFile};
 use crate::output::{self, Staging};
 use crate::printer::{human_bytes, Printer};
@@ -394,6 +395,14 @@ pub(crate) fn render_readme(m: &Manifest, dir: &Path) -> String {
     README_TEMPLATE
         .replace("@VERSION@", &m.tool_version)
         .replace("@KERNEL_VERSION@", &m.kernel.version)
+        .replace(
+            "@KERNEL_HOW@",
+            if m.output.kernel_image == "vmlinux" {
+                "uncompressed (booted through its PVH entry point) from"
+            } else {
+                "copied from"
+            },
+        )
         .replace("@KERNEL_PATH@", &m.kernel.path)
         .replace("@INITRD_MODULES@", &m.output.initrd_modules.to_string())
         .replace("@ROOT_SIZE@", &human_bytes(m.options.size))

@@ -374,7 +374,7 @@ pub(crate) const KERNEL: ProbeInfo = ProbeInfo {
     name: "appliance.kernel",
     severity: Severity::Critical,
     summary:
-        "the kernel's bzImage version matches the manifest (and the image's modules), and the host's choice",
+        "the kernel's version matches the manifest (and the image's modules), and the host's choice (the file's own version is read from a bzImage header; an uncompressed kernel is covered by its recorded size and digest)",
     needs_measurement: false,
 };
 
