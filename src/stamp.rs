@@ -133,10 +133,17 @@ pub(crate) fn write_beside(dir: &Path, suffix: &str, bytes: &[u8]) -> std::io::R
     let path = beside_path(dir, suffix);
     let (parent, name) = crate::paths::split(&path).ok_or_else(|| std::io::Error::other("no parent"))?;
     let parent = PinnedDir::open(parent).map_err(std::io::Error::other)?;
-    let owner = parent.stat_self().map_err(std::io::Error::other)?;
-    let owner =
-        (nix::unistd::geteuid().is_root() && owner.st_uid != 0).then_some((owner.st_uid, owner.st_gid));
+    let owner = beside_owner(&parent)?;
     parent.write_atomic_unsynced(name, bytes, 0o644, owner).map_err(std::io::Error::other)
+}
+
+/// Who a file we write beside an appliance (in `parent`) is given to: the
+/// parent's owner when we are root and the parent is someone else's (a
+/// user's libguestfs cache), so that user's own runs can refresh it; else
+/// nobody (it stays ours).
+pub(crate) fn beside_owner(parent: &PinnedDir) -> std::io::Result<Option<(u32, u32)>> {
+    let st = parent.stat_self().map_err(std::io::Error::other)?;
+    Ok((nix::unistd::geteuid().is_root() && st.st_uid != 0).then_some((st.st_uid, st.st_gid)))
 }
 
 /// True when the stamp says nothing changed since `fingerprint` was found

@@ -24,14 +24,13 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::digest::{self, HashingWriter};
 use crate::image::vmlinux;
 use crate::manifest::KernelFormat;
 use crate::manifest::ManifestFile;
 use crate::output::Staging;
-use crate::safefs::{Access, PinnedDir};
+use crate::safefs::Access;
 
 /// The remembered vmlinux's suffix: `PARENT/.NAME.vmlinux`.
 const SUFFIX: &str = "vmlinux";
@@ -178,6 +177,15 @@ enum DecompressError {
     Io(io::Error),
 }
 
+impl From<vmlinux::VmlinuxError> for DecompressError {
+    fn from(e: vmlinux::VmlinuxError) -> Self {
+        match e {
+            vmlinux::VmlinuxError::Io(e) => DecompressError::Io(e),
+            e => DecompressError::Kernel(e),
+        }
+    }
+}
+
 /// Decompress the bzImage at `from` into `file` (empty) and check the
 /// result has a PVH entry point.
 fn decompress_into(from: &Path, file: &mut File) -> Result<ManifestFile, DecompressError> {
@@ -194,19 +202,11 @@ fn decompress_into(from: &Path, file: &mut File) -> Result<ManifestFile, Decompr
             MAX_BZIMAGE >> 20
         ))));
     }
-    let payload = vmlinux::payload(&bytes).map_err(DecompressError::Kernel)?;
+    let payload = vmlinux::payload(&bytes)?;
     let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &*file));
-    match vmlinux::decompress(&payload, &mut w) {
-        Ok(_) => {}
-        Err(vmlinux::VmlinuxError::Io(e)) => return Err(DecompressError::Io(e)),
-        Err(e) => return Err(DecompressError::Kernel(e)),
-    }
+    vmlinux::decompress(&payload, &mut w)?;
     let (_, size, hash) = w.finish().map_err(DecompressError::Io)?;
-    match vmlinux::check_pvh_entry(file) {
-        Ok(()) => {}
-        Err(vmlinux::VmlinuxError::Io(e)) => return Err(DecompressError::Io(e)),
-        Err(e) => return Err(DecompressError::Kernel(e)),
-    }
+    vmlinux::check_pvh_entry(file)?;
     Ok(ManifestFile { name: "kernel".into(), size, algorithm: digest::SHA256.into(), hash })
 }
 
@@ -217,19 +217,19 @@ fn rewind(file: &mut File) -> io::Result<()> {
 }
 
 /// The remembered vmlinux beside `dir`, opened if it can be believed.
-fn open_remembered(dir: &Path) -> Option<(PinnedDir, std::ffi::OsString, File)> {
+fn open_remembered(dir: &Path) -> Option<File> {
     let (parent, name) = crate::stamp::pinned(dir, SUFFIX)?;
     let file = parent.open_regular(&name, Access::Read).ok()??;
     crate::output::check_trusted(&parent, &name, &file).ok()?;
     let md = file.metadata().ok()?;
     // Root-owned but writable by others would let anyone choose our kernel.
-    (md.mode() & 0o022 == 0).then_some((parent, name, file))
+    (md.mode() & 0o022 == 0).then_some(file)
 }
 
 /// Copy the remembered vmlinux into `out` (empty) if it was made from the
 /// kernel `source_sha256` and its bytes still hash to what it says.
 fn reuse_remembered(dir: &Path, source_sha256: &str, out: &mut File) -> Option<ManifestFile> {
-    let (_, _, file) = open_remembered(dir)?;
+    let mut file = open_remembered(dir)?;
     let mut head = vec![0u8; HEADER_LEN as usize];
     file.read_exact_at(&mut head, 0).ok()?;
     let text = std::str::from_utf8(&head).ok()?.trim_end_matches([' ', '\n', '\0']);
@@ -241,22 +241,13 @@ fn reuse_remembered(dir: &Path, source_sha256: &str, out: &mut File) -> Option<M
     {
         return None;
     }
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = HEADER_LEN;
-    while at < len {
-        let n = file.read_at(&mut buf, at).ok()?;
-        if n == 0 {
-            return None;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).ok()?;
-        at += n as u64;
-    }
-    let hash = digest::hex(&hasher.finalize());
-    (hash == header.sha256).then(|| ManifestFile {
+    file.seek(io::SeekFrom::Start(HEADER_LEN)).ok()?;
+    let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &*out));
+    io::copy(&mut io::BufReader::with_capacity(1 << 20, file.take(header.size)), &mut w).ok()?;
+    let (_, size, hash) = w.finish().ok()?;
+    (size == header.size && hash == header.sha256).then(|| ManifestFile {
         name: "kernel".into(),
-        size: header.size,
+        size,
         algorithm: digest::SHA256.into(),
         hash,
     })
@@ -289,9 +280,7 @@ fn remember(
     }
     head.resize(HEADER_LEN as usize - 1, b' ');
     head.push(b'\n');
-    let owner = parent.stat_self().map_err(io::Error::other)?;
-    let owner =
-        (nix::unistd::geteuid().is_root() && owner.st_uid != 0).then_some((owner.st_uid, owner.st_gid));
+    let owner = crate::stamp::beside_owner(&parent)?;
     let (tmp, mut file) = staging.dir().create_temp_file(".vmlinux", 0o644).map_err(io::Error::other)?;
     let written = (|| {
         file.write_all(&head)?;

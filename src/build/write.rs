@@ -397,7 +397,7 @@ pub(crate) fn render_readme(m: &Manifest, dir: &Path) -> String {
         .replace("@KERNEL_VERSION@", &m.kernel.version)
         .replace(
             "@KERNEL_HOW@",
-            if m.output.kernel_image == "vmlinux" {
+            if m.output.kernel_image == kernel_file::KernelImage::Vmlinux.name() {
                 "uncompressed (booted through its PVH entry point) from"
             } else {
                 "copied from"
