@@ -235,7 +235,8 @@ pub struct ManifestFile {
     /// Length in bytes (the apparent size; `root` is sparse).
     pub size: u64,
     /// How [`ManifestFile::hash`] is computed: [`crate::digest::SHA256`]
-    /// or [`crate::digest::SPARSE_SHA256`].
+    /// or a chunked digest ([`crate::digest::SPARSE_BLAKE3`], formerly
+    /// [`crate::digest::SPARSE_SHA256`]).
     pub(crate) algorithm: String,
     /// The digest, lower-case hex.
     pub hash: String,

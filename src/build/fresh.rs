@@ -474,9 +474,11 @@ pub(crate) fn output_damage(dir: &Path, m: &Manifest, verify: bool) -> (Vec<Chan
 
 /// The digest of `path` by the manifest's `algorithm`.
 fn rehash(path: &Path, algorithm: &str) -> std::io::Result<String> {
+    if let Some(hash) = crate::digest::ChunkHash::from_algorithm(algorithm) {
+        return crate::digest::sparse_digest(&crate::bounded::open_regular(path)?, hash);
+    }
     match algorithm {
         crate::digest::SHA256 => crate::digest::sha256_file(path),
-        crate::digest::SPARSE_SHA256 => crate::digest::sparse_sha256(&crate::bounded::open_regular(path)?),
         other => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("unknown digest algorithm {other:?} (written by a newer version?)"),

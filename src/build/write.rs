@@ -307,19 +307,21 @@ fn write_root(
             .with_context(|| format!("writing root image {}", root_out.display()))?;
     // The data went through copy_file_range, not through us: hash the
     // image's data regions now, from the page cache (crate::digest).
-    let hash =
-        digest::sparse_sha256(&file).with_context(|| format!("hashing root image {}", root_out.display()))?;
+    let chunk_hash = digest::ChunkHash::Blake3;
+    let hash = digest::sparse_digest(&file, chunk_hash)
+        .with_context(|| format!("hashing root image {}", root_out.display()))?;
     for (path, err) in &ext2_stats.unreadable {
         printer.warn(format!("{}: {err} (copied as an empty file, as supermin does)", path.display()));
     }
     printer.stage(format!(
-        "root: {} inodes, {} blocks of {} bytes, UUID {}",
+        "root: {} inodes, {} blocks of {} bytes, UUID {}, digest {}",
         ext2_stats.inodes,
         ext2_stats.blocks_used,
         ext2_stats.block_size,
-        ext2::format_uuid(&uuid)
+        ext2::format_uuid(&uuid),
+        chunk_hash.algorithm()
     ));
-    Ok(ManifestFile { name: "root".into(), size: spec.size, algorithm: digest::SPARSE_SHA256.into(), hash })
+    Ok(ManifestFile { name: "root".into(), size: spec.size, algorithm: chunk_hash.algorithm().into(), hash })
 }
 
 /// The tarball of the staged files: `.tar.xz` when the name ends in `.xz`,

@@ -23,6 +23,38 @@ fn status_json(cwd: &Path, dir: &Path) -> serde_json::Value {
     serde_json::from_str(&run.stdout()).unwrap_or_else(|e| panic!("{e}\n{}", run.shown_all()))
 }
 
+/// `sha256-chunks-64k` of `path` straight from its definition (README,
+/// "Damaged appliances"), read whole: what builds recorded for `root`
+/// before BLAKE3.
+fn sha256_chunks(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut outer = Sha256::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    let (mut index, mut len) = (0u64, 0u64);
+    loop {
+        let mut n = 0;
+        while n < chunk.len() {
+            match f.read(&mut chunk[n..]).unwrap() {
+                0 => break,
+                k => n += k,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        if chunk[..n].iter().any(|&b| b != 0) {
+            outer.update(index.to_le_bytes());
+            outer.update(Sha256::digest(&chunk[..n]));
+        }
+        index += 1;
+        len += n as u64;
+    }
+    outer.update(len.to_le_bytes());
+    outer.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Rebuild with `--if-needed`: it must build, saying why.
 fn if_needed_rebuilds(cwd: &Path, dir: &Path, why: &str) {
     let run = ga(cwd, ["build", "--if-needed", dir.to_str().unwrap()]).success();
@@ -52,6 +84,31 @@ fn issue8_damaged_outputs_are_stale_verified_and_rebuilt() {
     check(cwd, &dir, &[]).success();
     let run = check(cwd, &dir, &["--verify", "--json"]).success();
     assert!(run.stdout().contains("\"outputs\": \"hashed\""), "{}", run.shown_all());
+
+    // The root's record is the chunked BLAKE3; a record an earlier build
+    // wrote (chunked sha256) still verifies, and a wrong one is damage.
+    let manifest = dir.join("manifest.toml");
+    let toml = std::fs::read_to_string(&manifest).unwrap();
+    let now = format!("algorithm = \"blake3-chunks-64k\"\nhash = \"{}\"", m.outputs[2].hash);
+    assert!(toml.contains(&now), "{toml}");
+    let old_hash = sha256_chunks(&dir.join("root"));
+    let before = format!("algorithm = \"sha256-chunks-64k\"\nhash = \"{old_hash}\"");
+    std::fs::write(&manifest, toml.replace(&now, &before)).unwrap();
+    check(cwd, &dir, &["--verify"]).success();
+    let flipped = format!("{}{}", if old_hash.starts_with('0') { '1' } else { '0' }, &old_hash[1..]);
+    let wrong = before.replace(&old_hash, &flipped);
+    std::fs::write(&manifest, toml.replace(&now, &wrong)).unwrap();
+    let run = check(cwd, &dir, &["--verify"]).expect_code(1);
+    assert_eq!(
+        run.stdout(),
+        format!(
+            "output damaged: {} (content differs from its recorded sha256-chunks-64k)\n",
+            dir.join("root").display()
+        ),
+        "{}",
+        run.shown_all()
+    );
+    std::fs::write(&manifest, &toml).unwrap();
 
     // Truncated root: stale (stat only), named; status calls it damaged.
     let root = dir.join("root");
