@@ -75,7 +75,7 @@
 //! fnmatch.rs                             the one glob matcher (excludefiles, hostfiles, kernels,
 //!                                        initrd module lists, private files)
 //! digest.rs                              sha256, hex; output digests while writing and sparse
-//!                                        (chunked BLAKE3 for the root image)
+//!                                        (XXH3 over 4 KiB blocks for the root image)
 //! process.rs                             the only place that runs external tools: output();
 //!                                        Timed run()/watch() with deadlines; Spawned children
 //! host/                                  facts about this machine, one file per source:

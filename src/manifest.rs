@@ -235,7 +235,7 @@ pub struct ManifestFile {
     /// Length in bytes (the apparent size; `root` is sparse).
     pub size: u64,
     /// How [`ManifestFile::hash`] is computed: [`crate::digest::SHA256`]
-    /// or a chunked digest ([`crate::digest::SPARSE_BLAKE3`], formerly
+    /// or a hole-skipping digest ([`crate::digest::SPARSE_XXH3`], formerly
     /// [`crate::digest::SPARSE_SHA256`]).
     pub(crate) algorithm: String,
     /// The digest, lower-case hex.

@@ -302,26 +302,30 @@ fn write_root(
     printer.progress(format!("writing root image ({} of files)...", human_bytes(stats.data_bytes)));
     let root_out = staging.path().join("root");
     let file = staging.create_file("root", image_mode)?;
-    let ext2_stats =
-        ext2::write_image(tree, &file, &ext2::Ext2Options { size: spec.size, uuid, timestamp, label: None })
-            .with_context(|| format!("writing root image {}", root_out.display()))?;
-    // The data went through copy_file_range, not through us: hash the
-    // image's data regions now, from the page cache (crate::digest).
-    let chunk_hash = digest::ChunkHash::Blake3;
-    let hash = digest::sparse_digest(&file, chunk_hash)
-        .with_context(|| format!("hashing root image {}", root_out.display()))?;
+    // File data copied through our buffer (into tmpfs from another file
+    // system) is hashed on its way; what the kernel copied without us is
+    // read back from the page cache afterwards (crate::digest).
+    let image_digest = digest::ImageDigest::new(spec.size);
+    let algorithm = image_digest.algorithm();
+    let opts = ext2::Ext2Options { size: spec.size, uuid, timestamp, label: None };
+    let ext2_stats = ext2::write_image(tree, &file, &opts, &image_digest)
+        .with_context(|| format!("writing root image {}", root_out.display()))?;
+    let heard = image_digest.units_heard();
+    let hash =
+        image_digest.finish(&file).with_context(|| format!("hashing root image {}", root_out.display()))?;
     for (path, err) in &ext2_stats.unreadable {
         printer.warn(format!("{}: {err} (copied as an empty file, as supermin does)", path.display()));
     }
     printer.stage(format!(
-        "root: {} inodes, {} blocks of {} bytes, UUID {}, digest {}",
+        "root: {} inodes, {} blocks of {} bytes, UUID {}, digest {} ({} blocks hashed while copying)",
         ext2_stats.inodes,
         ext2_stats.blocks_used,
         ext2_stats.block_size,
         ext2::format_uuid(&uuid),
-        chunk_hash.algorithm()
+        algorithm,
+        heard
     ));
-    Ok(ManifestFile { name: "root".into(), size: spec.size, algorithm: chunk_hash.algorithm().into(), hash })
+    Ok(ManifestFile { name: "root".into(), size: spec.size, algorithm: algorithm.into(), hash })
 }
 
 /// The tarball of the staged files: `.tar.xz` when the name ends in `.xz`,

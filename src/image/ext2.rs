@@ -43,6 +43,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::digest::WrittenBytes;
 use crate::image::files::{Content, Data, FileTree, Metadata, NodeId};
 use crate::image::hostfile::{self, HostData};
 use crate::image::scratch::ScratchData;
@@ -385,7 +386,9 @@ struct InodePlan<'t> {
 /// set to `opts.size` bytes (sparse).
 ///
 /// Returns statistics, including host files that could not be read (they
-/// are empty in the image).
+/// are empty in the image). File data that passes through this process's
+/// memory on its way into the image (where `copy_file_range` cannot be
+/// used) is told to `heard`, so a digest need not read it back.
 ///
 /// # Errors
 /// [`Ext2Error::ZeroSize`], [`Ext2Error::TooLarge`],
@@ -393,7 +396,12 @@ struct InodePlan<'t> {
 /// errors (name, symlink, size, links) are reported before the image is
 /// touched. [`Ext2Error::Write`] and [`Ext2Error::Copy`] come from I/O while
 /// writing; the image then has no valid superblock.
-pub(crate) fn write_image(tree: &FileTree, image: &File, opts: &Ext2Options) -> Result<Ext2Stats, Ext2Error> {
+pub(crate) fn write_image(
+    tree: &FileTree,
+    image: &File,
+    opts: &Ext2Options,
+    heard: &dyn WrittenBytes,
+) -> Result<Ext2Stats, Ext2Error> {
     if opts.size == 0 {
         return Err(Ext2Error::ZeroSize);
     }
@@ -528,7 +536,7 @@ pub(crate) fn write_image(tree: &FileTree, image: &File, opts: &Ext2Options) -> 
     }
     drop(buf);
 
-    let (data_bytes, copy_errors) = plan.write_data(image)?;
+    let (data_bytes, copy_errors) = plan.write_data(image, heard)?;
     if let Some((path, source)) = copy_errors.into_iter().next() {
         return Err(Ext2Error::Copy { path, source });
     }
@@ -909,7 +917,11 @@ impl<'t> InodePlan<'t> {
     /// Write inline file data and copy host files. Returns the total file
     /// bytes and copy failures (path, error) in inode order; files that
     /// could no longer be opened are added to `unreadable`.
-    fn write_data(&mut self, image: &File) -> Result<(u64, Vec<copy::Failure>), Ext2Error> {
+    fn write_data(
+        &mut self,
+        image: &File,
+        heard: &dyn WrittenBytes,
+    ) -> Result<(u64, Vec<copy::Failure>), Ext2Error> {
         let mut data_bytes = 0u64;
         let mut jobs = Vec::new();
         for ino in self.inos.iter().flatten() {
@@ -949,7 +961,7 @@ impl<'t> InodePlan<'t> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut failures = Vec::new();
         let mut gone = Vec::new();
-        for (i, err) in copy::copy_all(image, &jobs, threads) {
+        for (i, err) in copy::copy_all(image, &jobs, threads, heard) {
             let path = jobs[i].name.to_owned();
             match err {
                 copy::JobError::Open(e) => gone.push((path, e)),

@@ -25,7 +25,7 @@ fn status_json(cwd: &Path, dir: &Path) -> serde_json::Value {
 
 /// `sha256-chunks-64k` of `path` straight from its definition (README,
 /// "Damaged appliances"), read whole: what builds recorded for `root`
-/// before BLAKE3.
+/// before the XXH3 block digest.
 fn sha256_chunks(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     use std::io::Read;
@@ -85,11 +85,12 @@ fn issue8_damaged_outputs_are_stale_verified_and_rebuilt() {
     let run = check(cwd, &dir, &["--verify", "--json"]).success();
     assert!(run.stdout().contains("\"outputs\": \"hashed\""), "{}", run.shown_all());
 
-    // The root's record is the chunked BLAKE3; a record an earlier build
-    // wrote (chunked sha256) still verifies, and a wrong one is damage.
+    // The root's record is the XXH3 block digest; a record an earlier
+    // build wrote (chunked sha256) still verifies, and a wrong one is
+    // damage.
     let manifest = dir.join("manifest.toml");
     let toml = std::fs::read_to_string(&manifest).unwrap();
-    let now = format!("algorithm = \"blake3-chunks-64k\"\nhash = \"{}\"", m.outputs[2].hash);
+    let now = format!("algorithm = \"xxh3-128-blocks-4k\"\nhash = \"{}\"", m.outputs[2].hash);
     assert!(toml.contains(&now), "{toml}");
     let old_hash = sha256_chunks(&dir.join("root"));
     let before = format!("algorithm = \"sha256-chunks-64k\"\nhash = \"{old_hash}\"");

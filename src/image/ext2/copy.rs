@@ -24,6 +24,7 @@ use nix::unistd::{lseek, Whence};
 
 use super::layout::Extent;
 use super::layout::BLOCK_SIZE;
+use crate::digest::WrittenBytes;
 
 /// Where a job's bytes come from.
 pub(super) enum From<'a> {
@@ -58,9 +59,16 @@ pub(super) enum JobError {
 /// is busy early.
 const WRITEBACK_STEP: u64 = 64 << 20;
 
-/// Copy every job on `threads` threads. Returns the failures with the job
-/// index, sorted by index so the caller reports deterministically.
-pub(super) fn copy_all(image: &File, jobs: &[Job], threads: usize) -> Vec<(usize, JobError)> {
+/// Copy every job on `threads` threads, telling `heard` about the bytes
+/// that pass through a buffer (crate::digest hashes them there). Returns
+/// the failures with the job index, sorted by index so the caller reports
+/// deterministically.
+pub(super) fn copy_all(
+    image: &File,
+    jobs: &[Job],
+    threads: usize,
+    heard: &dyn WrittenBytes,
+) -> Vec<(usize, JobError)> {
     // Biggest files first so one large file does not end up last on one core.
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].len));
@@ -85,7 +93,7 @@ pub(super) fn copy_all(image: &File, jobs: &[Job], threads: usize) -> Vec<(usize
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { break };
-                    if let Err(e) = copy_one(image, &jobs[i], &mut buf) {
+                    if let Err(e) = copy_one(image, &jobs[i], &mut buf, heard) {
                         if let Ok(mut errs) = errors.lock() {
                             errs.push((i, e));
                         }
@@ -116,10 +124,11 @@ fn start_writeback(image: &File) {
     let _ = unsafe { libc::sync_file_range(image.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
-fn copy_one(image: &File, job: &Job, buf: &mut Vec<u8>) -> Result<(), JobError> {
+fn copy_one(image: &File, job: &Job, buf: &mut Vec<u8>, heard: &dyn WrittenBytes) -> Result<(), JobError> {
     if let From::Scratch { file, offset } = job.source {
         // Scratch files hold exactly the blocks to copy, back to back.
-        copy_range(file, offset, image, job.extents, 0, job.len, buf).map_err(JobError::Copy)?;
+        let dst = Dest { image, heard, file_end: job.len };
+        copy_range(file, offset, &dst, job.extents, 0, job.len, buf).map_err(JobError::Copy)?;
         return Ok(());
     }
     let src = File::open(job.name).map_err(JobError::Open)?;
@@ -143,7 +152,8 @@ fn copy_one(image: &File, job: &Job, buf: &mut Vec<u8>) -> Result<(), JobError> 
         if end <= start {
             break;
         }
-        let copied = copy_range(&src, 0, image, job.extents, start, end, buf).map_err(JobError::Copy)?;
+        let dst = Dest { image, heard, file_end: job.len };
+        let copied = copy_range(&src, 0, &dst, job.extents, start, end, buf).map_err(JobError::Copy)?;
         if copied < end - start {
             // The file shrank since it was listed: the rest stays zero.
             break;
@@ -159,7 +169,7 @@ fn copy_one(image: &File, job: &Job, buf: &mut Vec<u8>) -> Result<(), JobError> 
 fn copy_range(
     src: &File,
     base: u64,
-    image: &File,
+    image: &Dest,
     extents: &[Extent],
     from: u64,
     to: u64,
@@ -173,7 +183,8 @@ fn copy_range(
         let hi = to.min(file_off + ext_bytes);
         if lo < hi {
             let img = e.start * BLOCK_SIZE + (lo - file_off);
-            let n = copy_bytes(src, image, base + lo, img, hi - lo, buf)?;
+            let ends_file = hi == image.file_end;
+            let n = copy_bytes(src, image, base + lo, img, hi - lo, ends_file, buf)?;
             done += n;
             if n < hi - lo {
                 return Ok(done);
@@ -187,15 +198,27 @@ fn copy_range(
     Ok(done)
 }
 
-/// Copy `len` bytes from `src` at `src_off` to `dst` at `dst_off`, with
-/// `copy_file_range` and a read/write fallback when the kernel refuses it
-/// (cross-device on some kernels, or file systems without support).
+/// Where a job's bytes go: the image, who hears about the bytes that pass
+/// through our buffer, and where the job's data ends (in the job's own
+/// offsets), after which its last block holds zeros.
+struct Dest<'a> {
+    image: &'a File,
+    heard: &'a dyn WrittenBytes,
+    file_end: u64,
+}
+
+/// Copy `len` bytes from `src` at `src_off` to the image at `dst_off`,
+/// with `copy_file_range`, and a read/write fallback when the kernel
+/// refuses it (across file system types, as from ext4 into tmpfs; or file
+/// systems without support). `ends_file`: these are the last bytes of
+/// the job's data.
 fn copy_bytes(
     src: &File,
-    dst: &File,
+    dst: &Dest,
     mut src_off: u64,
     mut dst_off: u64,
     len: u64,
+    ends_file: bool,
     buf: &mut Vec<u8>,
 ) -> io::Result<u64> {
     let mut left = len;
@@ -203,7 +226,7 @@ fn copy_bytes(
         let mut si = src_off as i64;
         let mut di = dst_off as i64;
         let chunk = left.min(1 << 30) as usize;
-        match nix::fcntl::copy_file_range(src, Some(&mut si), dst, Some(&mut di), chunk) {
+        match nix::fcntl::copy_file_range(src, Some(&mut si), dst.image, Some(&mut di), chunk) {
             Ok(0) => break,
             Ok(n) => {
                 src_off += n as u64;
@@ -212,7 +235,7 @@ fn copy_bytes(
             }
             Err(Errno::EINTR) => {}
             Err(Errno::EXDEV | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EINVAL) => {
-                return Ok(len - left + fallback(src, dst, src_off, dst_off, left, buf)?);
+                return Ok(len - left + fallback(src, dst, src_off, dst_off, left, ends_file, buf)?);
             }
             Err(e) => return Err(io::Error::from(e)),
         }
@@ -220,12 +243,15 @@ fn copy_bytes(
     Ok(len - left)
 }
 
+/// `pread` + `pwrite` through `buf`; the bytes are in our memory, so
+/// `dst.heard` hears them once they are written.
 fn fallback(
     src: &File,
-    dst: &File,
+    dst: &Dest,
     mut src_off: u64,
     mut dst_off: u64,
     len: u64,
+    ends_file: bool,
     buf: &mut Vec<u8>,
 ) -> io::Result<u64> {
     buf.resize(1 << 20, 0);
@@ -238,7 +264,8 @@ fn fallback(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        dst.write_all_at(&buf[..n], dst_off)?;
+        dst.image.write_all_at(&buf[..n], dst_off)?;
+        dst.heard.wrote(dst_off, &buf[..n], ends_file && n as u64 == left);
         src_off += n as u64;
         dst_off += n as u64;
         left -= n as u64;

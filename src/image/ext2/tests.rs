@@ -2,6 +2,7 @@
 //! debugfs (skipped with a message when they are missing, unless CI=true).
 
 use super::*;
+use crate::digest::{sparse_digest, ChunkHash, ImageDigest, Unheard};
 use crate::image::files::Node;
 use crate::test_support::tool;
 use std::collections::HashMap;
@@ -205,13 +206,39 @@ fn debugfs_cat(debugfs: &Path, image: &Path, path: &str) -> Vec<u8> {
     out.stdout
 }
 
+/// Host data copied through our own buffer (the image in /dev/shm, the
+/// sources on another file system, where `copy_file_range` refuses) is
+/// hashed on its way into the image, and that digest is the one reading
+/// the image back gives; on one file system the kernel copies and nothing
+/// is heard, with the same result.
+#[test]
+fn digest_heard_during_the_copy_equals_reading_the_image_back() {
+    let fx = fixture(0xd16e, true);
+    let img_dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let file =
+        File::options().read(true).write(true).create_new(true).open(img_dir.path().join("root")).unwrap();
+    let size = 192 << 20;
+    let heard = ImageDigest::new(size);
+    write_image(&fx.tree, &file, &opts(size), &heard).unwrap();
+    let units = heard.units_heard();
+    let cross =
+        std::fs::metadata(fx.dir.path()).unwrap().dev() != std::fs::metadata(img_dir.path()).unwrap().dev();
+    if cross {
+        // host-dind alone is over a thousand whole blocks.
+        assert!(units > 1000, "{units} blocks heard");
+    } else {
+        assert_eq!(units, 0, "the kernel copied on one file system");
+    }
+    assert_eq!(heard.finish(&file).unwrap(), sparse_digest(&file, ChunkHash::Xxh3).unwrap());
+}
+
 #[test]
 fn random_tree_round_trips_through_e2fsck_and_debugfs() {
     let fx = fixture(0x5eed, true);
     let img_dir = tempfile::tempdir().unwrap();
     let img = img_dir.path().join("root");
     let file = File::create(&img).unwrap();
-    let stats = write_image(&fx.tree, &file, &opts(192 << 20)).unwrap();
+    let stats = write_image(&fx.tree, &file, &opts(192 << 20), &Unheard).unwrap();
     drop(file);
     assert_eq!(stats.block_size, 4096);
     assert_eq!(stats.unreadable.len(), 1, "{:?}", stats.unreadable);
@@ -304,7 +331,7 @@ fn same_tree_gives_identical_bytes() {
         let file = File::create(&path).unwrap();
         // Leftover content must not leak into the image.
         (&file).write_all(&[0xAA; 100_000]).unwrap();
-        write_image(&fx.tree, &file, &opts(48 << 20)).unwrap();
+        write_image(&fx.tree, &file, &opts(48 << 20), &Unheard).unwrap();
         images.push(std::fs::read(&path).unwrap());
     }
     assert!(images[0] == images[1], "two builds differ");
@@ -317,7 +344,7 @@ fn too_small_fails_before_writing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("root");
     let file = File::create(&path).unwrap();
-    let err = write_image(&fx.tree, &file, &opts(2 << 20)).unwrap_err();
+    let err = write_image(&fx.tree, &file, &opts(2 << 20), &Unheard).unwrap_err();
     let Ext2Error::TooSmall { needed, size } = &err else { panic!("{err}") };
     assert_eq!(*size, 2 << 20);
     assert!(*needed > 5 << 20 && *needed < 16 << 20, "{needed}");
@@ -325,9 +352,9 @@ fn too_small_fails_before_writing() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     assert!(read_superblock(&path).is_err());
     // The size it names is enough.
-    write_image(&fx.tree, &file, &opts(*needed)).unwrap();
+    write_image(&fx.tree, &file, &opts(*needed), &Unheard).unwrap();
     assert_fsck_clean(&path);
-    assert!(matches!(write_image(&fx.tree, &file, &opts(0)), Err(Ext2Error::ZeroSize)));
+    assert!(matches!(write_image(&fx.tree, &file, &opts(0), &Unheard), Err(Ext2Error::ZeroSize)));
 }
 
 #[test]
@@ -341,7 +368,7 @@ fn tree_lost_found_and_small_images_are_clean() {
     let file = File::create(&path).unwrap();
     let mut o = opts(1 << 20);
     o.label = None;
-    write_image(&tree, &file, &o).unwrap();
+    write_image(&tree, &file, &o, &Unheard).unwrap();
     assert_eq!(read_superblock(&path).unwrap().label, "");
     assert_fsck_clean(&path);
     let Some(debugfs) = tool("debugfs") else {
@@ -408,7 +435,7 @@ fn scratch_files_keep_their_holes_in_the_image() {
 
     let img = dir.path().join("root");
     let file = File::create(&img).unwrap();
-    write_image(&tree, &file, &opts(64 << 20)).unwrap();
+    write_image(&tree, &file, &opts(64 << 20), &Unheard).unwrap();
     drop(file);
     assert_fsck_clean(&img);
     let Some(debugfs) = tool("debugfs") else { return };
@@ -465,7 +492,7 @@ fn pseudo_files_are_stored_as_read() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("root");
     let file = File::create(&img).unwrap();
-    let stats = write_image(&tree, &file, &opts(16 << 20)).unwrap();
+    let stats = write_image(&tree, &file, &opts(16 << 20), &Unheard).unwrap();
     drop(file);
     assert!(stats.unreadable.is_empty(), "{:?}", stats.unreadable);
     assert_fsck_clean(&img);
