@@ -648,9 +648,34 @@ impl RunWriter<'_> {
     }
 }
 
+/// [`hostfile::probe`] for every host file among `nodes` (in order; `None`
+/// for other nodes), on all cores: four system calls per file for some ten
+/// thousand files, each independent of the others.
+fn probe_host_files(tree: &FileTree, nodes: &[(u32, &Path, NodeId)]) -> Vec<Option<io::Result<HostData>>> {
+    let probe = |&(_, _, id): &(u32, &Path, NodeId)| match &tree.node(id).content {
+        Content::Regular(Data::Host { path, .. }) => Some(hostfile::probe(path)),
+        _ => None,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = nodes.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .chunks(share)
+            .map(|part| s.spawn(move || part.iter().map(probe).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .zip(nodes.chunks(share))
+            // A panicked thread's files are probed again, one by one.
+            .flat_map(|(h, part)| h.join().unwrap_or_else(|_| part.iter().map(|_| None).collect()))
+            .collect()
+    })
+}
+
 impl<'t> InodePlan<'t> {
     /// Number the inodes and size every one of them. Host files are opened
-    /// here (and closed again) so unreadable ones are known before layout.
+    /// here (and closed again, on all cores) so unreadable ones are known
+    /// before layout.
     fn new(tree: &'t FileTree, timestamp: i64) -> Result<Self, Ext2Error> {
         let walk = tree.walk();
         let mut ino_of = vec![0u32; tree.node_count()];
@@ -703,14 +728,24 @@ impl<'t> InodePlan<'t> {
                 i_block: [0; 15],
             });
         }
+        let mut probes = probe_host_files(tree, &first_path).into_iter();
         for (n, path, id) in first_path {
-            let ino = plan.plan_node(id, path, entries[id])?;
+            let probe = probes.next().flatten();
+            let ino = plan.plan_node(id, path, entries[id], probe)?;
             plan.inos[n as usize] = Some(ino);
         }
         Ok(plan)
     }
 
-    fn plan_node(&mut self, id: NodeId, path: &Path, entries: u64) -> Result<Ino, Ext2Error> {
+    /// Plan inode `id` (first reached as `path`, with `entries` names);
+    /// `probe` is [`hostfile::probe`]'s answer for a host file.
+    fn plan_node(
+        &mut self,
+        id: NodeId,
+        path: &Path,
+        entries: u64,
+        probe: Option<io::Result<HostData>>,
+    ) -> Result<Ino, Ext2Error> {
         let node = self.tree.node(id);
         let mut size = 0u64;
         let mut content_blocks = 0u64;
@@ -743,7 +778,7 @@ impl<'t> InodePlan<'t> {
                             Source::Inline(bytes.clone())
                         }
                     }
-                    Data::Host { path: host, len } => match hostfile::probe(host) {
+                    Data::Host { path: host, len } => match probe.unwrap_or_else(|| hostfile::probe(host)) {
                         Ok(HostData::Regular) if *len > 0 => {
                             size = *len;
                             Source::Host(host.clone())
