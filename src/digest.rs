@@ -29,7 +29,8 @@
 //! build into tmpfs. XXH3 runs at memory speed. A 4 KiB block is an ext2
 //! block, written by exactly one writer, so when the root image's writer
 //! copies a file through its own buffer (from ext4 into tmpfs, where
-//! `copy_file_range` refuses), each block is hashed right there
+//! `copy_file_range` refuses: docs/machine-quirks.md, "Copying into tmpfs
+//! has a floor"), each block is hashed right there
 //! ([`WrittenBytes`], [`ImageDigest`]) instead of being read back. What
 //! the kernel copied without us (`copy_file_range` on one file system) and
 //! the metadata are read back from the page cache once the image is
