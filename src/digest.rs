@@ -353,11 +353,21 @@ impl WrittenBytes for ImageDigest {
         // with another write and left to `finish`; so is one whose index
         // does not fit the compact list (past 16 TiB).
         let last_whole = end.min(self.len) / unit;
+        // Each block heard, with its leaf in the compact form (none when
+        // the block is all zeros).
+        let leaf = |index: u64, block: &[u8]| {
+            let compact = Self::HASH.unit_leaf(index, block).map(|(_, h)| {
+                let mut c = [0u8; 16];
+                c.copy_from_slice(&h[..16]);
+                c
+            });
+            (index, compact)
+        };
         let mut heard = Vec::new();
         let mut index = offset.div_ceil(unit);
         while index < last_whole && index <= u64::from(u32::MAX) {
             let at = (index * unit - offset) as usize;
-            heard.push((index, Self::HASH.unit_leaf(index, &bytes[at..at + unit as usize])));
+            heard.push(leaf(index, &bytes[at..at + unit as usize]));
             index += 1;
         }
         // The last, partial block of a file's data: zeros after it.
@@ -366,7 +376,7 @@ impl WrittenBytes for ImageDigest {
             let at = (index * unit - offset) as usize;
             let mut padded = vec![0u8; unit as usize];
             padded[..bytes.len() - at].copy_from_slice(&bytes[at..]);
-            heard.push((index, Self::HASH.unit_leaf(index, &padded)));
+            heard.push(leaf(index, &padded));
         }
         if heard.is_empty() {
             return;
@@ -375,31 +385,20 @@ impl WrittenBytes for ImageDigest {
             self.done[(index / 64) as usize].fetch_or(1 << (index % 64), Ordering::Relaxed);
         }
         let mut list = self.heard.lock().unwrap_or_else(|e| e.into_inner());
-        list.extend(heard.into_iter().filter_map(|(index, leaf)| {
-            let (_, h) = leaf?;
-            let mut compact = [0u8; 16];
-            compact.copy_from_slice(&h[..16]);
-            Some((index as u32, compact))
-        }));
+        list.extend(heard.into_iter().filter_map(|(index, compact)| Some((index as u32, compact?))));
     }
 }
 
-/// Run `work` over contiguous shares of `chunks` (so each thread reads
-/// sequentially) on all cores; the shares' leaves, in order.
+/// Run `work` over contiguous shares of `chunks` (crate::cores); the
+/// shares' leaves, in order.
 fn on_all_cores<F>(chunks: &[u64], work: F) -> io::Result<Vec<Vec<Leaf>>>
 where
     F: Fn(&[u64]) -> io::Result<Vec<Leaf>> + Sync,
 {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len().max(1));
-    let share = chunks.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let work = &work;
-        let handles: Vec<_> = chunks.chunks(share).map(|part| s.spawn(move || work(part))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("a hashing thread panicked"))))
-            .collect()
-    })
+    crate::cores::map_shares(chunks, work)
+        .into_iter()
+        .map(|(_, leaves)| leaves.unwrap_or_else(|| Err(io::Error::other("a hashing thread panicked"))))
+        .collect()
 }
 
 /// Indexes of the [`READ`]-sized pieces that overlap a data region,
@@ -481,12 +480,12 @@ mod tests {
         assert_eq!(hex, sha256_hex(b"hello world"));
     }
 
-    /// A sparse file with `content`'s non-zero bytes written into holes,
-    /// and a dense copy.
     fn digest(f: &File, hash: ChunkHash) -> String {
         sparse_digest(f, hash).unwrap()
     }
 
+    /// A sparse file with `content`'s non-zero bytes written into holes,
+    /// and a dense copy.
     fn sparse_and_dense(dir: &Path, content: &[u8]) -> (File, File) {
         let sparse = dir.join("sparse");
         let f = File::options().read(true).write(true).create_new(true).open(&sparse).unwrap();

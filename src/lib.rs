@@ -74,6 +74,7 @@
 //! paths.rs                               split (parent + name), under_root (a path in a tree)
 //! fnmatch.rs                             the one glob matcher (excludefiles, hostfiles, kernels,
 //!                                        initrd module lists, private files)
+//! cores.rs                               the one split of independent work over all cores
 //! digest.rs                              sha256, hex; output digests while writing and sparse
 //!                                        (XXH3 over 4 KiB blocks for the root image)
 //! process.rs                             the only place that runs external tools: output();
@@ -102,6 +103,7 @@ pub mod cli;
 pub mod commands;
 pub(crate) mod compose;
 pub mod config;
+pub(crate) mod cores;
 pub mod digest;
 pub(crate) mod fnmatch;
 pub mod hashcache;

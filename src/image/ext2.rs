@@ -656,20 +656,11 @@ fn probe_host_files(tree: &FileTree, nodes: &[(u32, &Path, NodeId)]) -> Vec<Opti
         Content::Regular(Data::Host { path, .. }) => Some(hostfile::probe(path)),
         _ => None,
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let share = nodes.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = nodes
-            .chunks(share)
-            .map(|part| s.spawn(move || part.iter().map(probe).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .zip(nodes.chunks(share))
-            // A panicked thread's files are probed again, one by one.
-            .flat_map(|(h, part)| h.join().unwrap_or_else(|_| part.iter().map(|_| None).collect()))
-            .collect()
-    })
+    crate::cores::map_shares(nodes, |part| part.iter().map(probe).collect::<Vec<_>>())
+        .into_iter()
+        // A panicked thread's files are probed again, one by one.
+        .flat_map(|(part, probes)| probes.unwrap_or_else(|| part.iter().map(|_| None).collect()))
+        .collect()
 }
 
 impl<'t> InodePlan<'t> {

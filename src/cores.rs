@@ -1,0 +1,47 @@
+//! Work split over all cores: a slice cut into one contiguous share per
+//! core (so each thread walks its part in order, e.g. reads a file
+//! sequentially), each share mapped on a scoped thread, the results in
+//! share order. Used where the items are independent and about equally
+//! costly (the root image's digest, probing host files before the layout);
+//! the image copy, whose files differ wildly in size, takes jobs from a
+//! queue instead (`crate::image::ext2`).
+
+/// `work` applied to contiguous shares of `items`, one per core, on scoped
+/// threads; each share with its result, in order, `None` where the thread
+/// panicked (the caller decides what that means).
+pub(crate) fn map_shares<T, R, F>(items: &[T], work: F) -> Vec<(&[T], Option<R>)>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&[T]) -> R + Sync,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = items.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let work = &work;
+        let handles: Vec<_> = items.chunks(share).map(|part| (part, s.spawn(move || work(part)))).collect();
+        handles.into_iter().map(|(part, h)| (part, h.join().ok())).collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_the_items_in_order_and_a_panic_is_none() {
+        let items: Vec<u32> = (0..1001).collect();
+        let out = map_shares(&items, |part| part.iter().map(|x| u64::from(*x) * 2).collect::<Vec<_>>());
+        let flat: Vec<u64> = out.iter().flat_map(|(_, r)| r.clone().unwrap()).collect();
+        assert_eq!(flat, (0..1001).map(|x| x * 2).collect::<Vec<u64>>());
+        assert!(map_shares(&[] as &[u32], |p| p.len()).iter().all(|(p, _)| p.is_empty()));
+        let out = map_shares(&items, |part| {
+            if part.contains(&0) {
+                panic!("share with 0");
+            }
+            part.len()
+        });
+        assert!(out[0].1.is_none());
+        assert_eq!(out[0].0[0], 0);
+    }
+}
