@@ -317,7 +317,7 @@ fn write_root(
         printer.warn(format!("{}: {err} (copied as an empty file, as supermin does)", path.display()));
     }
     printer.stage(format!(
-        "root: {} inodes, {} blocks of {} bytes, UUID {}, digest {} ({} blocks hashed while copying)",
+        "root: {} inodes, {} blocks of {} bytes, UUID {}, digest {} ({} blocks hashed while writing)",
         ext2_stats.inodes,
         ext2_stats.blocks_used,
         ext2_stats.block_size,

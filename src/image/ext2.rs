@@ -386,9 +386,10 @@ struct InodePlan<'t> {
 /// set to `opts.size` bytes (sparse).
 ///
 /// Returns statistics, including host files that could not be read (they
-/// are empty in the image). File data that passes through this process's
-/// memory on its way into the image (where `copy_file_range` cannot be
-/// used) is told to `heard`, so a digest need not read it back.
+/// are empty in the image). Every write is told to `heard`: the bytes of
+/// those that pass through this process's memory (metadata, and file data
+/// where `copy_file_range` cannot be used), the place of those the kernel
+/// copied; so a digest reads back only the latter.
 ///
 /// # Errors
 /// [`Ext2Error::ZeroSize`], [`Ext2Error::TooLarge`],
@@ -460,7 +461,8 @@ pub(crate) fn write_image(
     image.set_len(0).map_err(write_err("truncating"))?;
     image.set_len(opts.size).map_err(write_err("setting the size"))?;
 
-    plan.write_meta_blocks(image)?;
+    let sink = Sink { file: image, heard };
+    plan.write_meta_blocks(&sink)?;
 
     // Counts for bitmaps, descriptors and the superblock.
     let ipg = u64::from(geo.inodes_per_group);
@@ -532,17 +534,21 @@ pub(crate) fn write_image(
                 encode_ino(&mut buf[off..off + INODE_SIZE as usize], ino);
             }
         }
-        image.write_all_at(&buf, at).map_err(write_err(&format!("metadata of group {g}")))?;
+        sink.write_at(&buf, at, false).map_err(write_err(&format!("metadata of group {g}")))?;
     }
     drop(buf);
 
-    let (data_bytes, copy_errors) = plan.write_data(image, heard)?;
+    let (data_bytes, copy_errors) = plan.write_data(&sink)?;
     if let Some((path, source)) = copy_errors.into_iter().next() {
         return Err(Ext2Error::Copy { path, source });
     }
 
-    let sb = disk::superblock(&geo, &info, 0);
-    image.write_all_at(&sb, 1024).map_err(write_err("the superblock"))?;
+    // Block 0 whole (the boot sector's zeros, the superblock, zeros), so
+    // that it is written, and heard, in one piece.
+    let mut block0 = vec![0u8; 1024];
+    block0.extend_from_slice(&disk::superblock(&geo, &info, 0));
+    block0.resize(BLOCK_SIZE as usize, 0);
+    sink.write_at(&block0, 0, false).map_err(write_err("the superblock"))?;
 
     let mut unreadable = plan.unreadable;
     unreadable.sort_by(|a, b| a.0.cmp(&b.0));
@@ -617,9 +623,26 @@ fn encode_ino(out: &mut [u8], ino: &Ino) {
     );
 }
 
+/// Where every byte of the image is written from our memory: the file,
+/// and the digest that hears each write ([`WrittenBytes`]).
+struct Sink<'a> {
+    file: &'a File,
+    heard: &'a dyn WrittenBytes,
+}
+
+impl Sink<'_> {
+    /// Write `bytes` at `offset` and tell the digest; `zeros_follow` as in
+    /// [`WrittenBytes::wrote`].
+    fn write_at(&self, bytes: &[u8], offset: u64, zeros_follow: bool) -> io::Result<()> {
+        self.file.write_all_at(bytes, offset)?;
+        self.heard.wrote(offset, bytes, zeros_follow);
+        Ok(())
+    }
+}
+
 /// Collects blocks at increasing addresses into few large writes.
 struct RunWriter<'a> {
-    file: &'a File,
+    sink: &'a Sink<'a>,
     start: u64,
     buf: Vec<u8>,
 }
@@ -639,7 +662,7 @@ impl RunWriter<'_> {
 
     fn flush(&mut self) -> Result<(), Ext2Error> {
         if !self.buf.is_empty() {
-            self.file.write_all_at(&self.buf, self.start * BLOCK_SIZE).map_err(|source| {
+            self.sink.write_at(&self.buf, self.start * BLOCK_SIZE, false).map_err(|source| {
                 Ext2Error::Write { what: "directory and indirect blocks".into(), source }
             })?;
             self.buf.clear();
@@ -872,8 +895,8 @@ impl<'t> InodePlan<'t> {
 
     /// Build every inode's block map and write directory, symlink and
     /// indirect blocks, coalesced into runs.
-    fn write_meta_blocks(&mut self, image: &File) -> Result<(), Ext2Error> {
-        let mut run = RunWriter { file: image, start: 0, buf: Vec::with_capacity(RUN_LIMIT) };
+    fn write_meta_blocks(&mut self, sink: &Sink) -> Result<(), Ext2Error> {
+        let mut run = RunWriter { sink, start: 0, buf: Vec::with_capacity(RUN_LIMIT) };
         let mut blocks = Vec::new();
         for n in 0..self.inos.len() {
             let Some(ino) = &self.inos[n] else { continue };
@@ -943,11 +966,7 @@ impl<'t> InodePlan<'t> {
     /// Write inline file data and copy host files. Returns the total file
     /// bytes and copy failures (path, error) in inode order; files that
     /// could no longer be opened are added to `unreadable`.
-    fn write_data(
-        &mut self,
-        image: &File,
-        heard: &dyn WrittenBytes,
-    ) -> Result<(u64, Vec<copy::Failure>), Ext2Error> {
+    fn write_data(&mut self, sink: &Sink) -> Result<(u64, Vec<copy::Failure>), Ext2Error> {
         let mut data_bytes = 0u64;
         let mut jobs = Vec::new();
         for ino in self.inos.iter().flatten() {
@@ -961,8 +980,7 @@ impl<'t> InodePlan<'t> {
                     let mut off = 0usize;
                     for e in &ino.data_extents {
                         let n = ((e.len * BLOCK_SIZE) as usize).min(bytes.len() - off);
-                        image
-                            .write_all_at(&bytes[off..off + n], e.start * BLOCK_SIZE)
+                        sink.write_at(&bytes[off..off + n], e.start * BLOCK_SIZE, off + n == bytes.len())
                             .map_err(|source| Ext2Error::Write { what: "inline file data".into(), source })?;
                         off += n;
                     }
@@ -987,7 +1005,7 @@ impl<'t> InodePlan<'t> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut failures = Vec::new();
         let mut gone = Vec::new();
-        for (i, err) in copy::copy_all(image, &jobs, threads, heard) {
+        for (i, err) in copy::copy_all(sink.file, &jobs, threads, sink.heard) {
             let path = jobs[i].name.to_owned();
             match err {
                 copy::JobError::Open(e) => gone.push((path, e)),

@@ -229,6 +229,7 @@ fn copy_bytes(
         match nix::fcntl::copy_file_range(src, Some(&mut si), dst.image, Some(&mut di), chunk) {
             Ok(0) => break,
             Ok(n) => {
+                dst.heard.copied(dst_off, n as u64);
                 src_off += n as u64;
                 dst_off += n as u64;
                 left -= n as u64;
