@@ -675,15 +675,21 @@ impl RunWriter<'_> {
 /// for other nodes), on all cores: four system calls per file for some ten
 /// thousand files, each independent of the others.
 fn probe_host_files(tree: &FileTree, nodes: &[(u32, &Path, NodeId)]) -> Vec<Option<io::Result<HostData>>> {
-    let probe = |&(_, _, id): &(u32, &Path, NodeId)| match &tree.node(id).content {
-        Content::Regular(Data::Host { path, .. }) => Some(hostfile::probe(path)),
+    let probe = |&(_, _, id): &(u32, &Path, NodeId), known: &mut hostfile::PseudoByDevice| match &tree
+        .node(id)
+        .content
+    {
+        Content::Regular(Data::Host { path, .. }) => Some(hostfile::probe(path, known)),
         _ => None,
     };
-    crate::cores::map_shares(nodes, |part| part.iter().map(probe).collect::<Vec<_>>())
-        .into_iter()
-        // A panicked thread's files are probed again, one by one.
-        .flat_map(|(part, probes)| probes.unwrap_or_else(|| part.iter().map(|_| None).collect()))
-        .collect()
+    crate::cores::map_shares(nodes, |part| {
+        let mut known = hostfile::PseudoByDevice::default();
+        part.iter().map(|node| probe(node, &mut known)).collect::<Vec<_>>()
+    })
+    .into_iter()
+    // A panicked thread's files are probed again, one by one.
+    .flat_map(|(part, probes)| probes.unwrap_or_else(|| part.iter().map(|_| None).collect()))
+    .collect()
 }
 
 impl<'t> InodePlan<'t> {
@@ -792,7 +798,9 @@ impl<'t> InodePlan<'t> {
                             Source::Inline(bytes.clone())
                         }
                     }
-                    Data::Host { path: host, len } => match probe.unwrap_or_else(|| hostfile::probe(host)) {
+                    Data::Host { path: host, len } => match probe
+                        .unwrap_or_else(|| hostfile::probe(host, &mut hostfile::PseudoByDevice::default()))
+                    {
                         Ok(HostData::Regular) if *len > 0 => {
                             size = *len;
                             Source::Host(host.clone())

@@ -9,9 +9,10 @@
 //! read here, once, at most [`PSEUDO_MAX`] bytes. Where the bytes go is left
 //! to the writers.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use nix::sys::statfs::{self, FsType};
@@ -43,6 +44,12 @@ const PSEUDO_FS: &[FsType] = &[
     statfs::SMACK_MAGIC,
 ];
 
+/// Whether each file system met so far, by device number, is a pseudo
+/// file system: one `fstatfs` per file system instead of one per file (a
+/// build probes some ten thousand files on two or three).
+#[derive(Default)]
+pub(crate) struct PseudoByDevice(HashMap<u64, bool>);
+
 /// Open `path` (without blocking: a FIFO swapped in is refused, not waited
 /// on), check it is a regular file, and read it now if it lives on a pseudo
 /// file system.
@@ -50,13 +57,21 @@ const PSEUDO_FS: &[FsType] = &[
 /// # Errors
 /// The OS error; `InvalidInput` when it is not a regular file, or is a
 /// pseudo-file longer than [`PSEUDO_MAX`].
-pub(crate) fn probe(path: &Path) -> io::Result<HostData> {
+pub(crate) fn probe(path: &Path, known: &mut PseudoByDevice) -> io::Result<HostData> {
     let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
-    if !file.metadata()?.is_file() {
+    let md = file.metadata()?;
+    if !md.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
-    let fs = statfs::fstatfs(&file)?.filesystem_type();
-    if PSEUDO_FS.contains(&fs) {
+    let pseudo = match known.0.get(&md.dev()) {
+        Some(&pseudo) => pseudo,
+        None => {
+            let pseudo = PSEUDO_FS.contains(&statfs::fstatfs(&file)?.filesystem_type());
+            known.0.insert(md.dev(), pseudo);
+            pseudo
+        }
+    };
+    if pseudo {
         return read_pseudo(file).map(HostData::Read);
     }
     Ok(HostData::Regular)
@@ -80,19 +95,24 @@ mod tests {
 
     #[test]
     fn procfs_and_sysfs_are_read_regular_files_are_not() {
+        // One answer per device, remembered across files and reused.
+        let mut known = PseudoByDevice::default();
         // procfs: stat size 0, content "Linux\n".
-        assert_eq!(probe(Path::new("/proc/sys/kernel/ostype")).unwrap(), HostData::Read(b"Linux\n".to_vec()));
+        assert_eq!(
+            probe(Path::new("/proc/sys/kernel/ostype"), &mut known).unwrap(),
+            HostData::Read(b"Linux\n".to_vec())
+        );
         // sysfs: stat size 4096, content much shorter.
         let online = Path::new("/sys/devices/system/cpu/online");
         if online.exists() {
-            let HostData::Read(bytes) = probe(online).unwrap() else { panic!("not read") };
+            let HostData::Read(bytes) = probe(online, &mut known).unwrap() else { panic!("not read") };
             assert!(bytes.len() < 4096 && bytes.ends_with(b"\n"), "{bytes:?}");
             assert_eq!(bytes, std::fs::read(online).unwrap());
         }
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("f");
         std::fs::write(&f, b"abc").unwrap();
-        assert_eq!(probe(&f).unwrap(), HostData::Regular);
+        assert_eq!(probe(&f, &mut known).unwrap(), HostData::Regular);
     }
 
     #[test]
@@ -100,6 +120,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        assert_eq!(probe(&fifo).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            probe(&fifo, &mut PseudoByDevice::default()).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
     }
 }
