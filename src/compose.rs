@@ -117,8 +117,9 @@ pub(crate) fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStat
     // duplicated path the later (hostfiles) entry is inserted last and wins.
     entries.sort_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
 
-    let mut composer = HostComposer { tree, root: src.root, timestamp: src.timestamp };
-    for (dest, source, times) in &entries {
+    // Each entry's host path is inspected (lstat, readlink, and stat of a
+    // symlink's target) on all cores; the tree is then built in order.
+    let inspect = |(dest, source, times): &(PathBuf, PathBuf, HostTimes)| {
         let source_host = under_root(src.root, source);
         let chosen = match std::fs::symlink_metadata(&source_host) {
             Ok(md) if md.is_file() => Some((source_host, md)),
@@ -127,12 +128,21 @@ pub(crate) fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStat
                 std::fs::symlink_metadata(&dest_host).ok().map(|md| (dest_host, md))
             }
         };
-        let Some((host, md)) = chosen else {
-            stats.missing_on_host += 1;
-            continue;
-        };
-        let node = node_from_host(&host, &md, *times, src.timestamp)?;
-        composer.add(dest, &host, node, 0)?;
+        chosen.map(|(host, md)| inspect_host(host, &md, *times, src.timestamp))
+    };
+    let inspected = crate::cores::map_shares(&entries, |part| part.iter().map(inspect).collect::<Vec<_>>());
+    let mut composer = HostComposer { tree, root: src.root, timestamp: src.timestamp };
+    for (part, found) in inspected {
+        // A panicked thread's share is inspected again here, one by one.
+        let found = found.unwrap_or_else(|| part.iter().map(inspect).collect());
+        for ((dest, _, _), found) in part.iter().zip(found) {
+            let Some(found) = found else {
+                stats.missing_on_host += 1;
+                continue;
+            };
+            let Inspected { node, dir_link } = found?;
+            composer.add(dest, node, dir_link, 0)?;
+        }
     }
 
     // Kernel modules: /lib/modules from the host (a symlinked /lib resolves
@@ -146,19 +156,31 @@ pub(crate) fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStat
     }
     let modules_dest = PathBuf::from("/lib/modules").join(&src.kernel.version);
     let walk = walkdir::WalkDir::new(&src.kernel.modules_dir).follow_links(false).sort_by_file_name();
+    let mut paths = Vec::new();
     for item in walk {
         let item = item.map_err(|e| ComposeError::Host {
             path: e.path().map(Path::to_path_buf).unwrap_or_else(|| src.kernel.modules_dir.clone()),
             source: e.into(),
         })?;
-        let rel = item.path().strip_prefix(&src.kernel.modules_dir).unwrap_or(item.path());
-        let dest = if rel.as_os_str().is_empty() { modules_dest.clone() } else { modules_dest.join(rel) };
-        let md = std::fs::symlink_metadata(item.path())
-            .map_err(|source| ComposeError::Host { path: item.path().to_path_buf(), source })?;
-        let node = node_from_host(item.path(), &md, hostdata::module_times(rel), src.timestamp)?;
-        composer.tree.insert(&dest, node)?;
-        if !md.is_dir() {
-            stats.module_files += 1;
+        paths.push(item.into_path());
+    }
+    let module_node = |path: &PathBuf| -> Result<(Node, bool), ComposeError> {
+        let rel = path.strip_prefix(&src.kernel.modules_dir).unwrap_or(path);
+        let md = std::fs::symlink_metadata(path)
+            .map_err(|source| ComposeError::Host { path: path.clone(), source })?;
+        Ok((node_from_host(path, &md, hostdata::module_times(rel), src.timestamp)?, md.is_dir()))
+    };
+    let nodes = crate::cores::map_shares(&paths, |part| part.iter().map(module_node).collect::<Vec<_>>());
+    for (part, found) in nodes {
+        let found = found.unwrap_or_else(|| part.iter().map(module_node).collect());
+        for (path, found) in part.iter().zip(found) {
+            let (node, is_dir) = found?;
+            let rel = path.strip_prefix(&src.kernel.modules_dir).unwrap_or(path);
+            let dest = if rel.as_os_str().is_empty() { modules_dest.clone() } else { modules_dest.join(rel) };
+            composer.tree.insert(&dest, node)?;
+            if !is_dir {
+                stats.module_files += 1;
+            }
         }
     }
 
@@ -210,6 +232,26 @@ pub(crate) fn node_from_host(
     Ok(Node { meta, content })
 }
 
+/// A host entry inspected for the tree: its node, and whether it is a
+/// symlink to a directory (whose target goes in too).
+struct Inspected {
+    node: Node,
+    dir_link: bool,
+}
+
+/// [`node_from_host`], and for a symlink whether it leads to a directory.
+fn inspect_host(
+    host: PathBuf,
+    md: &std::fs::Metadata,
+    times: HostTimes,
+    timestamp: i64,
+) -> Result<Inspected, ComposeError> {
+    let node = node_from_host(&host, md, times, timestamp)?;
+    let dir_link = matches!(node.content, Content::Symlink(_))
+        && std::fs::metadata(&host).map(|m| m.is_dir()).unwrap_or(false);
+    Ok(Inspected { node, dir_link })
+}
+
 /// Adds host paths to the tree, creating missing parents from the host.
 struct HostComposer<'a> {
     tree: FileTree,
@@ -231,14 +273,13 @@ impl HostComposer<'_> {
     }
 
     /// Insert a host entry at `dest`, creating its parents first and, for a
-    /// symlink to a directory, the link's target (supermin's munge).
-    fn add(&mut self, dest: &Path, host: &Path, node: Node, depth: usize) -> Result<(), ComposeError> {
+    /// symlink to a directory (`dir_link`), the link's target (supermin's
+    /// munge).
+    fn add(&mut self, dest: &Path, node: Node, dir_link: bool, depth: usize) -> Result<(), ComposeError> {
         self.ensure_parents(dest, depth + 1)?;
-        if let Content::Symlink(target) = &node.content {
-            if std::fs::metadata(host).map(|m| m.is_dir()).unwrap_or(false) {
-                let target = link_target(dest, target);
-                self.ensure_host_path(&target, depth + 1)?;
-            }
+        if let (Content::Symlink(target), true) = (&node.content, dir_link) {
+            let target = link_target(dest, target);
+            self.ensure_host_path(&target, depth + 1)?;
         }
         self.tree.insert(dest, node)?;
         Ok(())
@@ -262,8 +303,8 @@ impl HostComposer<'_> {
         let host = under_root(self.root, path);
         let md = std::fs::symlink_metadata(&host)
             .map_err(|source| ComposeError::Host { path: host.clone(), source })?;
-        let node = node_from_host(&host, &md, HostTimes::Timestamp, self.timestamp)?;
-        self.add(path, &host, node, depth + 1)
+        let Inspected { node, dir_link } = inspect_host(host, &md, HostTimes::Timestamp, self.timestamp)?;
+        self.add(path, node, dir_link, depth + 1)
     }
 }
 

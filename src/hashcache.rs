@@ -130,6 +130,13 @@ impl HashCache {
         }
     }
 
+    /// Nothing remembered, and every digest kept however new its file:
+    /// for tests, which make their files just before hashing them.
+    #[cfg(test)]
+    pub(crate) fn keeping_every_digest() -> HashCache {
+        HashCache { racy_window: Duration::ZERO, ..HashCache::new() }
+    }
+
     /// Where the digests of appliance directory `dir` are kept.
     pub fn path(dir: &Path) -> PathBuf {
         crate::stamp::beside_path(dir, SUFFIX)

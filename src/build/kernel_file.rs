@@ -16,6 +16,11 @@
 //! owned by us, root or the directory's owner, writable by nobody else),
 //! and the bytes copied out of it are hashed on the way and must match its
 //! header, else the kernel is decompressed again: it only saves work.
+//! Once a remembered file has passed that check, its signature goes into
+//! the build's [`HashCache`] (with the sha256 of the whole file, as every
+//! entry there); while the file keeps that signature, the next builds copy
+//! it with `copy_file_range` without hashing 63 MB again, the trust the
+//! cache gives every host file it knows.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
@@ -26,6 +31,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{self, HashingWriter};
+use crate::hashcache::HashCache;
 use crate::image::vmlinux;
 use crate::manifest::KernelFormat;
 use crate::manifest::ManifestFile;
@@ -99,7 +105,8 @@ struct Header {
 
 /// Write the `kernel` file of `format` into `staging`. `beside` is the
 /// appliance directory whose remembered vmlinux may be used and refreshed
-/// (`None`: a tarball-only build, nothing remembered).
+/// (`None`: a tarball-only build, nothing remembered); `hashes` may know
+/// it by signature.
 ///
 /// # Errors
 /// Reading the host kernel or writing the file; with
@@ -110,6 +117,7 @@ pub(crate) fn write_kernel(
     source: &KernelSource,
     staging: &Staging,
     beside: Option<&Path>,
+    hashes: &mut HashCache,
 ) -> Result<KernelWritten> {
     let out = staging.path().join("kernel");
     let x86 = source.host_cpu == "x86_64";
@@ -124,10 +132,11 @@ pub(crate) fn write_kernel(
     }
     let mut file = staging.create_file("kernel", 0o644)?;
     if let Some(dir) = beside {
-        if let Some(record) = reuse_remembered(dir, source.sha256, &mut file) {
+        if let Some((record, known)) = reuse_remembered(dir, source.sha256, &mut file, hashes) {
             let how = format!(
-                "uncompressed vmlinux reused from {}",
-                crate::stamp::beside_path(dir, SUFFIX).display()
+                "uncompressed vmlinux reused from {} ({})",
+                crate::stamp::beside_path(dir, SUFFIX).display(),
+                if known { "known by signature" } else { "checked" }
             );
             return Ok(KernelWritten { record, image: KernelImage::Vmlinux, how });
         }
@@ -227,8 +236,15 @@ fn open_remembered(dir: &Path) -> Option<File> {
 }
 
 /// Copy the remembered vmlinux into `out` (empty) if it was made from the
-/// kernel `source_sha256` and its bytes still hash to what it says.
-fn reuse_remembered(dir: &Path, source_sha256: &str, out: &mut File) -> Option<ManifestFile> {
+/// kernel `source_sha256` and its bytes still hash to what it says, or
+/// `hashes` knows it by its signature (then they did when it was
+/// checked). Returns the record and whether it was known.
+fn reuse_remembered(
+    dir: &Path,
+    source_sha256: &str,
+    out: &mut File,
+    hashes: &mut HashCache,
+) -> Option<(ManifestFile, bool)> {
     let mut file = open_remembered(dir)?;
     let mut head = vec![0u8; HEADER_LEN as usize];
     file.read_exact_at(&mut head, 0).ok()?;
@@ -241,16 +257,58 @@ fn reuse_remembered(dir: &Path, source_sha256: &str, out: &mut File) -> Option<M
     {
         return None;
     }
-    file.seek(io::SeekFrom::Start(HEADER_LEN)).ok()?;
-    let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &*out));
-    io::copy(&mut io::BufReader::with_capacity(1 << 20, file.take(header.size)), &mut w).ok()?;
-    let (_, size, hash) = w.finish().ok()?;
-    (size == header.size && hash == header.sha256).then(|| ManifestFile {
+    let path = crate::stamp::beside_path(dir, SUFFIX);
+    let record = |hash: String| ManifestFile {
         name: "kernel".into(),
-        size,
+        size: header.size,
         algorithm: digest::SHA256.into(),
         hash,
-    })
+    };
+    let reading = match hashes.lookup(&path, &file).ok()? {
+        Ok(_) => {
+            copy_payload(&file, out, header.size).ok()?;
+            return Some((record(header.sha256.clone()), true));
+        }
+        Err(reading) => reading,
+    };
+    // Hash the payload (it must match the header) and the whole file (the
+    // cache's entry) in one pass.
+    let mut whole = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(&mut whole, &head);
+    file.seek(io::SeekFrom::Start(HEADER_LEN)).ok()?;
+    let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &*out));
+    let mut src = file.try_clone().ok()?.take(header.size);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        };
+        sha2::Digest::update(&mut whole, &buf[..n]);
+        w.write_all(&buf[..n]).ok()?;
+    }
+    let (_, size, hash) = w.finish().ok()?;
+    if size != header.size || hash != header.sha256 {
+        return None;
+    }
+    hashes.remember(&path, &file, reading, sha2::Digest::finalize(whole).into());
+    Some((record(hash), false))
+}
+
+/// Copy the `size`-byte vmlinux after the header of the remembered `file`
+/// into `out` (empty), in the kernel (`copy_file_range`: block sharing
+/// where the file system can, one copy in the kernel on tmpfs).
+fn copy_payload(file: &File, out: &File, size: u64) -> io::Result<()> {
+    let mut src = file.try_clone()?;
+    src.seek(io::SeekFrom::Start(HEADER_LEN))?;
+    // std's io::copy between files is copy_file_range, with a read/write
+    // fallback where the file system has none.
+    if io::copy(&mut src.take(size), &mut &*out)? != size {
+        return Err(io::Error::other("the remembered kernel is shorter than its header says"));
+    }
+    Ok(())
 }
 
 /// Remember `vmlinux` (described by `record`, made from the kernel
@@ -320,6 +378,7 @@ mod tests {
         (digest::sha256_hex(&img), elf)
     }
 
+    /// Write the kernel beside `tmp/app` with nothing known by signature.
     fn write(
         tmp: &Path,
         format: KernelFormat,
@@ -327,13 +386,63 @@ mod tests {
         kernel: &str,
         sha: &str,
     ) -> (Result<KernelWritten>, Vec<u8>) {
+        write_knowing(tmp, format, cpu, kernel, sha, &mut HashCache::new())
+    }
+
+    /// [`write`] with the digests `hashes` knows.
+    fn write_knowing(
+        tmp: &Path,
+        format: KernelFormat,
+        cpu: &str,
+        kernel: &str,
+        sha: &str,
+        hashes: &mut HashCache,
+    ) -> (Result<KernelWritten>, Vec<u8>) {
         let target = tmp.join("app");
         let staging = Staging::create(&target).unwrap();
         let path = tmp.join(kernel);
         let src = KernelSource { path: &path, sha256: sha, host_cpu: cpu };
-        let r = write_kernel(format, &src, &staging, Some(&target));
+        let r = write_kernel(format, &src, &staging, Some(&target), hashes);
         let bytes = std::fs::read(staging.path().join("kernel")).unwrap_or_default();
         (r, bytes)
+    }
+
+    /// A remembered vmlinux that passed the check is known by its
+    /// signature afterwards (its whole file's sha256 in the cache), and
+    /// copied without hashing while it keeps that signature; rewritten, it
+    /// has another signature and is checked again, and a flipped byte is
+    /// caught.
+    #[test]
+    fn a_checked_remembered_kernel_is_known_by_signature_until_it_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (sha, elf) = fake_kernel(tmp.path(), "vmlinuz", true);
+        let mut hashes = HashCache::keeping_every_digest();
+        let build = |hashes: &mut HashCache| {
+            let (r, bytes) = write_knowing(tmp.path(), KernelFormat::Auto, "x86_64", "vmlinuz", &sha, hashes);
+            let w = r.unwrap();
+            assert_eq!(
+                (bytes.as_slice(), w.record.hash.as_str()),
+                (elf.as_slice(), digest::sha256_hex(&elf).as_str())
+            );
+            w.how
+        };
+        assert!(build(&mut hashes).starts_with("uncompressed from"));
+        assert!(build(&mut hashes).ends_with("(checked)"));
+        let remembered = tmp.path().join(".app.vmlinux");
+        let whole = std::fs::read(&remembered).unwrap();
+        let file = File::open(&remembered).unwrap();
+        assert_eq!(
+            hashes.lookup(&remembered, &file).unwrap().ok(),
+            Some(digest::sha256_stream(&mut &whole[..]).unwrap())
+        );
+        assert!(build(&mut hashes).ends_with("(known by signature)"));
+        assert!(build(&mut hashes).ends_with("(known by signature)"));
+
+        let mut flipped = whole.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        std::fs::write(&remembered, &flipped).unwrap();
+        assert!(build(&mut hashes).starts_with("uncompressed from"), "a flipped byte is caught");
     }
 
     #[test]

@@ -235,7 +235,7 @@ fn build_locked(
         None => plan::plan_with(spec, printer, &mut hashes)?,
     };
     plan.warn_missing(printer);
-    let staged = write::write_appliance(spec, &plan, &targets, printer)?;
+    let staged = write::write_appliance(spec, &plan, &targets, printer, &mut hashes)?;
 
     if let Some((uid, gid)) = publish.owner {
         staged.staging.chown_all(uid, gid)?;

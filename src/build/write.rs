@@ -20,6 +20,7 @@ use super::plan::BuildPlan;
 use super::spec::{absolute, ApplianceSpec, PublishOptions};
 use crate::compose::{self, ComposeSources};
 use crate::digest::{self, HashingWriter};
+use crate::hashcache::HashCache;
 use crate::hostdata;
 use crate::image::files::FileTree;
 use crate::image::scratch::Scratch;
@@ -104,12 +105,14 @@ pub(crate) struct Staged {
 }
 
 /// Write the appliance `plan` describes into a new staging directory beside
-/// `targets.lock_target`, and the tarball if one is asked for.
+/// `targets.lock_target`, and the tarball if one is asked for. `hashes`
+/// may know the remembered vmlinux (crate::build::kernel_file).
 pub(crate) fn write_appliance(
     spec: &ApplianceSpec,
     plan: &BuildPlan,
     targets: &Targets,
     printer: &Printer,
+    hashes: &mut HashCache,
 ) -> Result<Staged> {
     let image_mode = image_mode(spec, plan, printer);
     if let Some(dir) = &targets.dir {
@@ -121,27 +124,31 @@ pub(crate) fn write_appliance(
     let staging = Staging::create(&targets.lock_target)?;
     let source =
         KernelSource { path: &plan.kernel.path, sha256: &manifest.kernel.sha256, host_cpu: &spec.host_cpu };
-    // The kernel is written on a thread of its own while the tree is
-    // composed and the initrd and root written: decompressing it is a
-    // second of one core (crate::build::kernel_file).
-    let (kernel, rest) = std::thread::scope(|s| {
+    // The kernel and the initrd are written on threads of their own while
+    // the tree is composed and the root written: decompressing the kernel
+    // is a second of one core (crate::build::kernel_file), and neither
+    // needs the tree.
+    let (kernel, initrd, rest) = std::thread::scope(|s| {
         let kernel = s.spawn(|| {
-            kernel_file::write_kernel(spec.kernel_format, &source, &staging, targets.dir.as_deref())
+            kernel_file::write_kernel(spec.kernel_format, &source, &staging, targets.dir.as_deref(), hashes)
         });
+        let initrd = s.spawn(|| write_initrd(plan, &staging, timestamp, printer));
         let rest = (|| -> Result<_> {
             let (tree, stats) = compose_tree(spec, plan, &targets.lock_target, printer)?;
             check_space(&staging, &plan.kernel.path, spec.kernel_format, &stats)?;
-            let (initrd_stats, initrd_record) = write_initrd(plan, &staging, timestamp, printer)?;
             let root_record =
                 write_root(spec, &tree, &stats, &staging, uuid, timestamp, image_mode, printer)?;
-            Ok((stats, initrd_stats, initrd_record, root_record))
+            Ok((stats, root_record))
         })();
+        let joined = |what: &str| anyhow::anyhow!("writing the {what}: the thread panicked");
         (
-            kernel.join().unwrap_or_else(|_| Err(anyhow::anyhow!("writing the kernel: the thread panicked"))),
+            kernel.join().unwrap_or_else(|_| Err(joined("kernel"))),
+            initrd.join().unwrap_or_else(|_| Err(joined("initrd"))),
             rest,
         )
     });
-    let (stats, initrd_stats, initrd_record, root_record) = rest?;
+    let (stats, root_record) = rest?;
+    let (initrd_stats, initrd_record) = initrd?;
     let kernel = kernel?;
     printer.stage(format!("kernel: {} ({})", kernel.how, human_bytes(kernel.record.size)));
     let kernel_record = kernel.record;
@@ -197,23 +204,33 @@ fn compose_tree(
     lock_target: &Path,
     printer: &Printer,
 ) -> Result<(FileTree, compose::ComposeStats)> {
-    printer.progress("unpacking base archives...");
+    printer.progress("unpacking base archives, listing package files...");
     let scratch_dir = match lock_target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut scratch = Scratch::create_in(&scratch_dir)
-        .with_context(|| format!("creating a scratch file in {}", scratch_dir.display()))?;
-    let base = plan.inputs.extract_base(&mut scratch, spec.size)?;
-    printer.stage(format!(
-        "base: {} members, {} of file data kept in a scratch file in {}",
-        base.member_count(),
-        human_bytes(scratch.stored_bytes()),
-        scratch_dir.display()
-    ));
-
-    printer.progress("listing package files...");
-    let package_files = plan.db.files(&plan.resolution.packages)?;
+    // Unpacking (gunzip) and reading the package database's file lists
+    // are independent: one on a thread of its own.
+    let (base, package_files) = std::thread::scope(|s| {
+        let base = s.spawn(|| -> Result<_> {
+            let mut scratch = Scratch::create_in(&scratch_dir)
+                .with_context(|| format!("creating a scratch file in {}", scratch_dir.display()))?;
+            let base = plan.inputs.extract_base(&mut scratch, spec.size)?;
+            printer.stage(format!(
+                "base: {} members, {} of file data kept in a scratch file in {}",
+                base.member_count(),
+                human_bytes(scratch.stored_bytes()),
+                scratch_dir.display()
+            ));
+            Ok(base)
+        });
+        let package_files = plan.db.files(&plan.resolution.packages);
+        let base = base
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("unpacking the base archives: the thread panicked")));
+        (base, package_files)
+    });
+    let (base, package_files) = (base?, package_files?);
     printer.progress("composing the appliance tree...");
     let (tree, stats) = compose::compose(&ComposeSources {
         root: &spec.root,
