@@ -462,7 +462,6 @@ pub(crate) fn write_image(
     image.set_len(opts.size).map_err(write_err("setting the size"))?;
 
     let sink = Sink { file: image, heard };
-    plan.write_meta_blocks(&sink)?;
 
     // Counts for bitmaps, descriptors and the superblock.
     let ipg = u64::from(geo.inodes_per_group);
@@ -502,43 +501,55 @@ pub(crate) fn write_image(
         time: opts.timestamp.clamp(0, u32::MAX as i64) as u32,
     };
 
-    // One write per group: [superblock + GDT copy] + bitmaps + used part of
-    // the inode table. Group 0's superblock goes last (see module docs).
-    let mut buf = Vec::new();
-    for g in 0..geo.groups {
-        buf.clear();
-        let mut at = geo.group_start(g) * BLOCK_SIZE;
-        if disk_has_super(&geo, g) {
-            if g == 0 {
-                at += BLOCK_SIZE;
-            } else {
-                buf.extend_from_slice(&disk::superblock(&geo, &info, g as u32));
-                buf.resize(BLOCK_SIZE as usize, 0);
+    // The data copy needs only each file's extents: it runs on its own
+    // threads while this one writes the directory, symlink and indirect
+    // blocks, then one write per group: [superblock + GDT copy] + bitmaps +
+    // used part of the inode table. Group 0's superblock goes last (see
+    // module docs).
+    let write_metadata = || -> Result<(), Ext2Error> {
+        let i_blocks = plan.write_meta_blocks(&sink)?;
+        let mut buf = Vec::new();
+        for g in 0..geo.groups {
+            buf.clear();
+            let mut at = geo.group_start(g) * BLOCK_SIZE;
+            if disk_has_super(&geo, g) {
+                if g == 0 {
+                    at += BLOCK_SIZE;
+                } else {
+                    buf.extend_from_slice(&disk::superblock(&geo, &info, g as u32));
+                    buf.resize(BLOCK_SIZE as usize, 0);
+                }
+                buf.extend_from_slice(&descs);
             }
-            buf.extend_from_slice(&descs);
-        }
-        let used_i = used_inodes(g, ipg, max_ino);
-        disk::bitmap(
-            &mut buf,
-            geo.overhead(g) + alloc.used[g as usize],
-            geo.group_end(g) - geo.group_start(g),
-        );
-        disk::bitmap(&mut buf, used_i, ipg);
-        let table_start = buf.len();
-        let table_len = (used_i * INODE_SIZE).next_multiple_of(BLOCK_SIZE) as usize;
-        buf.resize(table_start + table_len, 0);
-        for k in 0..used_i {
-            let n = (g * ipg + k + 1) as usize;
-            if let Some(ino) = &plan.inos[n] {
-                let off = table_start + (k * INODE_SIZE) as usize;
-                encode_ino(&mut buf[off..off + INODE_SIZE as usize], ino);
+            let used_i = used_inodes(g, ipg, max_ino);
+            disk::bitmap(
+                &mut buf,
+                geo.overhead(g) + alloc.used[g as usize],
+                geo.group_end(g) - geo.group_start(g),
+            );
+            disk::bitmap(&mut buf, used_i, ipg);
+            let table_start = buf.len();
+            let table_len = (used_i * INODE_SIZE).next_multiple_of(BLOCK_SIZE) as usize;
+            buf.resize(table_start + table_len, 0);
+            for k in 0..used_i {
+                let n = (g * ipg + k + 1) as usize;
+                if let Some(ino) = &plan.inos[n] {
+                    let off = table_start + (k * INODE_SIZE) as usize;
+                    encode_ino(&mut buf[off..off + INODE_SIZE as usize], ino, &i_blocks[n]);
+                }
             }
+            sink.write_at(&buf, at, false).map_err(write_err(&format!("metadata of group {g}")))?;
         }
-        sink.write_at(&buf, at, false).map_err(write_err(&format!("metadata of group {g}")))?;
-    }
-    drop(buf);
-
-    let (data_bytes, copy_errors) = plan.write_data(&sink)?;
+        Ok(())
+    };
+    let (metadata, data) = std::thread::scope(|s| {
+        let data = s.spawn(|| plan.write_data(&sink));
+        (write_metadata(), data.join())
+    });
+    metadata?;
+    let (data_bytes, copy_errors, gone) = data.unwrap_or_else(|_| {
+        Err(Ext2Error::Write { what: "file data".into(), source: io::Error::other("a copy thread panicked") })
+    })?;
     if let Some((path, source)) = copy_errors.into_iter().next() {
         return Err(Ext2Error::Copy { path, source });
     }
@@ -551,6 +562,7 @@ pub(crate) fn write_image(
     sink.write_at(&block0, 0, false).map_err(write_err("the superblock"))?;
 
     let mut unreadable = plan.unreadable;
+    unreadable.extend(gone);
     unreadable.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(Ext2Stats {
         inodes: max_ino,
@@ -605,7 +617,9 @@ fn needed_size(inodes: u64, blocks: u64) -> u64 {
     hi * MIB
 }
 
-fn encode_ino(out: &mut [u8], ino: &Ino) {
+/// Encode `ino` with its block map `i_block` (written apart from the plan,
+/// see [`InodePlan::write_meta_blocks`]).
+fn encode_ino(out: &mut [u8], ino: &Ino, i_block: &[u32; 15]) {
     disk::inode(
         out,
         &disk::InodeFields {
@@ -618,7 +632,7 @@ fn encode_ino(out: &mut [u8], ino: &Ino) {
             mtime: ino.meta.mtime,
             links: ino.links as u16,
             blocks: ino.content_blocks + ino.indirect(),
-            i_block: ino.i_block,
+            i_block: *i_block,
         },
     );
 }
@@ -902,12 +916,16 @@ impl<'t> InodePlan<'t> {
     }
 
     /// Build every inode's block map and write directory, symlink and
-    /// indirect blocks, coalesced into runs.
-    fn write_meta_blocks(&mut self, sink: &Sink) -> Result<(), Ext2Error> {
+    /// indirect blocks, coalesced into runs. Returns each inode's `i_block`
+    /// by number: the plan's, or the block map just built (the plan is only
+    /// read, so the data copy can read it meanwhile).
+    fn write_meta_blocks(&self, sink: &Sink) -> Result<Vec<[u32; 15]>, Ext2Error> {
         let mut run = RunWriter { sink, start: 0, buf: Vec::with_capacity(RUN_LIMIT) };
         let mut blocks = Vec::new();
-        for n in 0..self.inos.len() {
-            let Some(ino) = &self.inos[n] else { continue };
+        let mut i_blocks: Vec<[u32; 15]> =
+            self.inos.iter().map(|ino| ino.as_ref().map_or([0; 15], |ino| ino.i_block)).collect();
+        for (slot, ino) in i_blocks.iter_mut().zip(&self.inos) {
+            let Some(ino) = ino else { continue };
             if ino.content_blocks == 0 {
                 continue;
             }
@@ -964,17 +982,16 @@ impl<'t> InodePlan<'t> {
             for (b, data) in blocks.chunks(BLOCK_SIZE as usize).enumerate() {
                 run.push(nth_block(meta, b as u64), data)?;
             }
-            if let Some(ino) = self.inos[n].as_mut() {
-                ino.i_block = i_block;
-            }
+            *slot = i_block;
         }
-        run.flush()
+        run.flush()?;
+        Ok(i_blocks)
     }
 
     /// Write inline file data and copy host files. Returns the total file
-    /// bytes and copy failures (path, error) in inode order; files that
-    /// could no longer be opened are added to `unreadable`.
-    fn write_data(&mut self, sink: &Sink) -> Result<(u64, Vec<copy::Failure>), Ext2Error> {
+    /// bytes, copy failures (path, error) in inode order, and the files
+    /// that could no longer be opened (they are unreadable: empty).
+    fn write_data(&self, sink: &Sink) -> Result<(u64, Vec<copy::Failure>, Vec<copy::Failure>), Ext2Error> {
         let mut data_bytes = 0u64;
         let mut jobs = Vec::new();
         for ino in self.inos.iter().flatten() {
@@ -1020,7 +1037,6 @@ impl<'t> InodePlan<'t> {
                 copy::JobError::Copy(e) => failures.push((path, e)),
             }
         }
-        self.unreadable.extend(gone);
-        Ok((data_bytes, failures))
+        Ok((data_bytes, failures, gone))
     }
 }
