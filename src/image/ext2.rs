@@ -6,8 +6,9 @@
 //! before anything is written, so an image that is too small fails before
 //! its file is touched. Metadata is then written with a few large `pwrite`s
 //! (one per block group, plus coalesced runs of directory and indirect
-//! blocks), and host file data is copied with `copy_file_range` on all
-//! cores, data regions only, so holes stay holes in the sparse image. Files
+//! blocks) while host file data is copied with `copy_file_range` on all
+//! cores, data regions only (files up to 64 KiB whole), so holes stay holes
+//! in the sparse image. Every write is told to the caller's digest. Files
 //! kept in a scratch file ([`Data::Scratch`]) keep their holes inside the
 //! file system too: only their data blocks (and the indirect blocks mapping
 //! them) are allocated, as for any sparse ext2 file. Host files on pseudo

@@ -1,8 +1,9 @@
 //! Copying file data into the image: host files (data regions only, so
-//! holes stay holes) and the stored blocks of scratch files, with
-//! `copy_file_range` so the bytes never pass through user space, on all
-//! cores. Where the blocks go was decided by `layout`; this module only
-//! moves bytes.
+//! holes stay holes, except in files up to [`WHOLE_UP_TO`], copied whole)
+//! and the stored blocks of scratch files, with `copy_file_range` so the
+//! bytes never pass through user space, on all cores. Where the blocks go
+//! was decided by `layout`; this module only moves bytes, and tells the
+//! digest about every write (crate::digest::WrittenBytes).
 //!
 //! While the workers copy, a flusher thread starts writeback of what they
 //! have written so far (every `WRITEBACK_STEP` bytes). The output layer
