@@ -125,6 +125,25 @@ pub(crate) mod schedule;
 pub mod stamp;
 pub mod stdout;
 
+/// Cap glibc's malloc at two arenas; call first thing in `main`, before
+/// any thread starts. Otherwise each thread that allocates gets an arena
+/// of its own, and each arena reserves 64 MiB of address space. A build
+/// runs up to eight threads at once (kernel, initrd, base archives, the
+/// copy, the metadata beside it), so under an address-space limit
+/// (`ulimit -v`; the tests build in 256 MiB) those reservations left no
+/// room for the next thread's stack and spawning it failed. Our threads
+/// allocate little once running (buffers up front), so two arenas cost
+/// nothing measurable.
+#[allow(unsafe_code)]
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes two integers and only changes a malloc
+    // tunable; no other thread exists yet to be allocating.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Map a command's outcome to the process exit code, printing the error
 /// chain on stderr on one line. (A closed stdout is not an error and never
 /// gets here: [`stdout::write`] ends the output quietly.)

@@ -12,6 +12,7 @@ use guestfs_appliance::config::Config;
 use guestfs_appliance::printer::Printer;
 
 fn main() -> ExitCode {
+    guestfs_appliance::limit_malloc_arenas();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,

@@ -9,6 +9,7 @@ use guestfs_appliance::commands;
 use guestfs_appliance::printer::Printer;
 
 fn main() -> ExitCode {
+    guestfs_appliance::limit_malloc_arenas();
     let cli = MakeFixedCli::parse();
     let printer = Printer::new(cli.global.verbosity(), cli.global.color_choice());
     let result = commands::make_fixed::run(&cli, &printer);
