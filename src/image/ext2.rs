@@ -1031,7 +1031,7 @@ impl<'t> InodePlan<'t> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut failures = Vec::new();
         let mut gone = Vec::new();
-        for (i, err) in copy::copy_all(sink.file, &jobs, threads, sink.heard) {
+        for (i, err) in copy::copy_all(sink, &jobs, threads) {
             let path = jobs[i].name.to_owned();
             match err {
                 copy::JobError::Open(e) => gone.push((path, e)),

@@ -25,7 +25,7 @@ use nix::unistd::{lseek, Whence};
 
 use super::layout::Extent;
 use super::layout::BLOCK_SIZE;
-use crate::digest::WrittenBytes;
+use super::Sink;
 
 /// Where a job's bytes come from.
 pub(super) enum From<'a> {
@@ -67,16 +67,12 @@ const WRITEBACK_STEP: u64 = 64 << 20;
 /// bytes in the image, in a block that takes memory or disk.
 const WHOLE_UP_TO: u64 = 64 << 10;
 
-/// Copy every job on `threads` threads, telling `heard` about the bytes
-/// that pass through a buffer (crate::digest hashes them there). Returns
-/// the failures with the job index, sorted by index so the caller reports
-/// deterministically.
-pub(super) fn copy_all(
-    image: &File,
-    jobs: &[Job],
-    threads: usize,
-    heard: &dyn WrittenBytes,
-) -> Vec<(usize, JobError)> {
+/// Copy every job on `threads` threads into `sink`'s image, telling its
+/// digest about every write (the bytes that pass through a buffer, the
+/// place of those the kernel copied). Returns the failures with the job
+/// index, sorted by index so the caller reports deterministically.
+pub(super) fn copy_all(sink: &Sink, jobs: &[Job], threads: usize) -> Vec<(usize, JobError)> {
+    let image = sink.file;
     // Biggest files first so one large file does not end up last on one core.
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].len));
@@ -101,7 +97,7 @@ pub(super) fn copy_all(
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { break };
-                    if let Err(e) = copy_one(image, &jobs[i], &mut buf, heard) {
+                    if let Err(e) = copy_one(sink, &jobs[i], &mut buf) {
                         if let Ok(mut errs) = errors.lock() {
                             errs.push((i, e));
                         }
@@ -132,8 +128,8 @@ fn start_writeback(image: &File) {
     let _ = unsafe { libc::sync_file_range(image.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
-fn copy_one(image: &File, job: &Job, buf: &mut Vec<u8>, heard: &dyn WrittenBytes) -> Result<(), JobError> {
-    let dst = Dest { image, heard, file_end: job.len };
+fn copy_one(sink: &Sink, job: &Job, buf: &mut Vec<u8>) -> Result<(), JobError> {
+    let dst = Dest { sink, file_end: job.len };
     if let From::Scratch { file, offset } = job.source {
         // Scratch files hold exactly the blocks to copy, back to back.
         copy_range(file, offset, &dst, job.extents, 0, job.len, buf).map_err(JobError::Copy)?;
@@ -210,12 +206,11 @@ fn copy_range(
     Ok(done)
 }
 
-/// Where a job's bytes go: the image, who hears about the bytes that pass
-/// through our buffer, and where the job's data ends (in the job's own
-/// offsets), after which its last block holds zeros.
+/// Where a job's bytes go: the image and its digest, and where the job's
+/// data ends (in the job's own offsets), after which its last block holds
+/// zeros.
 struct Dest<'a> {
-    image: &'a File,
-    heard: &'a dyn WrittenBytes,
+    sink: &'a Sink<'a>,
     file_end: u64,
 }
 
@@ -238,10 +233,10 @@ fn copy_bytes(
         let mut si = src_off as i64;
         let mut di = dst_off as i64;
         let chunk = left.min(1 << 30) as usize;
-        match nix::fcntl::copy_file_range(src, Some(&mut si), dst.image, Some(&mut di), chunk) {
+        match nix::fcntl::copy_file_range(src, Some(&mut si), dst.sink.file, Some(&mut di), chunk) {
             Ok(0) => break,
             Ok(n) => {
-                dst.heard.copied(dst_off, n as u64);
+                dst.sink.heard.copied(dst_off, n as u64);
                 src_off += n as u64;
                 dst_off += n as u64;
                 left -= n as u64;
@@ -256,8 +251,8 @@ fn copy_bytes(
     Ok(len - left)
 }
 
-/// `pread` + `pwrite` through `buf`; the bytes are in our memory, so
-/// `dst.heard` hears them once they are written.
+/// `pread` + `pwrite` through `buf`, with [`Sink::write_at`]: the bytes
+/// are in our memory, so the digest hears them there.
 fn fallback(
     src: &File,
     dst: &Dest,
@@ -277,8 +272,7 @@ fn fallback(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        dst.image.write_all_at(&buf[..n], dst_off)?;
-        dst.heard.wrote(dst_off, &buf[..n], ends_file && n as u64 == left);
+        dst.sink.write_at(&buf[..n], dst_off, ends_file && n as u64 == left)?;
         src_off += n as u64;
         dst_off += n as u64;
         left -= n as u64;
