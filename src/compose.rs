@@ -130,19 +130,15 @@ pub(crate) fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStat
         };
         chosen.map(|(host, md)| inspect_host(host, &md, *times, src.timestamp))
     };
-    let inspected = crate::cores::map_shares(&entries, |part| part.iter().map(inspect).collect::<Vec<_>>());
+    let inspected = crate::cores::map_each(&entries, inspect);
     let mut composer = HostComposer { tree, root: src.root, timestamp: src.timestamp };
-    for (part, found) in inspected {
-        // A panicked thread's share is inspected again here, one by one.
-        let found = found.unwrap_or_else(|| part.iter().map(inspect).collect());
-        for ((dest, _, _), found) in part.iter().zip(found) {
-            let Some(found) = found else {
-                stats.missing_on_host += 1;
-                continue;
-            };
-            let Inspected { node, dir_link } = found?;
-            composer.add(dest, node, dir_link, 0)?;
-        }
+    for ((dest, _, _), found) in entries.iter().zip(inspected) {
+        let Some(found) = found else {
+            stats.missing_on_host += 1;
+            continue;
+        };
+        let Inspected { node, dir_link } = found?;
+        composer.add(dest, node, dir_link, 0)?;
     }
 
     // Kernel modules: /lib/modules from the host (a symlinked /lib resolves
@@ -170,17 +166,13 @@ pub(crate) fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStat
             .map_err(|source| ComposeError::Host { path: path.clone(), source })?;
         Ok((node_from_host(path, &md, hostdata::module_times(rel), src.timestamp)?, md.is_dir()))
     };
-    let nodes = crate::cores::map_shares(&paths, |part| part.iter().map(module_node).collect::<Vec<_>>());
-    for (part, found) in nodes {
-        let found = found.unwrap_or_else(|| part.iter().map(module_node).collect());
-        for (path, found) in part.iter().zip(found) {
-            let (node, is_dir) = found?;
-            let rel = path.strip_prefix(&src.kernel.modules_dir).unwrap_or(path);
-            let dest = if rel.as_os_str().is_empty() { modules_dest.clone() } else { modules_dest.join(rel) };
-            composer.tree.insert(&dest, node)?;
-            if !is_dir {
-                stats.module_files += 1;
-            }
+    for (path, found) in paths.iter().zip(crate::cores::map_each(&paths, module_node)) {
+        let (node, is_dir) = found?;
+        let rel = path.strip_prefix(&src.kernel.modules_dir).unwrap_or(path);
+        let dest = if rel.as_os_str().is_empty() { modules_dest.clone() } else { modules_dest.join(rel) };
+        composer.tree.insert(&dest, node)?;
+        if !is_dir {
+            stats.module_files += 1;
         }
     }
 

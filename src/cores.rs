@@ -2,7 +2,8 @@
 //! core (so each thread walks its part in order, e.g. reads a file
 //! sequentially), each share mapped on a scoped thread, the results in
 //! share order. Used where the items are independent and about equally
-//! costly (the root image's digest, probing host files before the layout);
+//! costly (the root image's digest, probing host files before the layout,
+//! inspecting host paths while the tree is composed);
 //! the image copy, whose files differ wildly in size, takes jobs from a
 //! queue instead (`crate::image::ext2`).
 
@@ -24,6 +25,21 @@ where
     })
 }
 
+/// `work` applied to each of `items` on all cores ([`map_shares`]), the
+/// results in item order; a share whose thread panicked is worked again
+/// here, one item at a time.
+pub(crate) fn map_each<T, R, F>(items: &[T], work: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&T) -> R + Sync,
+{
+    map_shares(items, |part| part.iter().map(&work).collect::<Vec<_>>())
+        .into_iter()
+        .flat_map(|(part, results)| results.unwrap_or_else(|| part.iter().map(&work).collect()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +59,21 @@ mod tests {
         });
         assert!(out[0].1.is_none());
         assert_eq!(out[0].0[0], 0);
+    }
+
+    #[test]
+    fn each_item_is_mapped_in_order_and_a_panicked_share_is_mapped_again() {
+        let items: Vec<u32> = (0..1001).collect();
+        assert_eq!(map_each(&items, |x| u64::from(*x) * 2), (0..1001).map(|x| x * 2).collect::<Vec<u64>>());
+        // Item 0 panics on a share's thread only: the calling thread maps
+        // that share again.
+        let main = std::thread::current().id();
+        let out = map_each(&items, |x| {
+            if *x == 0 && std::thread::current().id() != main {
+                panic!("item 0 on a worker");
+            }
+            *x
+        });
+        assert_eq!(out, items);
     }
 }
