@@ -49,6 +49,7 @@ use crate::image::files::{Content, Data, FileTree, Metadata, NodeId};
 use crate::image::hostfile::{self, HostData};
 use crate::image::scratch::ScratchData;
 
+use copy::Sink;
 use disk::{ftype, DirEntry, FIRST_INO, ROOT_INO};
 use layout::{nth_block, Allocator, Extent, Geometry, BLOCK_SIZE, INODE_SIZE};
 
@@ -636,23 +637,6 @@ fn encode_ino(out: &mut [u8], ino: &Ino, i_block: &[u32; 15]) {
             i_block: *i_block,
         },
     );
-}
-
-/// Where every byte of the image is written from our memory: the file,
-/// and the digest that hears each write ([`WrittenBytes`]).
-struct Sink<'a> {
-    file: &'a File,
-    heard: &'a dyn WrittenBytes,
-}
-
-impl Sink<'_> {
-    /// Write `bytes` at `offset` and tell the digest; `zeros_follow` as in
-    /// [`WrittenBytes::wrote`].
-    fn write_at(&self, bytes: &[u8], offset: u64, zeros_follow: bool) -> io::Result<()> {
-        self.file.write_all_at(bytes, offset)?;
-        self.heard.wrote(offset, bytes, zeros_follow);
-        Ok(())
-    }
 }
 
 /// Collects blocks at increasing addresses into few large writes.

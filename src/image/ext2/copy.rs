@@ -25,7 +25,7 @@ use nix::unistd::{lseek, Whence};
 
 use super::layout::Extent;
 use super::layout::BLOCK_SIZE;
-use super::Sink;
+use crate::digest::WrittenBytes;
 
 /// Where a job's bytes come from.
 pub(super) enum From<'a> {
@@ -59,6 +59,23 @@ pub(super) enum JobError {
 /// that a start is cheap against the copying, small enough that the disk
 /// is busy early.
 const WRITEBACK_STEP: u64 = 64 << 20;
+
+/// Where every byte of the image is written from our memory: the file,
+/// and the digest that hears each write ([`WrittenBytes`]).
+pub(super) struct Sink<'a> {
+    pub(super) file: &'a File,
+    pub(super) heard: &'a dyn WrittenBytes,
+}
+
+impl Sink<'_> {
+    /// Write `bytes` at `offset` and tell the digest; `zeros_follow` as in
+    /// [`WrittenBytes::wrote`].
+    pub(super) fn write_at(&self, bytes: &[u8], offset: u64, zeros_follow: bool) -> io::Result<()> {
+        self.file.write_all_at(bytes, offset)?;
+        self.heard.wrote(offset, bytes, zeros_follow);
+        Ok(())
+    }
+}
 
 /// Host files up to this size are copied whole, without looking for
 /// holes: nine in ten of an appliance's files, for which the two `lseek`s
