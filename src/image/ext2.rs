@@ -670,25 +670,29 @@ impl RunWriter<'_> {
     }
 }
 
-/// [`hostfile::probe`] for every host file among `nodes` (in order; `None`
-/// for other nodes), on all cores: four system calls per file for some ten
-/// thousand files, each independent of the others.
-fn probe_host_files(tree: &FileTree, nodes: &[(u32, &Path, NodeId)]) -> Vec<Option<io::Result<HostData>>> {
-    let probe = |&(_, _, id): &(u32, &Path, NodeId), known: &mut hostfile::PseudoByDevice| match &tree
-        .node(id)
-        .content
-    {
-        Content::Regular(Data::Host { path, .. }) => Some(hostfile::probe(path, known)),
-        _ => None,
-    };
-    crate::cores::map_shares(nodes, |part| {
+/// [`hostfile::probe`] for every host file in `tree`, indexed by node
+/// (`None` for other nodes), on all cores: four system calls per file for
+/// some ten thousand files, each independent of the others.
+fn probe_host_files(tree: &FileTree) -> Vec<Option<io::Result<HostData>>> {
+    let hosts: Vec<(NodeId, &Path)> = (0..tree.node_count())
+        .filter(|&id| tree.is_reachable(id))
+        .filter_map(|id| match &tree.node(id).content {
+            Content::Regular(Data::Host { path, .. }) => Some((id, path.as_path())),
+            _ => None,
+        })
+        .collect();
+    let mut by_node: Vec<Option<io::Result<HostData>>> = (0..tree.node_count()).map(|_| None).collect();
+    let shares = crate::cores::map_shares(&hosts, |part| {
         let mut known = hostfile::PseudoByDevice::default();
-        part.iter().map(|node| probe(node, &mut known)).collect::<Vec<_>>()
-    })
-    .into_iter()
-    // A panicked thread's files are probed again, one by one.
-    .flat_map(|(part, probes)| probes.unwrap_or_else(|| part.iter().map(|_| None).collect()))
-    .collect()
+        part.iter().map(|(_, path)| hostfile::probe(path, &mut known)).collect::<Vec<_>>()
+    });
+    // A panicked thread's files stay `None`: plan_node probes them again.
+    for (part, probes) in shares {
+        for (&(id, _), probe) in part.iter().zip(probes.into_iter().flatten()) {
+            by_node[id] = Some(probe);
+        }
+    }
+    by_node
 }
 
 impl<'t> InodePlan<'t> {
@@ -696,7 +700,18 @@ impl<'t> InodePlan<'t> {
     /// here (and closed again, on all cores) so unreadable ones are known
     /// before layout.
     fn new(tree: &'t FileTree, timestamp: i64) -> Result<Self, Ext2Error> {
-        let walk = tree.walk();
+        // The host files are probed on all cores while this thread walks
+        // the tree (the walk is serial, and the probe only needs the
+        // nodes); if no thread can be started, they are probed after it.
+        let (walk, mut probes) = std::thread::scope(|s| {
+            let probing = std::thread::Builder::new().spawn_scoped(s, || probe_host_files(tree));
+            let walk = tree.walk();
+            let probes = match probing {
+                Ok(thread) => thread.join().unwrap_or_default(),
+                Err(_) => probe_host_files(tree),
+            };
+            (walk, probes)
+        });
         let mut ino_of = vec![0u32; tree.node_count()];
         let mut entries = vec![0u64; tree.node_count()];
         ino_of[FileTree::ROOT] = ROOT_INO;
@@ -747,9 +762,8 @@ impl<'t> InodePlan<'t> {
                 i_block: [0; 15],
             });
         }
-        let mut probes = probe_host_files(tree, &first_path).into_iter();
         for (n, path, id) in first_path {
-            let probe = probes.next().flatten();
+            let probe = probes.get_mut(id).and_then(Option::take);
             let ino = plan.plan_node(id, path, entries[id], probe)?;
             plan.inos[n as usize] = Some(ino);
         }

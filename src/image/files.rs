@@ -286,7 +286,6 @@ impl FileTree {
     }
 
     /// True when some directory entry (or the root) names this node.
-    #[cfg(test)]
     pub(crate) fn is_reachable(&self, id: NodeId) -> bool {
         self.links[id] > 0
     }
