@@ -92,6 +92,26 @@ pub(crate) struct ComposeSources<'a> {
 
 /// Build the appliance tree. Errors name the path involved.
 pub(crate) fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), ComposeError> {
+    std::thread::scope(|s| {
+        // The modules directory is listed and inspected on its own thread
+        // while this one puts the base and the packages into the tree (a
+        // serial stretch, with a core to spare); without a thread, here
+        // when they are needed.
+        let listing = std::thread::Builder::new().spawn_scoped(s, || list_modules(src));
+        compose_with(src, listing)
+    })
+}
+
+/// One module path: its node and whether it is a directory.
+type ModuleEntry = Result<(Node, bool), ComposeError>;
+
+/// [`compose`], given the modules being listed ([`list_modules`]).
+fn compose_with(
+    src: &ComposeSources<'_>,
+    listing: std::io::Result<
+        std::thread::ScopedJoinHandle<'_, Result<Vec<(PathBuf, ModuleEntry)>, ComposeError>>,
+    >,
+) -> Result<(FileTree, ComposeStats), ComposeError> {
     let mut stats = ComposeStats::default();
     let root_meta = Metadata::new(0o755, 0, 0, src.timestamp);
     let mut tree = FileTree::new(root_meta);
@@ -151,24 +171,13 @@ pub(crate) fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStat
         composer.tree.create_dir_all(lib_modules, root_meta)?;
     }
     let modules_dest = PathBuf::from("/lib/modules").join(&src.kernel.version);
-    let walk = walkdir::WalkDir::new(&src.kernel.modules_dir).follow_links(false).sort_by_file_name();
-    let mut paths = Vec::new();
-    for item in walk {
-        let item = item.map_err(|e| ComposeError::Host {
-            path: e.path().map(Path::to_path_buf).unwrap_or_else(|| src.kernel.modules_dir.clone()),
-            source: e.into(),
-        })?;
-        paths.push(item.into_path());
-    }
-    let module_node = |path: &PathBuf| -> Result<(Node, bool), ComposeError> {
-        let rel = path.strip_prefix(&src.kernel.modules_dir).unwrap_or(path);
-        let md = std::fs::symlink_metadata(path)
-            .map_err(|source| ComposeError::Host { path: path.clone(), source })?;
-        Ok((node_from_host(path, &md, hostdata::module_times(rel), src.timestamp)?, md.is_dir()))
+    let modules = match listing {
+        Ok(thread) => thread.join().unwrap_or_else(|_| list_modules(src)),
+        Err(_) => list_modules(src),
     };
-    for (path, found) in paths.iter().zip(crate::cores::map_each(&paths, module_node)) {
+    for (path, found) in modules? {
         let (node, is_dir) = found?;
-        let rel = path.strip_prefix(&src.kernel.modules_dir).unwrap_or(path);
+        let rel = path.strip_prefix(&src.kernel.modules_dir).unwrap_or(&path);
         let dest = if rel.as_os_str().is_empty() { modules_dest.clone() } else { modules_dest.join(rel) };
         composer.tree.insert(&dest, node)?;
         if !is_dir {
@@ -177,13 +186,36 @@ pub(crate) fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStat
     }
 
     let tree = composer.tree;
-    for (_, id) in tree.walk() {
+    for id in tree.walk_ids() {
         stats.entries += 1;
         if let Content::Regular(data) = &tree.node(id).content {
             stats.data_bytes += data.stored_len();
         }
     }
     Ok((tree, stats))
+}
+
+/// Every path under the kernel's modules directory (the directory first,
+/// then in name order), each with its tree node: the walk's first error, or
+/// per path the error of making its node.
+fn list_modules(src: &ComposeSources<'_>) -> Result<Vec<(PathBuf, ModuleEntry)>, ComposeError> {
+    let walk = walkdir::WalkDir::new(&src.kernel.modules_dir).follow_links(false).sort_by_file_name();
+    let mut out = Vec::new();
+    for item in walk {
+        let item = item.map_err(|e| ComposeError::Host {
+            path: e.path().map(Path::to_path_buf).unwrap_or_else(|| src.kernel.modules_dir.clone()),
+            source: e.into(),
+        })?;
+        let path = item.into_path();
+        let rel = path.strip_prefix(&src.kernel.modules_dir).unwrap_or(&path);
+        let node = std::fs::symlink_metadata(&path)
+            .map_err(|source| ComposeError::Host { path: path.clone(), source })
+            .and_then(|md| {
+                Ok((node_from_host(&path, &md, hostdata::module_times(rel), src.timestamp)?, md.is_dir()))
+            });
+        out.push((path, node));
+    }
+    Ok(out)
 }
 
 fn is_excluded(excludes: &[ExcludePattern], path: &Path) -> bool {

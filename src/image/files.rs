@@ -453,6 +453,17 @@ impl FileTree {
         out
     }
 
+    /// The node of every path [`FileTree::walk`] yields, in the same order,
+    /// without building the paths (for counting).
+    pub(crate) fn walk_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let mut stack = vec![Self::ROOT];
+        std::iter::from_fn(move || {
+            let id = stack.pop()?;
+            stack.extend(self.entries[id].values().rev().copied());
+            Some(id)
+        })
+    }
+
     fn push(&mut self, node: Node, parent: NodeId, path_len: usize) -> NodeId {
         let id = self.nodes.len();
         self.nodes.push(node);
@@ -642,6 +653,22 @@ mod tests {
         assert_eq!(t.link_count(a), 2);
         t.insert(Path::new("/a"), file(b"y")).unwrap();
         assert_eq!(t.link_count(b), 1);
+    }
+
+    /// `walk_ids` is `walk` without the paths: every name once (a hard
+    /// link twice, a replaced file not at all), in the same order.
+    #[test]
+    fn walk_ids_follows_walk() {
+        let mut t = FileTree::new(meta());
+        t.insert(Path::new("/etc"), dir()).unwrap();
+        t.insert(Path::new("/etc/b"), file(b"1")).unwrap();
+        t.insert(Path::new("/etc/a"), file(b"2")).unwrap();
+        t.insert(Path::new("/bin"), dir()).unwrap();
+        t.hard_link(Path::new("/bin/x"), Path::new("/etc/a")).unwrap();
+        t.insert(Path::new("/etc/b"), file(b"3")).unwrap();
+        let walked: Vec<NodeId> = t.walk().into_iter().map(|(_, id)| id).collect();
+        assert_eq!(walked.len(), 6);
+        assert_eq!(t.walk_ids().collect::<Vec<_>>(), walked);
     }
 
     #[test]
