@@ -11,7 +11,10 @@
 //! build with the same host kernel copies it instead. The file starts with
 //! a [`HEADER_LEN`]-byte JSON header (the source kernel's sha256, the
 //! vmlinux's sha256 and size), the vmlinux follows at a block boundary (so
-//! a copy can share blocks where the filesystem can). It is read only when
+//! a copy can share blocks where the filesystem can). Both files have
+//! holes where the vmlinux has 4 KiB blocks of zeros (about half of
+//! Debian's: its page-aligned sections are padded with zeros), so each
+//! takes about 31 MiB of memory on tmpfs, or disk, instead of 63. It is read only when
 //! it can be believed (regular, one link, reached without following a link,
 //! owned by us, root or the directory's owner, writable by nobody else),
 //! and the bytes copied out of it are hashed on the way and must match its
@@ -32,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{self, HashingWriter};
 use crate::hashcache::HashCache;
+use crate::image::holes::{self, HoleWriter};
 use crate::image::vmlinux;
 use crate::manifest::KernelFormat;
 use crate::manifest::ManifestFile;
@@ -212,7 +216,7 @@ fn decompress_into(from: &Path, file: &mut File) -> Result<ManifestFile, Decompr
         ))));
     }
     let payload = vmlinux::payload(&bytes)?;
-    let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &*file));
+    let mut w = HashingWriter::new(HoleWriter::new(file));
     vmlinux::decompress(&payload, &mut w)?;
     let (_, size, hash) = w.finish().map_err(DecompressError::Io)?;
     vmlinux::check_pvh_entry(file)?;
@@ -276,7 +280,7 @@ fn reuse_remembered(
     let mut whole = <sha2::Sha256 as sha2::Digest>::new();
     sha2::Digest::update(&mut whole, &head);
     file.seek(io::SeekFrom::Start(HEADER_LEN)).ok()?;
-    let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &*out));
+    let mut w = HashingWriter::new(HoleWriter::new(out));
     let mut src = file.try_clone().ok()?.take(header.size);
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -299,16 +303,10 @@ fn reuse_remembered(
 
 /// Copy the `size`-byte vmlinux after the header of the remembered `file`
 /// into `out` (empty), in the kernel (`copy_file_range`: block sharing
-/// where the file system can, one copy in the kernel on tmpfs).
+/// where the file system can, one copy in the kernel on tmpfs), its holes
+/// kept.
 fn copy_payload(file: &File, out: &File, size: u64) -> io::Result<()> {
-    let mut src = file.try_clone()?;
-    src.seek(io::SeekFrom::Start(HEADER_LEN))?;
-    // std's io::copy between files is copy_file_range, with a read/write
-    // fallback where the file system has none.
-    if io::copy(&mut src.take(size), &mut &*out)? != size {
-        return Err(io::Error::other("the remembered kernel is shorter than its header says"));
-    }
-    Ok(())
+    holes::copy_data(file, HEADER_LEN, out, 0, size)
 }
 
 /// Remember `vmlinux` (described by `record`, made from the kernel
@@ -342,13 +340,10 @@ fn remember(
     let (tmp, mut file) = staging.dir().create_temp_file(".vmlinux", 0o644).map_err(io::Error::other)?;
     let written = (|| {
         file.write_all(&head)?;
-        // copy_file_range from offset 0 of the staged kernel (std's io::copy
-        // uses it between files, at the current offsets).
-        let mut src = vmlinux.try_clone()?;
-        src.rewind()?;
-        if io::copy(&mut src, &mut file)? != record.size {
+        if vmlinux.metadata()?.len() != record.size {
             return Err(io::Error::other("the staged kernel changed size"));
         }
+        holes::copy_data(vmlinux, 0, &file, HEADER_LEN, record.size)?;
         if let Some((uid, gid)) = owner {
             crate::safefs::chown_keeping_mode(&file, uid, gid, 0o644).map_err(io::Error::from)?;
         }
@@ -369,8 +364,14 @@ mod tests {
     /// note (or without), written to `dir/name`. Returns its sha256 and the
     /// ELF.
     fn fake_kernel(dir: &Path, name: &str, pvh: bool) -> (String, Vec<u8>) {
+        fake_kernel_with(dir, name, pvh, &[])
+    }
+
+    /// [`fake_kernel`] whose ELF is followed by `tail`.
+    fn fake_kernel_with(dir: &Path, name: &str, pvh: bool, tail: &[u8]) -> (String, Vec<u8>) {
         let notes: &[(&[u8], u32)] = if pvh { &[(b"Xen\0", 18)] } else { &[(b"Linux\0", 6)] };
-        let elf = elf_with_notes(notes);
+        let mut elf = elf_with_notes(notes);
+        elf.extend_from_slice(tail);
         let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 6);
         enc.write_all(&elf).unwrap();
         let img = bzimage(&enc.finish().unwrap(), elf.len() as u32);
@@ -443,6 +444,36 @@ mod tests {
         flipped[last] ^= 1;
         std::fs::write(&remembered, &flipped).unwrap();
         assert!(build(&mut hashes).starts_with("uncompressed from"), "a flipped byte is caught");
+    }
+
+    /// The vmlinux's 4 KiB blocks of zeros are holes in the appliance's
+    /// `kernel` and in the remembered file, however it was made:
+    /// decompressed, copied after a check, or known by signature.
+    #[test]
+    fn zero_blocks_of_the_kernel_are_holes_in_both_files() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut tail = vec![0u8; 256 << 10];
+        tail.extend_from_slice(&[1u8; 10]);
+        let (sha, elf) = fake_kernel_with(tmp.path(), "vmlinuz", true, &tail);
+        let mut hashes = HashCache::keeping_every_digest();
+        let allocated = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
+        let mut hows = Vec::new();
+        for _ in 0..3 {
+            let target = tmp.path().join("app");
+            let staging = Staging::create(&target).unwrap();
+            let path = tmp.path().join("vmlinuz");
+            let src = KernelSource { path: &path, sha256: &sha, host_cpu: "x86_64" };
+            let w = write_kernel(KernelFormat::Auto, &src, &staging, Some(&target), &mut hashes).unwrap();
+            let kernel = staging.path().join("kernel");
+            assert!(std::fs::read(&kernel).unwrap() == elf, "{}: content differs", w.how);
+            assert!(allocated(&kernel) < 64 << 10, "{}: {} bytes allocated", w.how, allocated(&kernel));
+            let remembered = tmp.path().join(".app.vmlinux");
+            assert!(allocated(&remembered) < 64 << 10, "{}: remembered file not sparse", w.how);
+            hows.push(w.how);
+        }
+        assert!(hows[0].starts_with("uncompressed from"), "{hows:?}");
+        assert!(hows[1].ends_with("(checked)") && hows[2].ends_with("(known by signature)"), "{hows:?}");
     }
 
     #[test]

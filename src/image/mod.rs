@@ -3,6 +3,7 @@
 pub(crate) mod cpio;
 pub(crate) mod ext2;
 pub(crate) mod files;
+pub(crate) mod holes;
 pub(crate) mod hostfile;
 pub mod initrd;
 pub(crate) mod scratch;

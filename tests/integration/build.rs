@@ -2,6 +2,7 @@
 //! with e2fsprogs, cpio and file, boot them in qemu, and drive the
 //! libguestfs one with real guestfish.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -124,6 +125,12 @@ fn the_kernel_is_the_uncompressed_vmlinux_by_default_and_a_copy_on_request() {
     assert_eq!((kernel.name.as_str(), kernel.hash.clone()), ("kernel", sha256(&dir.join("kernel"))));
     let remembered = tmp.path().join(".appliance.vmlinux");
     assert!(remembered.is_file());
+    // The vmlinux's blocks of zeros (about half of a distribution kernel)
+    // are holes in both files.
+    for file in [dir.join("kernel"), remembered.clone()] {
+        let md = std::fs::metadata(&file).unwrap();
+        assert!(md.blocks() * 512 < md.len() * 3 / 4, "{}: not sparse: {md:?}", file.display());
+    }
 
     // Rebuilt (another size): the remembered vmlinux is used, same bytes.
     let before = sha256(&dir.join("kernel"));
