@@ -105,12 +105,13 @@ pub(crate) fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStat
 /// One module path: its node and whether it is a directory.
 type ModuleEntry = Result<(Node, bool), ComposeError>;
 
+/// What [`list_modules`] returns.
+type ModuleList = Result<Vec<(PathBuf, ModuleEntry)>, ComposeError>;
+
 /// [`compose`], given the modules being listed ([`list_modules`]).
 fn compose_with(
     src: &ComposeSources<'_>,
-    listing: std::io::Result<
-        std::thread::ScopedJoinHandle<'_, Result<Vec<(PathBuf, ModuleEntry)>, ComposeError>>,
-    >,
+    listing: std::io::Result<std::thread::ScopedJoinHandle<'_, ModuleList>>,
 ) -> Result<(FileTree, ComposeStats), ComposeError> {
     let mut stats = ComposeStats::default();
     let root_meta = Metadata::new(0o755, 0, 0, src.timestamp);
@@ -198,7 +199,7 @@ fn compose_with(
 /// Every path under the kernel's modules directory (the directory first,
 /// then in name order), each with its tree node: the walk's first error, or
 /// per path the error of making its node.
-fn list_modules(src: &ComposeSources<'_>) -> Result<Vec<(PathBuf, ModuleEntry)>, ComposeError> {
+fn list_modules(src: &ComposeSources<'_>) -> ModuleList {
     let walk = walkdir::WalkDir::new(&src.kernel.modules_dir).follow_links(false).sort_by_file_name();
     let mut out = Vec::new();
     for item in walk {
