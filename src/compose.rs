@@ -92,14 +92,12 @@ pub(crate) struct ComposeSources<'a> {
 
 /// Build the appliance tree. Errors name the path involved.
 pub(crate) fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), ComposeError> {
-    std::thread::scope(|s| {
-        // The modules directory is listed and inspected on its own thread
-        // while this one puts the base and the packages into the tree (a
-        // serial stretch, with a core to spare); without a thread, here
-        // when they are needed.
-        let listing = std::thread::Builder::new().spawn_scoped(s, || list_modules(src));
-        compose_with(src, listing)
-    })
+    // The modules directory is listed and inspected alongside the base and
+    // the packages going into the tree (a serial stretch, with a core to
+    // spare); the modules go in last.
+    let (modules, composed) = crate::cores::alongside(|| list_modules(src), || compose_packages(src));
+    let (composer, stats) = composed?;
+    add_modules(src, composer, stats, modules?)
 }
 
 /// One module path: its node and whether it is a directory.
@@ -108,11 +106,9 @@ type ModuleEntry = Result<(Node, bool), ComposeError>;
 /// What [`list_modules`] returns.
 type ModuleList = Result<Vec<(PathBuf, ModuleEntry)>, ComposeError>;
 
-/// [`compose`], given the modules being listed ([`list_modules`]).
-fn compose_with(
-    src: &ComposeSources<'_>,
-    listing: std::io::Result<std::thread::ScopedJoinHandle<'_, ModuleList>>,
-) -> Result<(FileTree, ComposeStats), ComposeError> {
+/// Steps 1 to 3 of the build order: the base archives, the package files
+/// and the hostfiles.
+fn compose_packages<'a>(src: &ComposeSources<'a>) -> Result<(HostComposer<'a>, ComposeStats), ComposeError> {
     let mut stats = ComposeStats::default();
     let root_meta = Metadata::new(0o755, 0, 0, src.timestamp);
     let mut tree = FileTree::new(root_meta);
@@ -162,6 +158,18 @@ fn compose_with(
         composer.add(dest, node, dir_link, 0)?;
     }
 
+    Ok((composer, stats))
+}
+
+/// Step 4: the kernel's modules (as listed by [`list_modules`]), then the
+/// final counts.
+fn add_modules(
+    src: &ComposeSources<'_>,
+    mut composer: HostComposer<'_>,
+    mut stats: ComposeStats,
+    modules: Vec<(PathBuf, ModuleEntry)>,
+) -> Result<(FileTree, ComposeStats), ComposeError> {
+    let root_meta = Metadata::new(0o755, 0, 0, src.timestamp);
     // Kernel modules: /lib/modules from the host (a symlinked /lib resolves
     // through the tree), then the whole modules directory under the version.
     let lib_modules = Path::new("/lib/modules");
@@ -172,11 +180,7 @@ fn compose_with(
         composer.tree.create_dir_all(lib_modules, root_meta)?;
     }
     let modules_dest = PathBuf::from("/lib/modules").join(&src.kernel.version);
-    let modules = match listing {
-        Ok(thread) => thread.join().unwrap_or_else(|_| list_modules(src)),
-        Err(_) => list_modules(src),
-    };
-    for (path, found) in modules? {
+    for (path, found) in modules {
         let (node, is_dir) = found?;
         let rel = path.strip_prefix(&src.kernel.modules_dir).unwrap_or(&path);
         let dest = if rel.as_os_str().is_empty() { modules_dest.clone() } else { modules_dest.join(rel) };

@@ -5,7 +5,8 @@
 //! costly (the root image's digest, probing host files before the layout,
 //! inspecting host paths while the tree is composed);
 //! the image copy, whose files differ wildly in size, takes jobs from a
-//! queue instead (`crate::image::ext2`).
+//! queue instead (`crate::image::ext2`). And one job beside another
+//! ([`alongside`]): a serial stretch with a core to spare.
 
 /// `work` applied to contiguous shares of `items`, one per core, on scoped
 /// threads; each share with its result, in order, `None` where the thread
@@ -38,6 +39,23 @@ where
         .into_iter()
         .flat_map(|(part, results)| results.unwrap_or_else(|| part.iter().map(&work).collect()))
         .collect()
+}
+
+/// `background` on a scoped thread of its own while `foreground` runs on
+/// this one; both results. Where no thread can be started (a process at its
+/// thread or memory limit) or the thread panicked, `background` runs here
+/// after `foreground`: the same result, later, and never a lost one.
+pub(crate) fn alongside<A, B>(background: impl Fn() -> A + Sync, foreground: impl FnOnce() -> B) -> (A, B)
+where
+    A: Send,
+{
+    std::thread::scope(|s| {
+        let background = &background;
+        let started = std::thread::Builder::new().spawn_scoped(s, background);
+        let b = foreground();
+        let a = started.ok().and_then(|thread| thread.join().ok()).unwrap_or_else(background);
+        (a, b)
+    })
 }
 
 #[cfg(test)]
@@ -75,5 +93,24 @@ mod tests {
             *x
         });
         assert_eq!(out, items);
+    }
+
+    #[test]
+    fn alongside_gives_both_results_and_a_panicked_background_runs_here() {
+        let (a, b) = alongside(|| (1..=100u32).sum::<u32>(), || "here");
+        assert_eq!((a, b), (5050, "here"));
+        // The background job panics on its own thread only: this thread
+        // runs it again after the foreground.
+        let main = std::thread::current().id();
+        let (a, b) = alongside(
+            || {
+                if std::thread::current().id() != main {
+                    panic!("background on its thread");
+                }
+                std::thread::current().id()
+            },
+            || 7,
+        );
+        assert_eq!((a, b), (main, 7));
     }
 }

@@ -702,16 +702,8 @@ impl<'t> InodePlan<'t> {
     fn new(tree: &'t FileTree, timestamp: i64) -> Result<Self, Ext2Error> {
         // The host files are probed on all cores while this thread walks
         // the tree (the walk is serial, and the probe only needs the
-        // nodes); if no thread can be started, they are probed after it.
-        let (walk, mut probes) = std::thread::scope(|s| {
-            let probing = std::thread::Builder::new().spawn_scoped(s, || probe_host_files(tree));
-            let walk = tree.walk();
-            let probes = match probing {
-                Ok(thread) => thread.join().unwrap_or_default(),
-                Err(_) => probe_host_files(tree),
-            };
-            (walk, probes)
-        });
+        // nodes).
+        let (mut probes, walk) = crate::cores::alongside(|| probe_host_files(tree), || tree.walk());
         let mut ino_of = vec![0u32; tree.node_count()];
         let mut entries = vec![0u64; tree.node_count()];
         ino_of[FileTree::ROOT] = ROOT_INO;
