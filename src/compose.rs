@@ -71,49 +71,60 @@ pub(crate) struct ComposeStats {
     pub(crate) data_bytes: u64,
 }
 
-/// What to put into the tree.
-pub(crate) struct ComposeSources<'a> {
+/// The host's share of the tree (steps 2 and 3), before it goes in.
+pub(crate) struct HostSources<'a> {
     /// Host root that package and host paths are relative to.
     pub(crate) root: &'a Path,
     /// Parsed inputs (excludes).
     pub(crate) inputs: &'a Inputs,
-    /// Base archive members, extracted from the inputs.
-    pub(crate) base: &'a BaseMembers,
     /// Files of the package closure.
     pub(crate) package_files: &'a [PackageFile],
     /// Expanded hostfiles (appliance paths).
     pub(crate) hostfiles: &'a [PathBuf],
-    /// The kernel whose modules go in.
-    pub(crate) kernel: &'a KernelChoice,
-    /// Time for entries we invent (missing parents of archive members) and
-    /// for host entries whose own times are volatile.
+    /// Time for host entries whose own times are volatile.
     pub(crate) timestamp: i64,
 }
 
-/// Build the appliance tree. Errors name the path involved.
-pub(crate) fn compose(src: &ComposeSources<'_>) -> Result<(FileTree, ComposeStats), ComposeError> {
-    // The modules directory is listed and inspected alongside the base and
-    // the packages going into the tree (a serial stretch, with a core to
-    // spare); the modules go in last.
-    let (modules, composed) = crate::cores::alongside(|| list_modules(src), || compose_packages(src));
-    let (composer, stats) = composed?;
-    add_modules(src, composer, stats, modules?)
+/// Package files and hostfiles as [`inspect_host`] found them on the host,
+/// in the order they go into the tree: each destination with its node, or
+/// `None` where the host has no such path (dropped, as supermin does).
+pub(crate) struct HostEntries {
+    entries: Vec<(PathBuf, Option<Result<Inspected, ComposeError>>)>,
+    /// The counts known before the tree: paths listed, config files,
+    /// excluded, hostfiles.
+    stats: ComposeStats,
+}
+
+/// Everything the tree is made of.
+pub(crate) struct TreeParts<'a> {
+    /// Host root that package and host paths are relative to.
+    pub(crate) root: &'a Path,
+    /// Base archive members, extracted from the inputs.
+    pub(crate) base: &'a BaseMembers,
+    /// Package files and hostfiles, inspected ([`inspect_host`]).
+    pub(crate) host: HostEntries,
+    /// The kernel whose modules go in.
+    pub(crate) kernel: &'a KernelChoice,
+    /// Its modules directory, listed ([`list_modules`]).
+    pub(crate) modules: ModuleList,
+    /// Time for entries we invent (missing parents of archive members) and
+    /// for host entries whose own times are volatile.
+    pub(crate) timestamp: i64,
 }
 
 /// One module path: its node and whether it is a directory.
 type ModuleEntry = Result<(Node, bool), ComposeError>;
 
 /// What [`list_modules`] returns.
-type ModuleList = Result<Vec<(PathBuf, ModuleEntry)>, ComposeError>;
+pub(crate) type ModuleList = Result<Vec<(PathBuf, ModuleEntry)>, ComposeError>;
 
-/// Steps 1 to 3 of the build order: the base archives, the package files
-/// and the hostfiles.
-fn compose_packages<'a>(src: &ComposeSources<'a>) -> Result<(HostComposer<'a>, ComposeStats), ComposeError> {
+/// Steps 2 and 3 of the build order, up to the tree: the package files that
+/// are neither config files nor excluded, and the hostfiles, in destination
+/// order, each inspected on the host (`lstat`, `readlink`, and `stat` of a
+/// symlink's target) on all cores. Needs neither the base nor the tree, so
+/// it runs while the base archives are unpacked.
+pub(crate) fn inspect_host(src: &HostSources<'_>) -> HostEntries {
     let mut stats = ComposeStats::default();
-    let root_meta = Metadata::new(0o755, 0, 0, src.timestamp);
-    let mut tree = FileTree::new(root_meta);
-    src.base.unpack(&mut tree, src.timestamp)?;
-
     // Package files: (destination, source, times) triples.
     let mut entries: Vec<(PathBuf, PathBuf, HostTimes)> = Vec::with_capacity(src.package_files.len());
     stats.package_paths = src.package_files.len();
@@ -134,8 +145,6 @@ fn compose_packages<'a>(src: &ComposeSources<'a>) -> Result<(HostComposer<'a>, C
     // duplicated path the later (hostfiles) entry is inserted last and wins.
     entries.sort_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
 
-    // Each entry's host path is inspected (lstat, readlink, and stat of a
-    // symlink's target) on all cores; the tree is then built in order.
     let inspect = |(dest, source, times): &(PathBuf, PathBuf, HostTimes)| {
         let source_host = under_root(src.root, source);
         let chosen = match std::fs::symlink_metadata(&source_host) {
@@ -145,44 +154,44 @@ fn compose_packages<'a>(src: &ComposeSources<'a>) -> Result<(HostComposer<'a>, C
                 std::fs::symlink_metadata(&dest_host).ok().map(|md| (dest_host, md))
             }
         };
-        chosen.map(|(host, md)| inspect_host(host, &md, *times, src.timestamp))
+        chosen.map(|(host, md)| inspect_host_path(host, &md, *times, src.timestamp))
     };
     let inspected = crate::cores::map_each(&entries, inspect);
-    let mut composer = HostComposer { tree, root: src.root, timestamp: src.timestamp };
-    for ((dest, _, _), found) in entries.iter().zip(inspected) {
+    let entries = entries.into_iter().zip(inspected).map(|((dest, _, _), found)| (dest, found)).collect();
+    HostEntries { entries, stats }
+}
+
+/// Build the appliance tree from its parts, in supermin's order: the base,
+/// the host's entries, the modules. Errors name the path involved.
+pub(crate) fn compose(parts: TreeParts<'_>) -> Result<(FileTree, ComposeStats), ComposeError> {
+    let TreeParts { root, base, host, kernel, modules, timestamp } = parts;
+    let HostEntries { entries, mut stats } = host;
+    let root_meta = Metadata::new(0o755, 0, 0, timestamp);
+    let mut tree = FileTree::new(root_meta);
+    base.unpack(&mut tree, timestamp)?;
+    let mut composer = HostComposer { tree, root, timestamp };
+    for (dest, found) in entries {
         let Some(found) = found else {
             stats.missing_on_host += 1;
             continue;
         };
         let Inspected { node, dir_link } = found?;
-        composer.add(dest, node, dir_link, 0)?;
+        composer.add(&dest, node, dir_link, 0)?;
     }
 
-    Ok((composer, stats))
-}
-
-/// Step 4: the kernel's modules (as listed by [`list_modules`]), then the
-/// final counts.
-fn add_modules(
-    src: &ComposeSources<'_>,
-    mut composer: HostComposer<'_>,
-    mut stats: ComposeStats,
-    modules: Vec<(PathBuf, ModuleEntry)>,
-) -> Result<(FileTree, ComposeStats), ComposeError> {
-    let root_meta = Metadata::new(0o755, 0, 0, src.timestamp);
     // Kernel modules: /lib/modules from the host (a symlinked /lib resolves
     // through the tree), then the whole modules directory under the version.
     let lib_modules = Path::new("/lib/modules");
-    if std::fs::symlink_metadata(under_root(src.root, lib_modules)).is_ok() {
+    if std::fs::symlink_metadata(under_root(root, lib_modules)).is_ok() {
         composer.ensure_host_path(lib_modules, 0)?;
     } else {
         // SUPERMIN_MODULES elsewhere on a host without /lib/modules.
         composer.tree.create_dir_all(lib_modules, root_meta)?;
     }
-    let modules_dest = PathBuf::from("/lib/modules").join(&src.kernel.version);
-    for (path, found) in modules {
+    let modules_dest = PathBuf::from("/lib/modules").join(&kernel.version);
+    for (path, found) in modules? {
         let (node, is_dir) = found?;
-        let rel = path.strip_prefix(&src.kernel.modules_dir).unwrap_or(&path);
+        let rel = path.strip_prefix(&kernel.modules_dir).unwrap_or(&path);
         let dest = if rel.as_os_str().is_empty() { modules_dest.clone() } else { modules_dest.join(rel) };
         composer.tree.insert(&dest, node)?;
         if !is_dir {
@@ -200,23 +209,26 @@ fn add_modules(
     Ok((tree, stats))
 }
 
-/// Every path under the kernel's modules directory (the directory first,
-/// then in name order), each with its tree node: the walk's first error, or
-/// per path the error of making its node.
-fn list_modules(src: &ComposeSources<'_>) -> ModuleList {
-    let walk = walkdir::WalkDir::new(&src.kernel.modules_dir).follow_links(false).sort_by_file_name();
+/// Every path under `kernel`'s modules directory (the directory first,
+/// then in name order), each with its tree node (times by
+/// [`hostdata::module_times`], else `timestamp`): the walk's first error,
+/// or per path the error of making its node. A serial walk: it runs beside
+/// the other sources' preparation.
+pub(crate) fn list_modules(kernel: &KernelChoice, timestamp: i64) -> ModuleList {
+    let modules_dir = &kernel.modules_dir;
+    let walk = walkdir::WalkDir::new(modules_dir).follow_links(false).sort_by_file_name();
     let mut out = Vec::new();
     for item in walk {
         let item = item.map_err(|e| ComposeError::Host {
-            path: e.path().map(Path::to_path_buf).unwrap_or_else(|| src.kernel.modules_dir.clone()),
+            path: e.path().map(Path::to_path_buf).unwrap_or_else(|| modules_dir.clone()),
             source: e.into(),
         })?;
         let path = item.into_path();
-        let rel = path.strip_prefix(&src.kernel.modules_dir).unwrap_or(&path);
+        let rel = path.strip_prefix(modules_dir).unwrap_or(&path);
         let node = std::fs::symlink_metadata(&path)
             .map_err(|source| ComposeError::Host { path: path.clone(), source })
             .and_then(|md| {
-                Ok((node_from_host(&path, &md, hostdata::module_times(rel), src.timestamp)?, md.is_dir()))
+                Ok((node_from_host(&path, &md, hostdata::module_times(rel), timestamp)?, md.is_dir()))
             });
         out.push((path, node));
     }
@@ -269,7 +281,7 @@ struct Inspected {
 }
 
 /// [`node_from_host`], and for a symlink whether it leads to a directory.
-fn inspect_host(
+fn inspect_host_path(
     host: PathBuf,
     md: &std::fs::Metadata,
     times: HostTimes,
@@ -332,7 +344,8 @@ impl HostComposer<'_> {
         let host = under_root(self.root, path);
         let md = std::fs::symlink_metadata(&host)
             .map_err(|source| ComposeError::Host { path: host.clone(), source })?;
-        let Inspected { node, dir_link } = inspect_host(host, &md, HostTimes::Timestamp, self.timestamp)?;
+        let Inspected { node, dir_link } =
+            inspect_host_path(host, &md, HostTimes::Timestamp, self.timestamp)?;
         self.add(path, node, dir_link, depth + 1)
     }
 }

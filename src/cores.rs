@@ -3,7 +3,7 @@
 //! sequentially), each share mapped on a scoped thread, the results in
 //! share order. Used where the items are independent and about equally
 //! costly (the root image's digest, probing host files before the layout,
-//! inspecting host paths while the tree is composed);
+//! inspecting host paths for the tree);
 //! the image copy, whose files differ wildly in size, takes jobs from a
 //! queue instead (`crate::image::ext2`). And one job beside another
 //! ([`alongside`]): a serial stretch with a core to spare.

@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use super::kernel_file::{self, KernelSource};
 use super::plan::BuildPlan;
 use super::spec::{absolute, ApplianceSpec, PublishOptions};
-use crate::compose::{self, ComposeSources};
+use crate::compose::{self, HostSources, TreeParts};
 use crate::digest::{self, HashingWriter};
 use crate::hashcache::HashCache;
 use crate::hostdata;
@@ -209,36 +209,43 @@ fn compose_tree(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    // Unpacking (gunzip) and reading the package database's file lists
-    // are independent: one on a thread of its own.
-    let (base, package_files) = std::thread::scope(|s| {
-        let base = s.spawn(|| -> Result<_> {
-            let mut scratch = Scratch::create_in(&scratch_dir)
-                .with_context(|| format!("creating a scratch file in {}", scratch_dir.display()))?;
-            let base = plan.inputs.extract_base(&mut scratch, spec.size)?;
-            printer.stage(format!(
-                "base: {} members, {} of file data kept in a scratch file in {}",
-                base.member_count(),
-                human_bytes(scratch.stored_bytes()),
-                scratch_dir.display()
-            ));
-            Ok(base)
-        });
-        let package_files = plan.db.files(&plan.resolution.packages);
-        let base = base
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("unpacking the base archives: the thread panicked")));
-        (base, package_files)
-    });
-    let (base, package_files) = (base?, package_files?);
+    let unpack_base = || -> Result<_> {
+        let mut scratch = Scratch::create_in(&scratch_dir)
+            .with_context(|| format!("creating a scratch file in {}", scratch_dir.display()))?;
+        let base = plan.inputs.extract_base(&mut scratch, spec.size)?;
+        printer.stage(format!(
+            "base: {} members, {} of file data kept in a scratch file in {}",
+            base.member_count(),
+            human_bytes(scratch.stored_bytes()),
+            scratch_dir.display()
+        ));
+        Ok(base)
+    };
+    let list_modules = || compose::list_modules(&plan.kernel, plan.timestamp);
+    let inspect_host = || -> Result<_> {
+        let package_files = plan.db.files(&plan.resolution.packages)?;
+        Ok(compose::inspect_host(&HostSources {
+            root: &spec.root,
+            inputs: &plan.inputs,
+            package_files: &package_files,
+            hostfiles: &plan.hostfiles,
+            timestamp: plan.timestamp,
+        }))
+    };
+    // The three sources are independent until the tree: unpacking (gunzip)
+    // and listing the modules directory (a serial walk) each on a thread of
+    // its own, while this one reads the package database's file lists and
+    // inspects every listed path on the host.
+    let (base, (modules, host)) =
+        crate::cores::alongside(unpack_base, || crate::cores::alongside(list_modules, inspect_host));
+    let (base, host) = (base?, host?);
     printer.progress("composing the appliance tree...");
-    let (tree, stats) = compose::compose(&ComposeSources {
+    let (tree, stats) = compose::compose(TreeParts {
         root: &spec.root,
-        inputs: &plan.inputs,
         base: &base,
-        package_files: &package_files,
-        hostfiles: &plan.hostfiles,
+        host,
         kernel: &plan.kernel,
+        modules,
         timestamp: plan.timestamp,
     })?;
     printer.stage(format!(
