@@ -161,6 +161,25 @@ pub(crate) fn inspect_host(src: &HostSources<'_>) -> HostEntries {
     HostEntries { entries, stats }
 }
 
+/// The host files the tree will read (regular files among the host's
+/// entries and the modules), for probing them before the layout
+/// (`crate::image::hostfile::Probed`). Entries that failed are left out.
+pub(crate) fn host_files(host: &HostEntries, modules: &ModuleList) -> Vec<PathBuf> {
+    let from_host = host.entries.iter().filter_map(|(_, found)| match found {
+        Some(Ok(Inspected { node, .. })) => Some(node),
+        _ => None,
+    });
+    let from_modules =
+        modules.iter().flatten().filter_map(|(_, found)| found.as_ref().ok().map(|(node, _)| node));
+    from_host
+        .chain(from_modules)
+        .filter_map(|node| match &node.content {
+            Content::Regular(Data::Host { path, .. }) => Some(path.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Build the appliance tree from its parts, in supermin's order: the base,
 /// the host's entries, the modules. Errors name the path involved.
 pub(crate) fn compose(parts: TreeParts<'_>) -> Result<(FileTree, ComposeStats), ComposeError> {

@@ -23,6 +23,7 @@ use crate::digest::{self, HashingWriter};
 use crate::hashcache::HashCache;
 use crate::hostdata;
 use crate::image::files::FileTree;
+use crate::image::hostfile::Probed;
 use crate::image::scratch::Scratch;
 use crate::image::{ext2, initrd, tarball};
 use crate::input::Inputs;
@@ -134,10 +135,10 @@ pub(crate) fn write_appliance(
         });
         let initrd = s.spawn(|| write_initrd(plan, &staging, timestamp, printer));
         let rest = (|| -> Result<_> {
-            let (tree, stats) = compose_tree(spec, plan, &targets.lock_target, printer)?;
+            let (tree, stats, probed) = compose_tree(spec, plan, &targets.lock_target, printer)?;
             check_space(&staging, &plan.kernel.path, spec.kernel_format, &stats)?;
             let root_record =
-                write_root(spec, &tree, &stats, &staging, uuid, timestamp, image_mode, printer)?;
+                write_root(spec, &tree, probed, &stats, &staging, uuid, timestamp, image_mode, printer)?;
             Ok((stats, root_record))
         })();
         let joined = |what: &str| anyhow::anyhow!("writing the {what}: the thread panicked");
@@ -194,7 +195,8 @@ fn image_mode(spec: &ApplianceSpec, plan: &BuildPlan, printer: &Printer) -> u32 
     0o600
 }
 
-/// Unpack the base archives and compose the appliance tree. Base archives
+/// Unpack the base archives and compose the appliance tree, with its host
+/// files probed. Base archives
 /// are unpacked here, once: member data is streamed into an unnamed scratch
 /// file beside the output (never into memory), sizes are checked against
 /// the image first, and holes stay holes.
@@ -203,7 +205,7 @@ fn compose_tree(
     plan: &BuildPlan,
     lock_target: &Path,
     printer: &Printer,
-) -> Result<(FileTree, compose::ComposeStats)> {
+) -> Result<(FileTree, compose::ComposeStats, Probed)> {
     printer.progress("unpacking base archives, listing package files...");
     let scratch_dir = match lock_target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -240,14 +242,20 @@ fn compose_tree(
         crate::cores::alongside(unpack_base, || crate::cores::alongside(list_modules, inspect_host));
     let (base, host) = (base?, host?);
     printer.progress("composing the appliance tree...");
-    let (tree, stats) = compose::compose(TreeParts {
+    // The host files are probed (for the layout: crate::image::hostfile)
+    // beside the composition, a serial stretch with a core to spare.
+    let host_files = compose::host_files(&host, &modules);
+    let parts = TreeParts {
         root: &spec.root,
         base: &base,
         host,
         kernel: &plan.kernel,
         modules,
         timestamp: plan.timestamp,
-    })?;
+    };
+    let (probed, composed) =
+        crate::cores::alongside(|| Probed::probe_all(&host_files), || compose::compose(parts));
+    let (tree, stats) = composed?;
     printer.stage(format!(
         "tree: {} package paths, {} config files dropped, {} excluded, {} hostfiles, {} missing on host, {} module files -> {} entries, {}",
         stats.package_paths,
@@ -259,7 +267,7 @@ fn compose_tree(
         stats.entries,
         human_bytes(stats.data_bytes)
     ));
-    Ok((tree, stats))
+    Ok((tree, stats, probed))
 }
 
 /// Refuse to start writing when the staging directory's file system has
@@ -316,6 +324,7 @@ fn write_initrd(
 fn write_root(
     spec: &ApplianceSpec,
     tree: &FileTree,
+    probed: Probed,
     stats: &compose::ComposeStats,
     staging: &Staging,
     uuid: [u8; 16],
@@ -332,7 +341,7 @@ fn write_root(
     let image_digest = digest::ImageDigest::new(spec.size);
     let algorithm = image_digest.algorithm();
     let opts = ext2::Ext2Options { size: spec.size, uuid, timestamp, label: None };
-    let ext2_stats = ext2::write_image(tree, &file, &opts, &image_digest)
+    let ext2_stats = ext2::write_image(tree, &file, &opts, &image_digest, probed)
         .with_context(|| format!("writing root image {}", root_out.display()))?;
     let heard = image_digest.units_heard();
     let hash =

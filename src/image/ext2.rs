@@ -46,7 +46,7 @@ use std::sync::Arc;
 
 use crate::digest::WrittenBytes;
 use crate::image::files::{Content, Data, FileTree, Metadata, NodeId};
-use crate::image::hostfile::{self, HostData};
+use crate::image::hostfile::{self, HostData, Probed};
 use crate::image::scratch::ScratchData;
 
 use copy::Sink;
@@ -391,7 +391,8 @@ struct InodePlan<'t> {
 /// are empty in the image). Every write is told to `heard`: the bytes of
 /// those that pass through this process's memory (metadata, and file data
 /// where `copy_file_range` cannot be used), the place of those the kernel
-/// copied; so a digest reads back only the latter.
+/// copied; so a digest reads back only the latter. `probed` holds the host
+/// files already probed ([`Probed`]); the rest are probed here.
 ///
 /// # Errors
 /// [`Ext2Error::ZeroSize`], [`Ext2Error::TooLarge`],
@@ -404,6 +405,7 @@ pub(crate) fn write_image(
     image: &File,
     opts: &Ext2Options,
     heard: &dyn WrittenBytes,
+    probed: Probed,
 ) -> Result<Ext2Stats, Ext2Error> {
     if opts.size == 0 {
         return Err(Ext2Error::ZeroSize);
@@ -416,7 +418,7 @@ pub(crate) fn write_image(
         return Err(Ext2Error::LabelTooLong { label: opts.label.clone().unwrap_or_default() });
     }
 
-    let mut plan = InodePlan::new(tree, opts.timestamp)?;
+    let mut plan = InodePlan::new(tree, opts.timestamp, probed)?;
     let max_ino = (plan.inos.len() - 1) as u64;
     let mut meta_total = 0u64;
     let mut data_total = 0u64;
@@ -670,26 +672,29 @@ impl RunWriter<'_> {
     }
 }
 
-/// [`hostfile::probe`] for every host file in `tree`, indexed by node
-/// (`None` for other nodes), on all cores: four system calls per file for
-/// some ten thousand files, each independent of the others.
-fn probe_host_files(tree: &FileTree) -> Vec<Option<io::Result<HostData>>> {
-    let hosts: Vec<(NodeId, &Path)> = (0..tree.node_count())
-        .filter(|&id| tree.is_reachable(id))
-        .filter_map(|id| match &tree.node(id).content {
-            Content::Regular(Data::Host { path, .. }) => Some((id, path.as_path())),
-            _ => None,
-        })
-        .collect();
+/// [`hostfile::probe`]'s answer for every host file in `tree`, indexed by
+/// node (`None` for other nodes): taken from `probed` where it is there,
+/// else probed on all cores.
+fn probe_host_files(tree: &FileTree, probed: &mut Probed) -> Vec<Option<io::Result<HostData>>> {
     let mut by_node: Vec<Option<io::Result<HostData>>> = (0..tree.node_count()).map(|_| None).collect();
-    let shares = crate::cores::map_shares(&hosts, |part| {
-        let mut known = hostfile::PseudoByDevice::default();
-        part.iter().map(|(_, path)| hostfile::probe(path, &mut known)).collect::<Vec<_>>()
-    });
-    // A panicked thread's files stay `None`: plan_node probes them again.
-    for (part, probes) in shares {
-        for (&(id, _), probe) in part.iter().zip(probes.into_iter().flatten()) {
-            by_node[id] = Some(probe);
+    let mut missing: Vec<PathBuf> = Vec::new();
+    let mut missing_ids: Vec<NodeId> = Vec::new();
+    for id in (0..tree.node_count()).filter(|&id| tree.is_reachable(id)) {
+        if let Content::Regular(Data::Host { path, .. }) = &tree.node(id).content {
+            match probed.take(path) {
+                Some(answer) => by_node[id] = Some(answer),
+                None => {
+                    missing.push(path.clone());
+                    missing_ids.push(id);
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        // A panicked share's files stay `None`: plan_node probes them again.
+        let mut fresh = Probed::probe_all(&missing);
+        for (id, path) in missing_ids.into_iter().zip(&missing) {
+            by_node[id] = fresh.take(path);
         }
     }
     by_node
@@ -697,13 +702,15 @@ fn probe_host_files(tree: &FileTree) -> Vec<Option<io::Result<HostData>>> {
 
 impl<'t> InodePlan<'t> {
     /// Number the inodes and size every one of them. Host files are opened
-    /// here (and closed again, on all cores) so unreadable ones are known
-    /// before layout.
-    fn new(tree: &'t FileTree, timestamp: i64) -> Result<Self, Ext2Error> {
-        // The host files are probed on all cores while this thread walks
-        // the tree (the walk is serial, and the probe only needs the
-        // nodes).
-        let (mut probes, walk) = crate::cores::alongside(|| probe_host_files(tree), || tree.walk());
+    /// (and closed again, on all cores) before the layout, so unreadable
+    /// ones are known: those `probed` does not answer for are opened here.
+    fn new(tree: &'t FileTree, timestamp: i64, probed: Probed) -> Result<Self, Ext2Error> {
+        // The host files not yet probed are probed on all cores while this
+        // thread walks the tree (the walk is serial, and the probe only
+        // needs the nodes).
+        let probed = std::sync::Mutex::new(probed);
+        let probe = || probe_host_files(tree, &mut probed.lock().unwrap_or_else(|e| e.into_inner()));
+        let (mut probes, walk) = crate::cores::alongside(probe, || tree.walk());
         let mut ino_of = vec![0u32; tree.node_count()];
         let mut entries = vec![0u64; tree.node_count()];
         ino_of[FileTree::ROOT] = ROOT_INO;

@@ -223,7 +223,7 @@ fn digest_heard_during_the_copy_equals_reading_the_image_back() {
         let file =
             File::options().read(true).write(true).create_new(true).open(img_dir.join("root")).unwrap();
         let heard = ImageDigest::new(size);
-        write_image(&fx.tree, &file, &opts(size), &heard).unwrap();
+        write_image(&fx.tree, &file, &opts(size), &heard, Probed::default()).unwrap();
         heard_units.push(heard.units_heard());
         assert_eq!(heard.finish(&file).unwrap(), sparse_digest(&file, ChunkHash::Xxh3).unwrap());
     }
@@ -244,7 +244,7 @@ fn random_tree_round_trips_through_e2fsck_and_debugfs() {
     let img_dir = tempfile::tempdir().unwrap();
     let img = img_dir.path().join("root");
     let file = File::create(&img).unwrap();
-    let stats = write_image(&fx.tree, &file, &opts(192 << 20), &Unheard).unwrap();
+    let stats = write_image(&fx.tree, &file, &opts(192 << 20), &Unheard, Probed::default()).unwrap();
     drop(file);
     assert_eq!(stats.block_size, 4096);
     assert_eq!(stats.unreadable.len(), 1, "{:?}", stats.unreadable);
@@ -337,7 +337,7 @@ fn same_tree_gives_identical_bytes() {
         let file = File::create(&path).unwrap();
         // Leftover content must not leak into the image.
         (&file).write_all(&[0xAA; 100_000]).unwrap();
-        write_image(&fx.tree, &file, &opts(48 << 20), &Unheard).unwrap();
+        write_image(&fx.tree, &file, &opts(48 << 20), &Unheard, Probed::default()).unwrap();
         images.push(std::fs::read(&path).unwrap());
     }
     assert!(images[0] == images[1], "two builds differ");
@@ -350,7 +350,7 @@ fn too_small_fails_before_writing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("root");
     let file = File::create(&path).unwrap();
-    let err = write_image(&fx.tree, &file, &opts(2 << 20), &Unheard).unwrap_err();
+    let err = write_image(&fx.tree, &file, &opts(2 << 20), &Unheard, Probed::default()).unwrap_err();
     let Ext2Error::TooSmall { needed, size } = &err else { panic!("{err}") };
     assert_eq!(*size, 2 << 20);
     assert!(*needed > 5 << 20 && *needed < 16 << 20, "{needed}");
@@ -358,9 +358,12 @@ fn too_small_fails_before_writing() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     assert!(read_superblock(&path).is_err());
     // The size it names is enough.
-    write_image(&fx.tree, &file, &opts(*needed), &Unheard).unwrap();
+    write_image(&fx.tree, &file, &opts(*needed), &Unheard, Probed::default()).unwrap();
     assert_fsck_clean(&path);
-    assert!(matches!(write_image(&fx.tree, &file, &opts(0), &Unheard), Err(Ext2Error::ZeroSize)));
+    assert!(matches!(
+        write_image(&fx.tree, &file, &opts(0), &Unheard, Probed::default()),
+        Err(Ext2Error::ZeroSize)
+    ));
 }
 
 #[test]
@@ -374,7 +377,7 @@ fn tree_lost_found_and_small_images_are_clean() {
     let file = File::create(&path).unwrap();
     let mut o = opts(1 << 20);
     o.label = None;
-    write_image(&tree, &file, &o, &Unheard).unwrap();
+    write_image(&tree, &file, &o, &Unheard, Probed::default()).unwrap();
     assert_eq!(read_superblock(&path).unwrap().label, "");
     assert_fsck_clean(&path);
     let Some(debugfs) = tool("debugfs") else {
@@ -441,7 +444,7 @@ fn scratch_files_keep_their_holes_in_the_image() {
 
     let img = dir.path().join("root");
     let file = File::create(&img).unwrap();
-    write_image(&tree, &file, &opts(64 << 20), &Unheard).unwrap();
+    write_image(&tree, &file, &opts(64 << 20), &Unheard, Probed::default()).unwrap();
     drop(file);
     assert_fsck_clean(&img);
     let Some(debugfs) = tool("debugfs") else { return };
@@ -498,7 +501,7 @@ fn pseudo_files_are_stored_as_read() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("root");
     let file = File::create(&img).unwrap();
-    let stats = write_image(&tree, &file, &opts(16 << 20), &Unheard).unwrap();
+    let stats = write_image(&tree, &file, &opts(16 << 20), &Unheard, Probed::default()).unwrap();
     drop(file);
     assert!(stats.unreadable.is_empty(), "{:?}", stats.unreadable);
     assert_fsck_clean(&img);
@@ -509,4 +512,36 @@ fn pseudo_files_are_stored_as_read() {
         let s = debugfs_stat(&debugfs, &img, name);
         assert!(s.contains(&format!("Size: {}\n", want.len())), "{name}: {s}");
     }
+}
+
+/// Host files probed ahead (as the build does while it composes the tree)
+/// are taken at their answer; the others are probed by the writer. A file
+/// that was missing when probed ahead stays unreadable even if it appears
+/// before the writer runs: the answer is used, not asked again.
+#[test]
+fn answers_probed_ahead_are_used_and_the_rest_probed_here() {
+    let host = tempfile::tempdir().unwrap();
+    let (a, b) = (host.path().join("a"), host.path().join("b"));
+    let probed = Probed::probe_all(std::slice::from_ref(&b));
+    std::fs::write(&a, b"hello").unwrap();
+    std::fs::write(&b, b"late").unwrap();
+    let mut tree = FileTree::new(meta(0o755, 0, 0, T0));
+    for (name, path, len) in [("/a", &a, 5), ("/b", &b, 4)] {
+        let node = Node {
+            meta: meta(0o644, 0, 0, T0),
+            content: Content::Regular(Data::Host { path: path.clone(), len }),
+        };
+        tree.insert(Path::new(name), node).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("root");
+    let file = File::create(&img).unwrap();
+    let stats = write_image(&tree, &file, &opts(16 << 20), &Unheard, probed).unwrap();
+    drop(file);
+    let unreadable: Vec<_> = stats.unreadable.iter().map(|(p, e)| (p.clone(), e.kind())).collect();
+    assert_eq!(unreadable, vec![(b.clone(), io::ErrorKind::NotFound)]);
+    assert_fsck_clean(&img);
+    let Some(debugfs) = tool("debugfs") else { return };
+    assert_eq!(debugfs_cat(&debugfs, &img, "/a"), b"hello");
+    assert!(debugfs_stat(&debugfs, &img, "/b").contains("Size: 0\n"));
 }
