@@ -1,7 +1,9 @@
-//! Copying file data into the image: host files (data regions only, so
-//! holes stay holes, except in files up to [`WHOLE_UP_TO`], copied whole)
-//! and the stored blocks of scratch files, with `copy_file_range` so the
-//! bytes never pass through user space, on all cores. Where the blocks go
+//! Copying file data into the image, on all cores: host files (data
+//! regions only, so holes stay holes, except in files up to
+//! [`WHOLE_UP_TO`], copied whole) with `copy_file_range` where the kernel
+//! can copy them without passing the bytes through user space, and the
+//! stored blocks of scratch files through our buffer (they are small, and
+//! their blocks are hashed there). Where the blocks go
 //! was decided by `layout`; this module only moves bytes, and tells the
 //! digest about every write (crate::digest::WrittenBytes).
 //!
@@ -146,12 +148,16 @@ fn start_writeback(image: &File) {
 }
 
 fn copy_one(sink: &Sink, job: &Job, buf: &mut Vec<u8>) -> Result<(), JobError> {
-    let dst = Dest { sink, file_end: job.len };
     if let From::Scratch { file, offset } = job.source {
-        // Scratch files hold exactly the blocks to copy, back to back.
+        // Scratch files hold exactly the blocks to copy, back to back: the
+        // base archives' members, a few MB. Copied through our buffer, they
+        // are hashed on the way, where a kernel copy would have to be read
+        // back once the image is written (the build's serial end).
+        let dst = Dest { sink, file_end: job.len, kernel_copy: false };
         copy_range(file, offset, &dst, job.extents, 0, job.len, buf).map_err(JobError::Copy)?;
         return Ok(());
     }
+    let dst = Dest { sink, file_end: job.len, kernel_copy: true };
     let src = File::open(job.name).map_err(JobError::Open)?;
     if job.len <= WHOLE_UP_TO {
         // Most files are small: two seeks would cost more than their copy.
@@ -229,6 +235,8 @@ fn copy_range(
 struct Dest<'a> {
     sink: &'a Sink<'a>,
     file_end: u64,
+    /// Whether `copy_file_range` may copy (else always through our buffer).
+    kernel_copy: bool,
 }
 
 /// Copy `len` bytes from `src` at `src_off` to the image at `dst_off`,
@@ -245,6 +253,9 @@ fn copy_bytes(
     ends_file: bool,
     buf: &mut Vec<u8>,
 ) -> io::Result<u64> {
+    if !dst.kernel_copy {
+        return fallback(src, dst, src_off, dst_off, len, ends_file, buf);
+    }
     let mut left = len;
     while left > 0 {
         let mut si = src_off as i64;
