@@ -7,10 +7,36 @@
 //! the image copy, whose files differ wildly in size, takes jobs from a
 //! queue instead (`crate::image::ext2`). And one job beside another
 //! ([`alongside`]): a serial stretch with a core to spare.
+//!
+//! Threads are a speed-up, never a requirement: where none can be started
+//! (a process at its thread limit, `ulimit -u` or a cgroup's `pids.max`)
+//! [`try_spawn`] says so instead of panicking as `Scope::spawn` does, and
+//! the work is done on the calling thread.
+
+use std::thread::{Scope, ScopedJoinHandle};
+
+/// `job` on a scoped thread of its own, or `None` where no thread can be
+/// started (EAGAIN: the thread limit, or no memory for a stack); the
+/// caller then does the job itself.
+pub(crate) fn try_spawn<'scope, T, F>(
+    s: &'scope Scope<'scope, '_>,
+    job: F,
+) -> Option<ScopedJoinHandle<'scope, T>>
+where
+    F: FnOnce() -> T + Send + 'scope,
+    T: Send + 'scope,
+{
+    #[cfg(test)]
+    if tests::NO_THREADS.with(std::cell::Cell::get) {
+        return None;
+    }
+    std::thread::Builder::new().spawn_scoped(s, job).ok()
+}
 
 /// `work` applied to contiguous shares of `items`, one per core, on scoped
-/// threads; each share with its result, in order, `None` where the thread
-/// panicked (the caller decides what that means).
+/// threads (here for a share no thread could be started for); each share
+/// with its result, in order, `None` where the thread panicked (the caller
+/// decides what that means).
 pub(crate) fn map_shares<T, R, F>(items: &[T], work: F) -> Vec<(&[T], Option<R>)>
 where
     T: Sync,
@@ -21,8 +47,16 @@ where
     let share = items.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
         let work = &work;
-        let handles: Vec<_> = items.chunks(share).map(|part| (part, s.spawn(move || work(part)))).collect();
-        handles.into_iter().map(|(part, h)| (part, h.join().ok())).collect()
+        let started: Vec<_> =
+            items.chunks(share).map(|part| (part, try_spawn(s, move || work(part)))).collect();
+        started
+            .into_iter()
+            .map(|(part, thread)| match thread {
+                Some(thread) => (part, thread.join().ok()),
+                // No thread for this share: it is worked here.
+                None => (part, Some(work(part))),
+            })
+            .collect()
     })
 }
 
@@ -51,16 +85,44 @@ where
 {
     std::thread::scope(|s| {
         let background = &background;
-        let started = std::thread::Builder::new().spawn_scoped(s, background);
+        let started = try_spawn(s, background);
         let b = foreground();
-        let a = started.ok().and_then(|thread| thread.join().ok()).unwrap_or_else(background);
+        let a = started.and_then(|thread| thread.join().ok()).unwrap_or_else(background);
         (a, b)
     })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Set by [`without_threads`]: [`try_spawn`] on this thread starts
+        /// none, as at a thread limit.
+        pub(crate) static NO_THREADS: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// `f` on this thread as if no thread could be started.
+    pub(crate) fn without_threads<R>(f: impl FnOnce() -> R) -> R {
+        NO_THREADS.with(|n| n.set(true));
+        let r = f();
+        NO_THREADS.with(|n| n.set(false));
+        r
+    }
+
+    #[test]
+    fn without_threads_every_job_is_done_here_with_the_same_results() {
+        let items: Vec<u32> = (0..1001).collect();
+        let main = std::thread::current().id();
+        let here = |x: &u32| (u64::from(*x) * 2, std::thread::current().id() == main);
+        let out = without_threads(|| map_each(&items, here));
+        assert_eq!(out, (0..1001).map(|x| (x * 2, true)).collect::<Vec<_>>());
+        let shares = without_threads(|| map_shares(&items, |p| p.len()));
+        assert_eq!(shares.iter().map(|(_, r)| r.unwrap()).sum::<usize>(), 1001);
+        let (a, b) = without_threads(|| alongside(|| std::thread::current().id(), || 7));
+        assert_eq!((a, b), (main, 7));
+    }
 
     #[test]
     fn shares_cover_the_items_in_order_and_a_panic_is_none() {

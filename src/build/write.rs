@@ -129,11 +129,16 @@ pub(crate) fn write_appliance(
     // the tree is composed and the root written: decompressing the kernel
     // is a second of one core (crate::build::kernel_file), and neither
     // needs the tree.
+    // Where no thread can be started they are written here, after the root.
+    let hashes = std::sync::Mutex::new(hashes);
+    let kernel_job = || {
+        let mut hashes = hashes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        kernel_file::write_kernel(spec.kernel_format, &source, &staging, targets.dir.as_deref(), &mut hashes)
+    };
+    let initrd_job = || write_initrd(plan, &staging, timestamp, printer);
     let (kernel, initrd, rest) = std::thread::scope(|s| {
-        let kernel = s.spawn(|| {
-            kernel_file::write_kernel(spec.kernel_format, &source, &staging, targets.dir.as_deref(), hashes)
-        });
-        let initrd = s.spawn(|| write_initrd(plan, &staging, timestamp, printer));
+        let kernel = crate::cores::try_spawn(s, kernel_job);
+        let initrd = crate::cores::try_spawn(s, initrd_job);
         let rest = (|| -> Result<_> {
             let (tree, stats, probed) = compose_tree(spec, plan, &targets.lock_target, printer)?;
             check_space(&staging, &plan.kernel.path, spec.kernel_format, &stats)?;
@@ -143,8 +148,8 @@ pub(crate) fn write_appliance(
         })();
         let joined = |what: &str| anyhow::anyhow!("writing the {what}: the thread panicked");
         (
-            kernel.join().unwrap_or_else(|_| Err(joined("kernel"))),
-            initrd.join().unwrap_or_else(|_| Err(joined("initrd"))),
+            kernel.map_or_else(kernel_job, |t| t.join().unwrap_or_else(|_| Err(joined("kernel")))),
+            initrd.map_or_else(initrd_job, |t| t.join().unwrap_or_else(|_| Err(joined("initrd")))),
             rest,
         )
     });

@@ -546,14 +546,20 @@ pub(crate) fn write_image(
         }
         Ok(())
     };
+    // Without a thread to spare, the data is copied after the metadata.
+    let write_data = || plan.write_data(&sink);
     let (metadata, data) = std::thread::scope(|s| {
-        let data = s.spawn(|| plan.write_data(&sink));
-        (write_metadata(), data.join())
+        let data = crate::cores::try_spawn(s, write_data);
+        let metadata = write_metadata();
+        let data = data.map_or_else(write_data, |thread| {
+            thread.join().unwrap_or_else(|_| {
+                Err(Ext2Error::Write { what: "file data".into(), source: copy::panicked() })
+            })
+        });
+        (metadata, data)
     });
     metadata?;
-    let (data_bytes, copy_errors, gone) = data.unwrap_or_else(|_| {
-        Err(Ext2Error::Write { what: "file data".into(), source: io::Error::other("a copy thread panicked") })
-    })?;
+    let (data_bytes, copy_errors, gone) = data?;
     if let Some((path, source)) = copy_errors.into_iter().next() {
         return Err(Ext2Error::Copy { path, source });
     }
@@ -1028,7 +1034,9 @@ impl<'t> InodePlan<'t> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut failures = Vec::new();
         let mut gone = Vec::new();
-        for (i, err) in copy::copy_all(sink, &jobs, threads) {
+        let copied = copy::copy_all(sink, &jobs, threads)
+            .map_err(|source| Ext2Error::Write { what: "file data".into(), source })?;
+        for (i, err) in copied {
             let path = jobs[i].name.to_owned();
             match err {
                 copy::JobError::Open(e) => gone.push((path, e)),

@@ -188,7 +188,7 @@ pub(crate) fn write_tarball(
     let werr = |e| write_error(out, e);
     let (members, data_bytes, file) = match opts.compression {
         Compressor::Gzip => {
-            let mut sink = compress::ParallelGzip::new(file, threads);
+            let mut sink = compress::ParallelGzip::new(file, threads).map_err(werr)?;
             let (m, d) = write_members(&mut sink, dir, files, opts, out)?;
             (m, d, sink.finish().map_err(werr)?)
         }

@@ -477,3 +477,75 @@ fn make_fixed_appliance_xz_names_the_tarball_after_libguestfs() {
     names.sort();
     assert_eq!(names, vec![format!("appliance-{version}.tar.xz")]);
 }
+
+/// Threads are a speed-up, never a requirement: a user at the thread limit
+/// (`ulimit -u`, a cgroup's `pids.max`) gets the same appliance, built on
+/// one thread, where `Scope::spawn` used to panic. Root is exempt from
+/// `RLIMIT_NPROC`, so both builds run as a fresh test user (who has no
+/// other process, so a limit of one leaves the build alone), one of them
+/// with that limit.
+#[test]
+fn a_build_that_can_start_no_thread_is_the_same_build() {
+    if !prerequisites()
+        || !crate::cache::need_root()
+        || !have_tool("setpriv")
+        || !have_tool("prlimit")
+        || !have_tool("useradd")
+    {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let user = crate::cache::TestUser::create("nothr");
+    let tmp = crate::cache::open_scratch();
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::os::unix::fs::lchown(&work, Some(user.uid), Some(user.gid)).unwrap();
+    // Our binary where the user can run it.
+    let ga = tmp.path().join("guestfs-appliance");
+    std::fs::copy(bin("guestfs-appliance"), &ga).unwrap();
+    std::fs::set_permissions(&ga, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let build_as_user = |limit: Option<&str>, dir: &str| {
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(limit) = limit {
+            argv.extend(["prlimit".into(), format!("--nproc={limit}")]);
+        }
+        argv.extend([
+            "setpriv".into(),
+            format!("--reuid={}", user.uid),
+            format!("--regid={}", user.gid),
+            "--clear-groups".into(),
+        ]);
+        argv.extend([ga.to_str().unwrap(), "build", "--minimal"].map(String::from));
+        argv.push(work.join(dir).to_str().unwrap().to_string());
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let (code, text) = tool_output(&argv);
+        assert_eq!(code, 0, "{argv:?}:\n{text}");
+        assert!(!text.contains("panicked"), "{text}");
+        Manifest::read(&work.join(dir)).unwrap()
+    };
+    let threaded = build_as_user(None, "threads");
+    let alone = build_as_user(Some("1:1"), "alone");
+    let hashes =
+        |m: &Manifest| m.outputs.iter().map(|o| (o.name.clone(), o.hash.clone())).collect::<Vec<_>>();
+    assert_eq!(hashes(&alone), hashes(&threaded));
+    let (code, text) = tool_output(&["e2fsck", "-fn", work.join("alone/root").to_str().unwrap()]);
+    assert_eq!(code, 0, "e2fsck: {text}");
+    // A gzip tarball needs its threads: without them, a clean error.
+    let tar = work.join("alone.tar.gz");
+    let (code, text) = tool_output(&[
+        "prlimit",
+        "--nproc=1:1",
+        "setpriv",
+        &format!("--reuid={}", user.uid),
+        &format!("--regid={}", user.gid),
+        "--clear-groups",
+        ga.to_str().unwrap(),
+        "build",
+        "--minimal",
+        "--tar",
+        tar.to_str().unwrap(),
+    ]);
+    assert!(code != 0 && code != 101, "exit {code}: {text}");
+    assert!(text.contains("starting a gzip thread") && !text.contains("panicked"), "{text}");
+    assert!(!tar.exists());
+}

@@ -86,11 +86,15 @@ impl Sink<'_> {
 /// bytes in the image, in a block that takes memory or disk.
 const WHOLE_UP_TO: u64 = 64 << 10;
 
-/// Copy every job on `threads` threads into `sink`'s image, telling its
-/// digest about every write (the bytes that pass through a buffer, the
-/// place of those the kernel copied). Returns the failures with the job
-/// index, sorted by index so the caller reports deterministically.
-pub(super) fn copy_all(sink: &Sink, jobs: &[Job], threads: usize) -> Vec<(usize, JobError)> {
+/// Copy every job on `threads` threads into `sink`'s image (on this one
+/// where no thread can be started), telling its digest about every write
+/// (the bytes that pass through a buffer, the place of those the kernel
+/// copied). Returns the failures with the job index, sorted by index so
+/// the caller reports deterministically.
+///
+/// # Errors
+/// [`panicked`] when a copying thread panicked (its file is incomplete).
+pub(super) fn copy_all(sink: &Sink, jobs: &[Job], threads: usize) -> io::Result<Vec<(usize, JobError)>> {
     let image = sink.file;
     // Biggest files first so one large file does not end up last on one core.
     let mut order: Vec<usize> = (0..jobs.len()).collect();
@@ -99,42 +103,56 @@ pub(super) fn copy_all(sink: &Sink, jobs: &[Job], threads: usize) -> Vec<(usize,
     let copied = AtomicU64::new(0);
     let errors = Mutex::new(Vec::new());
     let threads = threads.clamp(1, jobs.len().max(1));
-    // A full channel means a start is already pending: that one covers
-    // the new bytes too, so workers never wait on the flusher.
-    let (kick, kicks) = mpsc::sync_channel::<()>(1);
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            for () in kicks {
+    // `true` asks the flusher for a writeback start, `false` ends it. A
+    // full channel means a start is already pending: that one covers the
+    // new bytes too, so workers never wait on the flusher (nor, where it
+    // could not be started, on anyone: sending then fails).
+    let (kick, kicks) = mpsc::sync_channel::<bool>(1);
+    let worker = || {
+        let mut buf = Vec::new();
+        loop {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&i) = order.get(k) else { break };
+            if let Err(e) = copy_one(sink, &jobs[i], &mut buf) {
+                if let Ok(mut errs) = errors.lock() {
+                    errs.push((i, e));
+                }
+            }
+            let len = jobs[i].len;
+            let before = copied.fetch_add(len, Ordering::Relaxed);
+            if (before + len) / WRITEBACK_STEP != before / WRITEBACK_STEP {
+                let _ = kick.try_send(true);
+            }
+        }
+    };
+    let all_joined = std::thread::scope(|s| {
+        crate::cores::try_spawn(s, move || {
+            while let Ok(true) = kicks.recv() {
                 start_writeback(image);
             }
         });
-        for _ in 0..threads {
-            let kick = kick.clone();
-            let (order, next, copied, errors) = (&order, &next, &copied, &errors);
-            s.spawn(move || {
-                let mut buf = Vec::new();
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&i) = order.get(k) else { break };
-                    if let Err(e) = copy_one(sink, &jobs[i], &mut buf) {
-                        if let Ok(mut errs) = errors.lock() {
-                            errs.push((i, e));
-                        }
-                    }
-                    let len = jobs[i].len;
-                    let before = copied.fetch_add(len, Ordering::Relaxed);
-                    if (before + len) / WRITEBACK_STEP != before / WRITEBACK_STEP {
-                        let _ = kick.try_send(());
-                    }
-                }
-            });
+        let workers: Vec<_> = (0..threads).filter_map(|_| crate::cores::try_spawn(s, worker)).collect();
+        if workers.is_empty() {
+            worker();
         }
-        // The flusher ends when the last worker drops its sender.
-        drop(kick);
+        // Every worker is joined (a panic left unjoined would panic the
+        // scope), then their answers looked at.
+        let joined: Vec<bool> = workers.into_iter().map(|w| w.join().is_ok()).collect();
+        let all_joined = joined.iter().all(|&ok| ok);
+        let _ = kick.send(false);
+        all_joined
     });
+    if !all_joined {
+        return Err(panicked());
+    }
     let mut errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
     errors.sort_by_key(|(i, _)| *i);
-    errors
+    Ok(errors)
+}
+
+/// The error of a copying thread that panicked.
+pub(super) fn panicked() -> io::Error {
+    io::Error::other("a copy thread panicked")
 }
 
 /// Ask the kernel to start writing the image's dirty pages, without

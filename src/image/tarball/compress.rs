@@ -90,8 +90,12 @@ pub(super) struct ParallelGzip<W: Write + Send + 'static> {
 }
 
 impl<W: Write + Send + 'static> ParallelGzip<W> {
-    /// Start `threads` workers (at least one) and a writer thread on `out`.
-    pub(super) fn new(out: W, threads: usize) -> Self {
+    /// Start `threads` workers (at least one; fewer where the process is at
+    /// its thread limit) and a writer thread on `out`.
+    ///
+    /// # Errors
+    /// No worker, or no writer, could be started.
+    pub(super) fn new(out: W, threads: usize) -> io::Result<Self> {
         let threads = threads.max(1);
         // One chunk filling, one per worker, and slack so the writer can
         // wait on a slow chunk while others finish: memory stays at about
@@ -105,23 +109,37 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
             // The first buffer is `buf` below; the rest wait in the pool.
             let _ = free_tx.send(Vec::with_capacity(GZ_CHUNK));
         }
-        let workers = (0..threads)
-            .map(|_| {
-                let rx = Arc::clone(&job_rx);
-                let tx = done_tx.clone();
-                std::thread::spawn(move || gzip_worker(&rx, &tx))
-            })
-            .collect();
+        let mut workers = Vec::with_capacity(threads);
+        let mut refused = None;
+        for _ in 0..threads {
+            let rx = Arc::clone(&job_rx);
+            let tx = done_tx.clone();
+            match std::thread::Builder::new().spawn(move || gzip_worker(&rx, &tx)) {
+                Ok(worker) => workers.push(worker),
+                Err(e) => refused = Some(e),
+            }
+        }
         drop(done_tx);
-        let writer = std::thread::spawn(move || ordered_writer(out, &done_rx, &free_tx));
-        ParallelGzip {
+        let no_thread = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("starting a gzip thread: {e} (is the process at its thread limit?)"),
+            )
+        };
+        if let (true, Some(e)) = (workers.is_empty(), refused) {
+            return Err(no_thread(e));
+        }
+        let writer = std::thread::Builder::new()
+            .spawn(move || ordered_writer(out, &done_rx, &free_tx))
+            .map_err(no_thread)?;
+        Ok(ParallelGzip {
             buf: Vec::with_capacity(GZ_CHUNK),
             seq: 0,
             jobs: Some(job_tx),
             free: free_rx,
             workers,
             writer: Some(writer),
-        }
+        })
     }
 
     /// Hand the current chunk to the workers and take a fresh buffer.
