@@ -29,9 +29,12 @@
 //! [`crate::stamp::write_beside`]): never through a planted link or FIFO,
 //! never believed from a stranger, read up to [`READ_LIMIT`] bytes. A file
 //! that is missing, untrusted, oversized, corrupt or of another format is
-//! ignored and everything is hashed: it only saves work. Only the digests
-//! the last computation used are written back (the file does not grow with
-//! kernels that come and go), only when that set changed, and only by
+//! ignored and everything is hashed: it only saves work. The digests the
+//! last computation used are written back, with those remembered that it
+//! did not ask for while their file keeps its signature (`check` does not
+//! read the remembered vmlinux a build hashed, and must not make the next
+//! build hash it again; the file does not grow with kernels that come and
+//! go), only when that set changed, and only by
 //! callers that may write beside the appliance (`check`, builds; not the
 //! reports, which only look). What the digests are used for is the
 //! callers' business (`build::plan`, `hostdata`, `input`).
@@ -229,14 +232,23 @@ impl HashCache {
         Ok(crate::digest::hex(&self.sha256_file(path)?))
     }
 
-    /// Write the digests this computation used beside `dir`, when they
-    /// differ from those remembered there (usually they do not, and nothing
-    /// is written). Best effort: errors are for `-v`; see
+    /// Write the digests this computation used beside `dir`, and those
+    /// remembered that it did not ask for whose file (reached through
+    /// symlinks, as it is read) still has their signature, when they differ
+    /// from those remembered there (usually they do not, and nothing is
+    /// written). Best effort: errors are for `-v`; see
     /// [`crate::stamp::write_beside`] for how and as whom.
     ///
     /// Returns whether the file was written.
     pub(crate) fn save(&self, dir: &Path) -> io::Result<bool> {
-        let kept: HashMap<&PathBuf, &Entry> = self.used.iter().filter(|(_, e)| e.keep).collect();
+        let mut kept: HashMap<&PathBuf, &Entry> = self.used.iter().filter(|(_, e)| e.keep).collect();
+        for (path, entry) in &self.remembered {
+            if !self.used.contains_key(path)
+                && std::fs::metadata(path).is_ok_and(|md| FileSig::from_metadata(&md) == entry.sig)
+            {
+                kept.insert(path, entry);
+            }
+        }
         let unchanged = kept.len() == self.remembered.len()
             && kept.iter().all(|(path, entry)| self.remembered.get(*path) == Some(*entry));
         if unchanged {
@@ -492,21 +504,32 @@ mod tests {
         assert_eq!(keeping_all(&dir).sha256_file(&link).unwrap(), sha(b"kernel two"));
     }
 
-    /// Only what the last computation used is written back.
+    /// A digest the last computation did not ask for (the remembered
+    /// vmlinux, for `check`) stays while its file keeps its signature, and
+    /// is dropped once the file changes or goes.
     #[test]
-    fn unused_digests_are_dropped() {
+    fn unused_digests_stay_until_their_file_changes_or_goes() {
         let (tmp, dir, file) = setup();
-        let old = tmp.path().join("old-kernel");
+        let (old, gone) = (tmp.path().join("old-kernel"), tmp.path().join("gone-kernel"));
         std::fs::write(&old, b"old").unwrap();
+        std::fs::write(&gone, b"gone").unwrap();
+        let mut c = keeping_all(&dir);
+        for f in [&file, &old, &gone] {
+            c.sha256_file(f).unwrap();
+        }
+        c.save(&dir).unwrap();
         let mut c = keeping_all(&dir);
         c.sha256_file(&file).unwrap();
-        c.sha256_file(&old).unwrap();
-        c.save(&dir).unwrap();
+        assert!(!c.save(&dir).unwrap(), "nothing changed: nothing written");
+        assert_eq!(keeping_all(&dir).remembered.len(), 3);
+
+        std::fs::write(&old, b"rewritten").unwrap();
+        std::fs::remove_file(&gone).unwrap();
         let mut c = keeping_all(&dir);
         c.sha256_file(&file).unwrap();
         assert!(c.save(&dir).unwrap());
         let text = std::fs::read_to_string(HashCache::path(&dir)).unwrap();
-        assert!(!text.contains("old-kernel"), "{text}");
+        assert!(!text.contains("old-kernel") && !text.contains("gone-kernel"), "{text}");
         assert_eq!(keeping_all(&dir).remembered.len(), 1);
     }
 

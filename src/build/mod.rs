@@ -259,8 +259,12 @@ fn build_locked(
                 printer.stage(format!("check: could not record the stamp ({e})"));
             }
             if planned_here {
-                // (A plan made by the freshness check saved its own.)
                 fresh::report_hashes(&targets.lock_target, &hashes, true, printer);
+            } else {
+                // The freshness check that made the plan reported and saved
+                // its digests (loaded again here); the build adds the
+                // remembered vmlinux's when it checked it. Best effort.
+                let _ = hashes.save(&targets.lock_target);
             }
         }
         None => drop(staged.staging),

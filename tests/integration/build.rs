@@ -549,3 +549,40 @@ fn a_build_that_can_start_no_thread_is_the_same_build() {
     assert!(text.contains("starting a gzip thread") && !text.contains("panicked"), "{text}");
     assert!(!tar.exists());
 }
+
+/// The remembered vmlinux, once checked, is known by its signature to the
+/// builds after, including `build --if-needed` (whose freshness check saves
+/// the digests it used, which do not include the vmlinux) and a build after
+/// `check`: they copy it without hashing its 63 MB again. (The remembered
+/// file must be older than the digest cache's racy window, 3 s, to be
+/// believed by signature.)
+#[test]
+fn the_checked_vmlinux_stays_known_through_check_and_if_needed_builds() {
+    if !prerequisites() || std::env::consts::ARCH != "x86_64" {
+        return;
+    }
+    let tmp = scratch();
+    let dir = tmp.path().join("appliance");
+    let d = dir.to_str().unwrap();
+    build(tmp.path(), &["--minimal"], &dir);
+    std::thread::sleep(Duration::from_millis(3200));
+    let how = |run: &Run| {
+        run.stderr()
+            .lines()
+            .find(|l| l.contains("kernel: uncompressed vmlinux reused"))
+            .unwrap_or("")
+            .to_string()
+    };
+    let run = ga(tmp.path(), ["build", "-v", "--minimal", d]).success();
+    assert!(how(&run).contains("(checked)"), "{}", run.shown_all());
+    for size in ["5G", "4G"] {
+        let run = ga(tmp.path(), ["build", "-v", "--if-needed", "--minimal", "--size", size, d]).success();
+        assert!(run.stderr().contains("stale"), "{}", run.shown_all());
+        assert!(how(&run).contains("(known by signature)"), "{}", run.shown_all());
+    }
+    // A check that recomputes (another option) saves its digests; the
+    // vmlinux's stays.
+    ga(tmp.path(), ["check", "--minimal", "--size", "5G", d]);
+    let run = ga(tmp.path(), ["build", "-v", "--minimal", "--size", "5G", d]).success();
+    assert!(how(&run).contains("(known by signature)"), "{}", run.shown_all());
+}
