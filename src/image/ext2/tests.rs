@@ -38,6 +38,22 @@ fn inline(m: Metadata, bytes: Vec<u8>) -> Node {
     Node { meta: m, content: Content::Regular(Data::Inline(bytes.into())) }
 }
 
+/// A host file of `len` bytes (as listed) at `path`, owned by root.
+fn host_node(perm: u32, path: &Path, len: u64) -> Node {
+    Node { meta: meta(perm, 0, 0, T0), content: Content::Regular(Data::Host { path: path.to_owned(), len }) }
+}
+
+/// `tree` written into a 16 MiB image in a fresh directory, with the host
+/// files `probed` already answers for: the directory, the image and the
+/// writer's statistics.
+fn write_small_image(tree: &FileTree, probed: Probed) -> (tempfile::TempDir, PathBuf, Ext2Stats) {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("root");
+    let file = File::create(&img).unwrap();
+    let stats = write_image(tree, &file, &opts(16 << 20), &Unheard, probed).unwrap();
+    (dir, img, stats)
+}
+
 fn makedev(major: u64, minor: u64) -> u64 {
     ((major & 0xfff) << 8) | ((major & !0xfff) << 32) | (minor & 0xff) | ((minor & !0xff) << 12)
 }
@@ -490,19 +506,11 @@ fn pseudo_files_are_stored_as_read() {
     let online = Path::new("/sys/devices/system/cpu/online");
     let ostype = Path::new("/proc/sys/kernel/ostype");
     let mut tree = FileTree::new(meta(0o755, 0, 0, T0));
-    for (name, host) in [("/online", online), ("/ostype", ostype)] {
-        let len = std::fs::metadata(host).unwrap().len();
-        let node = Node {
-            meta: meta(0o444, 0, 0, T0),
-            content: Content::Regular(Data::Host { path: host.to_owned(), len }),
-        };
-        tree.insert(Path::new(name), node).unwrap();
+    for (name, path) in [("/online", online), ("/ostype", ostype)] {
+        let len = std::fs::metadata(path).unwrap().len();
+        tree.insert(Path::new(name), host_node(0o444, path, len)).unwrap();
     }
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("root");
-    let file = File::create(&img).unwrap();
-    let stats = write_image(&tree, &file, &opts(16 << 20), &Unheard, Probed::default()).unwrap();
-    drop(file);
+    let (_dir, img, stats) = write_small_image(&tree, Probed::default());
     assert!(stats.unreadable.is_empty(), "{:?}", stats.unreadable);
     assert_fsck_clean(&img);
     let Some(debugfs) = tool("debugfs") else { return };
@@ -527,17 +535,9 @@ fn answers_probed_ahead_are_used_and_the_rest_probed_here() {
     std::fs::write(&b, b"late").unwrap();
     let mut tree = FileTree::new(meta(0o755, 0, 0, T0));
     for (name, path, len) in [("/a", &a, 5), ("/b", &b, 4)] {
-        let node = Node {
-            meta: meta(0o644, 0, 0, T0),
-            content: Content::Regular(Data::Host { path: path.clone(), len }),
-        };
-        tree.insert(Path::new(name), node).unwrap();
+        tree.insert(Path::new(name), host_node(0o644, path, len)).unwrap();
     }
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("root");
-    let file = File::create(&img).unwrap();
-    let stats = write_image(&tree, &file, &opts(16 << 20), &Unheard, probed).unwrap();
-    drop(file);
+    let (_dir, img, stats) = write_small_image(&tree, probed);
     let unreadable: Vec<_> = stats.unreadable.iter().map(|(p, e)| (p.clone(), e.kind())).collect();
     assert_eq!(unreadable, vec![(b.clone(), io::ErrorKind::NotFound)]);
     assert_fsck_clean(&img);
