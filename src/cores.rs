@@ -33,6 +33,18 @@ where
     std::thread::Builder::new().spawn_scoped(s, job).ok()
 }
 
+/// The result of a job [`try_spawn`] started: its thread's (`Err` if it
+/// panicked), or `job` run here where no thread was started.
+pub(crate) fn join_or_run<T>(
+    started: Option<ScopedJoinHandle<'_, T>>,
+    job: impl FnOnce() -> T,
+) -> std::thread::Result<T> {
+    match started {
+        Some(thread) => thread.join(),
+        None => Ok(job()),
+    }
+}
+
 /// `work` applied to contiguous shares of `items`, one per core, on scoped
 /// threads (here for a share no thread could be started for); each share
 /// with its result, in order, `None` where the thread panicked (the caller
@@ -49,14 +61,7 @@ where
         let work = &work;
         let started: Vec<_> =
             items.chunks(share).map(|part| (part, try_spawn(s, move || work(part)))).collect();
-        started
-            .into_iter()
-            .map(|(part, thread)| match thread {
-                Some(thread) => (part, thread.join().ok()),
-                // No thread for this share: it is worked here.
-                None => (part, Some(work(part))),
-            })
-            .collect()
+        started.into_iter().map(|(part, thread)| (part, join_or_run(thread, || work(part)).ok())).collect()
     })
 }
 
@@ -87,7 +92,7 @@ where
         let background = &background;
         let started = try_spawn(s, background);
         let b = foreground();
-        let a = started.and_then(|thread| thread.join().ok()).unwrap_or_else(background);
+        let a = join_or_run(started, background).unwrap_or_else(|_| background());
         (a, b)
     })
 }

@@ -148,8 +148,8 @@ pub(crate) fn write_appliance(
         })();
         let joined = |what: &str| anyhow::anyhow!("writing the {what}: the thread panicked");
         (
-            kernel.map_or_else(kernel_job, |t| t.join().unwrap_or_else(|_| Err(joined("kernel")))),
-            initrd.map_or_else(initrd_job, |t| t.join().unwrap_or_else(|_| Err(joined("initrd")))),
+            crate::cores::join_or_run(kernel, kernel_job).unwrap_or_else(|_| Err(joined("kernel"))),
+            crate::cores::join_or_run(initrd, initrd_job).unwrap_or_else(|_| Err(joined("initrd"))),
             rest,
         )
     });

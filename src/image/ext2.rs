@@ -551,11 +551,8 @@ pub(crate) fn write_image(
     let (metadata, data) = std::thread::scope(|s| {
         let data = crate::cores::try_spawn(s, write_data);
         let metadata = write_metadata();
-        let data = data.map_or_else(write_data, |thread| {
-            thread.join().unwrap_or_else(|_| {
-                Err(Ext2Error::Write { what: "file data".into(), source: copy::panicked() })
-            })
-        });
+        let data = crate::cores::join_or_run(data, write_data)
+            .unwrap_or_else(|_| Err(Ext2Error::Write { what: "file data".into(), source: copy::panicked() }));
         (metadata, data)
     });
     metadata?;
